@@ -1,0 +1,182 @@
+//! Why a connection ended, and the close code that says so.
+//!
+//! | code | sent when |
+//! | --- | --- |
+//! | 1000 | echoed when the client closes normally |
+//! | 1001 | the server shuts down; the client was idle past the idle timeout |
+//! | 1002 | the client broke RFC 6455 (unmasked frame, bad opcode, ...) |
+//! | 1007 | a text message or close reason is not valid UTF-8 |
+//! | 1008 | the client's outbox was full: it is not reading fast enough |
+//! | 1009 | a message or frame is larger than the configured limit |
+//! | 1011 | the server failed in a way that is not the client's fault |
+
+use std::fmt;
+use std::io;
+
+use tungstenite::error::{CapacityError, Error as WsError};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// The reasons the server itself closes a connection, each with its close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The server is shutting down: 1001.
+    Shutdown,
+    /// Nothing, not even a pong, arrived within the idle timeout: 1001.
+    IdleTimeout,
+    /// The client broke the protocol: 1002.
+    Protocol,
+    /// Invalid UTF-8 in a text message or close reason: 1007.
+    InvalidUtf8,
+    /// The client's outbox was full: 1008.
+    SlowConsumer,
+    /// A message or frame over the size limit: 1009.
+    TooBig,
+    /// A failure on the server's side: 1011.
+    Internal,
+}
+
+impl CloseReason {
+    /// The close code sent to the client.
+    pub fn code(self) -> CloseCode {
+        match self {
+            CloseReason::Shutdown | CloseReason::IdleTimeout => CloseCode::Away,
+            CloseReason::Protocol => CloseCode::Protocol,
+            CloseReason::InvalidUtf8 => CloseCode::Invalid,
+            CloseReason::SlowConsumer => CloseCode::Policy,
+            CloseReason::TooBig => CloseCode::Size,
+            CloseReason::Internal => CloseCode::Error,
+        }
+    }
+
+    /// The reason text sent to the client.
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::Shutdown => "server shutting down",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::Protocol => "protocol error",
+            CloseReason::InvalidUtf8 => "invalid utf-8",
+            CloseReason::SlowConsumer => "slow consumer: outbox full",
+            CloseReason::TooBig => "message too big",
+            CloseReason::Internal => "internal error",
+        }
+    }
+
+    /// The close frame: code and reason.
+    pub fn frame(self) -> CloseFrame {
+        CloseFrame {
+            code: self.code(),
+            reason: self.text().into(),
+        }
+    }
+
+    /// What the server sends after a read failed with `error`, or `None` when
+    /// the peer is gone and there is no one left to tell.
+    pub(crate) fn for_read_error(error: &WsError) -> Option<CloseReason> {
+        use tungstenite::error::ProtocolError::ResetWithoutClosingHandshake;
+        match error {
+            WsError::ConnectionClosed | WsError::AlreadyClosed => None,
+            WsError::Protocol(ResetWithoutClosingHandshake) => None,
+            WsError::Io(e) if is_timeout(e) => Some(CloseReason::IdleTimeout),
+            WsError::Io(_) => None,
+            WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(CloseReason::TooBig),
+            WsError::Capacity(_) => Some(CloseReason::TooBig),
+            WsError::Utf8(_) => Some(CloseReason::InvalidUtf8),
+            WsError::Protocol(_) | WsError::AttackAttempt => Some(CloseReason::Protocol),
+            _ => Some(CloseReason::Internal),
+        }
+    }
+}
+
+/// Returns true if and only if `error` is a socket timeout. A read timeout is
+/// `WouldBlock` on Unix and `TimedOut` on Windows.
+pub(crate) fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// How a WebSocket connection ended, as [`Handler::on_close`](crate::Handler::on_close) sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The client started the close handshake, with this frame (the server
+    /// echoed it).
+    ByClient(Option<CloseFrame>),
+    /// The server closed the connection with this frame: a timeout, a limit,
+    /// a protocol error, a slow consumer, a shutdown, or the application.
+    ByServer(CloseFrame),
+    /// The TCP connection ended without a close handshake.
+    Dropped,
+}
+
+impl Ending {
+    /// Returns true if and only if the ending points at a fault (a limit, a
+    /// protocol error, a slow consumer) rather than the ordinary life of a
+    /// connection. Faults are logged at `warn`, the rest at `debug`.
+    pub fn is_fault(&self) -> bool {
+        match self {
+            Ending::ByServer(close) => !matches!(close.code, CloseCode::Away | CloseCode::Normal),
+            Ending::ByClient(_) | Ending::Dropped => false,
+        }
+    }
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::ByClient(Some(close)) => {
+                write!(f, "closed by client: {} {}", close.code, close.reason)
+            }
+            Ending::ByClient(None) => write!(f, "closed by client"),
+            Ending::ByServer(close) => {
+                write!(f, "closed by server: {} {}", close.code, close.reason)
+            }
+            Ending::Dropped => write!(f, "dropped without a close handshake"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::error::ProtocolError;
+
+    #[test]
+    fn read_errors_map_to_rfc_codes() {
+        let too_long = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 2,
+            max_size: 1,
+        });
+        let code = |e: &WsError| CloseReason::for_read_error(e).map(|r| u16::from(r.code()));
+        assert_eq!(code(&too_long), Some(1009));
+        assert_eq!(code(&WsError::Utf8("bad".into())), Some(1007));
+        assert_eq!(
+            code(&WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
+            Some(1002)
+        );
+        assert_eq!(
+            code(&WsError::Io(io::ErrorKind::WouldBlock.into())),
+            Some(1001)
+        );
+        assert_eq!(
+            code(&WsError::Io(io::ErrorKind::ConnectionReset.into())),
+            None
+        );
+        assert_eq!(code(&WsError::ConnectionClosed), None);
+        assert_eq!(
+            code(&WsError::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn only_unusual_server_closes_are_faults() {
+        assert!(!Ending::ByServer(CloseReason::Shutdown.frame()).is_fault());
+        assert!(!Ending::ByServer(CloseReason::IdleTimeout.frame()).is_fault());
+        assert!(Ending::ByServer(CloseReason::TooBig.frame()).is_fault());
+        assert!(!Ending::Dropped.is_fault());
+    }
+}

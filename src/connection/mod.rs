@@ -1,0 +1,364 @@
+//! One client's lifecycle, from the first byte of its request to the last byte of its close.
+//!
+//! The connection thread reads the request head and answers it. A plain HTTP
+//! request ends there. An upgrade gets its 101, a writer thread, an entry in
+//! the hub, and then this thread becomes the connection's reader. When the
+//! reader ends, for whatever reason, it takes the connection out of the hub,
+//! lets the writer finish, and waits for it: when `serve` returns, the
+//! connection's threads, socket and hub entry are all gone.
+
+mod outbox;
+mod reader;
+mod writer;
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Sender, bounded};
+use log::{debug, info, warn};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocket};
+
+pub(crate) use self::outbox::{Outbox, Refused};
+#[cfg(test)]
+pub(crate) use self::outbox::{OutboxReceiver, outbox};
+use self::reader::{ReadEnd, Reader};
+pub(crate) use self::writer::Signal;
+use self::writer::Writer;
+use crate::close::Ending;
+use crate::config::Config;
+use crate::error::{Error, Refusal, Result};
+use crate::frame::Frame;
+use crate::handler::{Accept, Connection, Handler};
+use crate::http::request::{Head, HeadError, HeadLimits, read_head};
+use crate::http::routes::{Route, route};
+use crate::http::{Request, Response};
+use crate::hub::{ConnectionId, HubHandle};
+use crate::metrics::Metrics;
+use crate::stream::Socket;
+use crate::upgrade;
+
+/// What every connection thread shares: read-only, or counters.
+#[derive(Debug)]
+pub(crate) struct Shared<H> {
+    pub(crate) config: Config,
+    pub(crate) handler: H,
+    pub(crate) hub: HubHandle,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Starts a named thread with the configured stack size.
+pub(crate) fn spawn<T: Send + 'static>(
+    name: String,
+    stack_size: usize,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    thread::Builder::new()
+        .name(name.clone())
+        .stack_size(stack_size)
+        .spawn(body)
+        .map_err(|source| Error::Spawn { name, source })
+}
+
+/// The body of a connection thread.
+pub(crate) fn serve<H: Handler>(mut socket: Socket, id: ConnectionId, shared: &Shared<H>) {
+    let Ok(peer) = socket.peer_addr() else {
+        return;
+    };
+    let limits = HeadLimits {
+        max_size: shared.config.limits.max_head_size,
+        max_headers: shared.config.limits.max_headers,
+        deadline: std::time::Instant::now() + shared.config.timeouts.handshake,
+    };
+    let head = match read_head(&mut socket, peer, limits) {
+        Ok(head) => head,
+        Err(HeadError::Refused(refusal)) => {
+            debug!("connection {id} from {peer}: {refusal}");
+            shared.metrics.http_response(refusal.status);
+            answer(&mut socket, &Response::from(refusal), false, shared);
+            return;
+        }
+        Err(HeadError::Gone) => return,
+    };
+    let request = &head.request;
+    match route(request, &shared.handler, &shared.metrics) {
+        Route::Answer(response) => {
+            if request.wants_websocket() {
+                info!(
+                    "connection {id} from {peer}: upgrade to {} refused: {} {}",
+                    request.path(),
+                    response.status(),
+                    String::from_utf8_lossy(response.body_bytes()).trim_end()
+                );
+                shared.metrics.upgrade_refused(response.status());
+            } else {
+                debug!(
+                    "connection {id} from {peer}: {} {} -> {}",
+                    request.method(),
+                    request.path(),
+                    response.status()
+                );
+                shared.metrics.http_response(response.status());
+            }
+            answer(&mut socket, &response, request.method() == "HEAD", shared);
+        }
+        Route::Upgrade(accept) => converse(socket, id, head, accept, shared),
+    }
+}
+
+/// Sends a plain HTTP response and closes without losing it.
+fn answer<H>(socket: &mut Socket, response: &Response, head_only: bool, shared: &Shared<H>) {
+    let _ = socket.set_write_timeout(shared.config.timeouts.write);
+    if response.write_to(socket, head_only).is_ok() {
+        socket.linger(shared.config.timeouts.close);
+    }
+}
+
+/// The WebSocket phase: hub entry, 101, writer, reader loop, and the end.
+fn converse<H: Handler>(
+    mut socket: Socket,
+    id: ConnectionId,
+    head: Head,
+    accept: Accept<H::State>,
+    shared: &Shared<H>,
+) {
+    let config = &shared.config;
+    let Head { request, rest } = head;
+    let Accept { mut state, rooms } = accept;
+    let Some(Line {
+        registration,
+        writer,
+        connection,
+    }) = open(&mut socket, id, &request, rooms, shared)
+    else {
+        return;
+    };
+    debug!(
+        "connection {id} from {}: open on {}",
+        connection.peer, connection.path
+    );
+    shared.handler.on_open(&connection, &mut state);
+
+    let reader = Reader {
+        ws: WebSocket::from_partially_read(
+            socket.read_half(),
+            rest,
+            Role::Server,
+            Some(config.websocket),
+        ),
+        handler: &shared.handler,
+        connection: &connection,
+        state: &mut state,
+        metrics: &shared.metrics,
+    };
+    let read_end = reader.run();
+    drop(registration);
+    let written = writer.join().ok().and_then(|result| result.ok()).flatten();
+    let cause = match &read_end {
+        ReadEnd::ServerClosed { cause, .. } => {
+            // The client should answer our close and hang up; let it, briefly.
+            socket.linger(config.timeouts.close);
+            format!(" ({cause})")
+        }
+        _ => String::new(),
+    };
+
+    let ending = ending(read_end, written);
+    if ending == Ending::Dropped {
+        shared.metrics.dropped();
+    }
+    if ending.is_fault() {
+        warn!("connection {id} from {}: {ending}{cause}", connection.peer);
+    } else {
+        debug!("connection {id} from {}: {ending}{cause}", connection.peer);
+    }
+    shared.handler.on_close(&connection, &mut state, &ending);
+}
+
+/// Plugs the connection in: its hub entry and rooms first, so that a client
+/// holding its 101 is already in its rooms; then the 101; then the writer,
+/// which takes over every write from here on. `None` if any step fails; the
+/// client has been told why where that is still possible.
+fn open<'a, H: Handler>(
+    socket: &mut Socket,
+    id: ConnectionId,
+    request: &Request,
+    rooms: Vec<Arc<str>>,
+    shared: &'a Shared<H>,
+) -> Option<Line<'a>> {
+    let config = &shared.config;
+    socket.set_read_timeout(config.timeouts.idle).ok()?;
+    socket.set_write_timeout(config.timeouts.write).ok()?;
+    let (outbox, outbox_rx) = self::outbox::outbox(config.limits.outbox_bytes);
+    // Room for one close from the hub and the reader's "done".
+    let (signals, signals_rx) = bounded(2);
+    let Ok(registration) =
+        Registration::new(id, &shared.hub, signals, outbox.clone(), &shared.metrics)
+    else {
+        // The hub has stopped: the server is shutting down.
+        answer(
+            socket,
+            &Response::from(Refusal::new(503, "server shutting down")),
+            false,
+            shared,
+        );
+        return None;
+    };
+    for room in rooms {
+        let _ = shared.hub.join(id, room);
+    }
+    upgrade::switching_protocols(request)
+        .write_to(socket, false)
+        .ok()?;
+
+    let writer = Writer {
+        wire: socket.write_half(),
+        outbox: outbox_rx,
+        signals: signals_rx,
+        ping_interval: config.timeouts.ping_interval,
+        close_timeout: config.timeouts.close,
+        metrics: shared.metrics.clone(),
+    };
+    let writer = match spawn(
+        format!("conn-{}-write", id.0),
+        config.thread_stack_size,
+        move || writer.run(),
+    ) {
+        Ok(writer) => writer,
+        Err(e) => {
+            // No writer exists, so this thread may still write: tell the
+            // client to come back later rather than leave it waiting.
+            warn!("connection {id}: {e}; closing with 1013");
+            shared.metrics.thread_refused();
+            let close = Frame::close(Some(CloseFrame {
+                code: CloseCode::Again,
+                reason: "server busy".into(),
+            }));
+            let _ = socket.write_all(close.as_bytes());
+            socket.linger(config.timeouts.close);
+            return None;
+        }
+    };
+    let connection = Connection {
+        id,
+        peer: request.peer(),
+        path: request.path().to_owned(),
+        hub: shared.hub.clone(),
+        outbox,
+    };
+    Some(Line {
+        registration,
+        writer,
+        connection,
+    })
+}
+
+/// An open connection's parts, held by its reader thread.
+struct Line<'a> {
+    registration: Registration<'a>,
+    /// The writer thread; it returns the close frame it wrote, if any.
+    writer: JoinHandle<io::Result<Option<Frame>>>,
+    connection: Connection,
+}
+
+/// Says how the connection ended, from what the reader saw and the close
+/// frame the writer wrote. When the writer wrote a close frame that is not
+/// the reader's reply, the server spoke first (a shutdown, a slow consumer,
+/// the application), whatever the client answered.
+fn ending(read_end: ReadEnd, written: Option<Frame>) -> Ending {
+    let server_close = |written: Option<Frame>| written.and_then(|frame| frame.close_frame());
+    match read_end {
+        ReadEnd::ServerClosed { close, .. } => Ending::ByServer(close),
+        ReadEnd::ClientClosed { close, reply } => match written {
+            Some(frame) if !reply.is_some_and(|reply| reply.same_as(&frame)) => {
+                server_close(Some(frame)).map_or(Ending::ByClient(close), Ending::ByServer)
+            }
+            _ => Ending::ByClient(close),
+        },
+        ReadEnd::Dropped => server_close(written).map_or(Ending::Dropped, Ending::ByServer),
+    }
+}
+
+/// A connection's entry in the hub, for as long as its reader runs. Dropping
+/// it (when the reader returns, or unwinds from a panicking handler) takes the
+/// connection out of the hub and tells the writer the reader is done.
+struct Registration<'a> {
+    id: ConnectionId,
+    hub: &'a HubHandle,
+    signals: Sender<Signal>,
+    metrics: &'a Metrics,
+}
+
+impl<'a> Registration<'a> {
+    fn new(
+        id: ConnectionId,
+        hub: &'a HubHandle,
+        signals: Sender<Signal>,
+        outbox: Outbox,
+        metrics: &'a Metrics,
+    ) -> Result<Self> {
+        hub.register(id, outbox, signals.clone())?;
+        metrics.connection_opened();
+        Ok(Registration {
+            id,
+            hub,
+            signals,
+            metrics,
+        })
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id);
+        // If the line is full it holds a close from the hub, which ends the
+        // writer just as well.
+        let _ = self.signals.try_send(Signal::ReaderDone);
+        self.metrics.connection_closed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::close::CloseReason;
+
+    fn close(reason: CloseReason) -> Option<CloseFrame> {
+        Some(reason.frame())
+    }
+
+    #[test]
+    fn client_close_answered_by_our_reply_is_by_client() {
+        let reply = Frame::close(None);
+        let end = ReadEnd::ClientClosed {
+            close: None,
+            reply: Some(reply.clone()),
+        };
+        assert_eq!(ending(end, Some(reply)), Ending::ByClient(None));
+    }
+
+    #[test]
+    fn server_close_answered_by_client_is_by_server() {
+        let shutdown = Frame::close(close(CloseReason::Shutdown));
+        let reply = Frame::close(close(CloseReason::Shutdown));
+        let end = ReadEnd::ClientClosed {
+            close: close(CloseReason::Shutdown),
+            reply: Some(reply),
+        };
+        assert_eq!(
+            ending(end, Some(shutdown)),
+            Ending::ByServer(CloseReason::Shutdown.frame())
+        );
+    }
+
+    #[test]
+    fn hang_up_after_a_slow_consumer_close_is_by_server() {
+        let kick = Frame::close(close(CloseReason::SlowConsumer));
+        assert_eq!(
+            ending(ReadEnd::Dropped, Some(kick)),
+            Ending::ByServer(CloseReason::SlowConsumer.frame())
+        );
+        assert_eq!(ending(ReadEnd::Dropped, None), Ending::Dropped);
+    }
+}

@@ -1,0 +1,106 @@
+//! The reader: the loop that reads one client's frames and hands its messages to the handler.
+//!
+//! tungstenite does the protocol work inside `read()`: unmasking, reassembling
+//! fragments, checking UTF-8 and sizes, tracking the close handshake. The
+//! answers it would write itself (pongs, close replies) are swallowed by
+//! [`ReadHalf`] and sent here through the outbox instead, so that the writer
+//! stays the only thread that writes.
+
+use tungstenite::Message;
+use tungstenite::protocol::{CloseFrame, WebSocket};
+
+use super::outbox::Refused;
+use crate::close::CloseReason;
+use crate::frame::Frame;
+use crate::handler::{Connection, Handler};
+use crate::metrics::Metrics;
+use crate::stream::ReadHalf;
+
+/// How the reading side of a connection ended.
+#[derive(Debug)]
+pub(crate) enum ReadEnd {
+    /// The client sent a close frame; `reply` is the frame queued in answer,
+    /// if there was room for it.
+    ClientClosed {
+        close: Option<CloseFrame>,
+        reply: Option<Frame>,
+    },
+    /// The reader closed the connection with `close` because of `cause` (a
+    /// limit, a protocol error, an idle timeout).
+    ServerClosed {
+        close: CloseFrame,
+        cause: tungstenite::Error,
+    },
+    /// The client is gone, or the socket was hung up on.
+    Dropped,
+}
+
+/// One connection's reading side; [`Reader::run`] is the loop.
+pub(crate) struct Reader<'a, H: Handler> {
+    pub(crate) ws: WebSocket<ReadHalf>,
+    pub(crate) handler: &'a H,
+    pub(crate) connection: &'a Connection,
+    pub(crate) state: &'a mut H::State,
+    pub(crate) metrics: &'a Metrics,
+}
+
+impl<H: Handler> Reader<'_, H> {
+    pub(crate) fn run(mut self) -> ReadEnd {
+        let mut client_close = None;
+        loop {
+            let error = match self.ws.read() {
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                    self.metrics.message_in(message.len());
+                    self.handler
+                        .on_message(self.connection, self.state, message);
+                    continue;
+                }
+                Ok(Message::Ping(payload)) => {
+                    // Pongs count against the outbox budget, so a ping flood
+                    // cannot grow memory; a client too slow to take its pongs
+                    // is closed as a slow consumer like any other.
+                    if self.connection.outbox.push(Frame::pong(payload)) == Err(Refused::Full) {
+                        self.connection.hub.evict(self.connection.id);
+                    }
+                    continue;
+                }
+                Ok(Message::Close(close)) => {
+                    // tungstenite has already replaced a code that may not be
+                    // sent on the wire with 1002, as RFC 6455 asks.
+                    self.metrics.close_received();
+                    let reply = self.queue_close(close.clone());
+                    client_close = Some(ReadEnd::ClientClosed { close, reply });
+                    continue;
+                }
+                Ok(Message::Pong(_) | Message::Frame(_)) => continue,
+                Err(error) => error,
+            };
+            // After the client's close, tungstenite reports the end of the
+            // handshake as an error; it is the normal way out.
+            if let Some(end) = client_close {
+                return end;
+            }
+            return match CloseReason::for_read_error(&error) {
+                Some(reason) => {
+                    self.queue_close(Some(reason.frame()));
+                    ReadEnd::ServerClosed {
+                        close: reason.frame(),
+                        cause: error,
+                    }
+                }
+                None => ReadEnd::Dropped,
+            };
+        }
+    }
+
+    /// Queues a close frame behind what the outbox holds; returns it unless
+    /// the writer has already ended.
+    fn queue_close(&self, close: Option<CloseFrame>) -> Option<Frame> {
+        let frame = Frame::close(close);
+        self.connection
+            .outbox
+            .push_close(frame.clone())
+            .ok()
+            .map(|()| frame)
+    }
+}

@@ -1,0 +1,307 @@
+//! The writer: the only thread that writes to a client's socket.
+//!
+//! Every byte a client receives passes through here, in one order: messages
+//! from the hub, pongs and close replies from the reader, pings on a ticker.
+//! The writer drains whatever is queued in the outbox and hands it to the
+//! kernel with one vectored write per batch, so a busy client costs one system
+//! call per batch rather than one per message, and no bytes are copied into a
+//! per-connection buffer.
+
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, select};
+
+use super::outbox::OutboxReceiver;
+
+use crate::frame::Frame;
+use crate::metrics::Metrics;
+use crate::stream::Hangup;
+
+/// The most frames handed to the kernel in one write. Small enough to bound
+/// the iovec array, large enough that a backlog is written in few calls.
+const MAX_BATCH: usize = 64;
+
+/// What a writer is told outside its outbox.
+#[derive(Debug)]
+pub(crate) enum Signal {
+    /// Send this close frame now, ahead of whatever the outbox holds, and hang
+    /// up. The hub uses it when the outbox is full (slow consumer) or when the
+    /// application closes the connection.
+    Close(Frame),
+    /// The reader has finished: write what is already queued, then stop.
+    ReaderDone,
+}
+
+/// A connection's writer; [`Writer::run`] is the body of its thread.
+#[derive(Debug)]
+pub(crate) struct Writer<W> {
+    pub(crate) wire: W,
+    pub(crate) outbox: OutboxReceiver,
+    pub(crate) signals: Receiver<Signal>,
+    pub(crate) ping_interval: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl<W: Write + Hangup> Writer<W> {
+    /// Writes until the connection is over, and returns the close frame it
+    /// wrote, if it wrote one. On a write error it hangs up, so that the
+    /// reader, blocked on the same socket, wakes and ends too.
+    pub(crate) fn run(mut self) -> io::Result<Option<Frame>> {
+        let result = self.serve();
+        if result.is_err() {
+            self.wire.hang_up();
+        }
+        result
+    }
+
+    fn serve(&mut self) -> io::Result<Option<Frame>> {
+        let mut next_ping = Instant::now() + self.ping_interval;
+        loop {
+            // `select!` picks at random among ready channels; a signal must
+            // win over a busy outbox, so it is looked at first.
+            if let Ok(signal) = self.signals.try_recv() {
+                return self.obey(signal);
+            }
+            let until_ping = next_ping.saturating_duration_since(Instant::now());
+            select! {
+                recv(self.signals) -> signal => return match signal {
+                    Ok(signal) => self.obey(signal),
+                    Err(_) => self.drain(),
+                },
+                recv(self.outbox.frames) -> frame => {
+                    let Ok(frame) = frame else {
+                        return Ok(None);
+                    };
+                    if let Some(close) = self.write_batch(frame)? {
+                        self.await_reader();
+                        return Ok(Some(close));
+                    }
+                },
+                default(until_ping) => {
+                    self.write(&[Frame::ping()])?;
+                    next_ping = Instant::now() + self.ping_interval;
+                },
+            }
+        }
+    }
+
+    fn obey(&mut self, signal: Signal) -> io::Result<Option<Frame>> {
+        match signal {
+            Signal::Close(close) => {
+                self.write(std::slice::from_ref(&close))?;
+                self.wire.hang_up();
+                Ok(Some(close))
+            }
+            Signal::ReaderDone => self.drain(),
+        }
+    }
+
+    /// Writes `first` and whatever else is queued behind it, up to a batch,
+    /// stopping after a close frame; returns that close frame.
+    fn write_batch(&mut self, first: Frame) -> io::Result<Option<Frame>> {
+        let mut batch = Vec::with_capacity((self.outbox.len() + 1).min(MAX_BATCH));
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            let is_close = frame.is_close();
+            batch.push(frame);
+            if !is_close && batch.len() < MAX_BATCH {
+                next = self.outbox.frames.try_recv().ok();
+            }
+        }
+        self.outbox.release(&batch);
+        self.write(&batch)?;
+        Ok(batch.pop().filter(Frame::is_close))
+    }
+
+    /// The reader is done: writes what is still queued (a close reply, the
+    /// last messages), then stops.
+    fn drain(&mut self) -> io::Result<Option<Frame>> {
+        while let Ok(frame) = self.outbox.frames.try_recv() {
+            if let Some(close) = self.write_batch(frame)? {
+                return Ok(Some(close));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After a close frame, the reader is waiting for the client's reply (or
+    /// has just read the client's close). Give it `close_timeout`, then hang
+    /// up so that it stops waiting.
+    fn await_reader(&mut self) {
+        let deadline = Instant::now() + self.close_timeout;
+        loop {
+            match self.signals.recv_deadline(deadline) {
+                Ok(Signal::ReaderDone) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Signal::Close(_)) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    self.wire.hang_up();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes frames with as few system calls as the kernel allows.
+    fn write(&mut self, frames: &[Frame]) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> =
+            frames.iter().map(|f| IoSlice::new(f.as_bytes())).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match self.wire.write_vectored(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wire.flush()?;
+        let messages = frames.iter().filter(|f| f.is_message()).count();
+        let bytes = frames.iter().map(Frame::len).sum();
+        self.metrics.written(messages, bytes);
+        for close in frames.iter().filter_map(Frame::close_frame) {
+            self.metrics.close_sent(close.code);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::outbox::{Outbox, outbox};
+    use crossbeam_channel::{Sender, bounded};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::thread;
+
+    /// Records what is written, and how many calls it took.
+    #[derive(Clone, Default)]
+    struct Wire {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        calls: Arc<AtomicUsize>,
+        hung_up: Arc<AtomicBool>,
+    }
+
+    impl Write for Wire {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut bytes = self.bytes.lock().unwrap();
+            let before = bytes.len();
+            for buf in bufs {
+                bytes.extend_from_slice(buf);
+            }
+            Ok(bytes.len() - before)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Hangup for Wire {
+        fn hang_up(&self) {
+            self.hung_up.store(true, Ordering::SeqCst);
+        }
+    }
+
+    struct Setup {
+        wire: Wire,
+        outbox: Outbox,
+        signals: Sender<Signal>,
+        writer: Writer<Wire>,
+    }
+
+    fn setup(ping_interval: Duration) -> Setup {
+        let wire = Wire::default();
+        let (outbox, outbox_rx) = outbox(1 << 20);
+        let (signals, signals_rx) = bounded(2);
+        let writer = Writer {
+            wire: wire.clone(),
+            outbox: outbox_rx,
+            signals: signals_rx,
+            ping_interval,
+            close_timeout: Duration::from_millis(50),
+            metrics: Arc::new(Metrics::default()),
+        };
+        Setup {
+            wire,
+            outbox,
+            signals,
+            writer,
+        }
+    }
+
+    #[test]
+    fn queued_frames_go_out_in_one_write() {
+        let s = setup(Duration::from_secs(60));
+        for i in 0..10 {
+            s.outbox.push(Frame::text(i.to_string())).unwrap();
+        }
+        s.signals.send(Signal::ReaderDone).unwrap();
+        assert_eq!(s.writer.run().unwrap(), None);
+        let expected: Vec<u8> = (0..10)
+            .flat_map(|i| Frame::text(i.to_string()).as_bytes().to_vec())
+            .collect();
+        assert_eq!(*s.wire.bytes.lock().unwrap(), expected);
+        assert_eq!(s.wire.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn idle_writer_pings() {
+        let s = setup(Duration::from_millis(10));
+        let signals = s.signals.clone();
+        let wire = s.wire.clone();
+        let handle = thread::spawn(move || s.writer.run());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while wire.bytes.lock().unwrap().len() < 4 && Instant::now() < deadline {
+            thread::yield_now();
+        }
+        signals.send(Signal::ReaderDone).unwrap();
+        handle.join().unwrap().unwrap();
+        assert_eq!(&wire.bytes.lock().unwrap()[..4], b"\x89\x00\x89\x00");
+    }
+
+    #[test]
+    fn close_signal_jumps_the_queue_and_hangs_up() {
+        let s = setup(Duration::from_secs(60));
+        s.outbox.push(Frame::text("queued")).unwrap();
+        let close = Frame::close(None);
+        s.signals.send(Signal::Close(close.clone())).unwrap();
+        let written = s.writer.run().unwrap().unwrap();
+        assert!(written.same_as(&close));
+        assert_eq!(*s.wire.bytes.lock().unwrap(), close.as_bytes());
+        assert!(s.wire.hung_up.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn nothing_after_a_close_frame_is_written() {
+        let s = setup(Duration::from_secs(60));
+        let close = Frame::close(None);
+        s.outbox.push(Frame::text("before")).unwrap();
+        s.outbox.push_close(close.clone()).unwrap();
+        s.outbox.push(Frame::text("after")).unwrap();
+        s.signals.send(Signal::ReaderDone).unwrap();
+        let written = s.writer.run().unwrap().unwrap();
+        assert!(written.same_as(&close));
+        let mut expected = Frame::text("before").as_bytes().to_vec();
+        expected.extend_from_slice(close.as_bytes());
+        assert_eq!(*s.wire.bytes.lock().unwrap(), expected);
+        assert!(!s.wire.hung_up.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn reader_that_never_finishes_is_hung_up_on_after_close_timeout() {
+        let s = setup(Duration::from_secs(60));
+        s.outbox.push_close(Frame::close(None)).unwrap();
+        let _signals = s.signals;
+        assert!(s.writer.run().unwrap().is_some());
+        assert!(s.wire.hung_up.load(Ordering::SeqCst));
+    }
+}

@@ -1,0 +1,209 @@
+//! A frame encoded once and shared by reference among all its recipients.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::Frame as WireFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// One WebSocket frame, already encoded for the wire.
+///
+/// Server frames are never masked, so the bytes are the same for every
+/// recipient: a message for a room of a thousand is encoded once, and each
+/// member's outbox holds a reference to the same bytes. Cloning a `Frame` is
+/// a reference-count increment.
+///
+/// ```
+/// use switchboard::Frame;
+///
+/// let frame = Frame::text("hello");
+/// assert_eq!(frame.as_bytes(), b"\x81\x05hello");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame {
+    bytes: Arc<[u8]>,
+}
+
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_BINARY: u8 = 0x2;
+const OPCODE_CLOSE: u8 = 0x8;
+
+impl Frame {
+    /// A text message.
+    pub fn text(text: impl Into<tungstenite::Utf8Bytes>) -> Self {
+        Frame::from(Message::Text(text.into()))
+    }
+
+    /// A binary message.
+    pub fn binary(data: impl Into<tungstenite::Bytes>) -> Self {
+        Frame::from(Message::Binary(data.into()))
+    }
+
+    /// A close frame carrying `close` (or no payload when `None`).
+    pub fn close(close: Option<CloseFrame>) -> Self {
+        Frame::from(Message::Close(close))
+    }
+
+    pub(crate) fn ping() -> Self {
+        Frame::encode(WireFrame::ping(tungstenite::Bytes::new()))
+    }
+
+    pub(crate) fn pong(payload: tungstenite::Bytes) -> Self {
+        Frame::encode(WireFrame::pong(payload))
+    }
+
+    fn encode(frame: WireFrame) -> Self {
+        let mut bytes = Vec::with_capacity(frame.len());
+        frame
+            .format(&mut bytes)
+            .expect("Bug: formatting a frame into a Vec cannot fail");
+        Frame {
+            bytes: bytes.into(),
+        }
+    }
+
+    /// The encoded frame: header and payload, exactly as it goes on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The number of bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Returns true if and only if the frame has no bytes, which never happens
+    /// for a frame built by this type.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn opcode(&self) -> u8 {
+        self.bytes[0] & 0x0f
+    }
+
+    /// Returns true if and only if this is a text or binary message.
+    pub fn is_message(&self) -> bool {
+        matches!(self.opcode(), OPCODE_TEXT | OPCODE_BINARY)
+    }
+
+    /// Returns true if and only if this is a close frame.
+    pub fn is_close(&self) -> bool {
+        self.opcode() == OPCODE_CLOSE
+    }
+
+    /// The payload: the frame without its header. Server frames are unmasked,
+    /// so the header is 2, 4 or 10 bytes long depending on the length field.
+    pub fn payload(&self) -> &[u8] {
+        let header_len = match self.bytes[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        &self.bytes[header_len..]
+    }
+
+    /// The code and reason of a close frame; `None` for any other frame, or a
+    /// close frame without a payload.
+    pub fn close_frame(&self) -> Option<CloseFrame> {
+        let payload = self.payload();
+        if !self.is_close() || payload.len() < 2 {
+            return None;
+        }
+        let code = CloseCode::from(u16::from_be_bytes([payload[0], payload[1]]));
+        let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
+        Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })
+    }
+
+    /// Returns true if and only if both are the very same frame (not merely
+    /// equal bytes): a connection uses it to tell its own close reply from a
+    /// close the server started.
+    pub(crate) fn same_as(&self, other: &Frame) -> bool {
+        Arc::ptr_eq(&self.bytes, &other.bytes)
+    }
+}
+
+impl From<Message> for Frame {
+    fn from(message: Message) -> Self {
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        let frame = match message {
+            Message::Text(text) => WireFrame::message(text, OpCode::Data(Data::Text), true),
+            Message::Binary(data) => WireFrame::message(data, OpCode::Data(Data::Binary), true),
+            Message::Ping(data) => WireFrame::ping(data),
+            Message::Pong(data) => WireFrame::pong(data),
+            Message::Close(close) => WireFrame::close(close),
+            Message::Frame(frame) => frame,
+        };
+        Frame::encode(frame)
+    }
+}
+
+impl From<&str> for Frame {
+    fn from(text: &str) -> Self {
+        Frame::text(text)
+    }
+}
+
+impl From<String> for Frame {
+    fn from(text: String) -> Self {
+        Frame::text(text)
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("opcode", &self.opcode())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_frame_is_unmasked_and_final() {
+        assert_eq!(Frame::text("hi").as_bytes(), b"\x81\x02hi");
+    }
+
+    #[test]
+    fn payload_skips_extended_length_header() {
+        let small = Frame::binary(vec![7u8; 125]);
+        assert_eq!(small.payload().len(), 125);
+        let medium = Frame::binary(vec![7u8; 126]);
+        assert_eq!(medium.len(), 4 + 126);
+        assert_eq!(medium.payload().len(), 126);
+        let large = Frame::binary(vec![7u8; 70_000]);
+        assert_eq!(large.len(), 10 + 70_000);
+        assert_eq!(large.payload().len(), 70_000);
+    }
+
+    #[test]
+    fn close_frame_round_trips() {
+        let frame = Frame::close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "bye".into(),
+        }));
+        assert!(frame.is_close());
+        assert!(!frame.is_message());
+        let close = frame.close_frame().unwrap();
+        assert_eq!(close.code, CloseCode::Away);
+        assert_eq!(close.reason.as_str(), "bye");
+        assert_eq!(Frame::close(None).close_frame(), None);
+    }
+
+    #[test]
+    fn clones_share_bytes() {
+        let frame = Frame::text("x");
+        let copy = frame.clone();
+        assert!(frame.same_as(&copy));
+        assert!(!frame.same_as(&Frame::text("x")));
+    }
+}

@@ -1,0 +1,185 @@
+//! The application's side of a server: the [`Handler`] trait, what it decides
+//! on an upgrade ([`Accept`]), and what it is given for each connection
+//! ([`Connection`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tungstenite::Message;
+
+use crate::close::Ending;
+use crate::connection::{Outbox, Refused};
+use crate::error::{Error, Refusal, Result};
+use crate::frame::Frame;
+use crate::http::{Request, Response};
+use crate::hub::{ConnectionId, HubHandle};
+
+/// What a server does with its clients.
+///
+/// The server calls these methods from the connection's own reader thread, so
+/// a handler may block in them (the client waits; nobody else does), and its
+/// per-connection [`State`](Handler::State) needs no lock. The handler itself
+/// is shared by every connection, so it is `Sync`: keep shared state in it
+/// behind atomics or channels, or in the hub.
+///
+/// ```
+/// use switchboard::{Accept, Connection, Handler, Message, Refusal, Request};
+///
+/// /// Echoes every message on `/echo`, refuses everything else.
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type State = ();
+///
+///     fn on_upgrade(&self, request: &Request) -> Result<Accept<()>, Refusal> {
+///         match request.path() {
+///             "/echo" => Ok(Accept::new(())),
+///             _ => Err(Refusal::not_found()),
+///         }
+///     }
+///
+///     fn on_message(&self, connection: &Connection, _: &mut (), message: Message) {
+///         let _ = connection.send(message);
+///     }
+/// }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// What the handler keeps for each connection, from its upgrade to its
+    /// close. It lives on the connection's reader thread and is only ever
+    /// touched there.
+    type State: Send + 'static;
+
+    /// Decides on a WebSocket upgrade request: accept it (with the
+    /// connection's initial state and rooms) or refuse it with an HTTP status.
+    ///
+    /// It is also asked about a *plain* GET that no other route answers, to
+    /// tell a WebSocket endpoint (the client gets 426 Upgrade Required) from
+    /// no endpoint (the refusal, usually 404). So decide here, without side
+    /// effects, and act in [`on_open`](Handler::on_open).
+    fn on_upgrade(&self, request: &Request) -> Result<Accept<Self::State>, Refusal>;
+
+    /// Answers a plain HTTP GET or HEAD, or returns `None` to let the server
+    /// answer (426 on a WebSocket endpoint, 404 elsewhere). `/healthz`,
+    /// `/metrics` and `/stats` are answered before this is asked.
+    fn on_request(&self, request: &Request) -> Option<Response> {
+        let _ = request;
+        None
+    }
+
+    /// The connection is open: the client has its 101 and the connection has
+    /// joined the rooms its [`Accept`] named.
+    fn on_open(&self, connection: &Connection, state: &mut Self::State) {
+        let _ = (connection, state);
+    }
+
+    /// A text or binary message has arrived. Pings, pongs and closes are
+    /// handled by the server.
+    fn on_message(&self, connection: &Connection, state: &mut Self::State, message: Message);
+
+    /// The connection has ended, for the reason given. It has already left
+    /// the hub, so nothing more can be sent to it.
+    fn on_close(&self, connection: &Connection, state: &mut Self::State, ending: &Ending) {
+        let _ = (connection, state, ending);
+    }
+}
+
+/// A handler's yes to an upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accept<S> {
+    /// The connection's [`Handler::State`].
+    pub state: S,
+    /// The rooms the connection joins as it opens, before its first message
+    /// can arrive.
+    pub rooms: Vec<Arc<str>>,
+}
+
+impl<S> Accept<S> {
+    /// Accepts with this state and no rooms.
+    pub fn new(state: S) -> Self {
+        Accept {
+            state,
+            rooms: Vec::new(),
+        }
+    }
+
+    /// Also joins `room` as the connection opens.
+    pub fn join(mut self, room: impl Into<Arc<str>>) -> Self {
+        self.rooms.push(room.into());
+        self
+    }
+}
+
+/// One open WebSocket connection, as its handler sees it.
+#[derive(Debug)]
+pub struct Connection {
+    pub(crate) id: ConnectionId,
+    pub(crate) peer: SocketAddr,
+    pub(crate) path: String,
+    pub(crate) hub: HubHandle,
+    pub(crate) outbox: Outbox,
+}
+
+impl Connection {
+    /// The connection's number, which the hub knows it by.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The path of the upgrade request, such as `/ws/lobby`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The hub: to send to other connections, rooms, or everyone.
+    pub fn hub(&self) -> &HubHandle {
+        &self.hub
+    }
+
+    /// Sends a message to this client, after whatever is already queued for
+    /// it. It never waits.
+    ///
+    /// The outbox has a byte budget ([`Limits::outbox_bytes`]); a client
+    /// whose outbox is full is not reading what it is sent, and is closed
+    /// with 1008 as a slow consumer, as the hub does for room messages. So a
+    /// client that floods an echo endpoint without reading the answers is
+    /// closed rather than allowed to grow the server's memory.
+    ///
+    /// [`Limits::outbox_bytes`]: crate::Limits::outbox_bytes
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] if the connection is closed or is being closed.
+    pub fn send(&self, message: impl Into<Frame>) -> Result<()> {
+        match self.outbox.push(message.into()) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => {
+                self.hub.evict(self.id);
+                Err(Error::Closed)
+            }
+            Err(Refused::Closed) => Err(Error::Closed),
+        }
+    }
+
+    /// Joins a room, as [`HubHandle::join`] does for this connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down.
+    pub fn join(&self, room: impl Into<Arc<str>>) -> Result<()> {
+        self.hub.join(self.id, room)
+    }
+
+    /// Leaves a room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down.
+    pub fn leave(&self, room: impl Into<Arc<str>>) -> Result<()> {
+        self.hub.leave(self.id, room)
+    }
+}

@@ -1,0 +1,319 @@
+//! Reading an HTTP request head within a deadline and a size cap, parsed by httparse.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::close::is_timeout;
+use crate::error::Refusal;
+use crate::stream::Socket;
+
+/// An HTTP request head, as a [`Handler`](crate::Handler) sees it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    path: String,
+    query: Option<String>,
+    http_minor: u8,
+    headers: Vec<(String, String)>,
+    peer: SocketAddr,
+}
+
+impl Request {
+    /// The method, such as `GET`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The path without the query string, such as `/ws/lobby`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The query string without the `?`, if there is one.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// The value of the first header with this name (compared without regard
+    /// to case). Bytes that are not UTF-8 are replaced with U+FFFD.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header, in the order the client sent them.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The address of the client.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Returns true if and only if the request is HTTP/1.1 (or a later 1.x).
+    pub fn is_http11(&self) -> bool {
+        self.http_minor >= 1
+    }
+
+    /// Returns true if and only if some header `name` lists `token` among its
+    /// comma-separated values, compared without regard to case, as
+    /// `Connection: keep-alive, Upgrade` lists `upgrade`.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// Returns true if and only if the client asks to switch to WebSocket
+    /// (`Upgrade: websocket`). Whether the request is a *valid* upgrade is
+    /// checked separately, so a broken one gets a 400 that says why.
+    pub fn wants_websocket(&self) -> bool {
+        self.has_token("upgrade", "websocket")
+    }
+}
+
+/// A request head and whatever the client sent after it in the same reads
+/// (the first WebSocket frames, if the client did not wait for the 101).
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) request: Request,
+    pub(crate) rest: Vec<u8>,
+}
+
+/// Why no request head could be read.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// The client sent something the server answers with this refusal
+    /// (400 malformed, 408 too slow, 431 too large).
+    Refused(Refusal),
+    /// The client went away, or sent nothing at all: there is no one to answer.
+    Gone,
+}
+
+/// A source of request bytes whose reads can be given a deadline.
+pub(crate) trait HeadSource: Read {
+    /// Makes the next reads give up after `timeout`.
+    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+}
+
+impl HeadSource for Socket {
+    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        Socket::set_read_timeout(self, timeout)
+    }
+}
+
+/// The caps on a request head.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLimits {
+    pub(crate) max_size: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) deadline: Instant,
+}
+
+/// Reads and parses one request head. The whole head must arrive before
+/// `limits.deadline`, however the client spreads its bytes over time, so a
+/// client trickling one byte a second is cut off on time.
+pub(crate) fn read_head(
+    source: &mut impl HeadSource,
+    peer: SocketAddr,
+    limits: HeadLimits,
+) -> Result<Head, HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = limits.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(too_slow(&buf));
+        }
+        source.set_read_timeout(left).map_err(|_| HeadError::Gone)?;
+        let room = (limits.max_size + 1 - buf.len()).min(chunk.len());
+        let n = match source.read(&mut chunk[..room]) {
+            Ok(0) => return Err(HeadError::Gone),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) => return Err(too_slow(&buf)),
+            Err(_) => return Err(HeadError::Gone),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((request, len)) = parse(&buf, peer, limits.max_headers)? {
+            let rest = buf.split_off(len);
+            return Ok(Head { request, rest });
+        }
+        if buf.len() > limits.max_size {
+            return Err(HeadError::Refused(Refusal::new(
+                431,
+                "request head too large",
+            )));
+        }
+    }
+}
+
+/// A client that sent nothing before the deadline is not answered (it may be
+/// a port scan or a preconnect); one that started a request gets 408.
+fn too_slow(buf: &[u8]) -> HeadError {
+    if buf.is_empty() {
+        HeadError::Gone
+    } else {
+        HeadError::Refused(Refusal::new(408, "request head not received in time"))
+    }
+}
+
+/// Parses `buf` as far as it goes: `Ok(None)` while the head is incomplete.
+fn parse(
+    buf: &[u8],
+    peer: SocketAddr,
+    max_headers: usize,
+) -> Result<Option<(Request, usize)>, HeadError> {
+    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::Refused(Refusal::new(
+                431,
+                "too many header fields",
+            )));
+        }
+        Err(e) => {
+            return Err(HeadError::Refused(Refusal::bad_request(format!(
+                "malformed request head: {e}"
+            ))));
+        }
+    };
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_owned())),
+        None => (target, None),
+    };
+    if !path.starts_with('/') {
+        return Err(HeadError::Refused(Refusal::bad_request(
+            "request target must be an absolute path",
+        )));
+    }
+    let request = Request {
+        method: parsed.method.unwrap_or_default().to_owned(),
+        path: path.to_owned(),
+        query,
+        http_minor: parsed.version.unwrap_or(0),
+        headers: parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        peer,
+    };
+    Ok(Some((request, len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Hands out its chunks one read at a time, then times out.
+    struct Trickle(VecDeque<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.pop_front() {
+                Some(chunk) => {
+                    let n = chunk.len().min(buf.len());
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
+                        self.0.push_front(chunk[n..].to_vec());
+                    }
+                    Ok(n)
+                }
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    impl HeadSource for Trickle {
+        fn set_read_timeout(&mut self, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn read(chunks: &[&[u8]]) -> Result<Head, HeadError> {
+        let mut source = Trickle(chunks.iter().map(|c| c.to_vec()).collect());
+        let limits = HeadLimits {
+            max_size: 512,
+            max_headers: 8,
+            deadline: Instant::now() + Duration::from_secs(5),
+        };
+        read_head(&mut source, "127.0.0.1:1".parse().unwrap(), limits)
+    }
+
+    fn status(result: Result<Head, HeadError>) -> u16 {
+        match result {
+            Err(HeadError::Refused(refusal)) => refusal.status,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn head_split_across_reads_is_assembled() {
+        let head = read(&[
+            b"GET /ws/lob",
+            b"by?x=1 HTTP/1.1\r\nHost: a\r\n",
+            b"Upgrade: WebSocket\r\n\r\n",
+        ])
+        .unwrap();
+        assert_eq!(head.request.path(), "/ws/lobby");
+        assert_eq!(head.request.query(), Some("x=1"));
+        assert_eq!(head.request.header("host"), Some("a"));
+        assert!(head.request.wants_websocket());
+        assert!(head.request.is_http11());
+        assert!(head.rest.is_empty());
+    }
+
+    #[test]
+    fn bytes_after_the_head_are_kept() {
+        let head = read(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\x81\x80"]).unwrap();
+        assert_eq!(head.rest, b"\x81\x80");
+    }
+
+    #[test]
+    fn connection_tokens_are_matched_in_lists() {
+        let head = read(&[b"GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n"]).unwrap();
+        assert!(head.request.has_token("connection", "upgrade"));
+        assert!(!head.request.has_token("connection", "close"));
+    }
+
+    #[test]
+    fn garbage_is_400() {
+        assert_eq!(status(read(&[b"\x16\x03\x01\x02\x00 hello\r\n\r\n"])), 400);
+    }
+
+    #[test]
+    fn oversized_head_is_431() {
+        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(600));
+        assert_eq!(status(read(&[long.as_bytes()])), 431);
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let many: String = (0..9).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let head = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(status(read(&[head.as_bytes()])), 431);
+    }
+
+    #[test]
+    fn stalled_head_is_408_but_silence_is_not_answered() {
+        assert_eq!(status(read(&[b"GET / HT"])), 408);
+        assert!(matches!(read(&[]), Err(HeadError::Gone)));
+    }
+}

@@ -1,0 +1,188 @@
+//! An HTTP response: status, headers and body, written in one go.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+
+use crate::error::Refusal;
+
+/// An HTTP response to a plain (non-WebSocket) request.
+///
+/// Every response but `101 Switching Protocols` carries `Content-Length` and
+/// `Connection: close`: the server answers one request per connection, which
+/// keeps a thread from being held by an idle keep-alive client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(Cow<'static, str>, String)>,
+    body: Cow<'static, [u8]>,
+}
+
+impl Response {
+    /// A response with this status, no extra headers and an empty body.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Cow::Borrowed(b""),
+        }
+    }
+
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body.into().into_bytes())
+    }
+
+    /// A `200 text/html` response from a page embedded in the binary.
+    pub fn html(page: &'static str) -> Self {
+        Response::new(200)
+            .header("Content-Type", "text/html; charset=utf-8")
+            .body(page.as_bytes())
+    }
+
+    /// A `200 application/json` response.
+    pub fn json(body: String) -> Self {
+        Response::new(200)
+            .header("Content-Type", "application/json")
+            .body(body.into_bytes())
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn body(mut self, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Writes the response; with `head_only` (a `HEAD` request) the headers
+    /// are sent as for `GET`, without the body.
+    pub(crate) fn write_to(&self, out: &mut impl Write, head_only: bool) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(256 + self.body.len());
+        write!(
+            bytes,
+            "HTTP/1.1 {} {}\r\n",
+            self.status,
+            reason_phrase(self.status)
+        )?;
+        for (name, value) in &self.headers {
+            write!(bytes, "{name}: {value}\r\n")?;
+        }
+        if self.status != 101 {
+            write!(
+                bytes,
+                "Content-Length: {}\r\nConnection: close\r\n",
+                self.body.len()
+            )?;
+        }
+        bytes.extend_from_slice(b"\r\n");
+        if !head_only {
+            bytes.extend_from_slice(&self.body);
+        }
+        out.write_all(&bytes)?;
+        out.flush()
+    }
+}
+
+impl From<Refusal> for Response {
+    fn from(refusal: Refusal) -> Self {
+        let mut response = Response::text(refusal.status, format!("{}\n", refusal.reason));
+        match refusal.status {
+            405 => response = response.header("Allow", "GET, HEAD"),
+            426 => {
+                response = response
+                    .header("Upgrade", "websocket")
+                    .header("Connection", "Upgrade")
+                    .header("Sec-WebSocket-Version", "13")
+            }
+            503 => response = response.header("Retry-After", "1"),
+            _ => {}
+        }
+        response
+    }
+}
+
+/// The reason phrase of the statuses this server uses.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(response: &Response, head_only: bool) -> String {
+        let mut out = Vec::new();
+        response.write_to(&mut out, head_only).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn text_response_has_length_and_closes() {
+        let text = written(&Response::text(200, "ok\n"), false);
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+        );
+    }
+
+    #[test]
+    fn head_request_gets_headers_only() {
+        let text = written(&Response::text(200, "ok\n"), true);
+        assert!(
+            text.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn upgrade_required_names_the_protocol() {
+        let text = written(
+            &Response::from(Refusal::new(426, "use a WebSocket client")),
+            false,
+        );
+        assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(text.contains("Upgrade: websocket\r\n"));
+        assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn switching_protocols_has_no_body_headers() {
+        let text = written(&Response::new(101).header("Upgrade", "websocket"), false);
+        assert_eq!(
+            text,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        );
+    }
+}

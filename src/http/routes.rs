@@ -1,0 +1,77 @@
+//! Where a request goes: to the built-in routes, to the handler, or to an upgrade.
+
+use crate::error::Refusal;
+use crate::handler::{Accept, Handler};
+use crate::http::{Request, Response};
+use crate::metrics::Metrics;
+use crate::upgrade;
+
+/// What the server does with a request.
+#[derive(Debug)]
+pub(crate) enum Route<S> {
+    /// Answer over HTTP and close.
+    Answer(Response),
+    /// Switch to WebSocket, as the handler accepted.
+    Upgrade(Accept<S>),
+}
+
+/// Decides what to do with `request`. An upgrade request goes to the handler
+/// once it is known to be well formed; a plain GET or HEAD goes to the
+/// built-in routes, then to the handler.
+pub(crate) fn route<H: Handler>(
+    request: &Request,
+    handler: &H,
+    metrics: &Metrics,
+) -> Route<H::State> {
+    let refuse = |refusal: Refusal| Route::Answer(Response::from(refusal));
+    let method = request.method();
+    if request.wants_websocket() {
+        if method != "GET" {
+            return refuse(Refusal::new(405, "a WebSocket upgrade must use GET"));
+        }
+        if let Err(refusal) = upgrade::check(request) {
+            return refuse(refusal);
+        }
+        return match handler.on_upgrade(request) {
+            Ok(accept) => Route::Upgrade(accept),
+            Err(refusal) => refuse(refusal),
+        };
+    }
+    if method != "GET" && method != "HEAD" {
+        return refuse(Refusal::new(405, "only GET and HEAD are served"));
+    }
+    if let Some(response) = builtin(request, metrics).or_else(|| handler.on_request(request)) {
+        return Route::Answer(response);
+    }
+    match handler.on_upgrade(request) {
+        Ok(_) => refuse(Refusal::new(426, "this endpoint speaks WebSocket only")),
+        Err(refusal) => refuse(refusal),
+    }
+}
+
+/// The routes every server has, whatever its handler.
+fn builtin(request: &Request, metrics: &Metrics) -> Option<Response> {
+    match request.path() {
+        "/healthz" => Some(healthz()),
+        "/metrics" => Some(prometheus(metrics)),
+        "/stats" => Some(stats(metrics)),
+        _ => None,
+    }
+}
+
+/// `GET /healthz`: the process accepts and answers.
+fn healthz() -> Response {
+    Response::text(200, "ok\n")
+}
+
+/// `GET /metrics`: the counters in Prometheus text format.
+fn prometheus(metrics: &Metrics) -> Response {
+    Response::new(200)
+        .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics.stats().to_prometheus().into_bytes())
+}
+
+/// `GET /stats`: the same counters as JSON.
+fn stats(metrics: &Metrics) -> Response {
+    Response::json(metrics.stats().to_json())
+}

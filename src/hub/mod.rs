@@ -1,0 +1,535 @@
+//! The hub: the one thread that owns room membership and relays frames to outboxes.
+//!
+//! Like the operator at a telephone switchboard, the hub knows every line and
+//! which rooms it is plugged into; it never reads or writes a socket. Other
+//! threads talk to it only through [`HubHandle`], which sends it [`Command`]s
+//! over a bounded channel. It hands each frame to every recipient's bounded
+//! outbox without waiting on any of them: a recipient whose outbox is full is
+//! closed as a slow consumer, so one stalled client cannot delay the rest of
+//! its room.
+
+mod room;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use log::{debug, info};
+use tungstenite::protocol::CloseFrame;
+
+use self::room::Room;
+use crate::close::CloseReason;
+use crate::connection::{Outbox, Refused, Signal};
+use crate::error::{Error, Result};
+use crate::frame::Frame;
+use crate::metrics::Metrics;
+
+/// A connection's number, unique for the life of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What other threads ask of the hub.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A connection has opened: its outbox, and its writer's signal line.
+    Register {
+        id: ConnectionId,
+        outbox: Outbox,
+        signals: Sender<Signal>,
+    },
+    /// A connection has ended.
+    Unregister {
+        id: ConnectionId,
+    },
+    Join {
+        id: ConnectionId,
+        room: Arc<str>,
+    },
+    Leave {
+        id: ConnectionId,
+        room: Arc<str>,
+    },
+    /// A frame for every member of a room.
+    Publish {
+        room: Arc<str>,
+        frame: Frame,
+    },
+    /// A frame for one connection.
+    SendTo {
+        id: ConnectionId,
+        frame: Frame,
+    },
+    /// A frame for every connection.
+    Broadcast {
+        frame: Frame,
+    },
+    /// Close one connection now, ahead of what its outbox holds.
+    Close {
+        id: ConnectionId,
+        frame: Frame,
+    },
+    /// Close one connection as a slow consumer: its outbox is full.
+    Evict {
+        id: ConnectionId,
+    },
+    /// Queue 1001 for every connection, after what each outbox holds, and
+    /// for every connection that registers from now on.
+    Shutdown,
+    /// End the hub thread.
+    Stop,
+}
+
+/// A cloneable way to reach the hub from any thread: send to one connection,
+/// to a room, or to everyone.
+///
+/// Each call queues one command for the hub. The queue is bounded: when it is
+/// full the call waits, which is how a flood of messages turns into TCP
+/// backpressure on the clients sending it. A call returns once the hub has the
+/// command, not once clients have the message.
+#[derive(Debug, Clone)]
+pub struct HubHandle {
+    commands: Sender<Command>,
+}
+
+impl HubHandle {
+    fn send(&self, command: Command) -> Result<()> {
+        self.commands.send(command).map_err(|_| Error::HubStopped)
+    }
+
+    /// Sends a message to one connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down. A connection that
+    /// no longer exists is not an error: the message is dropped.
+    pub fn send_to(&self, id: ConnectionId, message: impl Into<Frame>) -> Result<()> {
+        self.send(Command::SendTo {
+            id,
+            frame: message.into(),
+        })
+    }
+
+    /// Sends a message to every member of `room`, in the order the calls are
+    /// made.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down.
+    pub fn send_to_room(&self, room: impl Into<Arc<str>>, message: impl Into<Frame>) -> Result<()> {
+        self.send(Command::Publish {
+            room: room.into(),
+            frame: message.into(),
+        })
+    }
+
+    /// Sends a message to every open connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down.
+    pub fn broadcast(&self, message: impl Into<Frame>) -> Result<()> {
+        self.send(Command::Broadcast {
+            frame: message.into(),
+        })
+    }
+
+    /// Adds a connection to a room. A connection can be in any number of rooms.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down.
+    pub fn join(&self, id: ConnectionId, room: impl Into<Arc<str>>) -> Result<()> {
+        self.send(Command::Join {
+            id,
+            room: room.into(),
+        })
+    }
+
+    /// Removes a connection from a room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down.
+    pub fn leave(&self, id: ConnectionId, room: impl Into<Arc<str>>) -> Result<()> {
+        self.send(Command::Leave {
+            id,
+            room: room.into(),
+        })
+    }
+
+    /// Closes a connection with `close`, ahead of anything still queued for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down.
+    pub fn close(&self, id: ConnectionId, close: CloseFrame) -> Result<()> {
+        self.send(Command::Close {
+            id,
+            frame: Frame::close(Some(close)),
+        })
+    }
+
+    pub(crate) fn register(
+        &self,
+        id: ConnectionId,
+        outbox: Outbox,
+        signals: Sender<Signal>,
+    ) -> Result<()> {
+        self.send(Command::Register {
+            id,
+            outbox,
+            signals,
+        })
+    }
+
+    pub(crate) fn unregister(&self, id: ConnectionId) {
+        // After a shutdown the hub may be gone, and then so is the entry.
+        let _ = self.send(Command::Unregister { id });
+    }
+
+    pub(crate) fn evict(&self, id: ConnectionId) {
+        let _ = self.send(Command::Evict { id });
+    }
+
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        self.send(Command::Shutdown)
+    }
+
+    pub(crate) fn stop(&self) {
+        let _ = self.send(Command::Stop);
+    }
+}
+
+/// One open connection, as the hub knows it.
+#[derive(Debug)]
+struct Member {
+    outbox: Outbox,
+    signals: Sender<Signal>,
+    rooms: Vec<Arc<str>>,
+}
+
+/// The hub's state, owned by the hub thread; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    commands: Receiver<Command>,
+    members: HashMap<ConnectionId, Member>,
+    rooms: HashMap<Arc<str>, Room>,
+    metrics: Arc<Metrics>,
+    /// The 1001 frame, once a shutdown has begun.
+    closing: Option<Frame>,
+    /// Scratch list of members found with a full outbox.
+    full: Vec<ConnectionId>,
+}
+
+impl Hub {
+    /// A hub whose inbox holds up to `capacity` commands, and its handle.
+    pub(crate) fn new(capacity: usize, metrics: Arc<Metrics>) -> (Hub, HubHandle) {
+        let (commands_tx, commands) = bounded(capacity);
+        let hub = Hub {
+            commands,
+            members: HashMap::new(),
+            rooms: HashMap::new(),
+            metrics,
+            closing: None,
+            full: Vec::new(),
+        };
+        (
+            hub,
+            HubHandle {
+                commands: commands_tx,
+            },
+        )
+    }
+
+    /// The hub thread's body: applies commands until `Stop`, or until every
+    /// handle is gone.
+    pub(crate) fn run(mut self) {
+        while let Ok(command) = self.commands.recv() {
+            if let Command::Stop = command {
+                break;
+            }
+            self.apply(command);
+        }
+        debug!(
+            "hub stopped with {} connections registered",
+            self.members.len()
+        );
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Register {
+                id,
+                outbox,
+                signals,
+            } => {
+                if let Some(closing) = &self.closing {
+                    let _ = outbox.push_close(closing.clone());
+                }
+                self.members.insert(
+                    id,
+                    Member {
+                        outbox,
+                        signals,
+                        rooms: Vec::new(),
+                    },
+                );
+            }
+            Command::Unregister { id } => {
+                if let Some(member) = self.members.remove(&id) {
+                    self.leave_all(id, &member.rooms);
+                }
+            }
+            Command::Join { id, room } => self.join(id, room),
+            Command::Leave { id, room } => self.leave(id, &room),
+            Command::Publish { room, frame } => {
+                if let Some(room) = self.rooms.get(&room) {
+                    room.deliver(&frame, &mut self.full);
+                }
+                self.evict_full();
+            }
+            Command::SendTo { id, frame } => {
+                if let Some(member) = self.members.get(&id)
+                    && let Err(Refused::Full) = member.outbox.push(frame)
+                {
+                    self.full.push(id);
+                }
+                self.evict_full();
+            }
+            Command::Broadcast { frame } => {
+                for (id, member) in &self.members {
+                    if let Err(Refused::Full) = member.outbox.push(frame.clone()) {
+                        self.full.push(*id);
+                    }
+                }
+                self.evict_full();
+            }
+            Command::Close { id, frame } => {
+                if let Some(member) = self.members.remove(&id) {
+                    self.leave_all(id, &member.rooms);
+                    let _ = member.signals.try_send(Signal::Close(frame));
+                }
+            }
+            Command::Evict { id } => {
+                self.full.push(id);
+                self.evict_full();
+            }
+            Command::Shutdown => self.shutdown(),
+            Command::Stop => unreachable!("Bug: Stop is handled by run"),
+        }
+    }
+
+    fn join(&mut self, id: ConnectionId, room: Arc<str>) {
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        let entry = self.rooms.entry(room.clone()).or_default();
+        if entry.insert(id, member.outbox.clone()) {
+            member.rooms.push(room);
+        }
+    }
+
+    fn leave(&mut self, id: ConnectionId, room: &str) {
+        if let Some(member) = self.members.get_mut(&id) {
+            member.rooms.retain(|r| &**r != room);
+        }
+        self.leave_all(id, &[room.into()]);
+    }
+
+    /// Takes `id` out of `rooms`, dropping rooms that become empty.
+    fn leave_all(&mut self, id: ConnectionId, rooms: &[Arc<str>]) {
+        for name in rooms {
+            if let Some(room) = self.rooms.get_mut(name) {
+                room.remove(id);
+                if room.is_empty() {
+                    self.rooms.remove(name);
+                }
+            }
+        }
+    }
+
+    /// Closes every member found with a full outbox with 1008. The close
+    /// frame goes on the writer's signal line, because the outbox has no room.
+    fn evict_full(&mut self) {
+        while let Some(id) = self.full.pop() {
+            let Some(member) = self.members.remove(&id) else {
+                continue;
+            };
+            self.leave_all(id, &member.rooms);
+            self.metrics.slow_consumer();
+            info!("connection {id}: outbox full, closing as a slow consumer");
+            let close = Frame::close(Some(CloseReason::SlowConsumer.frame()));
+            let _ = member.signals.try_send(Signal::Close(close));
+        }
+    }
+
+    /// Queues 1001 behind what every outbox holds, so that clients get what
+    /// was already accepted for them before the close.
+    fn shutdown(&mut self) {
+        let close = Frame::close(Some(CloseReason::Shutdown.frame()));
+        for member in self.members.values() {
+            let _ = member.outbox.push_close(close.clone());
+        }
+        info!(
+            "shutdown: 1001 queued for {} connections",
+            self.members.len()
+        );
+        self.closing = Some(close);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::connection::{OutboxReceiver, outbox};
+
+    /// A fake connection: the receiving ends the writer thread would own.
+    struct Line {
+        outbox: OutboxReceiver,
+        signals: Receiver<Signal>,
+    }
+
+    /// Registers a connection whose outbox holds `budget` bytes.
+    fn register(hub: &mut Hub, id: u64, budget: usize) -> Line {
+        let (outbox, outbox_rx) = outbox(budget);
+        let (signals, signals_rx) = bounded(2);
+        hub.apply(Command::Register {
+            id: ConnectionId(id),
+            outbox,
+            signals,
+        });
+        Line {
+            outbox: outbox_rx,
+            signals: signals_rx,
+        }
+    }
+
+    fn texts(line: &Line) -> Vec<String> {
+        line.outbox
+            .frames
+            .try_iter()
+            .map(|f| String::from_utf8(f.payload().to_vec()).unwrap())
+            .collect()
+    }
+
+    fn hub() -> Hub {
+        Hub::new(16, Arc::new(Metrics::default())).0
+    }
+
+    #[test]
+    fn publish_reaches_only_the_room() {
+        let mut hub = hub();
+        let a = register(&mut hub, 1, 1000);
+        let b = register(&mut hub, 2, 1000);
+        let c = register(&mut hub, 3, 1000);
+        hub.apply(Command::Join {
+            id: ConnectionId(1),
+            room: "x".into(),
+        });
+        hub.apply(Command::Join {
+            id: ConnectionId(2),
+            room: "x".into(),
+        });
+        hub.apply(Command::Join {
+            id: ConnectionId(3),
+            room: "y".into(),
+        });
+        hub.apply(Command::Publish {
+            room: "x".into(),
+            frame: Frame::text("hi"),
+        });
+        assert_eq!(texts(&a), ["hi"]);
+        assert_eq!(texts(&b), ["hi"]);
+        assert!(texts(&c).is_empty());
+    }
+
+    #[test]
+    fn one_frame_is_shared_by_all_recipients() {
+        let mut hub = hub();
+        let a = register(&mut hub, 1, 1000);
+        let b = register(&mut hub, 2, 1000);
+        hub.apply(Command::Broadcast {
+            frame: Frame::text("all"),
+        });
+        let (fa, fb) = (
+            a.outbox.frames.try_recv().unwrap(),
+            b.outbox.frames.try_recv().unwrap(),
+        );
+        assert!(fa.same_as(&fb));
+    }
+
+    #[test]
+    fn full_outbox_is_closed_with_1008_and_others_still_served() {
+        let mut hub = hub();
+        let slow = register(&mut hub, 1, 100);
+        let fast = register(&mut hub, 2, 1000);
+        for id in [1, 2] {
+            hub.apply(Command::Join {
+                id: ConnectionId(id),
+                room: "r".into(),
+            });
+        }
+        for text in ["1", "2", "3"] {
+            hub.apply(Command::Publish {
+                room: "r".into(),
+                frame: Frame::text(text),
+            });
+        }
+        assert_eq!(texts(&fast), ["1", "2", "3"]);
+        assert_eq!(texts(&slow), ["1"]);
+        match slow.signals.try_recv() {
+            Ok(Signal::Close(frame)) => {
+                assert_eq!(u16::from(frame.close_frame().unwrap().code), 1008)
+            }
+            other => panic!("expected a close signal, got {other:?}"),
+        }
+        assert!(!hub.members.contains_key(&ConnectionId(1)));
+        assert!(
+            hub.metrics
+                .stats()
+                .to_json()
+                .contains("\"slow_consumer_closes\": 1")
+        );
+    }
+
+    #[test]
+    fn last_member_leaving_drops_the_room() {
+        let mut hub = hub();
+        let _a = register(&mut hub, 1, 1000);
+        hub.apply(Command::Join {
+            id: ConnectionId(1),
+            room: "r".into(),
+        });
+        assert!(hub.rooms.contains_key("r"));
+        hub.apply(Command::Unregister {
+            id: ConnectionId(1),
+        });
+        assert!(hub.rooms.is_empty());
+        assert!(hub.members.is_empty());
+    }
+
+    #[test]
+    fn shutdown_queues_1001_after_pending_frames_and_for_latecomers() {
+        let mut hub = hub();
+        let a = register(&mut hub, 1, 1000);
+        hub.apply(Command::SendTo {
+            id: ConnectionId(1),
+            frame: Frame::text("pending"),
+        });
+        hub.apply(Command::Shutdown);
+        let late = register(&mut hub, 2, 1000);
+        let frames: Vec<Frame> = a.outbox.frames.try_iter().collect();
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0].is_message());
+        assert_eq!(u16::from(frames[1].close_frame().unwrap().code), 1001);
+        assert!(late.outbox.frames.try_recv().unwrap().is_close());
+    }
+}

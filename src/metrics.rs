@@ -1,0 +1,370 @@
+//! Atomic counters shared by every thread, and their two renderings:
+//! Prometheus text for `/metrics` and JSON for `/stats`.
+//!
+//! Counters are the one piece of state threads share without a channel: each
+//! is a relaxed atomic that threads only ever add to, so no thread waits on
+//! another to count.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use serde::Serialize;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// The HTTP statuses the server answers with, each with the label used for
+/// refused upgrades. Anything else is counted as `other`.
+const STATUSES: [(u16, &str); 13] = [
+    (200, "ok"),
+    (204, "no_content"),
+    (400, "bad_request"),
+    (401, "unauthorized"),
+    (403, "forbidden"),
+    (404, "not_found"),
+    (405, "method_not_allowed"),
+    (408, "timeout"),
+    (426, "upgrade_required"),
+    (429, "too_many_requests"),
+    (431, "head_too_large"),
+    (500, "internal_error"),
+    (503, "unavailable"),
+];
+
+/// The close codes the server sends; anything else is counted as `other`.
+const CLOSE_CODES: [u16; 7] = [1000, 1001, 1002, 1007, 1008, 1009, 1011];
+
+/// Counters indexed by HTTP status.
+#[derive(Debug, Default)]
+struct ByStatus([AtomicU64; STATUSES.len() + 1]);
+
+impl ByStatus {
+    fn add(&self, status: u16) {
+        let slot = STATUSES
+            .iter()
+            .position(|(s, _)| *s == status)
+            .unwrap_or(STATUSES.len());
+        self.0[slot].fetch_add(1, Relaxed);
+    }
+
+    fn snapshot(&self, label: impl Fn(u16, &'static str) -> String) -> BTreeMap<String, u64> {
+        let names = STATUSES
+            .iter()
+            .map(|&(status, name)| label(status, name))
+            .chain(["other".to_owned()]);
+        names
+            .zip(&self.0)
+            .map(|(name, n)| (name, n.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+/// Counters indexed by close code.
+#[derive(Debug, Default)]
+struct ByCloseCode([AtomicU64; CLOSE_CODES.len() + 1]);
+
+impl ByCloseCode {
+    fn add(&self, code: CloseCode) {
+        let code = u16::from(code);
+        let slot = CLOSE_CODES
+            .iter()
+            .position(|c| *c == code)
+            .unwrap_or(CLOSE_CODES.len());
+        self.0[slot].fetch_add(1, Relaxed);
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        let names = CLOSE_CODES
+            .iter()
+            .map(u16::to_string)
+            .chain(["other".to_owned()]);
+        names
+            .zip(&self.0)
+            .map(|(name, n)| (name, n.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+/// Everything the server counts.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    started: Instant,
+    connections_open: AtomicU64,
+    connections_total: AtomicU64,
+    http_responses: ByStatus,
+    upgrades_refused: ByStatus,
+    messages_in: AtomicU64,
+    bytes_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_out: AtomicU64,
+    slow_consumer_closes: AtomicU64,
+    close_frames_sent: ByCloseCode,
+    close_frames_received: AtomicU64,
+    connections_dropped: AtomicU64,
+    threads_refused: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            started: Instant::now(),
+            connections_open: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            http_responses: ByStatus::default(),
+            upgrades_refused: ByStatus::default(),
+            messages_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            slow_consumer_closes: AtomicU64::new(0),
+            close_frames_sent: ByCloseCode::default(),
+            close_frames_received: AtomicU64::new(0),
+            connections_dropped: AtomicU64::new(0),
+            threads_refused: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Relaxed);
+        self.connections_total.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn open_connections(&self) -> u64 {
+        self.connections_open.load(Relaxed)
+    }
+
+    pub(crate) fn http_response(&self, status: u16) {
+        self.http_responses.add(status);
+    }
+
+    pub(crate) fn upgrade_refused(&self, status: u16) {
+        self.upgrades_refused.add(status);
+    }
+
+    pub(crate) fn message_in(&self, bytes: usize) {
+        self.messages_in.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn written(&self, messages: usize, bytes: usize) {
+        self.messages_out.fetch_add(messages as u64, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn slow_consumer(&self) {
+        self.slow_consumer_closes.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn close_sent(&self, code: CloseCode) {
+        self.close_frames_sent.add(code);
+    }
+
+    pub(crate) fn close_received(&self) {
+        self.close_frames_received.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn dropped(&self) {
+        self.connections_dropped.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn thread_refused(&self) {
+        self.threads_refused.fetch_add(1, Relaxed);
+    }
+
+    /// The figures as they are now.
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            uptime_seconds: self.started.elapsed().as_secs(),
+            connections_open: self.connections_open.load(Relaxed),
+            connections_total: self.connections_total.load(Relaxed),
+            http_responses: self.http_responses.snapshot(|status, _| status.to_string()),
+            upgrades_refused: self.upgrades_refused.snapshot(|_, name| name.to_owned()),
+            messages_in: self.messages_in.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            slow_consumer_closes: self.slow_consumer_closes.load(Relaxed),
+            close_frames_sent: self.close_frames_sent.snapshot(),
+            close_frames_received: self.close_frames_received.load(Relaxed),
+            connections_dropped: self.connections_dropped.load(Relaxed),
+            threads_refused: self.threads_refused.load(Relaxed),
+        }
+    }
+}
+
+/// A snapshot of the counters: the body of `/stats`, and the figures behind
+/// `/metrics`. Labelled counters list only the labels seen so far.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Stats {
+    uptime_seconds: u64,
+    connections_open: u64,
+    connections_total: u64,
+    http_responses: BTreeMap<String, u64>,
+    upgrades_refused: BTreeMap<String, u64>,
+    messages_in: u64,
+    bytes_in: u64,
+    messages_out: u64,
+    bytes_out: u64,
+    slow_consumer_closes: u64,
+    close_frames_sent: BTreeMap<String, u64>,
+    close_frames_received: u64,
+    connections_dropped: u64,
+    threads_refused: u64,
+}
+
+impl Stats {
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("Bug: stats always serialize")
+    }
+
+    /// The Prometheus text exposition format, version 0.0.4.
+    pub(crate) fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}\n"
+            );
+            let _ = writeln!(out, "switchboard_{name} {value}");
+        };
+        one(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since the server started.",
+            self.uptime_seconds,
+        );
+        one(
+            "connections_open",
+            "gauge",
+            "WebSocket connections open now.",
+            self.connections_open,
+        );
+        one(
+            "connections_total",
+            "counter",
+            "WebSocket connections opened.",
+            self.connections_total,
+        );
+        one(
+            "messages_in_total",
+            "counter",
+            "Text and binary messages received.",
+            self.messages_in,
+        );
+        one(
+            "bytes_in_total",
+            "counter",
+            "Payload bytes of the messages received.",
+            self.bytes_in,
+        );
+        one(
+            "messages_out_total",
+            "counter",
+            "Text and binary messages written to clients.",
+            self.messages_out,
+        );
+        one(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to WebSocket clients, frame headers included.",
+            self.bytes_out,
+        );
+        one(
+            "slow_consumer_closes_total",
+            "counter",
+            "Clients closed (1008) because their outbox was full.",
+            self.slow_consumer_closes,
+        );
+        one(
+            "close_frames_received_total",
+            "counter",
+            "Close handshakes started by clients.",
+            self.close_frames_received,
+        );
+        one(
+            "connections_dropped_total",
+            "counter",
+            "WebSocket connections that ended without a close handshake.",
+            self.connections_dropped,
+        );
+        one(
+            "threads_refused_total",
+            "counter",
+            "Connections answered 503 because no thread could be started.",
+            self.threads_refused,
+        );
+        let mut labelled = |name: &str, help: &str, label: &str, values: &BTreeMap<String, u64>| {
+            let _ = write!(
+                out,
+                "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} counter\n"
+            );
+            for (key, value) in values {
+                let _ = writeln!(out, "switchboard_{name}{{{label}=\"{key}\"}} {value}");
+            }
+        };
+        labelled(
+            "http_responses_total",
+            "Plain HTTP responses, by status.",
+            "status",
+            &self.http_responses,
+        );
+        labelled(
+            "upgrades_refused_total",
+            "WebSocket upgrade requests refused, by reason.",
+            "reason",
+            &self.upgrades_refused,
+        );
+        labelled(
+            "close_frames_sent_total",
+            "Close frames sent to clients, by close code.",
+            "code",
+            &self.close_frames_sent,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_every_figure() {
+        let metrics = Metrics::default();
+        metrics.connection_opened();
+        metrics.upgrade_refused(404);
+        metrics.upgrade_refused(599);
+        metrics.close_sent(CloseCode::Size);
+        metrics.http_response(200);
+        let text = metrics.stats().to_prometheus();
+        assert!(text.contains("switchboard_connections_open 1\n"), "{text}");
+        assert!(text.contains("switchboard_connections_total 1\n"));
+        assert!(text.contains("switchboard_upgrades_refused_total{reason=\"not_found\"} 1\n"));
+        assert!(text.contains("switchboard_upgrades_refused_total{reason=\"other\"} 1\n"));
+        assert!(text.contains("switchboard_close_frames_sent_total{code=\"1009\"} 1\n"));
+        assert!(text.contains("switchboard_http_responses_total{status=\"200\"} 1\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("switchboard_"), "{line}");
+        }
+    }
+
+    #[test]
+    fn json_has_the_same_figures() {
+        let metrics = Metrics::default();
+        metrics.message_in(5);
+        metrics.written(2, 14);
+        let json: serde_json::Value = serde_json::from_str(&metrics.stats().to_json()).unwrap();
+        assert_eq!(json["messages_in"], 1);
+        assert_eq!(json["bytes_in"], 5);
+        assert_eq!(json["messages_out"], 2);
+        assert_eq!(json["bytes_out"], 14);
+    }
+}

@@ -1,0 +1,87 @@
+//! The `switchboard` binary's handler: rooms by path, an echo endpoint, and the demo page.
+//!
+//! | path | behaviour |
+//! | --- | --- |
+//! | `GET /` | the chat page, embedded in the binary |
+//! | `/ws/<room>` | every message goes to every member of `<room>`, the sender included |
+//! | `/echo` | every message goes back to its sender |
+
+use std::sync::Arc;
+
+use log::debug;
+use tungstenite::Message;
+
+use crate::error::Refusal;
+use crate::handler::{Accept, Connection, Handler};
+use crate::http::{Request, Response};
+
+/// The chat page served at `/`.
+const PAGE: &str = include_str!("page/index.html");
+
+/// The longest room name, in bytes.
+pub const MAX_ROOM_NAME: usize = 128;
+
+/// Rooms by path, an echo endpoint and the demo page; see the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoomsHandler;
+
+/// Which endpoint a connection is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A member of this room.
+    Room(Arc<str>),
+    /// The echo endpoint.
+    Echo,
+}
+
+impl Handler for RoomsHandler {
+    type State = Endpoint;
+
+    fn on_upgrade(&self, request: &Request) -> Result<Accept<Endpoint>, Refusal> {
+        if request.path() == "/echo" {
+            return Ok(Accept::new(Endpoint::Echo));
+        }
+        match request.path().strip_prefix("/ws/") {
+            Some(room) if is_room_name(room) => {
+                let room: Arc<str> = room.into();
+                Ok(Accept::new(Endpoint::Room(room.clone())).join(room))
+            }
+            _ => Err(Refusal::not_found()),
+        }
+    }
+
+    fn on_request(&self, request: &Request) -> Option<Response> {
+        (request.path() == "/").then(|| Response::html(PAGE))
+    }
+
+    fn on_message(&self, connection: &Connection, endpoint: &mut Endpoint, message: Message) {
+        let sent = match endpoint {
+            Endpoint::Echo => connection.send(message),
+            Endpoint::Room(room) => connection.hub().send_to_room(room.clone(), message),
+        };
+        if let Err(e) = sent {
+            debug!("connection {}: message not relayed: {e}", connection.id());
+        }
+    }
+}
+
+/// A room is one path segment of 1 to 128 bytes, taken as written
+/// (percent-encoding included), so that two clients spelling it the same way
+/// meet.
+fn is_room_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_ROOM_NAME && !name.contains('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_are_single_bounded_segments() {
+        assert!(is_room_name("lobby"));
+        assert!(is_room_name("caf%C3%A9"));
+        assert!(!is_room_name(""));
+        assert!(!is_room_name("a/b"));
+        assert!(!is_room_name(&"x".repeat(MAX_ROOM_NAME + 1)));
+    }
+}

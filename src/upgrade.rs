@@ -1,0 +1,83 @@
+//! Turning an HTTP request into a WebSocket: checking the upgrade request as
+//! RFC 6455 §4.2.1 asks, and writing the 101 answer ourselves.
+//!
+//! The server reads and parses the request head itself (tungstenite's own
+//! handshake cannot answer a plain GET), so it also answers the upgrade
+//! itself, then hands the socket to tungstenite with
+//! `WebSocket::from_partially_read`.
+
+use tungstenite::handshake::derive_accept_key;
+
+use crate::error::Refusal;
+use crate::http::{Request, Response};
+
+/// Checks that `request` is a well-formed WebSocket upgrade, so that the
+/// handler is only asked about requests the server could accept.
+pub(crate) fn check(request: &Request) -> Result<(), Refusal> {
+    if !request.is_http11() {
+        return Err(Refusal::bad_request("a WebSocket upgrade needs HTTP/1.1"));
+    }
+    if request.header("host").is_none() {
+        return Err(Refusal::bad_request("missing Host header"));
+    }
+    if !request.has_token("connection", "upgrade") {
+        return Err(Refusal::bad_request("missing `Connection: Upgrade`"));
+    }
+    if request.header("sec-websocket-version").map(str::trim) != Some("13") {
+        return Err(Refusal::new(
+            426,
+            "unsupported WebSocket version; this server speaks version 13",
+        ));
+    }
+    match request.header("sec-websocket-key") {
+        Some(key) if is_valid_key(key.trim()) => Ok(()),
+        Some(_) => Err(Refusal::bad_request(
+            "Sec-WebSocket-Key is not 16 bytes of base64",
+        )),
+        None => Err(Refusal::bad_request("missing Sec-WebSocket-Key")),
+    }
+}
+
+/// A key is 16 random bytes in base64: 22 characters and `==`.
+fn is_valid_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() == 24
+        && bytes.ends_with(b"==")
+        && bytes[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+/// The `101 Switching Protocols` answer to a request that passed [`check`].
+pub(crate) fn switching_protocols(request: &Request) -> Response {
+    let key = request
+        .header("sec-websocket-key")
+        .unwrap_or_default()
+        .trim();
+    Response::new(101)
+        .header("Upgrade", "websocket")
+        .header("Connection", "Upgrade")
+        .header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_key_from_rfc_6455() {
+        // RFC 6455 §1.3: this key must be answered with this accept value.
+        assert!(is_valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(
+            derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected() {
+        assert!(!is_valid_key("short=="));
+        assert!(!is_valid_key("dGhlIHNhbXBsZSBub25jZQ!="));
+        assert!(!is_valid_key("dGhlIHNhbXBsZSBub25jZQAA"));
+    }
+}

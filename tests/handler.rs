@@ -1,0 +1,151 @@
+//! Verifies the library API: a custom handler decides upgrades, keeps state
+//! per connection, and hears how each connection ended.
+
+use std::sync::Mutex;
+
+use crossbeam_channel::{Sender, unbounded};
+
+use crate::support::{PATIENCE, TestServer, close_code, config, recv_text, send_text};
+use switchboard::{
+    Accept, CloseCode, CloseFrame, Connection, Ending, Handler, Message, Refusal, Request, Response,
+};
+
+/// Lets in `/count?name=...` with a name, counts each client's messages in
+/// its own state, and reports every ending.
+struct Counter {
+    endings: Mutex<Sender<(String, Ending)>>,
+}
+
+struct Tally {
+    name: String,
+    messages: usize,
+}
+
+impl Handler for Counter {
+    type State = Tally;
+
+    fn on_upgrade(&self, request: &Request) -> Result<Accept<Tally>, Refusal> {
+        if request.path() != "/count" {
+            return Err(Refusal::not_found());
+        }
+        let name = request
+            .query()
+            .and_then(|q| q.strip_prefix("name="))
+            .filter(|n| !n.is_empty());
+        match name {
+            Some(name) => Ok(Accept::new(Tally {
+                name: name.to_owned(),
+                messages: 0,
+            })
+            .join("counted")),
+            None => Err(Refusal::forbidden("a name is required")),
+        }
+    }
+
+    fn on_request(&self, request: &Request) -> Option<Response> {
+        (request.path() == "/hello").then(|| Response::text(200, "hello\n"))
+    }
+
+    fn on_open(&self, connection: &Connection, tally: &mut Tally) {
+        let _ = connection.send(format!("welcome {}", tally.name));
+    }
+
+    fn on_message(&self, connection: &Connection, tally: &mut Tally, message: Message) {
+        tally.messages += 1;
+        if message.to_text().ok() == Some("kick me") {
+            let close = CloseFrame {
+                code: CloseCode::Policy,
+                reason: "asked for it".into(),
+            };
+            let _ = connection.hub().close(connection.id(), close);
+            return;
+        }
+        let _ = connection.send(format!("{} has sent {}", tally.name, tally.messages));
+    }
+
+    fn on_close(&self, _: &Connection, tally: &mut Tally, ending: &Ending) {
+        let _ = self
+            .endings
+            .lock()
+            .unwrap()
+            .send((tally.name.clone(), ending.clone()));
+    }
+}
+
+fn counter() -> (TestServer, crossbeam_channel::Receiver<(String, Ending)>) {
+    let (endings, ended) = unbounded();
+    (
+        TestServer::start_with(
+            config(),
+            Counter {
+                endings: Mutex::new(endings),
+            },
+        ),
+        ended,
+    )
+}
+
+#[test]
+fn upgrade_refusal_carries_the_handlers_status() {
+    let (server, _) = counter();
+    let err = server.try_connect("/count").unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    // A plain GET gets the handler's answer to the same question: 426 where
+    // it would accept an upgrade, its refusal where it would not.
+    assert_eq!(server.get("/count?name=ann").status, 426);
+    assert_eq!(server.get("/count").status, 403);
+    assert_eq!(server.get("/hello").status, 200);
+    assert_eq!(server.get("/other").status, 404);
+}
+
+#[test]
+fn state_is_per_connection_and_open_comes_first() {
+    let (server, _) = counter();
+    let mut ann = server.connect("/count?name=ann");
+    let mut bob = server.connect("/count?name=bob");
+    assert_eq!(recv_text(&mut ann), "welcome ann");
+    assert_eq!(recv_text(&mut bob), "welcome bob");
+    send_text(&mut ann, "1");
+    send_text(&mut ann, "2");
+    send_text(&mut bob, "1");
+    assert_eq!(recv_text(&mut ann), "ann has sent 1");
+    assert_eq!(recv_text(&mut ann), "ann has sent 2");
+    assert_eq!(recv_text(&mut bob), "bob has sent 1");
+}
+
+#[test]
+fn endings_say_who_closed() {
+    let (server, ended) = counter();
+
+    let mut by_client = server.connect("/count?name=polite");
+    by_client
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .unwrap();
+    while by_client.read().is_ok() {}
+    let (name, ending) = ended.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(name, "polite");
+    assert!(
+        matches!(ending, Ending::ByClient(Some(ref c)) if c.code == CloseCode::Normal),
+        "{ending:?}"
+    );
+
+    let mut kicked = server.connect("/count?name=kicked");
+    assert_eq!(recv_text(&mut kicked), "welcome kicked");
+    send_text(&mut kicked, "kick me");
+    assert_eq!(close_code(&mut kicked), 1008);
+    let (name, ending) = ended.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(name, "kicked");
+    assert!(
+        matches!(ending, Ending::ByServer(ref c) if c.reason.as_str() == "asked for it"),
+        "{ending:?}"
+    );
+
+    let vanished = server.connect("/count?name=vanished");
+    drop(vanished);
+    let (name, ending) = ended.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(name, "vanished");
+    assert_eq!(ending, Ending::Dropped);
+}

@@ -1,0 +1,183 @@
+//! Verifies that plain HTTP requests on the WebSocket port get the right status.
+
+use crate::support::{TestServer, config, ms};
+use switchboard::{Config, Limits, Timeouts};
+
+#[test]
+fn healthz_answers_ok() {
+    let server = TestServer::start(config());
+    let reply = server.get("/healthz");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.trim(), "ok");
+    assert_eq!(reply.header("connection"), Some("close"));
+}
+
+#[test]
+fn metrics_are_prometheus_text_named_switchboard() {
+    let server = TestServer::start(config());
+    server.get("/nope");
+    let reply = server.get("/metrics");
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    for name in [
+        "connections_open",
+        "connections_total",
+        "messages_in_total",
+        "bytes_in_total",
+        "messages_out_total",
+        "bytes_out_total",
+        "slow_consumer_closes_total",
+        "upgrades_refused_total",
+    ] {
+        assert!(
+            reply.body.contains(&format!("# TYPE switchboard_{name} ")),
+            "missing {name}:\n{}",
+            reply.body
+        );
+    }
+    assert!(
+        reply
+            .body
+            .contains("switchboard_http_responses_total{status=\"404\"} 1\n"),
+        "{}",
+        reply.body
+    );
+    for line in reply.body.lines().filter(|l| !l.starts_with('#')) {
+        assert!(line.starts_with("switchboard_"), "{line}");
+    }
+}
+
+#[test]
+fn stats_are_json_with_the_same_figures() {
+    let server = TestServer::start(config());
+    let mut client = server.connect("/echo");
+    crate::support::send_text(&mut client, "hello");
+    assert_eq!(crate::support::recv_text(&mut client), "hello");
+    let stats = server.stats();
+    assert_eq!(stats["connections_open"], 1);
+    assert_eq!(stats["connections_total"], 1);
+    assert_eq!(stats["messages_in"], 1);
+    assert_eq!(stats["bytes_in"], 5);
+    assert_eq!(stats["messages_out"], 1);
+}
+
+#[test]
+fn root_serves_the_chat_page() {
+    let server = TestServer::start(config());
+    let reply = server.get("/");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(reply.body.contains("new WebSocket("));
+}
+
+#[test]
+fn head_request_gets_headers_without_body() {
+    let server = TestServer::start(config());
+    let reply = server.http("HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-length"), Some("3"));
+    assert_eq!(reply.body, "");
+}
+
+#[test]
+fn unknown_path_is_404() {
+    let server = TestServer::start(config());
+    assert_eq!(server.get("/nothing/here").status, 404);
+    assert_eq!(server.get("/ws/").status, 404);
+    assert_eq!(server.get("/ws/a/b").status, 404);
+}
+
+#[test]
+fn other_methods_are_405() {
+    let server = TestServer::start(config());
+    let reply = server.http("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET, HEAD"));
+    assert_eq!(
+        server
+            .http("DELETE /ws/x HTTP/1.1\r\nHost: t\r\n\r\n")
+            .status,
+        405
+    );
+}
+
+#[test]
+fn plain_get_on_websocket_paths_is_426() {
+    let server = TestServer::start(config());
+    for path in ["/ws/lobby", "/echo"] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 426, "{path}");
+        assert_eq!(reply.header("upgrade"), Some("websocket"));
+    }
+}
+
+#[test]
+fn malformed_head_is_400() {
+    let server = TestServer::start(config());
+    assert_eq!(
+        server.http("GET / HTTP/1.1\r\nBad Header\r\n\r\n").status,
+        400
+    );
+    // The start of a TLS ClientHello, sent to the plain port.
+    assert_eq!(
+        server
+            .http("\x16\x03\x01\x00\x05\x01\x00\x00\x01\x03\x03\r\n\r\n")
+            .status,
+        400
+    );
+}
+
+#[test]
+fn oversized_head_is_431() {
+    let server = TestServer::start(Config {
+        limits: Limits {
+            max_head_size: 1024,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    assert_eq!(server.http(&request).status, 431);
+}
+
+#[test]
+fn too_many_headers_is_431() {
+    let server = TestServer::start(Config {
+        limits: Limits {
+            max_headers: 10,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let headers: String = (0..11).map(|i| format!("X-{i}: 1\r\n")).collect();
+    assert_eq!(
+        server
+            .http(&format!("GET / HTTP/1.1\r\n{headers}\r\n"))
+            .status,
+        431
+    );
+}
+
+#[test]
+fn head_not_finished_in_time_is_408() {
+    let server = TestServer::start(Config {
+        timeouts: Timeouts {
+            handshake: ms(200),
+            ..Timeouts::default()
+        },
+        ..config()
+    });
+    let reply = server.http("GET / HTTP/1.1\r\nHost: t\r\n");
+    assert_eq!(reply.status, 408);
+}

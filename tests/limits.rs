@@ -1,0 +1,187 @@
+//! Verifies that limits and protocol errors close with the right code, and
+//! that idle and slow clients are closed without hurting anyone else.
+
+use std::io::Read;
+use std::thread;
+
+use crate::support::raw::{BINARY, CONTINUATION, PING, TEXT};
+use crate::support::{
+    PATIENCE, RawClient, TestServer, close_code, config, ms, recv_text, send_text, wait_until,
+};
+use switchboard::{Config, Limits, Message, Timeouts, WebSocketConfig};
+
+fn small_messages() -> Config {
+    Config {
+        websocket: WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .max_message_size(Some(1000))
+            .max_frame_size(Some(1000)),
+        ..config()
+    }
+}
+
+#[test]
+fn oversized_message_is_closed_with_1009() {
+    let server = TestServer::start(small_messages());
+    let mut client = server.connect("/echo");
+    client.send(Message::binary(vec![0u8; 1001])).unwrap();
+    assert_eq!(close_code(&mut client), 1009);
+    assert_eq!(server.stats()["close_frames_sent"]["1009"], 1);
+}
+
+#[test]
+fn oversized_fragmented_message_is_closed_with_1009() {
+    let server = TestServer::start(small_messages());
+    let mut client = RawClient::upgrade(server.addr(), "/echo", b"");
+    client.send(false, BINARY, &[1u8; 600]);
+    client.send(true, CONTINUATION, &[2u8; 600]);
+    assert_eq!(client.close_code(), 1009);
+}
+
+#[test]
+fn message_at_the_limit_is_accepted() {
+    let server = TestServer::start(small_messages());
+    let mut client = server.connect("/echo");
+    send_text(&mut client, &"y".repeat(1000));
+    assert_eq!(recv_text(&mut client).len(), 1000);
+}
+
+#[test]
+fn invalid_utf8_is_closed_with_1007() {
+    let server = TestServer::start(config());
+    let mut client = RawClient::upgrade(server.addr(), "/echo", b"");
+    client.send(true, TEXT, &[0xce, 0xba, 0xff, 0xfe]);
+    assert_eq!(client.close_code(), 1007);
+}
+
+#[test]
+fn unmasked_frame_is_closed_with_1002() {
+    let server = TestServer::start(config());
+    let mut client = RawClient::upgrade(server.addr(), "/echo", b"");
+    client.send_unmasked(TEXT, b"no mask");
+    assert_eq!(client.close_code(), 1002);
+}
+
+#[test]
+fn fragmented_ping_is_closed_with_1002() {
+    let server = TestServer::start(config());
+    let mut client = RawClient::upgrade(server.addr(), "/echo", b"");
+    client.send(false, PING, b"half");
+    assert_eq!(client.close_code(), 1002);
+}
+
+#[test]
+fn ping_is_answered_with_pong_by_the_writer() {
+    let server = TestServer::start(config());
+    let mut client = RawClient::upgrade(server.addr(), "/echo", b"");
+    client.send(true, PING, b"are you there");
+    let (opcode, payload) = client.read_frame().unwrap();
+    assert_eq!(opcode, 0xa);
+    assert_eq!(payload, b"are you there");
+}
+
+#[test]
+fn client_close_is_echoed_and_the_server_hangs_up() {
+    let server = TestServer::start(config());
+    let mut client = RawClient::upgrade(server.addr(), "/echo", b"");
+    client.send(true, 0x8, &[0x03, 0xe8, b'b', b'y', b'e']);
+    let (opcode, payload) = client.read_frame().unwrap();
+    assert_eq!(opcode, 0x8);
+    assert_eq!(payload, [0x03, 0xe8, b'b', b'y', b'e']);
+    let mut rest = Vec::new();
+    client.stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "nothing after the close reply");
+    assert!(wait_until(PATIENCE, || server.stats()["connections_open"] == 0));
+}
+
+#[test]
+fn idle_peer_is_closed_with_1001_after_the_timeout() {
+    let server = TestServer::start(Config {
+        timeouts: Timeouts {
+            idle: ms(300),
+            ping_interval: ms(100),
+            ..Timeouts::default()
+        },
+        ..config()
+    });
+    // A raw client never answers the server's pings.
+    let mut client = RawClient::upgrade(server.addr(), "/ws/idle", b"");
+    let mut pings = 0;
+    let code = loop {
+        let (opcode, payload) = client.read_frame().unwrap();
+        match opcode {
+            0x9 => pings += 1,
+            0x8 => break u16::from_be_bytes([payload[0], payload[1]]),
+            other => panic!("unexpected opcode {other}"),
+        }
+    };
+    assert_eq!(code, 1001);
+    assert!(pings >= 1, "the server pinged before giving up");
+}
+
+#[test]
+fn client_answering_pings_stays_open_past_the_idle_timeout() {
+    let server = TestServer::start(Config {
+        timeouts: Timeouts {
+            idle: ms(300),
+            ping_interval: ms(50),
+            ..Timeouts::default()
+        },
+        ..config()
+    });
+    let mut client = server.connect("/echo");
+    client.get_mut().set_read_timeout(Some(ms(100))).unwrap();
+    // tungstenite answers each ping from inside read(); keep reading for
+    // three idle timeouts.
+    let until = std::time::Instant::now() + ms(900);
+    while std::time::Instant::now() < until {
+        match client.read() {
+            Ok(_) => {}
+            Err(switchboard::tungstenite::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("connection ended: {e}"),
+        }
+    }
+    client.get_mut().set_read_timeout(Some(PATIENCE)).unwrap();
+    send_text(&mut client, "still here");
+    assert_eq!(recv_text(&mut client), "still here");
+}
+
+#[test]
+fn slow_consumer_is_closed_with_1008_without_delaying_its_room() {
+    let server = TestServer::start(Config {
+        limits: Limits {
+            outbox_bytes: 256 * 1024,
+            ..Limits::default()
+        },
+        timeouts: Timeouts {
+            write: ms(30_000),
+            ..Timeouts::default()
+        },
+        websocket: WebSocketConfig::default().max_message_size(Some(64 * 1024)),
+        ..config()
+    });
+    // The slow member never reads until it has been evicted.
+    let mut slow = server.connect("/ws/busy");
+    let mut fast = server.connect("/ws/busy");
+    let payload = "z".repeat(60 * 1024);
+    let mut sent = 0;
+    // The fast member publishes and reads each message back before the next,
+    // so its own outbox never holds more than one frame. The slow member's
+    // socket buffers fill, then its outbox, then the hub closes it.
+    while server.stats()["slow_consumer_closes"] == 0 {
+        assert!(sent < 2000, "the slow member was never closed");
+        send_text(&mut fast, &payload);
+        assert_eq!(recv_text(&mut fast).len(), payload.len());
+        sent += 1;
+    }
+    // The room goes on for the fast member.
+    for i in 0..20 {
+        send_text(&mut fast, &i.to_string());
+        assert_eq!(recv_text(&mut fast), i.to_string());
+    }
+    // The slow member finally reads: what fit in its buffers, then 1008.
+    let reader = thread::spawn(move || close_code(&mut slow));
+    assert_eq!(reader.join().unwrap(), 1008);
+    assert_eq!(server.stats()["close_frames_sent"]["1008"], 1);
+}

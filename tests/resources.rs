@@ -1,0 +1,73 @@
+//! Verifies that a connection's threads, file descriptors and hub entry are
+//! freed when it ends, whichever way it ends.
+
+use std::net::TcpStream;
+
+use crate::support::{PATIENCE, Process, RawClient, connect, recv_text, send_text, wait_until};
+use switchboard::Message;
+
+#[test]
+fn threads_and_fds_return_to_baseline_after_200_connections() {
+    let process = Process::start(&[]);
+    let (threads, fds) = (process.threads(), process.fds());
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let path = if i % 2 == 0 { "/ws/crowd" } else { "/echo" };
+        clients.push(connect(process.addr, path).unwrap());
+    }
+    // Every connection is open when the last one has its echo.
+    let last = clients.last_mut().unwrap();
+    send_text(last, "last");
+    assert_eq!(recv_text(last), "last");
+    assert!(
+        wait_until(PATIENCE, || process.threads() == threads + 400),
+        "two threads per connection"
+    );
+    assert_eq!(process.fds(), fds + 200, "one descriptor per connection");
+
+    // A third close cleanly, a third vanish, a third are hung up mid-frame.
+    for (i, mut client) in clients.into_iter().enumerate() {
+        match i % 3 {
+            0 => {
+                client.close(None).unwrap();
+                while client.read().is_ok() {}
+            }
+            1 => drop(client),
+            _ => {
+                let stream: &mut TcpStream = client.get_mut();
+                let _ = std::io::Write::write_all(stream, &[0x81, 0xfe]);
+            }
+        }
+    }
+    assert!(
+        wait_until(PATIENCE, || process.threads() == threads
+            && process.fds() == fds),
+        "threads {} (baseline {threads}), fds {} (baseline {fds})",
+        process.threads(),
+        process.fds()
+    );
+    let stats: serde_json::Value = serde_json::from_str(
+        &crate::support::http(process.addr, "GET /stats HTTP/1.1\r\nHost: t\r\n\r\n").body,
+    )
+    .unwrap();
+    assert_eq!(stats["connections_open"], 0);
+}
+
+#[test]
+fn hub_forgets_a_member_that_vanished() {
+    let process = Process::start(&[]);
+    let mut stayer = connect(process.addr, "/ws/vanish").unwrap();
+    {
+        let leaver = RawClient::upgrade(process.addr, "/ws/vanish", b"");
+        let _ = leaver.stream.shutdown(std::net::Shutdown::Both);
+    }
+    send_text(&mut stayer, "anyone?");
+    assert_eq!(recv_text(&mut stayer), "anyone?");
+    let open = || {
+        let reply = crate::support::http(process.addr, "GET /stats HTTP/1.1\r\nHost: t\r\n\r\n");
+        serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()["connections_open"].clone()
+    };
+    assert!(wait_until(PATIENCE, || open() == 1));
+    stayer.send(Message::text("still fine")).unwrap();
+    assert_eq!(recv_text(&mut stayer), "still fine");
+}

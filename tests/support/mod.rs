@@ -1,0 +1,245 @@
+//! Shared helpers: an in-process test server on port 0, WebSocket and raw
+//! clients, the `switchboard` binary as a child process, and deadlines.
+
+#![allow(dead_code)]
+
+mod process;
+pub mod raw;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use switchboard::tungstenite::{self, WebSocket};
+use switchboard::{
+    CloseFrame, Config, Handler, HubHandle, Message, RoomsHandler, Server, ShutdownHandle,
+};
+
+pub use self::process::Process;
+pub use self::raw::RawClient;
+
+/// A WebSocket client as the tests use it.
+pub type Client = WebSocket<TcpStream>;
+
+/// How long any single wait in a test may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(ms(5));
+    }
+}
+
+/// A configuration listening on a free loopback port.
+pub fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    }
+}
+
+/// A server running in this process on its own thread. Dropping it shuts it
+/// down and waits for `run` to return.
+pub struct TestServer {
+    addr: SocketAddr,
+    hub: HubHandle,
+    shutdown: ShutdownHandle,
+    thread: Option<JoinHandle<switchboard::Result<()>>>,
+}
+
+impl TestServer {
+    /// The `switchboard` binary's handler with `config`.
+    pub fn start(config: Config) -> Self {
+        TestServer::start_with(config, RoomsHandler)
+    }
+
+    pub fn start_with<H: Handler>(config: Config, handler: H) -> Self {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let server = Server::bind(config, handler).expect("bind test server");
+        let addr = server.local_addr();
+        let hub = server.hub();
+        let shutdown = server.shutdown_handle();
+        let thread = thread::Builder::new()
+            .name("test-server".into())
+            .spawn(move || server.run())
+            .unwrap();
+        TestServer {
+            addr,
+            hub,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn hub(&self) -> &HubHandle {
+        &self.hub
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// A WebSocket client on `path`, with a read timeout so that a missing
+    /// message fails the test instead of hanging it.
+    pub fn connect(&self, path: &str) -> Client {
+        self.try_connect(path)
+            .unwrap_or_else(|e| panic!("connect to {path}: {e}"))
+    }
+
+    pub fn try_connect(&self, path: &str) -> Result<Client, tungstenite::Error> {
+        connect(self.addr, path)
+    }
+
+    /// Sends `request` as written and returns the whole answer.
+    pub fn http(&self, request: &str) -> Reply {
+        http(self.addr, request)
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.http(&format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+    }
+
+    /// `/stats` as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/stats").body).expect("/stats is JSON")
+    }
+
+    /// Shuts down and returns how long `run` took to return.
+    pub fn stop(mut self) -> Duration {
+        self.stop_now()
+    }
+
+    fn stop_now(&mut self) -> Duration {
+        let started = Instant::now();
+        self.shutdown.shutdown();
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread").expect("server run");
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop_now();
+        }
+    }
+}
+
+/// A WebSocket client on `path` at `addr`.
+pub fn connect(addr: SocketAddr, path: &str) -> Result<Client, tungstenite::Error> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    stream.set_write_timeout(Some(PATIENCE))?;
+    let url = format!("ws://{addr}{path}");
+    tungstenite::client(url.as_str(), stream)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
+        })
+}
+
+/// An HTTP answer, split into status, head and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+pub fn http(addr: SocketAddr, request: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("the server closes after its answer");
+    parse_reply(&String::from_utf8_lossy(&answer))
+}
+
+pub fn parse_reply(answer: &str) -> Reply {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// The next text or binary message, skipping pings and pongs.
+pub fn recv(client: &mut Client) -> Message {
+    loop {
+        match client.read().expect("a message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            message => return message,
+        }
+    }
+}
+
+pub fn recv_text(client: &mut Client) -> String {
+    match recv(client) {
+        Message::Text(text) => text.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Reads until the server's close frame and returns it, skipping messages;
+/// then finishes the close handshake as a polite client does (tungstenite
+/// sends its reply on the next read, which then sees the server hang up).
+pub fn recv_close(client: &mut Client) -> Option<CloseFrame> {
+    loop {
+        match client.read() {
+            Ok(Message::Close(close)) => {
+                while client.read().is_ok() {}
+                return close;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    }
+}
+
+/// The close code the server ends `client` with.
+pub fn close_code(client: &mut Client) -> u16 {
+    recv_close(client)
+        .map(|close| u16::from(close.code))
+        .expect("a close frame with a code")
+}
+
+pub fn send_text(client: &mut Client, text: &str) {
+    client.send(Message::text(text)).expect("send");
+}

@@ -1,0 +1,116 @@
+//! A hand-rolled WebSocket client, for sending what a correct client never would.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use super::PATIENCE;
+
+/// A client that speaks frames byte by byte.
+pub struct RawClient {
+    pub stream: TcpStream,
+}
+
+pub const TEXT: u8 = 0x1;
+pub const BINARY: u8 = 0x2;
+pub const CONTINUATION: u8 = 0x0;
+pub const CLOSE: u8 = 0x8;
+pub const PING: u8 = 0x9;
+
+impl RawClient {
+    /// Upgrades on `path` and checks for the 101. `extra` is sent right
+    /// after the request head, in the same write.
+    pub fn upgrade(addr: SocketAddr, path: &str, extra: &[u8]) -> RawClient {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .into_bytes();
+        request.extend_from_slice(extra);
+        stream.write_all(&request).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        assert!(
+            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            "{head}"
+        );
+        RawClient { stream }
+    }
+
+    pub fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        self.stream
+            .write_all(&frame(fin, opcode, payload, true))
+            .unwrap();
+    }
+
+    pub fn send_unmasked(&mut self, opcode: u8, payload: &[u8]) {
+        self.stream
+            .write_all(&frame(true, opcode, payload, false))
+            .unwrap();
+    }
+
+    /// The next frame: opcode and payload (server frames are unmasked).
+    pub fn read_frame(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        let mut head = [0u8; 2];
+        self.stream.read_exact(&mut head)?;
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut n = [0u8; 2];
+                self.stream.read_exact(&mut n)?;
+                u16::from_be_bytes(n) as usize
+            }
+            127 => {
+                let mut n = [0u8; 8];
+                self.stream.read_exact(&mut n)?;
+                u64::from_be_bytes(n) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload)?;
+        Ok((head[0] & 0x0f, payload))
+    }
+
+    /// Reads frames until a close frame and returns its code.
+    pub fn close_code(&mut self) -> u16 {
+        loop {
+            let (opcode, payload) = self.read_frame().expect("a close frame");
+            if opcode == CLOSE {
+                assert!(payload.len() >= 2, "close frame without a code");
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    }
+}
+
+/// Encodes a client frame; masked with a fixed key, as tests need no secrecy.
+pub fn frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}

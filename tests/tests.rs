@@ -1,0 +1,19 @@
+//! The integration suite: real servers on real loopback sockets, port 0.
+
+// Helpers: the in-process server, clients, the binary as a child process.
+mod support;
+
+// Plain HTTP on the WebSocket port: statuses, built-in routes.
+mod http;
+// The upgrade: validation, the same-port sequence, bytes sent with the head.
+mod upgrade;
+// Rooms, echo, ordering, and the hub handle.
+mod broadcast;
+// Sizes, UTF-8, protocol errors, idle peers and slow consumers.
+mod limits;
+// Ctrl-C, SIGTERM and the library's shutdown.
+mod shutdown;
+// Threads, file descriptors and hub entries freed when connections end.
+mod resources;
+// The library API: a custom handler's state, callbacks and endings.
+mod handler;

@@ -1,0 +1,92 @@
+//! Verifies that WebSocket upgrades are checked, answered, and share the port with HTTP.
+
+use crate::support::raw::{TEXT, frame};
+use crate::support::{RawClient, TestServer, config, http, recv_text, send_text};
+
+fn upgrade_request(path: &str, extra_headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra_headers}\r\n"
+    )
+}
+
+#[test]
+fn same_port_serves_http_and_websocket_at_once() {
+    let server = TestServer::start(config());
+    let mut a = server.connect("/ws/same-port");
+    let plain = http(server.addr(), "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        plain.status, 200,
+        "B gets a plain answer and is closed (read_to_end returned)"
+    );
+    let mut c = server.connect("/ws/same-port");
+    // C is registered once its first message comes back to it.
+    send_text(&mut c, "c is here");
+    assert_eq!(recv_text(&mut c), "c is here");
+    assert_eq!(recv_text(&mut a), "c is here");
+    send_text(&mut a, "hello from a");
+    assert_eq!(recv_text(&mut a), "hello from a");
+    assert_eq!(recv_text(&mut c), "hello from a");
+}
+
+#[test]
+fn unsupported_version_is_426_naming_13() {
+    let server = TestServer::start(config());
+    let reply = server.http(&upgrade_request(
+        "/echo",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",
+    ));
+    assert_eq!(reply.status, 426);
+    assert_eq!(reply.header("sec-websocket-version"), Some("13"));
+}
+
+#[test]
+fn missing_or_bad_key_is_400() {
+    let server = TestServer::start(config());
+    let missing = server.http(&upgrade_request("/echo", "Sec-WebSocket-Version: 13\r\n"));
+    assert_eq!(missing.status, 400);
+    assert!(missing.body.contains("Sec-WebSocket-Key"));
+    let bad = server.http(&upgrade_request(
+        "/echo",
+        "Sec-WebSocket-Key: nope\r\nSec-WebSocket-Version: 13\r\n",
+    ));
+    assert_eq!(bad.status, 400);
+}
+
+#[test]
+fn upgrade_without_connection_header_is_400() {
+    let server = TestServer::start(config());
+    let request = "GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    assert_eq!(server.http(request).status, 400);
+}
+
+#[test]
+fn upgrade_to_unknown_path_is_404_and_counted() {
+    let server = TestServer::start(config());
+    let err = server.try_connect("/nowhere").unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    assert_eq!(server.stats()["upgrades_refused"]["not_found"], 1);
+}
+
+#[test]
+fn frames_sent_with_the_request_are_not_lost() {
+    let server = TestServer::start(config());
+    let early = frame(true, TEXT, b"sent before the 101", true);
+    let mut client = RawClient::upgrade(server.addr(), "/echo", &early);
+    let (opcode, payload) = client.read_frame().unwrap();
+    assert_eq!(opcode, TEXT);
+    assert_eq!(payload, b"sent before the 101");
+}
+
+#[test]
+fn ws_and_http_clients_interleave_on_one_port() {
+    let server = TestServer::start(config());
+    let mut clients: Vec<_> = (0..5).map(|_| server.connect("/echo")).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(server.get("/healthz").status, 200);
+        send_text(client, &i.to_string());
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(recv_text(client), i.to_string());
+    }
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it:
+#   1. formatting and clippy, warnings denied;
+#   2. cargo test: unit tests, integration tests on real sockets, doctests,
+#      and every example built;
+#   3. the Autobahn TestSuite, cases 1-10, against /echo of a release build.
+#
+# The Autobahn runner lives in ../shared/autobahn (override with
+# AUTOBAHN_DIR) and builds its own Python venv on first use. Under CI=true a
+# missing component fails the run; elsewhere it is skipped with a warning.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+missing() {
+  if [ "${CI:-}" = "true" ]; then
+    echo "FAIL: $* (required under CI=true)" >&2
+    exit 1
+  fi
+  printf '\n!!!!!!!!\n!! SKIPPED: %s\n!!!!!!!!\n' "$*" >&2
+}
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "cargo test"
+cargo test --all-targets --quiet
+cargo test --doc --quiet
+
+step "Autobahn TestSuite, cases 1-10, against /echo"
+autobahn_dir="${AUTOBAHN_DIR:-../shared/autobahn}"
+if [ ! -x "$autobahn_dir/run.sh" ]; then
+  missing "Autobahn runner not found at $autobahn_dir/run.sh"
+elif ! command -v python3 >/dev/null; then
+  missing "python3 not found (the Autobahn runner needs it)"
+else
+  scripts/autobahn.sh "$autobahn_dir"
+fi
+
+step "all passed"

@@ -15,7 +15,7 @@ use switchboard::{Config, Limits, Timeouts};
 /// Logging follows RUST_LOG (default `info`); `RUST_LOG=debug` shows every
 /// connection.
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about, long_about = None)]
+#[command(name = "switchboard", version)]
 pub struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value_t = Config::default().listen)]

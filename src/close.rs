@@ -64,10 +64,7 @@ impl CloseReason {
 
     /// The close frame: code and reason.
     pub fn frame(self) -> CloseFrame {
-        CloseFrame {
-            code: self.code(),
-            reason: self.text().into(),
-        }
+        CloseFrame { code: self.code(), reason: self.text().into() }
     }
 
     /// What the server sends after a read failed with `error`, or `None` when
@@ -91,10 +88,7 @@ impl CloseReason {
 /// Returns true if and only if `error` is a socket timeout. A read timeout is
 /// `WouldBlock` on Unix and `TimedOut` on Windows.
 pub(crate) fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 /// How a WebSocket connection ended, as [`Handler::on_close`](crate::Handler::on_close) sees it.
@@ -144,32 +138,15 @@ mod tests {
 
     #[test]
     fn read_errors_map_to_rfc_codes() {
-        let too_long = WsError::Capacity(CapacityError::MessageTooLong {
-            size: 2,
-            max_size: 1,
-        });
+        let too_long = WsError::Capacity(CapacityError::MessageTooLong { size: 2, max_size: 1 });
         let code = |e: &WsError| CloseReason::for_read_error(e).map(|r| u16::from(r.code()));
         assert_eq!(code(&too_long), Some(1009));
         assert_eq!(code(&WsError::Utf8("bad".into())), Some(1007));
-        assert_eq!(
-            code(&WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
-            Some(1002)
-        );
-        assert_eq!(
-            code(&WsError::Io(io::ErrorKind::WouldBlock.into())),
-            Some(1001)
-        );
-        assert_eq!(
-            code(&WsError::Io(io::ErrorKind::ConnectionReset.into())),
-            None
-        );
+        assert_eq!(code(&WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)), Some(1002));
+        assert_eq!(code(&WsError::Io(io::ErrorKind::WouldBlock.into())), Some(1001));
+        assert_eq!(code(&WsError::Io(io::ErrorKind::ConnectionReset.into())), None);
         assert_eq!(code(&WsError::ConnectionClosed), None);
-        assert_eq!(
-            code(&WsError::Protocol(
-                ProtocolError::ResetWithoutClosingHandshake
-            )),
-            None
-        );
+        assert_eq!(code(&WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)), None);
     }
 
     #[test]

@@ -132,12 +132,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_head_size: 8 * 1024,
-            max_headers: 64,
-            outbox_bytes: 4 << 20,
-            hub_capacity: 4096,
-        }
+        Limits { max_head_size: 8 * 1024, max_headers: 64, outbox_bytes: 4 << 20, hub_capacity: 4096 }
     }
 }
 
@@ -155,27 +150,11 @@ impl Config {
         // The largest frame the server may have to relay: payload and header.
         let largest = ws.max_message_size.unwrap_or(usize::MAX).saturating_add(14);
         let checks: [(bool, &'static str, &'static str); 15] = [
-            (
-                t.handshake.is_zero(),
-                "timeouts.handshake",
-                "must be more than zero",
-            ),
+            (t.handshake.is_zero(), "timeouts.handshake", "must be more than zero"),
             (t.idle.is_zero(), "timeouts.idle", "must be more than zero"),
-            (
-                t.write.is_zero(),
-                "timeouts.write",
-                "must be more than zero",
-            ),
-            (
-                t.close.is_zero(),
-                "timeouts.close",
-                "must be more than zero",
-            ),
-            (
-                t.ping_interval.is_zero(),
-                "timeouts.ping_interval",
-                "must be more than zero",
-            ),
+            (t.write.is_zero(), "timeouts.write", "must be more than zero"),
+            (t.close.is_zero(), "timeouts.close", "must be more than zero"),
+            (t.ping_interval.is_zero(), "timeouts.ping_interval", "must be more than zero"),
             (
                 t.ping_interval >= t.idle,
                 "timeouts.ping_interval",
@@ -186,46 +165,22 @@ impl Config {
                 "timeouts.shutdown",
                 "must be more than timeouts.close, or shutdown cannot wait for close replies",
             ),
-            (
-                l.max_head_size < 256,
-                "limits.max_head_size",
-                "must be at least 256 bytes",
-            ),
-            (
-                l.max_headers < 8,
-                "limits.max_headers",
-                "must be at least 8",
-            ),
+            (l.max_head_size < 256, "limits.max_head_size", "must be at least 256 bytes"),
+            (l.max_headers < 8, "limits.max_headers", "must be at least 8"),
             (
                 l.outbox_bytes < largest,
                 "limits.outbox_bytes",
                 "must hold the largest message (websocket.max_message_size plus a 14-byte header)",
             ),
-            (
-                ws.max_message_size.is_none(),
-                "websocket.max_message_size",
-                "must be set",
-            ),
-            (
-                l.hub_capacity == 0,
-                "limits.hub_capacity",
-                "must be at least 1",
-            ),
-            (
-                ws.read_buffer_size < 256,
-                "websocket.read_buffer_size",
-                "must be at least 256 bytes",
-            ),
+            (ws.max_message_size.is_none(), "websocket.max_message_size", "must be set"),
+            (l.hub_capacity == 0, "limits.hub_capacity", "must be at least 1"),
+            (ws.read_buffer_size < 256, "websocket.read_buffer_size", "must be at least 256 bytes"),
             (
                 ws.max_write_buffer_size <= ws.write_buffer_size,
                 "websocket.max_write_buffer_size",
                 "must be more than websocket.write_buffer_size",
             ),
-            (
-                self.thread_stack_size < 64 * 1024,
-                "thread_stack_size",
-                "must be at least 64 KiB",
-            ),
+            (self.thread_stack_size < 64 * 1024, "thread_stack_size", "must be at least 64 KiB"),
         ];
         match checks.into_iter().find(|(bad, ..)| *bad) {
             Some((_, field, problem)) => Err(Error::Config { field, problem }),
@@ -254,51 +209,22 @@ mod tests {
             ..Config::default()
         };
         let err = config.validate().unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Config {
-                    field: "timeouts.ping_interval",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Config { field: "timeouts.ping_interval", .. }), "{err}");
     }
 
     #[test]
     fn outbox_must_hold_the_largest_message() {
-        let config = Config {
-            limits: Limits {
-                outbox_bytes: 1 << 20,
-                ..Limits::default()
-            },
-            ..Config::default()
-        };
-        assert!(matches!(
-            config.validate(),
-            Err(Error::Config {
-                field: "limits.outbox_bytes",
-                ..
-            })
-        ));
+        let config =
+            Config { limits: Limits { outbox_bytes: 1 << 20, ..Limits::default() }, ..Config::default() };
+        assert!(matches!(config.validate(), Err(Error::Config { field: "limits.outbox_bytes", .. })));
     }
 
     #[test]
     fn close_timeout_must_fit_in_shutdown() {
         let config = Config {
-            timeouts: Timeouts {
-                close: Duration::from_secs(5),
-                ..Timeouts::default()
-            },
+            timeouts: Timeouts { close: Duration::from_secs(5), ..Timeouts::default() },
             ..Config::default()
         };
-        assert!(matches!(
-            config.validate(),
-            Err(Error::Config {
-                field: "timeouts.shutdown",
-                ..
-            })
-        ));
+        assert!(matches!(config.validate(), Err(Error::Config { field: "timeouts.shutdown", .. })));
     }
 }

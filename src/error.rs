@@ -71,10 +71,7 @@ pub struct Refusal {
 impl Refusal {
     /// A refusal with the given status and reason.
     pub fn new(status: u16, reason: impl Into<Cow<'static, str>>) -> Self {
-        Refusal {
-            status,
-            reason: reason.into(),
-        }
+        Refusal { status, reason: reason.into() }
     }
 
     /// 400: the request is malformed.

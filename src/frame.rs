@@ -56,12 +56,8 @@ impl Frame {
 
     fn encode(frame: WireFrame) -> Self {
         let mut bytes = Vec::with_capacity(frame.len());
-        frame
-            .format(&mut bytes)
-            .expect("Bug: formatting a frame into a Vec cannot fail");
-        Frame {
-            bytes: bytes.into(),
-        }
+        frame.format(&mut bytes).expect("Bug: formatting a frame into a Vec cannot fail");
+        Frame { bytes: bytes.into() }
     }
 
     /// The encoded frame: header and payload, exactly as it goes on the wire.
@@ -114,10 +110,7 @@ impl Frame {
         }
         let code = CloseCode::from(u16::from_be_bytes([payload[0], payload[1]]));
         let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
-        Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })
+        Some(CloseFrame { code, reason: reason.into() })
     }
 
     /// Returns true if and only if both are the very same frame (not merely
@@ -157,10 +150,7 @@ impl From<String> for Frame {
 
 impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Frame")
-            .field("opcode", &self.opcode())
-            .field("len", &self.len())
-            .finish()
+        f.debug_struct("Frame").field("opcode", &self.opcode()).field("len", &self.len()).finish()
     }
 }
 
@@ -187,10 +177,7 @@ mod tests {
 
     #[test]
     fn close_frame_round_trips() {
-        let frame = Frame::close(Some(CloseFrame {
-            code: CloseCode::Away,
-            reason: "bye".into(),
-        }));
+        let frame = Frame::close(Some(CloseFrame { code: CloseCode::Away, reason: "bye".into() }));
         assert!(frame.is_close());
         assert!(!frame.is_message());
         let close = frame.close_frame().unwrap();

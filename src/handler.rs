@@ -96,10 +96,7 @@ pub struct Accept<S> {
 impl<S> Accept<S> {
     /// Accepts with this state and no rooms.
     pub fn new(state: S) -> Self {
-        Accept {
-            state,
-            rooms: Vec::new(),
-        }
+        Accept { state, rooms: Vec::new() }
     }
 
     /// Also joins `room` as the connection opens.

@@ -40,23 +40,13 @@ struct ByStatus([AtomicU64; STATUSES.len() + 1]);
 
 impl ByStatus {
     fn add(&self, status: u16) {
-        let slot = STATUSES
-            .iter()
-            .position(|(s, _)| *s == status)
-            .unwrap_or(STATUSES.len());
+        let slot = STATUSES.iter().position(|(s, _)| *s == status).unwrap_or(STATUSES.len());
         self.0[slot].fetch_add(1, Relaxed);
     }
 
     fn snapshot(&self, label: impl Fn(u16, &'static str) -> String) -> BTreeMap<String, u64> {
-        let names = STATUSES
-            .iter()
-            .map(|&(status, name)| label(status, name))
-            .chain(["other".to_owned()]);
-        names
-            .zip(&self.0)
-            .map(|(name, n)| (name, n.load(Relaxed)))
-            .filter(|(_, n)| *n > 0)
-            .collect()
+        let names = STATUSES.iter().map(|&(status, name)| label(status, name)).chain(["other".to_owned()]);
+        names.zip(&self.0).map(|(name, n)| (name, n.load(Relaxed))).filter(|(_, n)| *n > 0).collect()
     }
 }
 
@@ -67,23 +57,13 @@ struct ByCloseCode([AtomicU64; CLOSE_CODES.len() + 1]);
 impl ByCloseCode {
     fn add(&self, code: CloseCode) {
         let code = u16::from(code);
-        let slot = CLOSE_CODES
-            .iter()
-            .position(|c| *c == code)
-            .unwrap_or(CLOSE_CODES.len());
+        let slot = CLOSE_CODES.iter().position(|c| *c == code).unwrap_or(CLOSE_CODES.len());
         self.0[slot].fetch_add(1, Relaxed);
     }
 
     fn snapshot(&self) -> BTreeMap<String, u64> {
-        let names = CLOSE_CODES
-            .iter()
-            .map(u16::to_string)
-            .chain(["other".to_owned()]);
-        names
-            .zip(&self.0)
-            .map(|(name, n)| (name, n.load(Relaxed)))
-            .filter(|(_, n)| *n > 0)
-            .collect()
+        let names = CLOSE_CODES.iter().map(u16::to_string).chain(["other".to_owned()]);
+        names.zip(&self.0).map(|(name, n)| (name, n.load(Relaxed))).filter(|(_, n)| *n > 0).collect()
     }
 }
 
@@ -229,42 +209,14 @@ impl Stats {
     pub(crate) fn to_prometheus(&self) -> String {
         let mut out = String::with_capacity(2048);
         let mut one = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = write!(
-                out,
-                "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}\n"
-            );
+            let _ = write!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}\n");
             let _ = writeln!(out, "switchboard_{name} {value}");
         };
-        one(
-            "uptime_seconds",
-            "gauge",
-            "Seconds since the server started.",
-            self.uptime_seconds,
-        );
-        one(
-            "connections_open",
-            "gauge",
-            "WebSocket connections open now.",
-            self.connections_open,
-        );
-        one(
-            "connections_total",
-            "counter",
-            "WebSocket connections opened.",
-            self.connections_total,
-        );
-        one(
-            "messages_in_total",
-            "counter",
-            "Text and binary messages received.",
-            self.messages_in,
-        );
-        one(
-            "bytes_in_total",
-            "counter",
-            "Payload bytes of the messages received.",
-            self.bytes_in,
-        );
+        one("uptime_seconds", "gauge", "Seconds since the server started.", self.uptime_seconds);
+        one("connections_open", "gauge", "WebSocket connections open now.", self.connections_open);
+        one("connections_total", "counter", "WebSocket connections opened.", self.connections_total);
+        one("messages_in_total", "counter", "Text and binary messages received.", self.messages_in);
+        one("bytes_in_total", "counter", "Payload bytes of the messages received.", self.bytes_in);
         one(
             "messages_out_total",
             "counter",
@@ -302,20 +254,12 @@ impl Stats {
             self.threads_refused,
         );
         let mut labelled = |name: &str, help: &str, label: &str, values: &BTreeMap<String, u64>| {
-            let _ = write!(
-                out,
-                "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} counter\n"
-            );
+            let _ = write!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} counter\n");
             for (key, value) in values {
                 let _ = writeln!(out, "switchboard_{name}{{{label}=\"{key}\"}} {value}");
             }
         };
-        labelled(
-            "http_responses_total",
-            "Plain HTTP responses, by status.",
-            "status",
-            &self.http_responses,
-        );
+        labelled("http_responses_total", "Plain HTTP responses, by status.", "status", &self.http_responses);
         labelled(
             "upgrades_refused_total",
             "WebSocket upgrade requests refused, by reason.",

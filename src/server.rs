@@ -54,23 +54,9 @@ impl<H: Handler> Server<H> {
         let hub_thread = thread::Builder::new()
             .name("switchboard-hub".into())
             .spawn(move || hub.run())
-            .map_err(|source| Error::Spawn {
-                name: "switchboard-hub".into(),
-                source,
-            })?;
-        let shared = Arc::new(Shared {
-            config,
-            handler,
-            hub: hub_handle,
-            metrics,
-        });
-        Ok(Server {
-            listener,
-            local_addr,
-            shared,
-            hub_thread,
-            stopping: Arc::new(AtomicBool::new(false)),
-        })
+            .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
+        let shared = Arc::new(Shared { config, handler, hub: hub_handle, metrics });
+        Ok(Server { listener, local_addr, shared, hub_thread, stopping: Arc::new(AtomicBool::new(false)) })
     }
 
     /// The address the server listens on, with the real port when the
@@ -86,10 +72,7 @@ impl<H: Handler> Server<H> {
 
     /// A handle that stops [`run`](Server::run) from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {
-            stopping: self.stopping.clone(),
-            wake: wake_address(self.local_addr),
-        }
+        ShutdownHandle { stopping: self.stopping.clone(), wake: wake_address(self.local_addr) }
     }
 
     /// Accepts connections, each on its own thread, until a
@@ -127,12 +110,7 @@ impl<H: Handler> Server<H> {
                 }
             }
         }
-        let Server {
-            listener,
-            shared,
-            hub_thread,
-            ..
-        } = self;
+        let Server { listener, shared, hub_thread, .. } = self;
         drop(listener);
         drop(alive);
         close_all(&shared, &all_gone);
@@ -149,20 +127,15 @@ impl<H: Handler> Server<H> {
         // the thread cannot be started the loop still holds it and can say 503.
         let (handoff, received) = bounded::<TcpStream>(1);
         let spare = received.clone();
-        handoff
-            .send(stream)
-            .expect("Bug: a fresh one-slot channel has room");
+        handoff.send(stream).expect("Bug: a fresh one-slot channel has room");
         let shared = self.shared.clone();
-        let started = connection::spawn(
-            format!("conn-{}-read", id.0),
-            shared.config.thread_stack_size,
-            move || {
+        let started =
+            connection::spawn(format!("conn-{}-read", id.0), shared.config.thread_stack_size, move || {
                 let _alive = alive;
                 if let Ok(stream) = received.recv() {
                     connection::serve(Socket::new(stream), id, &shared);
                 }
-            },
-        );
+            });
         if let Err(e) = started {
             warn!("connection {id}: {e}; answering 503");
             self.shared.metrics.thread_refused();
@@ -208,12 +181,8 @@ impl ShutdownHandle {
 /// through loopback.
 fn wake_address(local: SocketAddr) -> SocketAddr {
     match local.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv4Addr::LOCALHOST, local.port()))
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv6Addr::LOCALHOST, local.port()))
-        }
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, local.port())),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, local.port())),
         _ => local,
     }
 }

@@ -24,16 +24,11 @@ pub(crate) fn check(request: &Request) -> Result<(), Refusal> {
         return Err(Refusal::bad_request("missing `Connection: Upgrade`"));
     }
     if request.header("sec-websocket-version").map(str::trim) != Some("13") {
-        return Err(Refusal::new(
-            426,
-            "unsupported WebSocket version; this server speaks version 13",
-        ));
+        return Err(Refusal::new(426, "unsupported WebSocket version; this server speaks version 13"));
     }
     match request.header("sec-websocket-key") {
         Some(key) if is_valid_key(key.trim()) => Ok(()),
-        Some(_) => Err(Refusal::bad_request(
-            "Sec-WebSocket-Key is not 16 bytes of base64",
-        )),
+        Some(_) => Err(Refusal::bad_request("Sec-WebSocket-Key is not 16 bytes of base64")),
         None => Err(Refusal::bad_request("missing Sec-WebSocket-Key")),
     }
 }
@@ -43,17 +38,12 @@ fn is_valid_key(key: &str) -> bool {
     let bytes = key.as_bytes();
     bytes.len() == 24
         && bytes.ends_with(b"==")
-        && bytes[..22]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && bytes[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 /// The `101 Switching Protocols` answer to a request that passed [`check`].
 pub(crate) fn switching_protocols(request: &Request) -> Response {
-    let key = request
-        .header("sec-websocket-key")
-        .unwrap_or_default()
-        .trim();
+    let key = request.header("sec-websocket-key").unwrap_or_default().trim();
     Response::new(101)
         .header("Upgrade", "websocket")
         .header("Connection", "Upgrade")
@@ -68,10 +58,7 @@ mod tests {
     fn sample_key_from_rfc_6455() {
         // RFC 6455 §1.3: this key must be answered with this accept value.
         assert!(is_valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
-        assert_eq!(
-            derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]

@@ -83,9 +83,7 @@ fn echo_returns_every_message_to_its_sender_only() {
 fn binary_stays_binary() {
     let server = TestServer::start(config());
     let mut client = server.connect("/ws/bytes");
-    client
-        .send(Message::binary(vec![0u8, 159, 146, 150]))
-        .unwrap();
+    client.send(Message::binary(vec![0u8, 159, 146, 150])).unwrap();
     assert_eq!(recv(&mut client), Message::binary(vec![0u8, 159, 146, 150]));
 }
 
@@ -100,10 +98,7 @@ fn hub_handle_sends_to_a_room_one_client_and_everyone() {
     assert_eq!(recv_text(&mut lobby), "to everyone");
     assert_eq!(recv_text(&mut echo), "to everyone");
     // Connections are numbered in accept order from 1: lobby is #1, echo #2.
-    server
-        .hub()
-        .send_to(switchboard::ConnectionId(2), "to #2")
-        .unwrap();
+    server.hub().send_to(switchboard::ConnectionId(2), "to #2").unwrap();
     assert_eq!(recv_text(&mut echo), "to #2");
 }
 

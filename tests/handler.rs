@@ -28,16 +28,9 @@ impl Handler for Counter {
         if request.path() != "/count" {
             return Err(Refusal::not_found());
         }
-        let name = request
-            .query()
-            .and_then(|q| q.strip_prefix("name="))
-            .filter(|n| !n.is_empty());
+        let name = request.query().and_then(|q| q.strip_prefix("name=")).filter(|n| !n.is_empty());
         match name {
-            Some(name) => Ok(Accept::new(Tally {
-                name: name.to_owned(),
-                messages: 0,
-            })
-            .join("counted")),
+            Some(name) => Ok(Accept::new(Tally { name: name.to_owned(), messages: 0 }).join("counted")),
             None => Err(Refusal::forbidden("a name is required")),
         }
     }
@@ -53,10 +46,7 @@ impl Handler for Counter {
     fn on_message(&self, connection: &Connection, tally: &mut Tally, message: Message) {
         tally.messages += 1;
         if message.to_text().ok() == Some("kick me") {
-            let close = CloseFrame {
-                code: CloseCode::Policy,
-                reason: "asked for it".into(),
-            };
+            let close = CloseFrame { code: CloseCode::Policy, reason: "asked for it".into() };
             let _ = connection.hub().close(connection.id(), close);
             return;
         }
@@ -64,25 +54,13 @@ impl Handler for Counter {
     }
 
     fn on_close(&self, _: &Connection, tally: &mut Tally, ending: &Ending) {
-        let _ = self
-            .endings
-            .lock()
-            .unwrap()
-            .send((tally.name.clone(), ending.clone()));
+        let _ = self.endings.lock().unwrap().send((tally.name.clone(), ending.clone()));
     }
 }
 
 fn counter() -> (TestServer, crossbeam_channel::Receiver<(String, Ending)>) {
     let (endings, ended) = unbounded();
-    (
-        TestServer::start_with(
-            config(),
-            Counter {
-                endings: Mutex::new(endings),
-            },
-        ),
-        ended,
-    )
+    (TestServer::start_with(config(), Counter { endings: Mutex::new(endings) }), ended)
 }
 
 #[test]
@@ -118,19 +96,11 @@ fn endings_say_who_closed() {
     let (server, ended) = counter();
 
     let mut by_client = server.connect("/count?name=polite");
-    by_client
-        .close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "bye".into(),
-        }))
-        .unwrap();
+    by_client.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).unwrap();
     while by_client.read().is_ok() {}
     let (name, ending) = ended.recv_timeout(PATIENCE).unwrap();
     assert_eq!(name, "polite");
-    assert!(
-        matches!(ending, Ending::ByClient(Some(ref c)) if c.code == CloseCode::Normal),
-        "{ending:?}"
-    );
+    assert!(matches!(ending, Ending::ByClient(Some(ref c)) if c.code == CloseCode::Normal), "{ending:?}");
 
     let mut kicked = server.connect("/count?name=kicked");
     assert_eq!(recv_text(&mut kicked), "welcome kicked");
@@ -138,10 +108,7 @@ fn endings_say_who_closed() {
     assert_eq!(close_code(&mut kicked), 1008);
     let (name, ending) = ended.recv_timeout(PATIENCE).unwrap();
     assert_eq!(name, "kicked");
-    assert!(
-        matches!(ending, Ending::ByServer(ref c) if c.reason.as_str() == "asked for it"),
-        "{ending:?}"
-    );
+    assert!(matches!(ending, Ending::ByServer(ref c) if c.reason.as_str() == "asked for it"), "{ending:?}");
 
     let vanished = server.connect("/count?name=vanished");
     drop(vanished);

@@ -18,12 +18,7 @@ fn metrics_are_prometheus_text_named_switchboard() {
     server.get("/nope");
     let reply = server.get("/metrics");
     assert_eq!(reply.status, 200);
-    assert!(
-        reply
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
+    assert!(reply.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
     for name in [
         "connections_open",
         "connections_total",
@@ -40,13 +35,7 @@ fn metrics_are_prometheus_text_named_switchboard() {
             reply.body
         );
     }
-    assert!(
-        reply
-            .body
-            .contains("switchboard_http_responses_total{status=\"404\"} 1\n"),
-        "{}",
-        reply.body
-    );
+    assert!(reply.body.contains("switchboard_http_responses_total{status=\"404\"} 1\n"), "{}", reply.body);
     for line in reply.body.lines().filter(|l| !l.starts_with('#')) {
         assert!(line.starts_with("switchboard_"), "{line}");
     }
@@ -71,10 +60,7 @@ fn root_serves_the_chat_page() {
     let server = TestServer::start(config());
     let reply = server.get("/");
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        reply.header("content-type"),
-        Some("text/html; charset=utf-8")
-    );
+    assert_eq!(reply.header("content-type"), Some("text/html; charset=utf-8"));
     assert!(reply.body.contains("new WebSocket("));
 }
 
@@ -101,12 +87,7 @@ fn other_methods_are_405() {
     let reply = server.http("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET, HEAD"));
-    assert_eq!(
-        server
-            .http("DELETE /ws/x HTTP/1.1\r\nHost: t\r\n\r\n")
-            .status,
-        405
-    );
+    assert_eq!(server.http("DELETE /ws/x HTTP/1.1\r\nHost: t\r\n\r\n").status, 405);
 }
 
 #[test]
@@ -122,60 +103,31 @@ fn plain_get_on_websocket_paths_is_426() {
 #[test]
 fn malformed_head_is_400() {
     let server = TestServer::start(config());
-    assert_eq!(
-        server.http("GET / HTTP/1.1\r\nBad Header\r\n\r\n").status,
-        400
-    );
+    assert_eq!(server.http("GET / HTTP/1.1\r\nBad Header\r\n\r\n").status, 400);
     // The start of a TLS ClientHello, sent to the plain port.
-    assert_eq!(
-        server
-            .http("\x16\x03\x01\x00\x05\x01\x00\x00\x01\x03\x03\r\n\r\n")
-            .status,
-        400
-    );
+    assert_eq!(server.http("\x16\x03\x01\x00\x05\x01\x00\x00\x01\x03\x03\r\n\r\n").status, 400);
 }
 
 #[test]
 fn oversized_head_is_431() {
-    let server = TestServer::start(Config {
-        limits: Limits {
-            max_head_size: 1024,
-            ..Limits::default()
-        },
-        ..config()
-    });
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(2000)
-    );
+    let server =
+        TestServer::start(Config { limits: Limits { max_head_size: 1024, ..Limits::default() }, ..config() });
+    let request = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
     assert_eq!(server.http(&request).status, 431);
 }
 
 #[test]
 fn too_many_headers_is_431() {
-    let server = TestServer::start(Config {
-        limits: Limits {
-            max_headers: 10,
-            ..Limits::default()
-        },
-        ..config()
-    });
+    let server =
+        TestServer::start(Config { limits: Limits { max_headers: 10, ..Limits::default() }, ..config() });
     let headers: String = (0..11).map(|i| format!("X-{i}: 1\r\n")).collect();
-    assert_eq!(
-        server
-            .http(&format!("GET / HTTP/1.1\r\n{headers}\r\n"))
-            .status,
-        431
-    );
+    assert_eq!(server.http(&format!("GET / HTTP/1.1\r\n{headers}\r\n")).status, 431);
 }
 
 #[test]
 fn head_not_finished_in_time_is_408() {
     let server = TestServer::start(Config {
-        timeouts: Timeouts {
-            handshake: ms(200),
-            ..Timeouts::default()
-        },
+        timeouts: Timeouts { handshake: ms(200), ..Timeouts::default() },
         ..config()
     });
     let reply = server.http("GET / HTTP/1.1\r\nHost: t\r\n");

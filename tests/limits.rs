@@ -97,11 +97,7 @@ fn client_close_is_echoed_and_the_server_hangs_up() {
 #[test]
 fn idle_peer_is_closed_with_1001_after_the_timeout() {
     let server = TestServer::start(Config {
-        timeouts: Timeouts {
-            idle: ms(300),
-            ping_interval: ms(100),
-            ..Timeouts::default()
-        },
+        timeouts: Timeouts { idle: ms(300), ping_interval: ms(100), ..Timeouts::default() },
         ..config()
     });
     // A raw client never answers the server's pings.
@@ -122,11 +118,7 @@ fn idle_peer_is_closed_with_1001_after_the_timeout() {
 #[test]
 fn client_answering_pings_stays_open_past_the_idle_timeout() {
     let server = TestServer::start(Config {
-        timeouts: Timeouts {
-            idle: ms(300),
-            ping_interval: ms(50),
-            ..Timeouts::default()
-        },
+        timeouts: Timeouts { idle: ms(300), ping_interval: ms(50), ..Timeouts::default() },
         ..config()
     });
     let mut client = server.connect("/echo");
@@ -137,8 +129,7 @@ fn client_answering_pings_stays_open_past_the_idle_timeout() {
     while std::time::Instant::now() < until {
         match client.read() {
             Ok(_) => {}
-            Err(switchboard::tungstenite::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(switchboard::tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => panic!("connection ended: {e}"),
         }
     }
@@ -150,14 +141,8 @@ fn client_answering_pings_stays_open_past_the_idle_timeout() {
 #[test]
 fn slow_consumer_is_closed_with_1008_without_delaying_its_room() {
     let server = TestServer::start(Config {
-        limits: Limits {
-            outbox_bytes: 256 * 1024,
-            ..Limits::default()
-        },
-        timeouts: Timeouts {
-            write: ms(30_000),
-            ..Timeouts::default()
-        },
+        limits: Limits { outbox_bytes: 256 * 1024, ..Limits::default() },
+        timeouts: Timeouts { write: ms(30_000), ..Timeouts::default() },
         websocket: WebSocketConfig::default().max_message_size(Some(64 * 1024)),
         ..config()
     });

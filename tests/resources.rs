@@ -19,10 +19,7 @@ fn threads_and_fds_return_to_baseline_after_200_connections() {
     let last = clients.last_mut().unwrap();
     send_text(last, "last");
     assert_eq!(recv_text(last), "last");
-    assert!(
-        wait_until(PATIENCE, || process.threads() == threads + 400),
-        "two threads per connection"
-    );
+    assert!(wait_until(PATIENCE, || process.threads() == threads + 400), "two threads per connection");
     assert_eq!(process.fds(), fds + 200, "one descriptor per connection");
 
     // A third close cleanly, a third vanish, a third are hung up mid-frame.
@@ -40,8 +37,7 @@ fn threads_and_fds_return_to_baseline_after_200_connections() {
         }
     }
     assert!(
-        wait_until(PATIENCE, || process.threads() == threads
-            && process.fds() == fds),
+        wait_until(PATIENCE, || process.threads() == threads && process.fds() == fds),
         "threads {} (baseline {threads}), fds {} (baseline {fds})",
         process.threads(),
         process.fds()

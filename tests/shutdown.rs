@@ -38,10 +38,7 @@ fn messages_queued_before_shutdown_arrive_before_the_1001() {
     send_text(&mut client, "joined");
     assert_eq!(recv_text(&mut client), "joined");
     for i in 0..100 {
-        server
-            .hub()
-            .send_to_room("last-words", format!("queued {i}"))
-            .unwrap();
+        server.hub().send_to_room("last-words", format!("queued {i}")).unwrap();
     }
     let reader = thread::spawn(move || {
         let texts: Vec<String> = (0..100).map(|_| recv_text(&mut client)).collect();
@@ -49,10 +46,7 @@ fn messages_queued_before_shutdown_arrive_before_the_1001() {
     });
     server.stop();
     let (texts, close) = reader.join().unwrap();
-    assert_eq!(
-        texts,
-        (0..100).map(|i| format!("queued {i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(texts, (0..100).map(|i| format!("queued {i}")).collect::<Vec<_>>());
     assert_eq!(close.unwrap().code, CloseCode::Away);
 }
 
@@ -72,18 +66,13 @@ fn shutdown_does_not_wait_for_a_silent_handshake() {
     // Accepts are in order: once this is answered, the silent peer has its thread.
     assert_eq!(server.get("/healthz").status, 200);
     let took = server.stop();
-    assert!(
-        took < Timeouts::default().handshake,
-        "shutdown waited {took:?} for a silent peer"
-    );
+    assert!(took < Timeouts::default().handshake, "shutdown waited {took:?} for a silent peer");
 }
 
 fn interrupt_delivers_1001_and_exits_0(signal: &str) {
     let mut process = Process::start(&[]);
-    let mut clients: Vec<_> = ["/ws/one", "/ws/two", "/echo"]
-        .iter()
-        .map(|path| connect(process.addr, path).unwrap())
-        .collect();
+    let mut clients: Vec<_> =
+        ["/ws/one", "/ws/two", "/echo"].iter().map(|path| connect(process.addr, path).unwrap()).collect();
     for client in &mut clients {
         send_text(client, "ready");
         assert_eq!(recv_text(client), "ready");

@@ -14,10 +14,7 @@ fn same_port_serves_http_and_websocket_at_once() {
     let server = TestServer::start(config());
     let mut a = server.connect("/ws/same-port");
     let plain = http(server.addr(), "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(
-        plain.status, 200,
-        "B gets a plain answer and is closed (read_to_end returned)"
-    );
+    assert_eq!(plain.status, 200, "B gets a plain answer and is closed (read_to_end returned)");
     let mut c = server.connect("/ws/same-port");
     // C is registered once its first message comes back to it.
     send_text(&mut c, "c is here");
@@ -45,10 +42,8 @@ fn missing_or_bad_key_is_400() {
     let missing = server.http(&upgrade_request("/echo", "Sec-WebSocket-Version: 13\r\n"));
     assert_eq!(missing.status, 400);
     assert!(missing.body.contains("Sec-WebSocket-Key"));
-    let bad = server.http(&upgrade_request(
-        "/echo",
-        "Sec-WebSocket-Key: nope\r\nSec-WebSocket-Version: 13\r\n",
-    ));
+    let bad =
+        server.http(&upgrade_request("/echo", "Sec-WebSocket-Key: nope\r\nSec-WebSocket-Version: 13\r\n"));
     assert_eq!(bad.status, 400);
 }
 

@@ -126,27 +126,15 @@ fn converse<H: Handler>(
     let config = &shared.config;
     let Head { request, rest } = head;
     let Accept { mut state, rooms } = accept;
-    let Some(Line {
-        registration,
-        writer,
-        connection,
-    }) = open(&mut socket, id, &request, rooms, shared)
+    let Some(Line { registration, writer, connection }) = open(&mut socket, id, &request, rooms, shared)
     else {
         return;
     };
-    debug!(
-        "connection {id} from {}: open on {}",
-        connection.peer, connection.path
-    );
+    debug!("connection {id} from {}: open on {}", connection.peer, connection.path);
     shared.handler.on_open(&connection, &mut state);
 
     let reader = Reader {
-        ws: WebSocket::from_partially_read(
-            socket.read_half(),
-            rest,
-            Role::Server,
-            Some(config.websocket),
-        ),
+        ws: WebSocket::from_partially_read(socket.read_half(), rest, Role::Server, Some(config.websocket)),
         handler: &shared.handler,
         connection: &connection,
         state: &mut state,
@@ -193,24 +181,16 @@ fn open<'a, H: Handler>(
     let (outbox, outbox_rx) = self::outbox::outbox(config.limits.outbox_bytes);
     // Room for one close from the hub and the reader's "done".
     let (signals, signals_rx) = bounded(2);
-    let Ok(registration) =
-        Registration::new(id, &shared.hub, signals, outbox.clone(), &shared.metrics)
+    let Ok(registration) = Registration::new(id, &shared.hub, signals, outbox.clone(), &shared.metrics)
     else {
         // The hub has stopped: the server is shutting down.
-        answer(
-            socket,
-            &Response::from(Refusal::new(503, "server shutting down")),
-            false,
-            shared,
-        );
+        answer(socket, &Response::from(Refusal::new(503, "server shutting down")), false, shared);
         return None;
     };
     for room in rooms {
         let _ = shared.hub.join(id, room);
     }
-    upgrade::switching_protocols(request)
-        .write_to(socket, false)
-        .ok()?;
+    upgrade::switching_protocols(request).write_to(socket, false).ok()?;
 
     let writer = Writer {
         wire: socket.write_half(),
@@ -220,21 +200,15 @@ fn open<'a, H: Handler>(
         close_timeout: config.timeouts.close,
         metrics: shared.metrics.clone(),
     };
-    let writer = match spawn(
-        format!("conn-{}-write", id.0),
-        config.thread_stack_size,
-        move || writer.run(),
-    ) {
+    let writer = match spawn(format!("conn-{}-write", id.0), config.thread_stack_size, move || writer.run()) {
         Ok(writer) => writer,
         Err(e) => {
             // No writer exists, so this thread may still write: tell the
             // client to come back later rather than leave it waiting.
             warn!("connection {id}: {e}; closing with 1013");
             shared.metrics.thread_refused();
-            let close = Frame::close(Some(CloseFrame {
-                code: CloseCode::Again,
-                reason: "server busy".into(),
-            }));
+            let close =
+                Frame::close(Some(CloseFrame { code: CloseCode::Again, reason: "server busy".into() }));
             let _ = socket.write_all(close.as_bytes());
             socket.linger(config.timeouts.close);
             return None;
@@ -247,11 +221,7 @@ fn open<'a, H: Handler>(
         hub: shared.hub.clone(),
         outbox,
     };
-    Some(Line {
-        registration,
-        writer,
-        connection,
-    })
+    Some(Line { registration, writer, connection })
 }
 
 /// An open connection's parts, held by its reader thread.
@@ -300,12 +270,7 @@ impl<'a> Registration<'a> {
     ) -> Result<Self> {
         hub.register(id, outbox, signals.clone())?;
         metrics.connection_opened();
-        Ok(Registration {
-            id,
-            hub,
-            signals,
-            metrics,
-        })
+        Ok(Registration { id, hub, signals, metrics })
     }
 }
 
@@ -331,10 +296,7 @@ mod tests {
     #[test]
     fn client_close_answered_by_our_reply_is_by_client() {
         let reply = Frame::close(None);
-        let end = ReadEnd::ClientClosed {
-            close: None,
-            reply: Some(reply.clone()),
-        };
+        let end = ReadEnd::ClientClosed { close: None, reply: Some(reply.clone()) };
         assert_eq!(ending(end, Some(reply)), Ending::ByClient(None));
     }
 
@@ -342,23 +304,14 @@ mod tests {
     fn server_close_answered_by_client_is_by_server() {
         let shutdown = Frame::close(close(CloseReason::Shutdown));
         let reply = Frame::close(close(CloseReason::Shutdown));
-        let end = ReadEnd::ClientClosed {
-            close: close(CloseReason::Shutdown),
-            reply: Some(reply),
-        };
-        assert_eq!(
-            ending(end, Some(shutdown)),
-            Ending::ByServer(CloseReason::Shutdown.frame())
-        );
+        let end = ReadEnd::ClientClosed { close: close(CloseReason::Shutdown), reply: Some(reply) };
+        assert_eq!(ending(end, Some(shutdown)), Ending::ByServer(CloseReason::Shutdown.frame()));
     }
 
     #[test]
     fn hang_up_after_a_slow_consumer_close_is_by_server() {
         let kick = Frame::close(close(CloseReason::SlowConsumer));
-        assert_eq!(
-            ending(ReadEnd::Dropped, Some(kick)),
-            Ending::ByServer(CloseReason::SlowConsumer.frame())
-        );
+        assert_eq!(ending(ReadEnd::Dropped, Some(kick)), Ending::ByServer(CloseReason::SlowConsumer.frame()));
         assert_eq!(ending(ReadEnd::Dropped, None), Ending::Dropped);
     }
 }

@@ -53,17 +53,7 @@ pub(crate) struct OutboxReceiver {
 pub(crate) fn outbox(budget: usize) -> (Outbox, OutboxReceiver) {
     let (frames, receiver) = unbounded();
     let queued = Arc::new(AtomicUsize::new(0));
-    (
-        Outbox {
-            frames,
-            queued: queued.clone(),
-            budget,
-        },
-        OutboxReceiver {
-            frames: receiver,
-            queued,
-        },
-    )
+    (Outbox { frames, queued: queued.clone(), budget }, OutboxReceiver { frames: receiver, queued })
 }
 
 fn cost(frame: &Frame) -> usize {
@@ -94,8 +84,7 @@ impl Outbox {
 impl OutboxReceiver {
     /// Gives back the budget of frames the writer has taken out.
     pub(crate) fn release(&self, frames: &[Frame]) {
-        self.queued
-            .fetch_sub(frames.iter().map(cost).sum(), Ordering::AcqRel);
+        self.queued.fetch_sub(frames.iter().map(cost).sum(), Ordering::AcqRel);
     }
 
     /// The number of frames waiting.

@@ -21,16 +21,10 @@ use crate::stream::ReadHalf;
 pub(crate) enum ReadEnd {
     /// The client sent a close frame; `reply` is the frame queued in answer,
     /// if there was room for it.
-    ClientClosed {
-        close: Option<CloseFrame>,
-        reply: Option<Frame>,
-    },
+    ClientClosed { close: Option<CloseFrame>, reply: Option<Frame> },
     /// The reader closed the connection with `close` because of `cause` (a
     /// limit, a protocol error, an idle timeout).
-    ServerClosed {
-        close: CloseFrame,
-        cause: tungstenite::Error,
-    },
+    ServerClosed { close: CloseFrame, cause: tungstenite::Error },
     /// The client is gone, or the socket was hung up on.
     Dropped,
 }
@@ -51,8 +45,7 @@ impl<H: Handler> Reader<'_, H> {
             let error = match self.ws.read() {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
                     self.metrics.message_in(message.len());
-                    self.handler
-                        .on_message(self.connection, self.state, message);
+                    self.handler.on_message(self.connection, self.state, message);
                     continue;
                 }
                 Ok(Message::Ping(payload)) => {
@@ -83,10 +76,7 @@ impl<H: Handler> Reader<'_, H> {
             return match CloseReason::for_read_error(&error) {
                 Some(reason) => {
                     self.queue_close(Some(reason.frame()));
-                    ReadEnd::ServerClosed {
-                        close: reason.frame(),
-                        cause: error,
-                    }
+                    ReadEnd::ServerClosed { close: reason.frame(), cause: error }
                 }
                 None => ReadEnd::Dropped,
             };
@@ -97,10 +87,6 @@ impl<H: Handler> Reader<'_, H> {
     /// the writer has already ended.
     fn queue_close(&self, close: Option<CloseFrame>) -> Option<Frame> {
         let frame = Frame::close(close);
-        self.connection
-            .outbox
-            .push_close(frame.clone())
-            .ok()
-            .map(|()| frame)
+        self.connection.outbox.push_close(frame.clone()).ok().map(|()| frame)
     }
 }

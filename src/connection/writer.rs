@@ -146,8 +146,7 @@ impl<W: Write + Hangup> Writer<W> {
 
     /// Writes frames with as few system calls as the kernel allows.
     fn write(&mut self, frames: &[Frame]) -> io::Result<()> {
-        let mut slices: Vec<IoSlice<'_>> =
-            frames.iter().map(|f| IoSlice::new(f.as_bytes())).collect();
+        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f.as_bytes())).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
             match self.wire.write_vectored(rest) {
@@ -230,12 +229,7 @@ mod tests {
             close_timeout: Duration::from_millis(50),
             metrics: Arc::new(Metrics::default()),
         };
-        Setup {
-            wire,
-            outbox,
-            signals,
-            writer,
-        }
+        Setup { wire, outbox, signals, writer }
     }
 
     #[test]
@@ -246,9 +240,8 @@ mod tests {
         }
         s.signals.send(Signal::ReaderDone).unwrap();
         assert_eq!(s.writer.run().unwrap(), None);
-        let expected: Vec<u8> = (0..10)
-            .flat_map(|i| Frame::text(i.to_string()).as_bytes().to_vec())
-            .collect();
+        let expected: Vec<u8> =
+            (0..10).flat_map(|i| Frame::text(i.to_string()).as_bytes().to_vec()).collect();
         assert_eq!(*s.wire.bytes.lock().unwrap(), expected);
         assert_eq!(s.wire.calls.load(Ordering::SeqCst), 1);
     }

@@ -38,10 +38,7 @@ impl Request {
     /// The value of the first header with this name (compared without regard
     /// to case). Bytes that are not UTF-8 are replaced with U+FFFD.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Every header, in the order the client sent them.
@@ -146,10 +143,7 @@ pub(crate) fn read_head(
             return Ok(Head { request, rest });
         }
         if buf.len() > limits.max_size {
-            return Err(HeadError::Refused(Refusal::new(
-                431,
-                "request head too large",
-            )));
+            return Err(HeadError::Refused(Refusal::new(431, "request head too large")));
         }
     }
 }
@@ -165,26 +159,17 @@ fn too_slow(buf: &[u8]) -> HeadError {
 }
 
 /// Parses `buf` as far as it goes: `Ok(None)` while the head is incomplete.
-fn parse(
-    buf: &[u8],
-    peer: SocketAddr,
-    max_headers: usize,
-) -> Result<Option<(Request, usize)>, HeadError> {
+fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Request, usize)>, HeadError> {
     let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
     let mut parsed = httparse::Request::new(&mut headers);
     let len = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError::Refused(Refusal::new(
-                431,
-                "too many header fields",
-            )));
+            return Err(HeadError::Refused(Refusal::new(431, "too many header fields")));
         }
         Err(e) => {
-            return Err(HeadError::Refused(Refusal::bad_request(format!(
-                "malformed request head: {e}"
-            ))));
+            return Err(HeadError::Refused(Refusal::bad_request(format!("malformed request head: {e}"))));
         }
     };
     let target = parsed.path.unwrap_or("/");
@@ -193,9 +178,7 @@ fn parse(
         None => (target, None),
     };
     if !path.starts_with('/') {
-        return Err(HeadError::Refused(Refusal::bad_request(
-            "request target must be an absolute path",
-        )));
+        return Err(HeadError::Refused(Refusal::bad_request("request target must be an absolute path")));
     }
     let request = Request {
         method: parsed.method.unwrap_or_default().to_owned(),
@@ -205,12 +188,7 @@ fn parse(
         headers: parsed
             .headers
             .iter()
-            .map(|h| {
-                (
-                    h.name.to_owned(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
+            .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
             .collect(),
         peer,
     };
@@ -249,11 +227,8 @@ mod tests {
 
     fn read(chunks: &[&[u8]]) -> Result<Head, HeadError> {
         let mut source = Trickle(chunks.iter().map(|c| c.to_vec()).collect());
-        let limits = HeadLimits {
-            max_size: 512,
-            max_headers: 8,
-            deadline: Instant::now() + Duration::from_secs(5),
-        };
+        let limits =
+            HeadLimits { max_size: 512, max_headers: 8, deadline: Instant::now() + Duration::from_secs(5) };
         read_head(&mut source, "127.0.0.1:1".parse().unwrap(), limits)
     }
 
@@ -266,12 +241,8 @@ mod tests {
 
     #[test]
     fn head_split_across_reads_is_assembled() {
-        let head = read(&[
-            b"GET /ws/lob",
-            b"by?x=1 HTTP/1.1\r\nHost: a\r\n",
-            b"Upgrade: WebSocket\r\n\r\n",
-        ])
-        .unwrap();
+        let head = read(&[b"GET /ws/lob", b"by?x=1 HTTP/1.1\r\nHost: a\r\n", b"Upgrade: WebSocket\r\n\r\n"])
+            .unwrap();
         assert_eq!(head.request.path(), "/ws/lobby");
         assert_eq!(head.request.query(), Some("x=1"));
         assert_eq!(head.request.header("host"), Some("a"));

@@ -20,11 +20,7 @@ pub struct Response {
 impl Response {
     /// A response with this status, no extra headers and an empty body.
     pub fn new(status: u16) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Cow::Borrowed(b""),
-        }
+        Response { status, headers: Vec::new(), body: Cow::Borrowed(b"") }
     }
 
     /// A `text/plain` response.
@@ -36,16 +32,12 @@ impl Response {
 
     /// A `200 text/html` response from a page embedded in the binary.
     pub fn html(page: &'static str) -> Self {
-        Response::new(200)
-            .header("Content-Type", "text/html; charset=utf-8")
-            .body(page.as_bytes())
+        Response::new(200).header("Content-Type", "text/html; charset=utf-8").body(page.as_bytes())
     }
 
     /// A `200 application/json` response.
     pub fn json(body: String) -> Self {
-        Response::new(200)
-            .header("Content-Type", "application/json")
-            .body(body.into_bytes())
+        Response::new(200).header("Content-Type", "application/json").body(body.into_bytes())
     }
 
     /// Adds a header.
@@ -74,21 +66,12 @@ impl Response {
     /// are sent as for `GET`, without the body.
     pub(crate) fn write_to(&self, out: &mut impl Write, head_only: bool) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(256 + self.body.len());
-        write!(
-            bytes,
-            "HTTP/1.1 {} {}\r\n",
-            self.status,
-            reason_phrase(self.status)
-        )?;
+        write!(bytes, "HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status))?;
         for (name, value) in &self.headers {
             write!(bytes, "{name}: {value}\r\n")?;
         }
         if self.status != 101 {
-            write!(
-                bytes,
-                "Content-Length: {}\r\nConnection: close\r\n",
-                self.body.len()
-            )?;
+            write!(bytes, "Content-Length: {}\r\nConnection: close\r\n", self.body.len())?;
         }
         bytes.extend_from_slice(b"\r\n");
         if !head_only {
@@ -160,18 +143,12 @@ mod tests {
     #[test]
     fn head_request_gets_headers_only() {
         let text = written(&Response::text(200, "ok\n"), true);
-        assert!(
-            text.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"),
-            "{text}"
-        );
+        assert!(text.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"), "{text}");
     }
 
     #[test]
     fn upgrade_required_names_the_protocol() {
-        let text = written(
-            &Response::from(Refusal::new(426, "use a WebSocket client")),
-            false,
-        );
+        let text = written(&Response::from(Refusal::new(426, "use a WebSocket client")), false);
         assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(text.contains("Upgrade: websocket\r\n"));
         assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
@@ -180,9 +157,6 @@ mod tests {
     #[test]
     fn switching_protocols_has_no_body_headers() {
         let text = written(&Response::new(101).header("Upgrade", "websocket"), false);
-        assert_eq!(
-            text,
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
-        );
+        assert_eq!(text, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
     }
 }

@@ -18,11 +18,7 @@ pub(crate) enum Route<S> {
 /// Decides what to do with `request`. An upgrade request goes to the handler
 /// once it is known to be well formed; a plain GET or HEAD goes to the
 /// built-in routes, then to the handler.
-pub(crate) fn route<H: Handler>(
-    request: &Request,
-    handler: &H,
-    metrics: &Metrics,
-) -> Route<H::State> {
+pub(crate) fn route<H: Handler>(request: &Request, handler: &H, metrics: &Metrics) -> Route<H::State> {
     let refuse = |refusal: Refusal| Route::Answer(Response::from(refusal));
     let method = request.method();
     if request.wants_websocket() {

@@ -110,10 +110,7 @@ impl HubHandle {
     /// [`Error::HubStopped`] once the server has shut down. A connection that
     /// no longer exists is not an error: the message is dropped.
     pub fn send_to(&self, id: ConnectionId, message: impl Into<Frame>) -> Result<()> {
-        self.send(Command::SendTo {
-            id,
-            frame: message.into(),
-        })
+        self.send(Command::SendTo { id, frame: message.into() })
     }
 
     /// Sends a message to every member of `room`, in the order the calls are
@@ -123,10 +120,7 @@ impl HubHandle {
     ///
     /// [`Error::HubStopped`] once the server has shut down.
     pub fn send_to_room(&self, room: impl Into<Arc<str>>, message: impl Into<Frame>) -> Result<()> {
-        self.send(Command::Publish {
-            room: room.into(),
-            frame: message.into(),
-        })
+        self.send(Command::Publish { room: room.into(), frame: message.into() })
     }
 
     /// Sends a message to every open connection.
@@ -135,9 +129,7 @@ impl HubHandle {
     ///
     /// [`Error::HubStopped`] once the server has shut down.
     pub fn broadcast(&self, message: impl Into<Frame>) -> Result<()> {
-        self.send(Command::Broadcast {
-            frame: message.into(),
-        })
+        self.send(Command::Broadcast { frame: message.into() })
     }
 
     /// Adds a connection to a room. A connection can be in any number of rooms.
@@ -146,10 +138,7 @@ impl HubHandle {
     ///
     /// [`Error::HubStopped`] once the server has shut down.
     pub fn join(&self, id: ConnectionId, room: impl Into<Arc<str>>) -> Result<()> {
-        self.send(Command::Join {
-            id,
-            room: room.into(),
-        })
+        self.send(Command::Join { id, room: room.into() })
     }
 
     /// Removes a connection from a room.
@@ -158,10 +147,7 @@ impl HubHandle {
     ///
     /// [`Error::HubStopped`] once the server has shut down.
     pub fn leave(&self, id: ConnectionId, room: impl Into<Arc<str>>) -> Result<()> {
-        self.send(Command::Leave {
-            id,
-            room: room.into(),
-        })
+        self.send(Command::Leave { id, room: room.into() })
     }
 
     /// Closes a connection with `close`, ahead of anything still queued for it.
@@ -170,23 +156,11 @@ impl HubHandle {
     ///
     /// [`Error::HubStopped`] once the server has shut down.
     pub fn close(&self, id: ConnectionId, close: CloseFrame) -> Result<()> {
-        self.send(Command::Close {
-            id,
-            frame: Frame::close(Some(close)),
-        })
+        self.send(Command::Close { id, frame: Frame::close(Some(close)) })
     }
 
-    pub(crate) fn register(
-        &self,
-        id: ConnectionId,
-        outbox: Outbox,
-        signals: Sender<Signal>,
-    ) -> Result<()> {
-        self.send(Command::Register {
-            id,
-            outbox,
-            signals,
-        })
+    pub(crate) fn register(&self, id: ConnectionId, outbox: Outbox, signals: Sender<Signal>) -> Result<()> {
+        self.send(Command::Register { id, outbox, signals })
     }
 
     pub(crate) fn unregister(&self, id: ConnectionId) {
@@ -240,12 +214,7 @@ impl Hub {
             closing: None,
             full: Vec::new(),
         };
-        (
-            hub,
-            HubHandle {
-                commands: commands_tx,
-            },
-        )
+        (hub, HubHandle { commands: commands_tx })
     }
 
     /// The hub thread's body: applies commands until `Stop`, or until every
@@ -257,30 +226,16 @@ impl Hub {
             }
             self.apply(command);
         }
-        debug!(
-            "hub stopped with {} connections registered",
-            self.members.len()
-        );
+        debug!("hub stopped with {} connections registered", self.members.len());
     }
 
     fn apply(&mut self, command: Command) {
         match command {
-            Command::Register {
-                id,
-                outbox,
-                signals,
-            } => {
+            Command::Register { id, outbox, signals } => {
                 if let Some(closing) = &self.closing {
                     let _ = outbox.push_close(closing.clone());
                 }
-                self.members.insert(
-                    id,
-                    Member {
-                        outbox,
-                        signals,
-                        rooms: Vec::new(),
-                    },
-                );
+                self.members.insert(id, Member { outbox, signals, rooms: Vec::new() });
             }
             Command::Unregister { id } => {
                 if let Some(member) = self.members.remove(&id) {
@@ -377,10 +332,7 @@ impl Hub {
         for member in self.members.values() {
             let _ = member.outbox.push_close(close.clone());
         }
-        info!(
-            "shutdown: 1001 queued for {} connections",
-            self.members.len()
-        );
+        info!("shutdown: 1001 queued for {} connections", self.members.len());
         self.closing = Some(close);
     }
 }
@@ -401,23 +353,12 @@ mod tests {
     fn register(hub: &mut Hub, id: u64, budget: usize) -> Line {
         let (outbox, outbox_rx) = outbox(budget);
         let (signals, signals_rx) = bounded(2);
-        hub.apply(Command::Register {
-            id: ConnectionId(id),
-            outbox,
-            signals,
-        });
-        Line {
-            outbox: outbox_rx,
-            signals: signals_rx,
-        }
+        hub.apply(Command::Register { id: ConnectionId(id), outbox, signals });
+        Line { outbox: outbox_rx, signals: signals_rx }
     }
 
     fn texts(line: &Line) -> Vec<String> {
-        line.outbox
-            .frames
-            .try_iter()
-            .map(|f| String::from_utf8(f.payload().to_vec()).unwrap())
-            .collect()
+        line.outbox.frames.try_iter().map(|f| String::from_utf8(f.payload().to_vec()).unwrap()).collect()
     }
 
     fn hub() -> Hub {
@@ -430,22 +371,10 @@ mod tests {
         let a = register(&mut hub, 1, 1000);
         let b = register(&mut hub, 2, 1000);
         let c = register(&mut hub, 3, 1000);
-        hub.apply(Command::Join {
-            id: ConnectionId(1),
-            room: "x".into(),
-        });
-        hub.apply(Command::Join {
-            id: ConnectionId(2),
-            room: "x".into(),
-        });
-        hub.apply(Command::Join {
-            id: ConnectionId(3),
-            room: "y".into(),
-        });
-        hub.apply(Command::Publish {
-            room: "x".into(),
-            frame: Frame::text("hi"),
-        });
+        hub.apply(Command::Join { id: ConnectionId(1), room: "x".into() });
+        hub.apply(Command::Join { id: ConnectionId(2), room: "x".into() });
+        hub.apply(Command::Join { id: ConnectionId(3), room: "y".into() });
+        hub.apply(Command::Publish { room: "x".into(), frame: Frame::text("hi") });
         assert_eq!(texts(&a), ["hi"]);
         assert_eq!(texts(&b), ["hi"]);
         assert!(texts(&c).is_empty());
@@ -456,13 +385,8 @@ mod tests {
         let mut hub = hub();
         let a = register(&mut hub, 1, 1000);
         let b = register(&mut hub, 2, 1000);
-        hub.apply(Command::Broadcast {
-            frame: Frame::text("all"),
-        });
-        let (fa, fb) = (
-            a.outbox.frames.try_recv().unwrap(),
-            b.outbox.frames.try_recv().unwrap(),
-        );
+        hub.apply(Command::Broadcast { frame: Frame::text("all") });
+        let (fa, fb) = (a.outbox.frames.try_recv().unwrap(), b.outbox.frames.try_recv().unwrap());
         assert!(fa.same_as(&fb));
     }
 
@@ -472,16 +396,10 @@ mod tests {
         let slow = register(&mut hub, 1, 100);
         let fast = register(&mut hub, 2, 1000);
         for id in [1, 2] {
-            hub.apply(Command::Join {
-                id: ConnectionId(id),
-                room: "r".into(),
-            });
+            hub.apply(Command::Join { id: ConnectionId(id), room: "r".into() });
         }
         for text in ["1", "2", "3"] {
-            hub.apply(Command::Publish {
-                room: "r".into(),
-                frame: Frame::text(text),
-            });
+            hub.apply(Command::Publish { room: "r".into(), frame: Frame::text(text) });
         }
         assert_eq!(texts(&fast), ["1", "2", "3"]);
         assert_eq!(texts(&slow), ["1"]);
@@ -492,26 +410,16 @@ mod tests {
             other => panic!("expected a close signal, got {other:?}"),
         }
         assert!(!hub.members.contains_key(&ConnectionId(1)));
-        assert!(
-            hub.metrics
-                .stats()
-                .to_json()
-                .contains("\"slow_consumer_closes\": 1")
-        );
+        assert!(hub.metrics.stats().to_json().contains("\"slow_consumer_closes\": 1"));
     }
 
     #[test]
     fn last_member_leaving_drops_the_room() {
         let mut hub = hub();
         let _a = register(&mut hub, 1, 1000);
-        hub.apply(Command::Join {
-            id: ConnectionId(1),
-            room: "r".into(),
-        });
+        hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
         assert!(hub.rooms.contains_key("r"));
-        hub.apply(Command::Unregister {
-            id: ConnectionId(1),
-        });
+        hub.apply(Command::Unregister { id: ConnectionId(1) });
         assert!(hub.rooms.is_empty());
         assert!(hub.members.is_empty());
     }
@@ -520,10 +428,7 @@ mod tests {
     fn shutdown_queues_1001_after_pending_frames_and_for_latecomers() {
         let mut hub = hub();
         let a = register(&mut hub, 1, 1000);
-        hub.apply(Command::SendTo {
-            id: ConnectionId(1),
-            frame: Frame::text("pending"),
-        });
+        hub.apply(Command::SendTo { id: ConnectionId(1), frame: Frame::text("pending") });
         hub.apply(Command::Shutdown);
         let late = register(&mut hub, 2, 1000);
         let frames: Vec<Frame> = a.outbox.frames.try_iter().collect();

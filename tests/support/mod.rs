@@ -12,9 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use switchboard::tungstenite::{self, WebSocket};
-use switchboard::{
-    CloseFrame, Config, Handler, HubHandle, Message, RoomsHandler, Server, ShutdownHandle,
-};
+use switchboard::{CloseFrame, Config, Handler, HubHandle, Message, RoomsHandler, Server, ShutdownHandle};
 
 pub use self::process::Process;
 pub use self::raw::RawClient;
@@ -45,10 +43,7 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
 
 /// A configuration listening on a free loopback port.
 pub fn config() -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    }
+    Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() }
 }
 
 /// A server running in this process on its own thread. Dropping it shuts it
@@ -72,16 +67,8 @@ impl TestServer {
         let addr = server.local_addr();
         let hub = server.hub();
         let shutdown = server.shutdown_handle();
-        let thread = thread::Builder::new()
-            .name("test-server".into())
-            .spawn(move || server.run())
-            .unwrap();
-        TestServer {
-            addr,
-            hub,
-            shutdown,
-            thread: Some(thread),
-        }
+        let thread = thread::Builder::new().name("test-server".into()).spawn(move || server.run()).unwrap();
+        TestServer { addr, hub, shutdown, thread: Some(thread) }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -99,8 +86,7 @@ impl TestServer {
     /// A WebSocket client on `path`, with a read timeout so that a missing
     /// message fails the test instead of hanging it.
     pub fn connect(&self, path: &str) -> Client {
-        self.try_connect(path)
-            .unwrap_or_else(|e| panic!("connect to {path}: {e}"))
+        self.try_connect(path).unwrap_or_else(|e| panic!("connect to {path}: {e}"))
     }
 
     pub fn try_connect(&self, path: &str) -> Result<Client, tungstenite::Error> {
@@ -150,12 +136,10 @@ pub fn connect(addr: SocketAddr, path: &str) -> Result<Client, tungstenite::Erro
     stream.set_read_timeout(Some(PATIENCE))?;
     stream.set_write_timeout(Some(PATIENCE))?;
     let url = format!("ws://{addr}{path}");
-    tungstenite::client(url.as_str(), stream)
-        .map(|(ws, _)| ws)
-        .map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(e) => e,
-            tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
-        })
+    tungstenite::client(url.as_str(), stream).map(|(ws, _)| ws).map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(e) => e,
+        tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
+    })
 }
 
 /// An HTTP answer, split into status, head and body.
@@ -180,24 +164,14 @@ pub fn http(addr: SocketAddr, request: &str) -> Reply {
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .expect("the server closes after its answer");
+    stream.read_to_end(&mut answer).expect("the server closes after its answer");
     parse_reply(&String::from_utf8_lossy(&answer))
 }
 
 pub fn parse_reply(answer: &str) -> Reply {
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Reply {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Reply { status, head: head.to_owned(), body: body.to_owned() }
 }
 
 /// The next text or binary message, skipping pings and pongs.
@@ -235,9 +209,7 @@ pub fn recv_close(client: &mut Client) -> Option<CloseFrame> {
 
 /// The close code the server ends `client` with.
 pub fn close_code(client: &mut Client) -> u16 {
-    recv_close(client)
-        .map(|close| u16::from(close.code))
-        .expect("a close frame with a code")
+    recv_close(client).map(|close| u16::from(close.code)).expect("a close frame with a code")
 }
 
 pub fn send_text(client: &mut Client, text: &str) {

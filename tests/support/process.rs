@@ -40,9 +40,7 @@ impl Process {
         });
         let deadline = Instant::now() + PATIENCE;
         let addr = loop {
-            let line = log
-                .recv_deadline(deadline)
-                .expect("the server logs its address");
+            let line = log.recv_deadline(deadline).expect("the server logs its address");
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 break rest.split('/').next().unwrap().parse().unwrap();
             }
@@ -56,11 +54,8 @@ impl Process {
 
     /// Sends a signal by name (`INT`, `TERM`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
         assert!(status.success(), "kill -{name} failed");
     }
 
@@ -81,20 +76,12 @@ impl Process {
     /// The number of threads the process has now.
     pub fn threads(&self) -> usize {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap()
     }
 
     /// The number of file descriptors the process has open now.
     pub fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .unwrap()
-            .count()
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).unwrap().count()
     }
 }
 

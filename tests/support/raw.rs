@@ -37,23 +37,16 @@ impl RawClient {
         }
         let head = String::from_utf8(head).unwrap();
         assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-        assert!(
-            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
-            "{head}"
-        );
+        assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{head}");
         RawClient { stream }
     }
 
     pub fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
-        self.stream
-            .write_all(&frame(fin, opcode, payload, true))
-            .unwrap();
+        self.stream.write_all(&frame(fin, opcode, payload, true)).unwrap();
     }
 
     pub fn send_unmasked(&mut self, opcode: u8, payload: &[u8]) {
-        self.stream
-            .write_all(&frame(true, opcode, payload, false))
-            .unwrap();
+        self.stream.write_all(&frame(true, opcode, payload, false)).unwrap();
     }
 
     /// The next frame: opcode and payload (server frames are unmasked).

@@ -80,17 +80,11 @@ pub struct Args {
 }
 
 fn default_max_message_size() -> usize {
-    Config::default()
-        .websocket
-        .max_message_size
-        .expect("Bug: the default has a message limit")
+    Config::default().websocket.max_message_size.expect("Bug: the default has a message limit")
 }
 
 fn default_max_frame_size() -> usize {
-    Config::default()
-        .websocket
-        .max_frame_size
-        .expect("Bug: the default has a frame limit")
+    Config::default().websocket.max_frame_size.expect("Bug: the default has a frame limit")
 }
 
 impl Args {
@@ -141,34 +135,17 @@ mod tests {
         assert_eq!(config.timeouts, defaults.timeouts);
         assert_eq!(config.limits, defaults.limits);
         assert_eq!(config.thread_stack_size, defaults.thread_stack_size);
-        assert_eq!(
-            config.websocket.read_buffer_size,
-            defaults.websocket.read_buffer_size
-        );
-        assert_eq!(
-            config.websocket.max_message_size,
-            defaults.websocket.max_message_size
-        );
-        assert_eq!(
-            config.websocket.max_frame_size,
-            defaults.websocket.max_frame_size
-        );
+        assert_eq!(config.websocket.read_buffer_size, defaults.websocket.read_buffer_size);
+        assert_eq!(config.websocket.max_message_size, defaults.websocket.max_message_size);
+        assert_eq!(config.websocket.max_frame_size, defaults.websocket.max_frame_size);
     }
 
     #[test]
     fn durations_read_like_people_write_them() {
-        let config = Args::parse_from([
-            "switchboard",
-            "--idle-timeout",
-            "1m 30s",
-            "--ping-interval",
-            "500ms",
-        ])
-        .into_config();
+        let config =
+            Args::parse_from(["switchboard", "--idle-timeout", "1m 30s", "--ping-interval", "500ms"])
+                .into_config();
         assert_eq!(config.timeouts.idle, std::time::Duration::from_secs(90));
-        assert_eq!(
-            config.timeouts.ping_interval,
-            std::time::Duration::from_millis(500)
-        );
+        assert_eq!(config.timeouts.ping_interval, std::time::Duration::from_millis(500));
     }
 }

@@ -22,6 +22,12 @@ use crate::hub::{ConnectionId, HubHandle};
 /// is shared by every connection, so it is `Sync`: keep shared state in it
 /// behind atomics or channels, or in the hub.
 ///
+/// A panic in [`on_message`](Handler::on_message) closes that connection
+/// with 1011; a panic in [`on_upgrade`](Handler::on_upgrade) or
+/// [`on_request`](Handler::on_request) answers 500. Either way the
+/// connection's threads, socket and hub entry are released as usual, and
+/// every other connection carries on.
+///
 /// ```
 /// use switchboard::{Accept, Connection, Handler, Message, Refusal, Request};
 ///

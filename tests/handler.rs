@@ -116,3 +116,33 @@ fn endings_say_who_closed() {
     assert_eq!(name, "vanished");
     assert_eq!(ending, Ending::Dropped);
 }
+
+/// Panics on the message `panic`, and on an upgrade to `/boom`.
+struct Fragile;
+
+impl Handler for Fragile {
+    type State = ();
+
+    fn on_upgrade(&self, request: &Request) -> Result<Accept<()>, Refusal> {
+        assert!(request.path() != "/boom", "a bug in on_upgrade");
+        Ok(Accept::new(()))
+    }
+
+    fn on_message(&self, connection: &Connection, _: &mut (), message: Message) {
+        assert!(message.to_text().ok() != Some("panic"), "a bug in on_message");
+        let _ = connection.send(message);
+    }
+}
+
+#[test]
+fn panicking_handler_closes_only_its_connection_with_1011() {
+    let server = TestServer::start_with(config(), Fragile);
+    let mut victim = server.connect("/x");
+    let mut bystander = server.connect("/y");
+    send_text(&mut victim, "panic");
+    assert_eq!(close_code(&mut victim), 1011);
+    send_text(&mut bystander, "fine");
+    assert_eq!(recv_text(&mut bystander), "fine");
+    assert_eq!(server.get("/boom").status, 500);
+    assert!(crate::support::wait_until(PATIENCE, || server.stats()["connections_open"] == 1));
+}

@@ -12,11 +12,12 @@ mod reader;
 mod writer;
 
 use std::io::{self, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Sender, bounded};
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket};
 
@@ -82,7 +83,16 @@ pub(crate) fn serve<H: Handler>(mut socket: Socket, id: ConnectionId, shared: &S
         Err(HeadError::Gone) => return,
     };
     let request = &head.request;
-    match route(request, &shared.handler, &shared.metrics) {
+    let routed = panic::catch_unwind(AssertUnwindSafe(|| route(request, &shared.handler, &shared.metrics)));
+    let routed = routed.unwrap_or_else(|_| {
+        error!(
+            "connection {id} from {peer}: the handler panicked on {} {}",
+            request.method(),
+            request.path()
+        );
+        Route::Answer(Response::from(Refusal::new(500, "internal error")))
+    });
+    match routed {
         Route::Answer(response) => {
             if request.wants_websocket() {
                 info!(

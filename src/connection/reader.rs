@@ -6,6 +6,8 @@
 //! [`ReadHalf`] and sent here through the outbox instead, so that the writer
 //! stays the only thread that writes.
 
+use std::panic::{self, AssertUnwindSafe};
+
 use tungstenite::Message;
 use tungstenite::protocol::{CloseFrame, WebSocket};
 
@@ -20,11 +22,11 @@ use crate::stream::ReadHalf;
 #[derive(Debug)]
 pub(crate) enum ReadEnd {
     /// The client sent a close frame; `reply` is the frame queued in answer,
-    /// if there was room for it.
+    /// unless the writer had already ended.
     ClientClosed { close: Option<CloseFrame>, reply: Option<Frame> },
     /// The reader closed the connection with `close` because of `cause` (a
-    /// limit, a protocol error, an idle timeout).
-    ServerClosed { close: CloseFrame, cause: tungstenite::Error },
+    /// limit, a protocol error, an idle timeout, a panicking handler).
+    ServerClosed { close: CloseFrame, cause: String },
     /// The client is gone, or the socket was hung up on.
     Dropped,
 }
@@ -44,17 +46,13 @@ impl<H: Handler> Reader<'_, H> {
         loop {
             let error = match self.ws.read() {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
-                    self.metrics.message_in(message.len());
-                    self.handler.on_message(self.connection, self.state, message);
+                    if let Err(end) = self.deliver(message) {
+                        return end;
+                    }
                     continue;
                 }
                 Ok(Message::Ping(payload)) => {
-                    // Pongs count against the outbox budget, so a ping flood
-                    // cannot grow memory; a client too slow to take its pongs
-                    // is closed as a slow consumer like any other.
-                    if self.connection.outbox.push(Frame::pong(payload)) == Err(Refused::Full) {
-                        self.connection.hub.evict(self.connection.id);
-                    }
+                    self.pong(payload);
                     continue;
                 }
                 Ok(Message::Close(close)) => {
@@ -74,13 +72,35 @@ impl<H: Handler> Reader<'_, H> {
                 return end;
             }
             return match CloseReason::for_read_error(&error) {
-                Some(reason) => {
-                    self.queue_close(Some(reason.frame()));
-                    ReadEnd::ServerClosed { close: reason.frame(), cause: error }
-                }
+                Some(reason) => self.close(reason, error.to_string()),
                 None => ReadEnd::Dropped,
             };
         }
+    }
+
+    /// Hands a message to the handler. A panicking handler takes down its own
+    /// connection (1011), and nothing else: the hub entry, the writer and the
+    /// socket are still released in order.
+    fn deliver(&mut self, message: Message) -> Result<(), ReadEnd> {
+        self.metrics.message_in(message.len());
+        let (handler, connection, state) = (self.handler, self.connection, &mut *self.state);
+        let handled = panic::catch_unwind(AssertUnwindSafe(|| {
+            handler.on_message(connection, state, message);
+        }));
+        handled.map_err(|_| self.close(CloseReason::Internal, "the handler panicked".into()))
+    }
+
+    /// Pongs count against the outbox budget, so a ping flood cannot grow
+    /// memory; a client too slow to take its pongs is a slow consumer.
+    fn pong(&self, payload: tungstenite::Bytes) {
+        if self.connection.outbox.push(Frame::pong(payload)) == Err(Refused::Full) {
+            self.connection.hub.evict(self.connection.id);
+        }
+    }
+
+    fn close(&self, reason: CloseReason, cause: String) -> ReadEnd {
+        self.queue_close(Some(reason.frame()));
+        ReadEnd::ServerClosed { close: reason.frame(), cause }
     }
 
     /// Queues a close frame behind what the outbox holds; returns it unless

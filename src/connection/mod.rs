@@ -136,8 +136,10 @@ fn converse<H: Handler>(
     let config = &shared.config;
     let Head { request, rest } = head;
     let Accept { mut state, rooms } = accept;
-    let Some(Line { registration, writer, connection }) = open(&mut socket, id, &request, rooms, shared)
-    else {
+    let line = open(&mut socket, id, &request, rooms, shared);
+    // A connection may live for days; its request headers need not.
+    drop(request);
+    let Some(Line { registration, writer, connection }) = line else {
         return;
     };
     debug!("connection {id} from {}: open on {}", connection.peer, connection.path);

@@ -66,9 +66,10 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Answers a plain HTTP GET or HEAD, or returns `None` to let the server
     /// answer (426 on a WebSocket endpoint, 404 elsewhere). `/healthz`,
-    /// `/metrics` and `/stats` are answered before this is asked.
-    fn on_request(&self, request: &Request) -> Option<Response> {
-        let _ = request;
+    /// `/metrics` and `/stats` are answered before this is asked. The hub is
+    /// there to look things up, such as [`HubHandle::room_size`].
+    fn on_request(&self, request: &Request, hub: &HubHandle) -> Option<Response> {
+        let _ = (request, hub);
         None
     }
 

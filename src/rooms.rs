@@ -3,6 +3,7 @@
 //! | path | behaviour |
 //! | --- | --- |
 //! | `GET /` | the chat page, embedded in the binary |
+//! | `GET /rooms/<room>` | `{"room": "<room>", "members": N}`: who is in a room, for the page |
 //! | `/ws/<room>` | every message goes to every member of `<room>`, the sender included |
 //! | `/echo` | every message goes back to its sender |
 
@@ -14,6 +15,7 @@ use tungstenite::Message;
 use crate::error::Refusal;
 use crate::handler::{Accept, Connection, Handler};
 use crate::http::{Request, Response};
+use crate::hub::HubHandle;
 
 /// The chat page served at `/`.
 const PAGE: &str = include_str!("page/index.html");
@@ -50,8 +52,13 @@ impl Handler for RoomsHandler {
         }
     }
 
-    fn on_request(&self, request: &Request) -> Option<Response> {
-        (request.path() == "/").then(|| Response::html(PAGE))
+    fn on_request(&self, request: &Request, hub: &HubHandle) -> Option<Response> {
+        if request.path() == "/" {
+            return Some(Response::html(PAGE));
+        }
+        let room = request.path().strip_prefix("/rooms/").filter(|room| is_room_name(room))?;
+        let members = hub.room_size(room).ok()?;
+        Some(Response::json(serde_json::json!({ "room": room, "members": members }).to_string()))
     }
 
     fn on_message(&self, connection: &Connection, endpoint: &mut Endpoint, message: Message) {

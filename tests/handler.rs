@@ -7,7 +7,8 @@ use crossbeam_channel::{Sender, unbounded};
 
 use crate::support::{PATIENCE, TestServer, close_code, config, recv_text, send_text};
 use switchboard::{
-    Accept, CloseCode, CloseFrame, Connection, Ending, Handler, Message, Refusal, Request, Response,
+    Accept, CloseCode, CloseFrame, Connection, Ending, Handler, HubHandle, Message, Refusal, Request,
+    Response,
 };
 
 /// Lets in `/count?name=...` with a name, counts each client's messages in
@@ -35,7 +36,7 @@ impl Handler for Counter {
         }
     }
 
-    fn on_request(&self, request: &Request) -> Option<Response> {
+    fn on_request(&self, request: &Request, _: &HubHandle) -> Option<Response> {
         (request.path() == "/hello").then(|| Response::text(200, "hello\n"))
     }
 

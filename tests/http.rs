@@ -133,3 +133,19 @@ fn head_not_finished_in_time_is_408() {
     let reply = server.http("GET / HTTP/1.1\r\nHost: t\r\n");
     assert_eq!(reply.status, 408);
 }
+
+#[test]
+fn room_size_is_served_as_json() {
+    let server = TestServer::start(config());
+    let mut a = server.connect("/ws/counted");
+    let _b = server.connect("/ws/counted");
+    crate::support::send_text(&mut a, "x");
+    assert_eq!(crate::support::recv_text(&mut a), "x");
+    let reply = server.get("/rooms/counted");
+    assert_eq!(reply.status, 200);
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body, serde_json::json!({ "room": "counted", "members": 2 }));
+    let empty: serde_json::Value = serde_json::from_str(&server.get("/rooms/nobody").body).unwrap();
+    assert_eq!(empty["members"], 0);
+    assert_eq!(server.get("/rooms/").status, 404);
+}

@@ -83,7 +83,9 @@ pub(crate) fn serve<H: Handler>(mut socket: Socket, id: ConnectionId, shared: &S
         Err(HeadError::Gone) => return,
     };
     let request = &head.request;
-    let routed = panic::catch_unwind(AssertUnwindSafe(|| route(request, &shared.handler, &shared.metrics)));
+    let routed = panic::catch_unwind(AssertUnwindSafe(|| {
+        route(request, &shared.handler, &shared.hub, &shared.metrics)
+    }));
     let routed = routed.unwrap_or_else(|_| {
         error!(
             "connection {id} from {peer}: the handler panicked on {} {}",

@@ -3,6 +3,7 @@
 use crate::error::Refusal;
 use crate::handler::{Accept, Handler};
 use crate::http::{Request, Response};
+use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 use crate::upgrade;
 
@@ -18,7 +19,12 @@ pub(crate) enum Route<S> {
 /// Decides what to do with `request`. An upgrade request goes to the handler
 /// once it is known to be well formed; a plain GET or HEAD goes to the
 /// built-in routes, then to the handler.
-pub(crate) fn route<H: Handler>(request: &Request, handler: &H, metrics: &Metrics) -> Route<H::State> {
+pub(crate) fn route<H: Handler>(
+    request: &Request,
+    handler: &H,
+    hub: &HubHandle,
+    metrics: &Metrics,
+) -> Route<H::State> {
     let refuse = |refusal: Refusal| Route::Answer(Response::from(refusal));
     let method = request.method();
     if request.wants_websocket() {
@@ -36,7 +42,7 @@ pub(crate) fn route<H: Handler>(request: &Request, handler: &H, metrics: &Metric
     if method != "GET" && method != "HEAD" {
         return refuse(Refusal::new(405, "only GET and HEAD are served"));
     }
-    if let Some(response) = builtin(request, metrics).or_else(|| handler.on_request(request)) {
+    if let Some(response) = builtin(request, metrics).or_else(|| handler.on_request(request, hub)) {
         return Route::Answer(response);
     }
     match handler.on_upgrade(request) {

@@ -79,6 +79,11 @@ pub(crate) enum Command {
     Evict {
         id: ConnectionId,
     },
+    /// Answer how many connections are in a room.
+    RoomSize {
+        room: Arc<str>,
+        reply: Sender<usize>,
+    },
     /// Queue 1001 for every connection, after what each outbox holds, and
     /// for every connection that registers from now on.
     Shutdown,
@@ -157,6 +162,19 @@ impl HubHandle {
     /// [`Error::HubStopped`] once the server has shut down.
     pub fn close(&self, id: ConnectionId, close: CloseFrame) -> Result<()> {
         self.send(Command::Close { id, frame: Frame::close(Some(close)) })
+    }
+
+    /// The number of connections in `room` now (0 for a room that does not
+    /// exist). It waits for the hub's answer, behind the commands already
+    /// queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down.
+    pub fn room_size(&self, room: impl Into<Arc<str>>) -> Result<usize> {
+        let (reply, answer) = bounded(1);
+        self.send(Command::RoomSize { room: room.into(), reply })?;
+        answer.recv().map_err(|_| Error::HubStopped)
     }
 
     pub(crate) fn register(&self, id: ConnectionId, outbox: Outbox, signals: Sender<Signal>) -> Result<()> {
@@ -275,6 +293,9 @@ impl Hub {
             Command::Evict { id } => {
                 self.full.push(id);
                 self.evict_full();
+            }
+            Command::RoomSize { room, reply } => {
+                let _ = reply.send(self.rooms.get(&room).map_or(0, Room::len));
             }
             Command::Shutdown => self.shutdown(),
             Command::Stop => unreachable!("Bug: Stop is handled by run"),

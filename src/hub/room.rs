@@ -42,6 +42,10 @@ impl Room {
         self.members.is_empty()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+
     /// Hands `frame` to every member without waiting on any of them, and
     /// lists in `full` the members whose outbox had no room.
     pub(crate) fn deliver(&self, frame: &Frame, full: &mut Vec<ConnectionId>) {

@@ -6,7 +6,7 @@
 //! | 1001 | the server shuts down; the client was idle past the idle timeout |
 //! | 1002 | the client broke RFC 6455 (unmasked frame, bad opcode, ...) |
 //! | 1007 | a text message or close reason is not valid UTF-8 |
-//! | 1008 | the client's outbox was full: it is not reading fast enough |
+//! | 1008 | the client's outbox was full: it is not reading fast enough; or it sent messages faster than its rate limit |
 //! | 1009 | a message or frame is larger than the configured limit |
 //! | 1011 | the server failed in a way that is not the client's fault |
 
@@ -30,6 +30,8 @@ pub enum CloseReason {
     InvalidUtf8,
     /// The client's outbox was full: 1008.
     SlowConsumer,
+    /// The client sent messages faster than its rate limit: 1008.
+    RateLimited,
     /// A message or frame over the size limit: 1009.
     TooBig,
     /// A failure on the server's side: 1011.
@@ -43,7 +45,7 @@ impl CloseReason {
             CloseReason::Shutdown | CloseReason::IdleTimeout => CloseCode::Away,
             CloseReason::Protocol => CloseCode::Protocol,
             CloseReason::InvalidUtf8 => CloseCode::Invalid,
-            CloseReason::SlowConsumer => CloseCode::Policy,
+            CloseReason::SlowConsumer | CloseReason::RateLimited => CloseCode::Policy,
             CloseReason::TooBig => CloseCode::Size,
             CloseReason::Internal => CloseCode::Error,
         }
@@ -57,6 +59,7 @@ impl CloseReason {
             CloseReason::Protocol => "protocol error",
             CloseReason::InvalidUtf8 => "invalid utf-8",
             CloseReason::SlowConsumer => "slow consumer: outbox full",
+            CloseReason::RateLimited => "message rate limit exceeded",
             CloseReason::TooBig => "message too big",
             CloseReason::Internal => "internal error",
         }

@@ -4,11 +4,14 @@
 //! is a finite backstop against a peer that stops talking, and each limit caps
 //! what one peer can make the server hold in memory.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use tungstenite::protocol::WebSocketConfig;
 
+use crate::auth::Secret;
 use crate::error::{Error, Result};
 
 /// The configuration of a [`Server`](crate::Server).
@@ -33,8 +36,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How long each phase of a connection may take.
     pub timeouts: Timeouts,
-    /// How much one peer can make the server hold.
+    /// How much one peer can make the server hold, and how many may connect.
     pub limits: Limits,
+    /// Who may open a WebSocket: origins, credentials, trusted proxies.
+    pub access: Access,
+    /// Serve https:// and wss:// instead of http:// and ws:// on the same
+    /// port. Default `None`.
+    pub tls: Option<TlsConfig>,
     /// tungstenite's own settings for the reading side of every connection.
     ///
     /// The defaults differ from tungstenite's: `read_buffer_size` is 4 KiB
@@ -57,6 +65,8 @@ impl Default for Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9001)),
             timeouts: Timeouts::default(),
             limits: Limits::default(),
+            access: Access::default(),
+            tls: None,
             websocket: WebSocketConfig::default()
                 .read_buffer_size(4 * 1024)
                 .write_buffer_size(0)
@@ -128,11 +138,106 @@ pub struct Limits {
     /// wait, which in turn stops them reading their sockets: TCP backpressure
     /// reaches the clients that send the most. Default 4096.
     pub hub_capacity: usize,
+    /// Connections open at once, all clients together, plain HTTP included.
+    /// Over it the accept loop answers 503 with `Retry-After` before any
+    /// thread is spent. Default 10,000: with two threads per WebSocket
+    /// connection, that fits a machine allowing ~32,000 threads.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 client
+    /// counts as its /64); over it, 429. 0 turns the limit off. Default 256,
+    /// so that one client cannot take every place; behind a proxy, see
+    /// [`Access::trusted_proxies`].
+    pub max_connections_per_ip: usize,
+    /// Messages (and pings) one connection may send per second, sustained;
+    /// past it, and past `message_burst`, the connection is closed with 1008.
+    /// 0 turns the limit off. Default 1,000: far above what a person types,
+    /// low enough that one client cannot make its room relay floods.
+    pub max_messages_per_sec: u32,
+    /// Messages a connection may send at once above the sustained rate (the
+    /// size of its token bucket). Default 1,000.
+    pub message_burst: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_head_size: 8 * 1024, max_headers: 64, outbox_bytes: 4 << 20, hub_capacity: 4096 }
+        Limits {
+            max_head_size: 8 * 1024,
+            max_headers: 64,
+            outbox_bytes: 4 << 20,
+            hub_capacity: 4096,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            max_messages_per_sec: 1_000,
+            message_burst: 1_000,
+        }
+    }
+}
+
+/// Who may open a WebSocket. Plain HTTP routes (`/healthz`, `/metrics`,
+/// the page) are not affected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Origins allowed to open a WebSocket from a browser, written as the
+    /// browser sends them (`https://chat.example.com`); `*` allows any.
+    /// Empty, the default: a browser's `Origin` must match the `Host` it
+    /// connects to (same origin), which stops other sites' pages from using
+    /// a visitor's cookies here. A request without `Origin` does not come
+    /// from a browser and is allowed.
+    pub allowed_origins: Vec<String>,
+    /// Bearer tokens accepted at the upgrade. With tokens or a JWT secret
+    /// set, an upgrade without credentials gets 401 and one with wrong or
+    /// expired credentials 403. A token is read from `Authorization: Bearer`,
+    /// the `access_token` query parameter (browsers cannot set headers on a
+    /// WebSocket), or the `access_token` cookie. Default: none.
+    pub tokens: Vec<Secret>,
+    /// The HS256 key of accepted JSON Web Tokens; their signature and `exp`
+    /// are checked, and their `sub` becomes the connection's identity.
+    /// Default `None`.
+    pub jwt_secret: Option<Secret>,
+    /// Proxies whose `X-Forwarded-For` is believed: connections from these
+    /// networks are counted and logged under the client address they
+    /// forward. From anyone else the header is ignored. Default: none.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Access {
+    /// Returns true if and only if `address` is one of the trusted proxies.
+    pub fn trusts(&self, address: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&address))
+    }
+}
+
+/// A certificate chain and its private key, in PEM, for TLS.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first, in PEM.
+    pub certificate_chain_pem: Vec<u8>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), in PEM.
+    pub private_key_pem: Secret,
+}
+
+impl TlsConfig {
+    /// Reads the two PEM files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] naming the file that could not be read.
+    pub fn from_pem_files(certificate_chain: &Path, private_key: &Path) -> Result<Self> {
+        let read =
+            |path: &Path| std::fs::read(path).map_err(|source| Error::Read { path: path.into(), source });
+        Ok(TlsConfig {
+            certificate_chain_pem: read(certificate_chain)?,
+            private_key_pem: Secret::new(read(private_key)?),
+        })
+    }
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("certificate_chain_pem", &format_args!("{} bytes", self.certificate_chain_pem.len()))
+            .field("private_key_pem", &self.private_key_pem)
+            .finish()
     }
 }
 
@@ -149,7 +254,7 @@ impl Config {
         let ws = &self.websocket;
         // The largest frame the server may have to relay: payload and header.
         let largest = ws.max_message_size.unwrap_or(usize::MAX).saturating_add(14);
-        let checks: [(bool, &'static str, &'static str); 15] = [
+        let checks: [(bool, &'static str, &'static str); 17] = [
             (t.handshake.is_zero(), "timeouts.handshake", "must be more than zero"),
             (t.idle.is_zero(), "timeouts.idle", "must be more than zero"),
             (t.write.is_zero(), "timeouts.write", "must be more than zero"),
@@ -174,6 +279,12 @@ impl Config {
             ),
             (ws.max_message_size.is_none(), "websocket.max_message_size", "must be set"),
             (l.hub_capacity == 0, "limits.hub_capacity", "must be at least 1"),
+            (l.max_connections == 0, "limits.max_connections", "must be at least 1"),
+            (
+                l.max_messages_per_sec > 0 && l.message_burst == 0,
+                "limits.message_burst",
+                "must be at least 1 when max_messages_per_sec is set",
+            ),
             (ws.read_buffer_size < 256, "websocket.read_buffer_size", "must be at least 256 bytes"),
             (
                 ws.max_write_buffer_size <= ws.write_buffer_size,

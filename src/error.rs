@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -30,6 +31,24 @@ pub enum Error {
         /// Why the operating system refused.
         #[source]
         source: io::Error,
+    },
+    /// A file named in the configuration could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: io::Error,
+    },
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {problem}")]
+    Tls {
+        /// What is wrong, such as `no certificate in the PEM`.
+        problem: &'static str,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A thread could not be started (the process or machine thread limit).
     #[error("cannot start thread {name}")]

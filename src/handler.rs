@@ -2,7 +2,7 @@
 //! on an upgrade ([`Accept`]), and what it is given for each connection
 //! ([`Connection`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tungstenite::Message;
@@ -118,6 +118,8 @@ impl<S> Accept<S> {
 pub struct Connection {
     pub(crate) id: ConnectionId,
     pub(crate) peer: SocketAddr,
+    pub(crate) client_ip: IpAddr,
+    pub(crate) identity: Option<String>,
     pub(crate) path: String,
     pub(crate) hub: HubHandle,
     pub(crate) outbox: Outbox,
@@ -129,9 +131,21 @@ impl Connection {
         self.id
     }
 
-    /// The client's address.
+    /// The address the connection comes from: the client, or the proxy in
+    /// front of it.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The client's address, as [`Request::client_ip`] tells it.
+    pub fn client_ip(&self) -> IpAddr {
+        self.client_ip
+    }
+
+    /// Who the client proved to be at the upgrade, as
+    /// [`Request::identity`] tells it.
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
     }
 
     /// The path of the upgrade request, such as `/ws/lobby`.

@@ -103,6 +103,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
+mod admission;
+mod auth;
 mod close;
 mod config;
 mod connection;
@@ -112,13 +114,16 @@ mod handler;
 mod http;
 mod hub;
 mod metrics;
+mod origin;
 pub mod rooms;
 mod server;
 mod stream;
+mod tls;
 mod upgrade;
 
+pub use crate::auth::Secret;
 pub use crate::close::{CloseReason, Ending};
-pub use crate::config::{Config, Limits, Timeouts};
+pub use crate::config::{Access, Config, Limits, Timeouts, TlsConfig};
 pub use crate::error::{Error, Refusal, Result};
 pub use crate::frame::Frame;
 pub use crate::handler::{Accept, Connection, Handler};
@@ -127,6 +132,7 @@ pub use crate::hub::{ConnectionId, HubHandle};
 pub use crate::rooms::RoomsHandler;
 pub use crate::server::{Server, ShutdownHandle};
 
+pub use ipnet::IpNet;
 pub use tungstenite::protocol::frame::coding::CloseCode;
 pub use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 pub use tungstenite::{self, Message};

@@ -84,6 +84,9 @@ pub(crate) struct Metrics {
     close_frames_received: AtomicU64,
     connections_dropped: AtomicU64,
     threads_refused: AtomicU64,
+    connections_refused: ByStatus,
+    rate_limit_closes: AtomicU64,
+    tls_handshakes_failed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -103,6 +106,9 @@ impl Default for Metrics {
             close_frames_received: AtomicU64::new(0),
             connections_dropped: AtomicU64::new(0),
             threads_refused: AtomicU64::new(0),
+            connections_refused: ByStatus::default(),
+            rate_limit_closes: AtomicU64::new(0),
+            tls_handshakes_failed: AtomicU64::new(0),
         }
     }
 }
@@ -159,6 +165,18 @@ impl Metrics {
         self.threads_refused.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn connection_refused(&self, status: u16) {
+        self.connections_refused.add(status);
+    }
+
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limit_closes.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.tls_handshakes_failed.fetch_add(1, Relaxed);
+    }
+
     /// The figures as they are now.
     pub(crate) fn stats(&self) -> Stats {
         Stats {
@@ -176,6 +194,9 @@ impl Metrics {
             close_frames_received: self.close_frames_received.load(Relaxed),
             connections_dropped: self.connections_dropped.load(Relaxed),
             threads_refused: self.threads_refused.load(Relaxed),
+            connections_refused: self.connections_refused.snapshot(|status, _| status.to_string()),
+            rate_limit_closes: self.rate_limit_closes.load(Relaxed),
+            tls_handshakes_failed: self.tls_handshakes_failed.load(Relaxed),
         }
     }
 }
@@ -198,6 +219,9 @@ pub(crate) struct Stats {
     close_frames_received: u64,
     connections_dropped: u64,
     threads_refused: u64,
+    connections_refused: BTreeMap<String, u64>,
+    rate_limit_closes: u64,
+    tls_handshakes_failed: u64,
 }
 
 impl Stats {
@@ -253,6 +277,18 @@ impl Stats {
             "Connections answered 503 because no thread could be started.",
             self.threads_refused,
         );
+        one(
+            "rate_limit_closes_total",
+            "counter",
+            "Clients closed (1008) for sending faster than their message rate limit.",
+            self.rate_limit_closes,
+        );
+        one(
+            "tls_handshakes_failed_total",
+            "counter",
+            "TLS handshakes that failed or timed out.",
+            self.tls_handshakes_failed,
+        );
         let mut labelled = |name: &str, help: &str, label: &str, values: &BTreeMap<String, u64>| {
             let _ = write!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} counter\n");
             for (key, value) in values {
@@ -265,6 +301,12 @@ impl Stats {
             "WebSocket upgrade requests refused, by reason.",
             "reason",
             &self.upgrades_refused,
+        );
+        labelled(
+            "connections_refused_total",
+            "Connections refused at admission, before any thread: 503 at capacity, 429 per address.",
+            "status",
+            &self.connections_refused,
         );
         labelled(
             "close_frames_sent_total",

@@ -7,16 +7,17 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
-use log::{info, warn};
+use log::{debug, info, warn};
 
+use crate::admission::{Admission, Permit, Turnaway};
 use crate::config::Config;
 use crate::connection::{self, Shared};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::handler::Handler;
-use crate::http::Response;
 use crate::hub::{ConnectionId, Hub, HubHandle};
 use crate::metrics::Metrics;
-use crate::stream::Socket;
+use crate::tls::TlsAcceptor;
+use crate::upgrade::Gate;
 
 /// A WebSocket server: a listening socket, a hub thread, and a thread per
 /// connection once [`run`](Server::run) is called.
@@ -27,7 +28,12 @@ pub struct Server<H> {
     shared: Arc<Shared<H>>,
     hub_thread: JoinHandle<()>,
     stopping: Arc<AtomicBool>,
+    admission: Arc<Admission>,
 }
+
+/// The most refused sockets held open at once while their answer reaches
+/// the client (each holds a file descriptor).
+const TURNAWAY_CAPACITY: usize = 1024;
 
 /// Stops a running [`Server`] from any thread, such as a Ctrl-C handler.
 #[derive(Debug, Clone)]
@@ -46,6 +52,8 @@ impl<H: Handler> Server<H> {
     /// thread cannot start.
     pub fn bind(config: Config, handler: H) -> Result<Self> {
         config.validate()?;
+        // Before the port is taken, so that a bad certificate fails fast.
+        let tls = config.tls.as_ref().map(TlsAcceptor::new).transpose()?;
         let addr = config.listen;
         let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
         let local_addr = listener.local_addr()?;
@@ -55,8 +63,11 @@ impl<H: Handler> Server<H> {
             .name("switchboard-hub".into())
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
-        let shared = Arc::new(Shared { config, handler, hub: hub_handle, metrics });
-        Ok(Server { listener, local_addr, shared, hub_thread, stopping: Arc::new(AtomicBool::new(false)) })
+        let gate = Gate::new(&config.access);
+        let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+        let shared = Arc::new(Shared { config, handler, hub: hub_handle, metrics, gate, tls });
+        let stopping = Arc::new(AtomicBool::new(false));
+        Ok(Server { listener, local_addr, shared, hub_thread, stopping, admission })
     }
 
     /// The address the server listens on, with the real port when the
@@ -91,15 +102,27 @@ impl<H: Handler> Server<H> {
         let (alive, all_gone) = bounded::<()>(0);
         let mut next_id = 1;
         let mut backoff = Duration::ZERO;
+        let mut turnaway = Turnaway::new(self.shared.config.timeouts.close, TURNAWAY_CAPACITY);
         for stream in self.listener.incoming() {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
+            turnaway.sweep();
             match stream {
                 Ok(stream) => {
                     backoff = Duration::ZERO;
-                    self.spawn_connection(stream, ConnectionId(next_id), alive.clone());
+                    let id = ConnectionId(next_id);
                     next_id += 1;
+                    let refused = match self.admit(&stream) {
+                        Some(Ok(permit)) => self.spawn_connection(stream, id, permit, alive.clone()),
+                        Some(Err(refusal)) => Some((stream, refusal)),
+                        None => None,
+                    };
+                    if let Some((stream, refusal)) = refused {
+                        debug!("connection {id}: refused at the door: {refusal}");
+                        self.shared.metrics.connection_refused(refusal.status);
+                        turnaway.refuse(stream, refusal);
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors, most often: retrying at once
@@ -120,8 +143,24 @@ impl<H: Handler> Server<H> {
         Ok(())
     }
 
-    /// Starts the thread for one accepted socket.
-    fn spawn_connection(&self, stream: TcpStream, id: ConnectionId, alive: Sender<()>) {
+    /// Counts a new socket against the connection limits; `None` when the
+    /// peer is already gone. A trusted proxy's connection is counted against
+    /// its client's address later, once the request names it.
+    fn admit(&self, stream: &TcpStream) -> Option<Result<Permit, Refusal>> {
+        let peer = stream.peer_addr().ok()?.ip();
+        let address = (!self.shared.config.access.trusts(peer)).then_some(peer);
+        Some(self.admission.admit(address))
+    }
+
+    /// Starts the thread for one accepted socket, or hands the socket back
+    /// with a 503 when no thread can be started.
+    fn spawn_connection(
+        &self,
+        stream: TcpStream,
+        id: ConnectionId,
+        permit: Permit,
+        alive: Sender<()>,
+    ) -> Option<(TcpStream, Refusal)> {
         let _ = stream.set_nodelay(true);
         // The socket reaches its thread through a one-slot channel, so that if
         // the thread cannot be started the loop still holds it and can say 503.
@@ -133,19 +172,13 @@ impl<H: Handler> Server<H> {
             connection::spawn(format!("conn-{}-read", id.0), shared.config.thread_stack_size, move || {
                 let _alive = alive;
                 if let Ok(stream) = received.recv() {
-                    connection::serve(Socket::new(stream), id, &shared);
+                    connection::serve(stream, id, permit, &shared);
                 }
             });
-        if let Err(e) = started {
-            warn!("connection {id}: {e}; answering 503");
-            self.shared.metrics.thread_refused();
-            if let Ok(stream) = spare.try_recv() {
-                let mut socket = Socket::new(stream);
-                let _ = socket.set_write_timeout(self.shared.config.timeouts.write);
-                let busy = Response::from(crate::error::Refusal::new(503, "server busy"));
-                let _ = busy.write_to(&mut socket, false);
-            }
-        }
+        let e = started.err()?;
+        warn!("connection {id}: {e}; answering 503");
+        self.shared.metrics.thread_refused();
+        Some((spare.try_recv().ok()?, Refusal::new(503, "server busy")))
     }
 }
 

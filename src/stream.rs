@@ -1,20 +1,27 @@
-//! One TCP socket shared by a connection's reader and writer, without a lock.
+//! One connection's byte stream, plain TCP or TLS, shared by its reader and
+//! writer without a lock on the socket.
 //!
 //! `&TcpStream` implements both `Read` and `Write`, so the reader thread and
 //! the writer thread can each hold an `Arc` of the same stream and use it at
 //! the same time: the kernel keeps the two directions apart. That costs one
-//! file descriptor per connection, where `try_clone` would cost two.
+//! file descriptor per connection, where `try_clone` would cost two. A TLS
+//! stream is shared the same way; see [`crate::tls`] for how its session is.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A connected TCP socket, cheap to clone. It is `Read + Write` itself for the
-/// HTTP phase; after an upgrade it is split into a [`ReadHalf`] for the reader
-/// and a [`WriteHalf`] for the writer.
+use crate::tls::TlsStream;
+
+/// A connected socket, cheap to clone. It is `Read + Write` itself for the
+/// HTTP phase, when one thread does everything; after an upgrade it is split
+/// into a [`ReadHalf`] for the reader and a [`WriteHalf`] for the writer.
 #[derive(Debug, Clone)]
-pub(crate) struct Socket(Arc<TcpStream>);
+pub(crate) enum Socket {
+    Plain(Arc<TcpStream>),
+    Tls(Arc<TlsStream>),
+}
 
 /// Ends a conversation in both directions, so that a thread blocked reading
 /// the socket wakes up at once.
@@ -28,20 +35,27 @@ pub(crate) trait Hangup {
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 impl Socket {
-    pub(crate) fn new(stream: TcpStream) -> Self {
-        Socket(Arc::new(stream))
+    pub(crate) fn plain(stream: TcpStream) -> Self {
+        Socket::Plain(Arc::new(stream))
     }
 
-    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.peer_addr()
+    pub(crate) fn tls(stream: TlsStream) -> Self {
+        Socket::Tls(Arc::new(stream))
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Socket::Plain(tcp) => tcp,
+            Socket::Tls(tls) => tls.tcp(),
+        }
     }
 
     pub(crate) fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.0.set_read_timeout(Some(timeout))
+        self.tcp().set_read_timeout(Some(timeout))
     }
 
     pub(crate) fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.0.set_write_timeout(Some(timeout))
+        self.tcp().set_write_timeout(Some(timeout))
     }
 
     /// The reading side for tungstenite; see [`ReadHalf`].
@@ -54,14 +68,19 @@ impl Socket {
         WriteHalf(self.clone())
     }
 
-    /// Closes gracefully: sends FIN, then reads and discards what the peer
-    /// still sends until it closes too, at most `timeout` and 64 KiB.
+    /// Closes gracefully: says so (FIN, and close_notify over TLS), then
+    /// reads and discards what the peer still sends until it closes too, at
+    /// most `timeout` and 64 KiB.
     ///
     /// Closing a socket that has unread bytes in its receive buffer makes the
     /// kernel send RST instead of FIN, and a peer receiving RST may discard
     /// the last response or close frame before its application reads it.
     pub(crate) fn linger(&self, timeout: Duration) {
-        if self.0.shutdown(Shutdown::Write).is_err() {
+        if let Socket::Tls(tls) = self {
+            tls.close_notify();
+        }
+        let tcp = self.tcp();
+        if tcp.shutdown(Shutdown::Write).is_err() {
             return;
         }
         let deadline = Instant::now() + timeout;
@@ -69,10 +88,10 @@ impl Socket {
         let mut discarded = 0;
         while discarded < LINGER_MAX_BYTES {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.set_read_timeout(left).is_err() {
+            if left.is_zero() || tcp.set_read_timeout(Some(left)).is_err() {
                 return;
             }
-            match (&*self.0).read(&mut scratch) {
+            match (&*tcp).read(&mut scratch) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => discarded += n,
             }
@@ -82,23 +101,39 @@ impl Socket {
 
 impl Hangup for Socket {
     fn hang_up(&self) {
-        let _ = self.0.shutdown(Shutdown::Both);
+        let _ = self.tcp().shutdown(Shutdown::Both);
     }
 }
 
+/// The HTTP phase: one thread reads and writes, so over TLS it also sends
+/// whatever records reading produced.
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
+        match self {
+            Socket::Plain(tcp) => (&**tcp).read(buf),
+            Socket::Tls(tls) => {
+                let n = tls.read(buf)?;
+                tls.send_pending()?;
+                Ok(n)
+            }
+        }
     }
 }
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0).write(buf)
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Plain(tcp) => (&**tcp).write_vectored(bufs),
+            Socket::Tls(tls) => tls.write_vectored(bufs),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        (&*self.0).flush()
+        Ok(())
     }
 }
 
@@ -107,13 +142,17 @@ impl Write for Socket {
 /// tungstenite answers pings and closes from inside `read()`, by writing to
 /// the stream it reads. On this half those writes go nowhere: the reader
 /// forwards pings and closes to the writer instead, so that every byte a
-/// client receives comes from one thread, in one order.
+/// client receives comes from one thread, in one order. Over TLS this half
+/// never sends records either; see [`crate::tls`].
 #[derive(Debug)]
 pub(crate) struct ReadHalf(Socket);
 
 impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        match &self.0 {
+            Socket::Plain(tcp) => (&**tcp).read(buf),
+            Socket::Tls(tls) => tls.read(buf),
+        }
     }
 }
 
@@ -137,7 +176,7 @@ impl Write for WriteHalf {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self.0.0).write_vectored(bufs)
+        self.0.write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

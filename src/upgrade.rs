@@ -8,8 +8,37 @@
 
 use tungstenite::handshake::derive_accept_key;
 
+use crate::auth::Credentials;
+use crate::config::Access;
 use crate::error::Refusal;
 use crate::http::{Request, Response};
+use crate::origin;
+
+/// What an upgrade request must pass before its handler is asked: the rules
+/// of RFC 6455, the Origin check, and credentials when they are configured.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    allowed_origins: Vec<String>,
+    credentials: Option<Credentials>,
+}
+
+impl Gate {
+    pub(crate) fn new(access: &Access) -> Self {
+        Gate { allowed_origins: access.allowed_origins.clone(), credentials: Credentials::new(access) }
+    }
+
+    /// Checks `request` in that order (400/426, then 403 for the origin,
+    /// then 401/403 for credentials) and records who the client is.
+    pub(crate) fn check(&self, request: &mut Request) -> Result<(), Refusal> {
+        check(request)?;
+        origin::check(request, &self.allowed_origins)?;
+        if let Some(credentials) = &self.credentials {
+            let identity = credentials.check(request)?;
+            request.set_identity(identity);
+        }
+        Ok(())
+    }
+}
 
 /// Checks that `request` is a well-formed WebSocket upgrade, so that the
 /// handler is only asked about requests the server could accept.

@@ -1,13 +1,13 @@
-//! Verifies that rooms relay to their members only, in order, and that echo and the hub handle deliver.
+//! Verifies that rooms relay to their members only, in order, and that echo
+//! and the hub handle deliver, over ws:// and wss:// alike.
 
 use std::thread;
 
-use crate::support::{TestServer, config, recv, recv_text, send_text};
+use crate::support::{Scheme, TestServer, config, recv, recv_text, send_text};
 use switchboard::Message;
 
-#[test]
-fn room_members_receive_each_message_sender_included() {
-    let server = TestServer::start(config());
+fn room_members_receive_each_message_sender_included(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let mut a = server.connect("/ws/room");
     let mut b = server.connect("/ws/room");
     send_text(&mut a, "from a");
@@ -18,9 +18,8 @@ fn room_members_receive_each_message_sender_included() {
     assert_eq!(recv_text(&mut b), "from b");
 }
 
-#[test]
-fn rooms_are_isolated() {
-    let server = TestServer::start(config());
+fn rooms_are_isolated(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let mut red = server.connect("/ws/red");
     let mut blue = server.connect("/ws/blue");
     send_text(&mut red, "for red only");
@@ -32,10 +31,9 @@ fn rooms_are_isolated() {
     assert_eq!(recv_text(&mut blue), "second");
 }
 
-#[test]
-fn thousand_messages_per_sender_arrive_in_order() {
+fn thousand_messages_per_sender_arrive_in_order(scheme: Scheme) {
     const COUNT: usize = 1000;
-    let server = TestServer::start(config());
+    let server = TestServer::start_scheme(scheme, config());
     let mut listener = server.connect("/ws/order");
     let senders: Vec<_> = (0..2)
         .map(|s| {
@@ -68,9 +66,8 @@ fn thousand_messages_per_sender_arrive_in_order() {
     }
 }
 
-#[test]
-fn echo_returns_every_message_to_its_sender_only() {
-    let server = TestServer::start(config());
+fn echo_returns_every_message_to_its_sender_only(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let mut one = server.connect("/echo");
     let mut two = server.connect("/echo");
     send_text(&mut one, "ping one");
@@ -79,17 +76,15 @@ fn echo_returns_every_message_to_its_sender_only() {
     assert_eq!(recv_text(&mut two), "ping two");
 }
 
-#[test]
-fn binary_stays_binary() {
-    let server = TestServer::start(config());
+fn binary_stays_binary(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let mut client = server.connect("/ws/bytes");
     client.send(Message::binary(vec![0u8, 159, 146, 150])).unwrap();
     assert_eq!(recv(&mut client), Message::binary(vec![0u8, 159, 146, 150]));
 }
 
-#[test]
-fn hub_handle_sends_to_a_room_one_client_and_everyone() {
-    let server = TestServer::start(config());
+fn hub_handle_sends_to_a_room_one_client_and_everyone(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let mut lobby = server.connect("/ws/lobby");
     let mut echo = server.connect("/echo");
     server.hub().send_to_room("lobby", "to the lobby").unwrap();
@@ -102,11 +97,20 @@ fn hub_handle_sends_to_a_room_one_client_and_everyone() {
     assert_eq!(recv_text(&mut echo), "to #2");
 }
 
-#[test]
-fn large_message_is_relayed_whole() {
-    let server = TestServer::start(config());
+fn large_message_is_relayed_whole(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let mut client = server.connect("/ws/large");
     let big = "x".repeat(900 * 1024);
     send_text(&mut client, &big);
     assert_eq!(recv_text(&mut client).len(), big.len());
 }
+
+crate::both_schemes!(
+    room_members_receive_each_message_sender_included,
+    rooms_are_isolated,
+    thousand_messages_per_sender_arrive_in_order,
+    echo_returns_every_message_to_its_sender_only,
+    binary_stays_binary,
+    hub_handle_sends_to_a_room_one_client_and_everyone,
+    large_message_is_relayed_whole,
+);

@@ -1,11 +1,10 @@
 //! Verifies that plain HTTP requests on the WebSocket port get the right status.
 
-use crate::support::{TestServer, config, ms};
+use crate::support::{Scheme, TestServer, config, ms};
 use switchboard::{Config, Limits, Timeouts};
 
-#[test]
-fn healthz_answers_ok() {
-    let server = TestServer::start(config());
+fn healthz_answers_ok(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let reply = server.get("/healthz");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body.trim(), "ok");
@@ -41,9 +40,8 @@ fn metrics_are_prometheus_text_named_switchboard() {
     }
 }
 
-#[test]
-fn stats_are_json_with_the_same_figures() {
-    let server = TestServer::start(config());
+fn stats_are_json_with_the_same_figures(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let mut client = server.connect("/echo");
     crate::support::send_text(&mut client, "hello");
     assert_eq!(crate::support::recv_text(&mut client), "hello");
@@ -90,9 +88,8 @@ fn other_methods_are_405() {
     assert_eq!(server.http("DELETE /ws/x HTTP/1.1\r\nHost: t\r\n\r\n").status, 405);
 }
 
-#[test]
-fn plain_get_on_websocket_paths_is_426() {
-    let server = TestServer::start(config());
+fn plain_get_on_websocket_paths_is_426(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     for path in ["/ws/lobby", "/echo"] {
         let reply = server.get(path);
         assert_eq!(reply.status, 426, "{path}");
@@ -149,3 +146,9 @@ fn room_size_is_served_as_json() {
     assert_eq!(empty["members"], 0);
     assert_eq!(server.get("/rooms/").status, 404);
 }
+
+crate::both_schemes!(
+    healthz_answers_ok,
+    stats_are_json_with_the_same_figures,
+    plain_get_on_websocket_paths_is_426,
+);

@@ -6,7 +6,7 @@ use std::thread;
 
 use crate::support::raw::{BINARY, CONTINUATION, PING, TEXT};
 use crate::support::{
-    PATIENCE, RawClient, TestServer, close_code, config, ms, recv_text, send_text, wait_until,
+    PATIENCE, RawClient, Scheme, TestServer, close_code, config, ms, recv_text, send_text, wait_until,
 };
 use switchboard::{Config, Limits, Message, Timeouts, WebSocketConfig};
 
@@ -20,9 +20,8 @@ fn small_messages() -> Config {
     }
 }
 
-#[test]
-fn oversized_message_is_closed_with_1009() {
-    let server = TestServer::start(small_messages());
+fn oversized_message_is_closed_with_1009(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, small_messages());
     let mut client = server.connect("/echo");
     client.send(Message::binary(vec![0u8; 1001])).unwrap();
     assert_eq!(close_code(&mut client), 1009);
@@ -122,7 +121,7 @@ fn client_answering_pings_stays_open_past_the_idle_timeout() {
         ..config()
     });
     let mut client = server.connect("/echo");
-    client.get_mut().set_read_timeout(Some(ms(100))).unwrap();
+    client.get_ref().tcp().set_read_timeout(Some(ms(100))).unwrap();
     // tungstenite answers each ping from inside read(); keep reading for
     // three idle timeouts.
     let until = std::time::Instant::now() + ms(900);
@@ -133,19 +132,21 @@ fn client_answering_pings_stays_open_past_the_idle_timeout() {
             Err(e) => panic!("connection ended: {e}"),
         }
     }
-    client.get_mut().set_read_timeout(Some(PATIENCE)).unwrap();
+    client.get_ref().tcp().set_read_timeout(Some(PATIENCE)).unwrap();
     send_text(&mut client, "still here");
     assert_eq!(recv_text(&mut client), "still here");
 }
 
-#[test]
-fn slow_consumer_is_closed_with_1008_without_delaying_its_room() {
-    let server = TestServer::start(Config {
-        limits: Limits { outbox_bytes: 256 * 1024, ..Limits::default() },
-        timeouts: Timeouts { write: ms(30_000), ..Timeouts::default() },
-        websocket: WebSocketConfig::default().max_message_size(Some(64 * 1024)),
-        ..config()
-    });
+fn slow_consumer_is_closed_with_1008_without_delaying_its_room(scheme: Scheme) {
+    let server = TestServer::start_scheme(
+        scheme,
+        Config {
+            limits: Limits { outbox_bytes: 256 * 1024, ..Limits::default() },
+            timeouts: Timeouts { write: ms(30_000), ..Timeouts::default() },
+            websocket: WebSocketConfig::default().max_message_size(Some(64 * 1024)),
+            ..config()
+        },
+    );
     // The slow member never reads until it has been evicted.
     let mut slow = server.connect("/ws/busy");
     let mut fast = server.connect("/ws/busy");
@@ -170,3 +171,8 @@ fn slow_consumer_is_closed_with_1008_without_delaying_its_room() {
     assert_eq!(reader.join().unwrap(), 1008);
     assert_eq!(server.stats()["close_frames_sent"]["1008"], 1);
 }
+
+crate::both_schemes!(
+    oversized_message_is_closed_with_1009,
+    slow_consumer_is_closed_with_1008_without_delaying_its_room,
+);

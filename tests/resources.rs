@@ -1,8 +1,6 @@
 //! Verifies that a connection's threads, file descriptors and hub entry are
 //! freed when it ends, whichever way it ends.
 
-use std::net::TcpStream;
-
 use crate::support::{PATIENCE, Process, RawClient, connect, recv_text, send_text, wait_until};
 use switchboard::Message;
 
@@ -31,7 +29,7 @@ fn threads_and_fds_return_to_baseline_after_200_connections() {
             }
             1 => drop(client),
             _ => {
-                let stream: &mut TcpStream = client.get_mut();
+                let stream = client.get_mut();
                 let _ = std::io::Write::write_all(stream, &[0x81, 0xfe]);
             }
         }

@@ -6,13 +6,12 @@ use std::thread;
 use std::time::Duration;
 
 use crate::support::{
-    PATIENCE, Process, TestServer, close_code, config, connect, recv_close, recv_text, send_text,
+    PATIENCE, Process, Scheme, TestServer, close_code, config, connect, recv_close, recv_text, send_text,
 };
 use switchboard::{CloseCode, Config, Timeouts};
 
-#[test]
-fn library_shutdown_sends_1001_to_every_client() {
-    let server = TestServer::start(config());
+fn library_shutdown_sends_1001_to_every_client(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let readers: Vec<_> = ["/ws/a", "/ws/b", "/echo"]
         .into_iter()
         .map(|path| {
@@ -94,3 +93,5 @@ fn ctrl_c_sends_1001_to_everyone_and_exits_0() {
 fn sigterm_shuts_down_gracefully_too() {
     interrupt_delivers_1001_and_exits_0("TERM");
 }
+
+crate::both_schemes!(library_shutdown_sends_1001_to_every_client,);

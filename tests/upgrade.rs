@@ -1,7 +1,7 @@
 //! Verifies that WebSocket upgrades are checked, answered, and share the port with HTTP.
 
 use crate::support::raw::{TEXT, frame};
-use crate::support::{RawClient, TestServer, config, http, recv_text, send_text};
+use crate::support::{RawClient, Scheme, TestServer, config, recv_text, send_text};
 
 fn upgrade_request(path: &str, extra_headers: &str) -> String {
     format!(
@@ -9,11 +9,10 @@ fn upgrade_request(path: &str, extra_headers: &str) -> String {
     )
 }
 
-#[test]
-fn same_port_serves_http_and_websocket_at_once() {
-    let server = TestServer::start(config());
+fn same_port_serves_http_and_websocket_at_once(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let mut a = server.connect("/ws/same-port");
-    let plain = http(server.addr(), "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    let plain = server.http("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(plain.status, 200, "B gets a plain answer and is closed (read_to_end returned)");
     let mut c = server.connect("/ws/same-port");
     // C is registered once its first message comes back to it.
@@ -73,9 +72,8 @@ fn frames_sent_with_the_request_are_not_lost() {
     assert_eq!(payload, b"sent before the 101");
 }
 
-#[test]
-fn ws_and_http_clients_interleave_on_one_port() {
-    let server = TestServer::start(config());
+fn ws_and_http_clients_interleave_on_one_port(scheme: Scheme) {
+    let server = TestServer::start_scheme(scheme, config());
     let mut clients: Vec<_> = (0..5).map(|_| server.connect("/echo")).collect();
     for (i, client) in clients.iter_mut().enumerate() {
         assert_eq!(server.get("/healthz").status, 200);
@@ -85,3 +83,5 @@ fn ws_and_http_clients_interleave_on_one_port() {
         assert_eq!(recv_text(client), i.to_string());
     }
 }
+
+crate::both_schemes!(same_port_serves_http_and_websocket_at_once, ws_and_http_clients_interleave_on_one_port,);

@@ -9,12 +9,15 @@
 
 mod outbox;
 mod reader;
+mod token_bucket;
 mod writer;
 
 use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crossbeam_channel::{Sender, bounded};
 use log::{debug, error, info, warn};
@@ -25,8 +28,10 @@ pub(crate) use self::outbox::{Outbox, Refused};
 #[cfg(test)]
 pub(crate) use self::outbox::{OutboxReceiver, outbox};
 use self::reader::{ReadEnd, Reader};
+use self::token_bucket::TokenBucket;
 pub(crate) use self::writer::Signal;
 use self::writer::Writer;
+use crate::admission::Permit;
 use crate::close::Ending;
 use crate::config::Config;
 use crate::error::{Error, Refusal, Result};
@@ -38,7 +43,8 @@ use crate::http::{Request, Response};
 use crate::hub::{ConnectionId, HubHandle};
 use crate::metrics::Metrics;
 use crate::stream::Socket;
-use crate::upgrade;
+use crate::tls::{Rejected, TlsAcceptor};
+use crate::upgrade::{self, Gate};
 
 /// What every connection thread shares: read-only, or counters.
 #[derive(Debug)]
@@ -47,6 +53,8 @@ pub(crate) struct Shared<H> {
     pub(crate) handler: H,
     pub(crate) hub: HubHandle,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) gate: Gate,
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 /// Starts a named thread with the configured stack size.
@@ -62,17 +70,24 @@ pub(crate) fn spawn<T: Send + 'static>(
         .map_err(|source| Error::Spawn { name, source })
 }
 
-/// The body of a connection thread.
-pub(crate) fn serve<H: Handler>(mut socket: Socket, id: ConnectionId, shared: &Shared<H>) {
-    let Ok(peer) = socket.peer_addr() else {
+/// The body of a connection thread. `permit` is the connection's place
+/// within the connection limits; it is given back when this returns.
+pub(crate) fn serve<H: Handler>(tcp: TcpStream, id: ConnectionId, mut permit: Permit, shared: &Shared<H>) {
+    let Ok(peer) = tcp.peer_addr() else {
+        return;
+    };
+    // The TLS handshake and the request head share one deadline, so that a
+    // peer trickling bytes cannot stretch the two.
+    let deadline = Instant::now() + shared.config.timeouts.handshake;
+    let Some(mut socket) = secure(tcp, id, peer, deadline, shared) else {
         return;
     };
     let limits = HeadLimits {
         max_size: shared.config.limits.max_head_size,
         max_headers: shared.config.limits.max_headers,
-        deadline: std::time::Instant::now() + shared.config.timeouts.handshake,
+        deadline,
     };
-    let head = match read_head(&mut socket, peer, limits) {
+    let mut head = match read_head(&mut socket, peer, limits) {
         Ok(head) => head,
         Err(HeadError::Refused(refusal)) => {
             debug!("connection {id} from {peer}: {refusal}");
@@ -82,13 +97,24 @@ pub(crate) fn serve<H: Handler>(mut socket: Socket, id: ConnectionId, shared: &S
         }
         Err(HeadError::Gone) => return,
     };
-    let request = &head.request;
+    let access = &shared.config.access;
+    if access.trusts(peer.ip()) {
+        head.request.believe_forwarded_for(|address| access.trusts(address));
+        if let Err(refusal) = permit.attribute(head.request.client_ip()) {
+            debug!("connection {id} from {} via {peer}: {refusal}", head.request.client_ip());
+            shared.metrics.connection_refused(refusal.status);
+            answer(&mut socket, &Response::from(refusal), false, shared);
+            return;
+        }
+    }
+    let client = head.request.client_ip();
     let routed = panic::catch_unwind(AssertUnwindSafe(|| {
-        route(request, &shared.handler, &shared.hub, &shared.metrics)
+        route(&mut head.request, &shared.handler, &shared.gate, &shared.hub, &shared.metrics)
     }));
+    let request = &head.request;
     let routed = routed.unwrap_or_else(|_| {
         error!(
-            "connection {id} from {peer}: the handler panicked on {} {}",
+            "connection {id} from {client}: the handler panicked on {} {}",
             request.method(),
             request.path()
         );
@@ -96,26 +122,52 @@ pub(crate) fn serve<H: Handler>(mut socket: Socket, id: ConnectionId, shared: &S
     });
     match routed {
         Route::Answer(response) => {
+            let status = response.status();
             if request.wants_websocket() {
+                let reason = String::from_utf8_lossy(response.body_bytes());
                 info!(
-                    "connection {id} from {peer}: upgrade to {} refused: {} {}",
+                    "connection {id} from {client}: upgrade to {} refused: {status} {}",
                     request.path(),
-                    response.status(),
-                    String::from_utf8_lossy(response.body_bytes()).trim_end()
+                    reason.trim_end()
                 );
-                shared.metrics.upgrade_refused(response.status());
+                shared.metrics.upgrade_refused(status);
             } else {
-                debug!(
-                    "connection {id} from {peer}: {} {} -> {}",
-                    request.method(),
-                    request.path(),
-                    response.status()
-                );
-                shared.metrics.http_response(response.status());
+                debug!("connection {id} from {client}: {} {} -> {status}", request.method(), request.path());
+                shared.metrics.http_response(status);
             }
             answer(&mut socket, &response, request.method() == "HEAD", shared);
         }
         Route::Upgrade(accept) => converse(socket, id, head, accept, shared),
+    }
+}
+
+/// The socket to speak HTTP over: the TCP stream itself, or, with TLS
+/// configured, the TLS stream after a handshake. A client that speaks plain
+/// HTTP to a TLS port is told so in plain HTTP.
+fn secure<H>(
+    tcp: TcpStream,
+    id: ConnectionId,
+    peer: SocketAddr,
+    deadline: Instant,
+    shared: &Shared<H>,
+) -> Option<Socket> {
+    let Some(acceptor) = &shared.tls else {
+        return Some(Socket::plain(tcp));
+    };
+    match acceptor.accept(tcp, deadline) {
+        Ok(tls) => Some(Socket::tls(tls)),
+        Err(Rejected::NotTls(tcp)) => {
+            debug!("connection {id} from {peer}: plain text on the TLS port");
+            shared.metrics.tls_handshake_failed();
+            let refusal = Refusal::bad_request("this port speaks TLS: use https:// or wss://");
+            answer(&mut Socket::plain(tcp), &Response::from(refusal), false, shared);
+            None
+        }
+        Err(Rejected::Failed(e)) => {
+            debug!("connection {id} from {peer}: TLS handshake failed: {e}");
+            shared.metrics.tls_handshake_failed();
+            None
+        }
     }
 }
 
@@ -144,7 +196,7 @@ fn converse<H: Handler>(
     let Some(Line { registration, writer, connection }) = line else {
         return;
     };
-    debug!("connection {id} from {}: open on {}", connection.peer, connection.path);
+    debug!("connection {id} from {}: open on {}", connection.client_ip, connection.path);
     shared.handler.on_open(&connection, &mut state);
 
     let reader = Reader {
@@ -153,6 +205,11 @@ fn converse<H: Handler>(
         connection: &connection,
         state: &mut state,
         metrics: &shared.metrics,
+        bucket: TokenBucket::new(
+            config.limits.max_messages_per_sec,
+            config.limits.message_burst,
+            Instant::now(),
+        ),
     };
     let read_end = reader.run();
     drop(registration);
@@ -171,9 +228,9 @@ fn converse<H: Handler>(
         shared.metrics.dropped();
     }
     if ending.is_fault() {
-        warn!("connection {id} from {}: {ending}{cause}", connection.peer);
+        warn!("connection {id} from {}: {ending}{cause}", connection.client_ip);
     } else {
-        debug!("connection {id} from {}: {ending}{cause}", connection.peer);
+        debug!("connection {id} from {}: {ending}{cause}", connection.client_ip);
     }
     shared.handler.on_close(&connection, &mut state, &ending);
 }
@@ -231,6 +288,8 @@ fn open<'a, H: Handler>(
     let connection = Connection {
         id,
         peer: request.peer(),
+        client_ip: request.client_ip(),
+        identity: request.identity().map(str::to_owned),
         path: request.path().to_owned(),
         hub: shared.hub.clone(),
         outbox,

@@ -7,11 +7,13 @@
 //! stays the only thread that writes.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
 
 use tungstenite::Message;
 use tungstenite::protocol::{CloseFrame, WebSocket};
 
 use super::outbox::Refused;
+use super::token_bucket::TokenBucket;
 use crate::close::CloseReason;
 use crate::frame::Frame;
 use crate::handler::{Connection, Handler};
@@ -38,6 +40,8 @@ pub(crate) struct Reader<'a, H: Handler> {
     pub(crate) connection: &'a Connection,
     pub(crate) state: &'a mut H::State,
     pub(crate) metrics: &'a Metrics,
+    /// The message rate limit, if there is one.
+    pub(crate) bucket: Option<TokenBucket>,
 }
 
 impl<H: Handler> Reader<'_, H> {
@@ -46,12 +50,15 @@ impl<H: Handler> Reader<'_, H> {
         loop {
             let error = match self.ws.read() {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
-                    if let Err(end) = self.deliver(message) {
+                    if let Err(end) = self.within_rate().and_then(|()| self.deliver(message)) {
                         return end;
                     }
                     continue;
                 }
                 Ok(Message::Ping(payload)) => {
+                    if let Err(end) = self.within_rate() {
+                        return end;
+                    }
                     self.pong(payload);
                     continue;
                 }
@@ -76,6 +83,16 @@ impl<H: Handler> Reader<'_, H> {
                 None => ReadEnd::Dropped,
             };
         }
+    }
+
+    /// Takes a token for a message or a ping; a client out of tokens is
+    /// closed with 1008. Pings count because each one costs a pong.
+    fn within_rate(&mut self) -> Result<(), ReadEnd> {
+        if self.bucket.as_mut().is_none_or(|bucket| bucket.take(Instant::now())) {
+            return Ok(());
+        }
+        self.metrics.rate_limited();
+        Err(self.close(CloseReason::RateLimited, "over its message rate limit".into()))
     }
 
     /// Hands a message to the handler. A panicking handler takes down its own

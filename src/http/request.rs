@@ -1,7 +1,7 @@
 //! Reading an HTTP request head within a deadline and a size cap, parsed by httparse.
 
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::close::is_timeout;
@@ -17,6 +17,8 @@ pub struct Request {
     http_minor: u8,
     headers: Vec<(String, String)>,
     peer: SocketAddr,
+    client: IpAddr,
+    identity: Option<String>,
 }
 
 impl Request {
@@ -46,9 +48,50 @@ impl Request {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
-    /// The address of the client.
+    /// The address the connection comes from: the client itself, or the
+    /// proxy in front of it.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted
+    /// proxy ([`Access::trusted_proxies`](crate::Access::trusted_proxies)),
+    /// the address it forwards in `X-Forwarded-For`.
+    pub fn client_ip(&self) -> IpAddr {
+        self.client
+    }
+
+    /// Who the client proved to be at the upgrade, when credentials are
+    /// configured ([`Access`](crate::Access)): a JWT's `sub`, or `token <n>`
+    /// for the n-th configured token.
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
+    pub(crate) fn set_identity(&mut self, identity: String) {
+        self.identity = Some(identity);
+    }
+
+    /// Believes the `X-Forwarded-For` header, as the peer is a trusted proxy.
+    /// The client is the rightmost address not itself a trusted proxy: those
+    /// to its left were written by the client, or by proxies no one vouches
+    /// for, and may be made up.
+    pub(crate) fn believe_forwarded_for(&mut self, trusted: impl Fn(IpAddr) -> bool) {
+        let forwarded: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+            .flat_map(|(_, value)| value.split(','))
+            .collect();
+        for address in forwarded.iter().rev() {
+            match address.trim().parse() {
+                Ok(address) if trusted(address) => continue,
+                Ok(address) => self.client = address,
+                // Nothing to the left of a malformed entry can be believed.
+                Err(_) => {}
+            }
+            return;
+        }
     }
 
     /// Returns true if and only if the request is HTTP/1.1 (or a later 1.x).
@@ -191,14 +234,23 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
             .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
             .collect(),
         peer,
+        client: peer.ip(),
+        identity: None,
     };
     Ok(Some((request, len)))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::VecDeque;
+
+    /// A GET request for `target` from 127.0.0.1 with these headers.
+    pub(crate) fn request(target: &str, headers: &[(&str, &str)]) -> Request {
+        let head: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+        let text = format!("GET {target} HTTP/1.1\r\n{head}\r\n");
+        parse(text.as_bytes(), "127.0.0.1:1".parse().unwrap(), 64).ok().flatten().unwrap().0
+    }
 
     /// Hands out its chunks one read at a time, then times out.
     struct Trickle(VecDeque<Vec<u8>>);
@@ -286,5 +338,19 @@ mod tests {
     fn stalled_head_is_408_but_silence_is_not_answered() {
         assert_eq!(status(read(&[b"GET / HT"])), 408);
         assert!(matches!(read(&[]), Err(HeadError::Gone)));
+    }
+
+    #[test]
+    fn forwarded_for_is_read_right_to_left_past_trusted_proxies() {
+        let mut request = request("/", &[("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.0.0.2")]);
+        request.believe_forwarded_for(|ip| ip.to_string().starts_with("10."));
+        assert_eq!(request.client_ip().to_string(), "203.0.113.7");
+    }
+
+    #[test]
+    fn garbage_in_forwarded_for_is_ignored() {
+        let mut request = request("/", &[("X-Forwarded-For", "not an address")]);
+        request.believe_forwarded_for(|_| false);
+        assert_eq!(request.client_ip().to_string(), "127.0.0.1");
     }
 }

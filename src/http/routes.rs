@@ -5,7 +5,7 @@ use crate::handler::{Accept, Handler};
 use crate::http::{Request, Response};
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
-use crate::upgrade;
+use crate::upgrade::Gate;
 
 /// What the server does with a request.
 #[derive(Debug)]
@@ -17,21 +17,21 @@ pub(crate) enum Route<S> {
 }
 
 /// Decides what to do with `request`. An upgrade request goes to the handler
-/// once it is known to be well formed; a plain GET or HEAD goes to the
+/// once it has passed the [`Gate`]; a plain GET or HEAD goes to the
 /// built-in routes, then to the handler.
 pub(crate) fn route<H: Handler>(
-    request: &Request,
+    request: &mut Request,
     handler: &H,
+    gate: &Gate,
     hub: &HubHandle,
     metrics: &Metrics,
 ) -> Route<H::State> {
     let refuse = |refusal: Refusal| Route::Answer(Response::from(refusal));
-    let method = request.method();
     if request.wants_websocket() {
-        if method != "GET" {
+        if request.method() != "GET" {
             return refuse(Refusal::new(405, "a WebSocket upgrade must use GET"));
         }
-        if let Err(refusal) = upgrade::check(request) {
+        if let Err(refusal) = gate.check(request) {
             return refuse(refusal);
         }
         return match handler.on_upgrade(request) {
@@ -39,7 +39,7 @@ pub(crate) fn route<H: Handler>(
             Err(refusal) => refuse(refusal),
         };
     }
-    if method != "GET" && method != "HEAD" {
+    if request.method() != "GET" && request.method() != "HEAD" {
         return refuse(Refusal::new(405, "only GET and HEAD are served"));
     }
     if let Some(response) = builtin(request, metrics).or_else(|| handler.on_request(request, hub)) {

@@ -5,20 +5,69 @@
 
 mod process;
 pub mod raw;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use rustls::ClientConfig;
 use switchboard::tungstenite::{self, WebSocket};
 use switchboard::{CloseFrame, Config, Handler, HubHandle, Message, RoomsHandler, Server, ShutdownHandle};
 
 pub use self::process::Process;
 pub use self::raw::RawClient;
 
-/// A WebSocket client as the tests use it.
-pub type Client = WebSocket<TcpStream>;
+/// What a test client talks over: TCP, or TLS over TCP.
+pub trait Stream: Read + Write + Send + std::fmt::Debug {
+    /// The TCP socket underneath, for timeouts.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Stream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Stream for tls::TlsClientStream {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
+/// A WebSocket client as the tests use it, over ws:// or wss://.
+pub type Client = WebSocket<Box<dyn Stream>>;
+
+/// ws:// or wss://: the tests that must hold for both run once for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Ws,
+    Wss,
+}
+
+/// Runs each named test function, which takes a [`Scheme`], once over ws://
+/// and once over wss://.
+#[macro_export]
+macro_rules! both_schemes {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn ws() {
+                    super::$name($crate::support::Scheme::Ws)
+                }
+
+                #[test]
+                fn wss() {
+                    super::$name($crate::support::Scheme::Wss)
+                }
+            }
+        )*
+    };
+}
 
 /// How long any single wait in a test may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -50,6 +99,8 @@ pub fn config() -> Config {
 /// down and waits for `run` to return.
 pub struct TestServer {
     addr: SocketAddr,
+    /// The client side of TLS, when the server speaks it.
+    tls: Option<Arc<ClientConfig>>,
     hub: HubHandle,
     shutdown: ShutdownHandle,
     thread: Option<JoinHandle<switchboard::Result<()>>>,
@@ -61,6 +112,23 @@ impl TestServer {
         TestServer::start_with(config, RoomsHandler)
     }
 
+    /// The `switchboard` binary's handler over ws:// or wss://.
+    pub fn start_scheme(scheme: Scheme, config: Config) -> Self {
+        match scheme {
+            Scheme::Ws => TestServer::start(config),
+            Scheme::Wss => TestServer::start_tls(config),
+        }
+    }
+
+    /// The `switchboard` binary's handler over TLS, with a certificate made
+    /// for the occasion.
+    pub fn start_tls(config: Config) -> Self {
+        let (server_tls, client_tls) = tls::certificate();
+        let mut server = TestServer::start_with(Config { tls: Some(server_tls), ..config }, RoomsHandler);
+        server.tls = Some(client_tls);
+        server
+    }
+
     pub fn start_with<H: Handler>(config: Config, handler: H) -> Self {
         let _ = env_logger::builder().is_test(true).try_init();
         let server = Server::bind(config, handler).expect("bind test server");
@@ -68,7 +136,7 @@ impl TestServer {
         let hub = server.hub();
         let shutdown = server.shutdown_handle();
         let thread = thread::Builder::new().name("test-server".into()).spawn(move || server.run()).unwrap();
-        TestServer { addr, hub, shutdown, thread: Some(thread) }
+        TestServer { addr, tls: None, hub, shutdown, thread: Some(thread) }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -80,7 +148,21 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
+        match self.tls {
+            Some(_) => format!("wss://localhost:{}{path}", self.addr.port()),
+            None => format!("ws://{}{path}", self.addr),
+        }
+    }
+
+    /// A connected stream, through TLS when the server speaks it.
+    pub fn stream(&self) -> std::io::Result<Box<dyn Stream>> {
+        let tcp = TcpStream::connect(self.addr)?;
+        tcp.set_read_timeout(Some(PATIENCE))?;
+        tcp.set_write_timeout(Some(PATIENCE))?;
+        Ok(match &self.tls {
+            Some(config) => Box::new(tls::handshake(config, tcp)?),
+            None => Box::new(tcp),
+        })
     }
 
     /// A WebSocket client on `path`, with a read timeout so that a missing
@@ -90,12 +172,15 @@ impl TestServer {
     }
 
     pub fn try_connect(&self, path: &str) -> Result<Client, tungstenite::Error> {
-        connect(self.addr, path)
+        handshake(self.stream()?, &self.url(path))
     }
 
     /// Sends `request` as written and returns the whole answer.
     pub fn http(&self, request: &str) -> Reply {
-        http(self.addr, request)
+        let mut stream = self.stream().expect("connect");
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.flush().unwrap();
+        parse_reply(&String::from_utf8_lossy(&read_all(&mut *stream)))
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -130,16 +215,34 @@ impl Drop for TestServer {
     }
 }
 
-/// A WebSocket client on `path` at `addr`.
+/// A ws:// client on `path` at `addr`.
 pub fn connect(addr: SocketAddr, path: &str) -> Result<Client, tungstenite::Error> {
     let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(PATIENCE))?;
     stream.set_write_timeout(Some(PATIENCE))?;
-    let url = format!("ws://{addr}{path}");
-    tungstenite::client(url.as_str(), stream).map(|(ws, _)| ws).map_err(|e| match e {
+    handshake(Box::new(stream), &format!("ws://{addr}{path}"))
+}
+
+fn handshake(stream: Box<dyn Stream>, url: &str) -> Result<Client, tungstenite::Error> {
+    tungstenite::client(url, stream).map(|(ws, _)| ws).map_err(|e| match e {
         tungstenite::HandshakeError::Failure(e) => e,
         tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
     })
+}
+
+/// Reads until the server closes. Over TLS, a close without close_notify
+/// counts as the end too, as it does for HTTP clients.
+fn read_all(stream: &mut dyn Stream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return out,
+            Err(e) => panic!("reading the answer: {e}"),
+        }
+    }
 }
 
 /// An HTTP answer, split into status, head and body.

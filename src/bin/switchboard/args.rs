@@ -4,10 +4,11 @@
 //! two cannot drift apart.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use humantime::Duration;
-use switchboard::{Config, Limits, Timeouts};
+use switchboard::{Access, Config, Error, IpNet, Limits, Secret, Timeouts, TlsConfig};
 
 /// A WebSocket server: rooms at /ws/<room>, an echo at /echo, a chat page at /,
 /// and /healthz, /metrics and /stats, all on one port.
@@ -74,6 +75,52 @@ pub struct Args {
     #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_headers)]
     pub max_headers: usize,
 
+    /// Connections open at once, all clients together (over: 503, before any thread is spent).
+    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_connections)]
+    pub max_connections: usize,
+
+    /// Connections open at once from one client address, an IPv6 /64 counting as one
+    /// (over: 429); 0 for no limit.
+    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_connections_per_ip)]
+    pub max_connections_per_ip: usize,
+
+    /// Messages and pings one connection may send per second, sustained (over: close 1008);
+    /// 0 for no limit.
+    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_messages_per_sec)]
+    pub max_messages_per_sec: u32,
+
+    /// Messages a connection may send at once above --max-messages-per-sec.
+    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().message_burst)]
+    pub message_burst: u32,
+
+    /// An origin allowed to open a WebSocket from a browser, as in https://chat.example.com,
+    /// or * for any; repeatable. Without it a browser must come from the same origin (else 403).
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+
+    /// A file of bearer tokens, one per line, required at the upgrade (missing: 401,
+    /// wrong: 403). Read from Authorization: Bearer, ?access_token= or the access_token cookie.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// A file holding the HS256 key of JSON Web Tokens accepted at the upgrade, where
+    /// tokens are read (signature and exp checked; expired: 403).
+    #[arg(long, value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// The certificate chain (PEM) to serve https:// and wss:// with; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A proxy network (CIDR, or one address) whose X-Forwarded-For is believed, for
+    /// per-address limits and logs; repeatable.
+    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = parse_network)]
+    pub trust_proxies: Vec<IpNet>,
+
     /// Stack size of each connection thread, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().thread_stack_size)]
     pub thread_stack_size: usize,
@@ -87,11 +134,51 @@ fn default_max_frame_size() -> usize {
     Config::default().websocket.max_frame_size.expect("Bug: the default has a frame limit")
 }
 
+/// A CIDR block, or a single address as its own block.
+fn parse_network(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{text}` is neither a CIDR block nor an address"))
+}
+
+/// Reads a secret file. Lines are trimmed; blank lines and `#` comments
+/// are skipped. A file with nothing in it is an error: it would otherwise
+/// silently turn credentials off.
+fn read_secrets(path: &Path, field: &'static str) -> Result<Vec<Secret>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
+    let secrets: Vec<Secret> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(Secret::new)
+        .collect();
+    if secrets.is_empty() {
+        return Err(Error::Config { field, problem: "the file holds no secret" });
+    }
+    Ok(secrets)
+}
+
 impl Args {
     /// The library configuration these arguments describe.
-    pub fn into_config(self) -> Config {
+    ///
+    /// # Errors
+    ///
+    /// When a token, key or certificate file cannot be read or is empty.
+    pub fn into_config(self) -> Result<Config, Error> {
         let defaults = Config::default();
-        Config {
+        let tokens = match &self.auth_token_file {
+            Some(path) => read_secrets(path, "access.tokens")?,
+            None => Vec::new(),
+        };
+        let jwt_secret = match &self.jwt_secret_file {
+            Some(path) => read_secrets(path, "access.jwt_secret")?.into_iter().next(),
+            None => None,
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+            _ => None,
+        };
+        Ok(Config {
             listen: self.listen,
             timeouts: Timeouts {
                 handshake: self.handshake_timeout.into(),
@@ -106,14 +193,25 @@ impl Args {
                 max_headers: self.max_headers,
                 outbox_bytes: self.outbox_bytes,
                 hub_capacity: self.hub_capacity,
+                max_connections: self.max_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
+                max_messages_per_sec: self.max_messages_per_sec,
+                message_burst: self.message_burst,
             },
+            access: Access {
+                allowed_origins: self.allow_origins,
+                tokens,
+                jwt_secret,
+                trusted_proxies: self.trust_proxies,
+            },
+            tls,
             websocket: defaults
                 .websocket
                 .read_buffer_size(self.read_buffer_size)
                 .max_message_size(Some(self.max_message_size))
                 .max_frame_size(Some(self.max_frame_size)),
             thread_stack_size: self.thread_stack_size,
-        }
+        })
     }
 }
 
@@ -129,11 +227,13 @@ mod tests {
 
     #[test]
     fn no_flags_gives_the_library_defaults() {
-        let config = Args::parse_from(["switchboard"]).into_config();
+        let config = Args::parse_from(["switchboard"]).into_config().unwrap();
         let defaults = Config::default();
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.timeouts, defaults.timeouts);
         assert_eq!(config.limits, defaults.limits);
+        assert_eq!(config.access, defaults.access);
+        assert!(config.tls.is_none());
         assert_eq!(config.thread_stack_size, defaults.thread_stack_size);
         assert_eq!(config.websocket.read_buffer_size, defaults.websocket.read_buffer_size);
         assert_eq!(config.websocket.max_message_size, defaults.websocket.max_message_size);
@@ -144,8 +244,35 @@ mod tests {
     fn durations_read_like_people_write_them() {
         let config =
             Args::parse_from(["switchboard", "--idle-timeout", "1m 30s", "--ping-interval", "500ms"])
-                .into_config();
+                .into_config()
+                .unwrap();
         assert_eq!(config.timeouts.idle, std::time::Duration::from_secs(90));
         assert_eq!(config.timeouts.ping_interval, std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn networks_are_cidr_or_single_addresses() {
+        let config = Args::parse_from(["switchboard", "--trust-proxy", "10.0.0.0/8", "--trust-proxy", "::1"])
+            .into_config()
+            .unwrap();
+        assert!(config.access.trusts("10.1.2.3".parse().unwrap()));
+        assert!(config.access.trusts("::1".parse().unwrap()));
+        assert!(!config.access.trusts("192.168.0.1".parse().unwrap()));
+        assert!(Args::try_parse_from(["switchboard", "--trust-proxy", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn an_empty_token_file_is_an_error_not_open_access() {
+        let path = std::env::temp_dir().join(format!("switchboard-empty-tokens-{}", std::process::id()));
+        std::fs::write(&path, "# no tokens yet\n\n").unwrap();
+        let result =
+            Args::parse_from(["switchboard", "--auth-token-file", path.to_str().unwrap()]).into_config();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(result, Err(Error::Config { field: "access.tokens", .. })));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        assert!(Args::try_parse_from(["switchboard", "--tls-cert", "cert.pem"]).is_err());
     }
 }

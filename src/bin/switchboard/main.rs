@@ -25,7 +25,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn Error>> {
-    let server = Server::bind(args.into_config(), RoomsHandler)?;
+    let server = Server::bind(args.into_config()?, RoomsHandler)?;
     // The first Ctrl-C (or SIGTERM) shuts down gracefully; a second one
     // means the operator does not want to wait.
     let shutdown = server.shutdown_handle();

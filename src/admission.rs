@@ -1,0 +1,209 @@
+//! Admission: the global and per-address connection limits, checked in the
+//! accept loop before any thread is spent on a peer.
+//!
+//! Counting is done with atomics only, so that the accept loop and the
+//! connection threads (which release their [`Permit`]s) never wait on each
+//! other. Per-address counts live in a fixed table of counters indexed by a
+//! keyed hash of the address: no map to lock, no memory that grows with the
+//! number of addresses seen. Two addresses that land in the same slot share a
+//! limit, which errs on the side of refusing; with 65,536 slots and a hash key
+//! chosen at random when the process starts, a client cannot aim at another
+//! one's slot.
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::io::Write;
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::Refusal;
+use crate::http::Response;
+
+/// The number of per-address counters.
+const SLOTS: usize = 1 << 16;
+
+/// The connection limits and the counts against them.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    open: AtomicUsize,
+    per_address: Box<[AtomicU32]>,
+    key: std::collections::hash_map::RandomState,
+    max: usize,
+    max_per_address: u32,
+}
+
+/// A connection's place within the limits; dropping it gives the place back,
+/// however the connection ends.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    admission: Arc<Admission>,
+    slot: Option<usize>,
+}
+
+impl Admission {
+    /// `max_per_address` 0 means no per-address limit.
+    pub(crate) fn new(max: usize, max_per_address: usize) -> Arc<Self> {
+        Arc::new(Admission {
+            open: AtomicUsize::new(0),
+            per_address: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            key: Default::default(),
+            max,
+            max_per_address: u32::try_from(max_per_address).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Admits one more connection from `address` (`None` when the address
+    /// is not known yet: a trusted proxy's client is counted once its
+    /// forwarded address is read, with [`Permit::attribute`]).
+    pub(crate) fn admit(self: &Arc<Self>, address: Option<IpAddr>) -> Result<Permit, Refusal> {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::new(503, "server at its connection limit"));
+        }
+        let mut permit = Permit { admission: self.clone(), slot: None };
+        if let Some(address) = address {
+            permit.attribute(address)?;
+        }
+        Ok(permit)
+    }
+
+    /// The number of connections admitted and not yet ended.
+    #[cfg(test)]
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn slot(&self, address: IpAddr) -> usize {
+        // An IPv6 client usually owns a whole /64: count it as one address.
+        let key = match address {
+            IpAddr::V4(v4) => u128::from(v4.to_bits()),
+            IpAddr::V6(v6) => v6.to_bits() >> 64 | 1 << 127,
+        };
+        self.key.hash_one(key) as usize % SLOTS
+    }
+}
+
+impl Permit {
+    /// Counts this connection against `address`'s limit.
+    pub(crate) fn attribute(&mut self, address: IpAddr) -> Result<(), Refusal> {
+        let admission = &self.admission;
+        if admission.max_per_address == 0 || self.slot.is_some() {
+            return Ok(());
+        }
+        let slot = admission.slot(address);
+        let count = &admission.per_address[slot];
+        if count.fetch_add(1, Ordering::AcqRel) >= admission.max_per_address {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::new(429, "too many connections from your address"));
+        }
+        self.slot = Some(slot);
+        Ok(())
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            self.admission.per_address[slot].fetch_sub(1, Ordering::AcqRel);
+        }
+        self.admission.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Sockets refused at the door, answered from the accept loop itself and held
+/// open for a moment before they are closed.
+///
+/// Closing a socket whose request the server has not read makes the kernel
+/// send RST, and a client that receives RST may lose the answer it had not
+/// read yet. So each refused socket gets its answer and a FIN at once, and is
+/// closed only after `linger`, by which time the client has read the answer.
+/// Holding is bounded by count as well as time; the accept loop sweeps the
+/// expired ones as it goes, without a thread of its own.
+#[derive(Debug)]
+pub(crate) struct Turnaway {
+    held: VecDeque<(Instant, TcpStream)>,
+    linger: Duration,
+    capacity: usize,
+}
+
+impl Turnaway {
+    pub(crate) fn new(linger: Duration, capacity: usize) -> Self {
+        Turnaway { held: VecDeque::new(), linger, capacity }
+    }
+
+    /// Answers `refusal` on `stream` without blocking, and holds it.
+    pub(crate) fn refuse(&mut self, stream: TcpStream, refusal: Refusal) {
+        self.sweep();
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let mut answer = Vec::new();
+        // A fresh socket's send buffer always has room for one small answer.
+        if Response::from(refusal).write_to(&mut answer, false).is_ok() {
+            let _ = (&stream).write_all(&answer);
+        }
+        let _ = stream.shutdown(Shutdown::Write);
+        if self.held.len() >= self.capacity {
+            self.held.pop_front();
+        }
+        self.held.push_back((Instant::now() + self.linger, stream));
+    }
+
+    /// Closes the sockets whose time is up.
+    pub(crate) fn sweep(&mut self) {
+        let now = Instant::now();
+        while self.held.front().is_some_and(|(until, _)| *until <= now) {
+            self.held.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn global_limit_refuses_with_503_and_frees_on_drop() {
+        let admission = Admission::new(2, 0);
+        let a = admission.admit(Some(ip("10.0.0.1"))).unwrap();
+        let _b = admission.admit(Some(ip("10.0.0.2"))).unwrap();
+        assert_eq!(admission.admit(Some(ip("10.0.0.3"))).unwrap_err().status, 503);
+        drop(a);
+        assert!(admission.admit(Some(ip("10.0.0.3"))).is_ok());
+    }
+
+    #[test]
+    fn per_address_limit_refuses_with_429_and_spares_others() {
+        let admission = Admission::new(100, 2);
+        let first = admission.admit(Some(ip("10.0.0.1"))).unwrap();
+        let _second = admission.admit(Some(ip("10.0.0.1"))).unwrap();
+        assert_eq!(admission.admit(Some(ip("10.0.0.1"))).unwrap_err().status, 429);
+        assert_eq!(admission.open(), 2, "a refused connection holds no place");
+        assert!(admission.admit(Some(ip("10.0.0.2"))).is_ok());
+        drop(first);
+        assert!(admission.admit(Some(ip("10.0.0.1"))).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let admission = Admission::new(100, 1);
+        let _one = admission.admit(Some(ip("2001:db8:1:2::1"))).unwrap();
+        assert_eq!(admission.admit(Some(ip("2001:db8:1:2::ffff"))).unwrap_err().status, 429);
+        assert!(admission.admit(Some(ip("2001:db8:1:3::1"))).is_ok());
+    }
+
+    #[test]
+    fn proxied_connection_is_attributed_later_once() {
+        let admission = Admission::new(100, 1);
+        let mut permit = admission.admit(None).unwrap();
+        permit.attribute(ip("10.0.0.9")).unwrap();
+        permit.attribute(ip("10.0.0.9")).unwrap();
+        assert_eq!(admission.admit(Some(ip("10.0.0.9"))).unwrap_err().status, 429);
+    }
+}

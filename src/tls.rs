@@ -1,0 +1,189 @@
+//! TLS with rustls: the only file that names TLS types.
+//!
+//! A TLS session is one state machine for both directions, and rustls offers
+//! no way to split it, so a connection's reader and writer share it behind a
+//! mutex. The lock is held only for work in memory (decrypting what was
+//! read, sealing what is to be sent), never across a socket read or write.
+//!
+//! The single-writer rule holds one layer down: once a connection is split,
+//! only its writer thread moves sealed records from the session to the
+//! socket. Records leave in the order they were sealed, because the session
+//! queues them in that order and one thread drains the queue. Records the
+//! reader's side produces after the handshake (a TLS 1.3 key update, an
+//! alert) wait in the queue for the writer's next write, at most one ping
+//! interval.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use rustls::ServerConnection;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::TlsConfig;
+use crate::error::{Error, Result};
+
+/// The first byte of every TLS connection: a handshake record.
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Turns accepted sockets into TLS streams with one certificate.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsAcceptor {
+    config: Arc<rustls::ServerConfig>,
+}
+
+/// Why a socket did not become a TLS stream.
+#[derive(Debug)]
+pub(crate) enum Rejected {
+    /// The client spoke something else first (plain HTTP, most likely); the
+    /// socket is handed back so that the client can be told.
+    NotTls(TcpStream),
+    /// The handshake failed or did not finish in time.
+    Failed(io::Error),
+}
+
+impl TlsAcceptor {
+    pub(crate) fn new(tls: &TlsConfig) -> Result<Self> {
+        let problem = |problem: &'static str| {
+            move |e: rustls_pki_types::pem::Error| Error::Tls { problem, source: Some(Box::new(e)) }
+        };
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&tls.certificate_chain_pem)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(problem("cannot read the certificate chain PEM"))?;
+        if chain.is_empty() {
+            return Err(Error::Tls { problem: "no certificate in the certificate chain PEM", source: None });
+        }
+        let key = PrivateKeyDer::from_pem_slice(tls.private_key_pem.expose())
+            .map_err(problem("cannot read the private key PEM"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+            .map_err(|e| Error::Tls {
+                problem: "the certificate and key do not work",
+                source: Some(Box::new(e)),
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsAcceptor { config: Arc::new(config) })
+    }
+
+    /// Runs the server side of the handshake, all of it before `deadline`.
+    pub(crate) fn accept(
+        &self,
+        tcp: TcpStream,
+        deadline: Instant,
+    ) -> std::result::Result<TlsStream, Rejected> {
+        let set_deadline = |tcp: &TcpStream| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err(io::ErrorKind::TimedOut.into())
+            } else {
+                tcp.set_read_timeout(Some(left))
+            }
+        };
+        let mut first = [0u8; 1];
+        loop {
+            if let Err(e) = set_deadline(&tcp) {
+                return Err(Rejected::Failed(e));
+            }
+            match tcp.peek(&mut first) {
+                Ok(0) => return Err(Rejected::Failed(io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) if first[0] == HANDSHAKE_RECORD => break,
+                Ok(_) => return Err(Rejected::NotTls(tcp)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Rejected::Failed(e)),
+            }
+        }
+        let mut session =
+            ServerConnection::new(self.config.clone()).map_err(|e| Rejected::Failed(io::Error::other(e)))?;
+        // The outbox bounds what a connection may queue; rustls need not.
+        session.set_buffer_limit(None);
+        let mut socket = &tcp;
+        while session.is_handshaking() {
+            set_deadline(&tcp).map_err(Rejected::Failed)?;
+            session.complete_io(&mut socket).map_err(Rejected::Failed)?;
+        }
+        Ok(TlsStream { tcp, session: Mutex::new(session) })
+    }
+}
+
+/// A TLS connection that its reader and writer threads share.
+#[derive(Debug)]
+pub(crate) struct TlsStream {
+    tcp: TcpStream,
+    session: Mutex<ServerConnection>,
+}
+
+impl TlsStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    fn session(&self) -> MutexGuard<'_, ServerConnection> {
+        // A thread that panicked while holding the lock left the session in
+        // some state; the connection is about to end either way.
+        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads plaintext, reading and decrypting records as needed. Never
+    /// writes: records this produces are left for [`send_pending`](Self::send_pending).
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut raw = [0u8; 4096];
+        loop {
+            match self.session().reader().read(buf) {
+                // Ok(0) is the peer's close_notify: a clean end.
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let n = (&self.tcp).read(&mut raw)?;
+            let mut session = self.session();
+            let mut fresh = &raw[..n];
+            loop {
+                // A zero-byte read_tls tells rustls the socket has ended.
+                session.read_tls(&mut fresh)?;
+                session.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                if fresh.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Seals `bufs` and sends them, with any records already waiting, in
+    /// one write to the socket.
+    pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let sealed = {
+            let mut session = self.session();
+            for buf in bufs {
+                session.writer().write_all(buf)?;
+            }
+            take_sealed(&mut session)?
+        };
+        (&self.tcp).write_all(&sealed)?;
+        Ok(bufs.iter().map(|buf| buf.len()).sum())
+    }
+
+    /// Sends the records that are waiting, if any.
+    pub(crate) fn send_pending(&self) -> io::Result<()> {
+        let sealed = take_sealed(&mut self.session())?;
+        (&self.tcp).write_all(&sealed)
+    }
+
+    /// Queues close_notify and sends it: the TLS way of saying "no more".
+    pub(crate) fn close_notify(&self) {
+        self.session().send_close_notify();
+        let _ = self.send_pending();
+    }
+}
+
+/// Moves the sealed records out of the session, in order.
+fn take_sealed(session: &mut ServerConnection) -> io::Result<Vec<u8>> {
+    let mut sealed = Vec::new();
+    while session.wants_write() {
+        session.write_tls(&mut sealed)?;
+    }
+    Ok(sealed)
+}

@@ -1,0 +1,65 @@
+//! TLS for tests: a self-signed certificate made at run time, and a client
+//! that trusts it.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use switchboard::{Secret, TlsConfig};
+
+/// What a TLS client talks over.
+pub type TlsClientStream = StreamOwned<ClientConnection, TcpStream>;
+
+/// A fresh certificate for `localhost` and `127.0.0.1`: the server's
+/// configuration, and a client configuration that trusts only it.
+pub fn certificate() -> (TlsConfig, Arc<ClientConfig>) {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let certified = rcgen::generate_simple_self_signed(names).expect("generate a certificate");
+    let server = TlsConfig {
+        certificate_chain_pem: certified.cert.pem().into_bytes(),
+        private_key_pem: Secret::new(certified.signing_key.serialize_pem()),
+    };
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(certified.cert.der().to_vec())).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server, Arc::new(client))
+}
+
+/// Opens a TLS connection over `tcp` and completes the handshake.
+pub fn handshake(config: &Arc<ClientConfig>, tcp: TcpStream) -> io::Result<TlsClientStream> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let session = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+    let mut stream = StreamOwned::new(session, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+/// Reads everything until the server closes, tolerating a close without
+/// close_notify as plain HTTP clients over TLS do.
+pub fn read_to_end(stream: &mut TlsClientStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return out,
+            Err(e) => panic!("reading over TLS: {e}"),
+        }
+    }
+}
+
+/// Writes and flushes over TLS.
+pub fn write_all(stream: &mut TlsClientStream, bytes: &[u8]) {
+    stream.write_all(bytes).unwrap();
+    stream.flush().unwrap();
+}

@@ -23,12 +23,16 @@ pub(crate) enum Socket {
     Tls(Arc<TlsStream>),
 }
 
-/// Ends a conversation in both directions, so that a thread blocked reading
-/// the socket wakes up at once.
+/// Ends a conversation. Errors are ignored: the peer may already be gone,
+/// which is the goal anyway.
 pub(crate) trait Hangup {
-    /// Shuts the connection down in both directions. Errors are ignored: the
-    /// peer may already be gone, which is the goal anyway.
+    /// Shuts the connection down in both directions, so that a thread
+    /// blocked reading the socket wakes up at once.
     fn hang_up(&self);
+
+    /// Says that nothing more will be written: close_notify over TLS, then
+    /// FIN. Reading goes on.
+    fn end_output(&self);
 }
 
 /// The most bytes [`Socket::linger`] will read and discard.
@@ -76,13 +80,8 @@ impl Socket {
     /// kernel send RST instead of FIN, and a peer receiving RST may discard
     /// the last response or close frame before its application reads it.
     pub(crate) fn linger(&self, timeout: Duration) {
-        if let Socket::Tls(tls) = self {
-            tls.close_notify();
-        }
+        self.end_output();
         let tcp = self.tcp();
-        if tcp.shutdown(Shutdown::Write).is_err() {
-            return;
-        }
         let deadline = Instant::now() + timeout;
         let mut scratch = [0u8; 1024];
         let mut discarded = 0;
@@ -102,6 +101,13 @@ impl Socket {
 impl Hangup for Socket {
     fn hang_up(&self) {
         let _ = self.tcp().shutdown(Shutdown::Both);
+    }
+
+    fn end_output(&self) {
+        if let Socket::Tls(tls) = self {
+            tls.close_notify();
+        }
+        let _ = self.tcp().shutdown(Shutdown::Write);
     }
 }
 
@@ -187,5 +193,9 @@ impl Write for WriteHalf {
 impl Hangup for WriteHalf {
     fn hang_up(&self) {
         self.0.hang_up();
+    }
+
+    fn end_output(&self) {
+        self.0.end_output();
     }
 }

@@ -45,6 +45,9 @@ fn stats_are_json_with_the_same_figures(scheme: Scheme) {
     let mut client = server.connect("/echo");
     crate::support::send_text(&mut client, "hello");
     assert_eq!(crate::support::recv_text(&mut client), "hello");
+    // The writer counts a message once its write returns, which may be just
+    // after the client has read it.
+    assert!(crate::support::wait_until(crate::support::PATIENCE, || server.stats()["messages_out"] == 1));
     let stats = server.stats();
     assert_eq!(stats["connections_open"], 1);
     assert_eq!(stats["connections_total"], 1);

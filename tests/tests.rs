@@ -17,3 +17,5 @@ mod shutdown;
 mod resources;
 // The library API: a custom handler's state, callbacks and endings.
 mod handler;
+// One test per attack: each refused, and the bystanders still served.
+mod hostile;

@@ -92,7 +92,7 @@ impl<W: Write + Hangup> Writer<W> {
         match signal {
             Signal::Close(close) => {
                 self.write(std::slice::from_ref(&close))?;
-                self.wire.hang_up();
+                self.await_reader();
                 Ok(Some(close))
             }
             Signal::ReaderDone => self.drain(),
@@ -128,9 +128,16 @@ impl<W: Write + Hangup> Writer<W> {
     }
 
     /// After a close frame, the reader is waiting for the client's reply (or
-    /// has just read the client's close). Give it `close_timeout`, then hang
-    /// up so that it stops waiting.
+    /// has just read the client's close). Nothing more will be written, so
+    /// say so with a FIN; give the reader `close_timeout`, then hang up so
+    /// that it stops waiting.
+    ///
+    /// Hanging up at once would be worse than rude: a client that has not
+    /// read its last frames yet (a slow consumer, by definition) would never
+    /// get the close frame, because closing a socket with unread input makes
+    /// the kernel send RST and drop what it had not yet sent.
     fn await_reader(&mut self) {
+        self.wire.end_output();
         let deadline = Instant::now() + self.close_timeout;
         loop {
             match self.signals.recv_deadline(deadline) {
@@ -208,6 +215,8 @@ mod tests {
         fn hang_up(&self) {
             self.hung_up.store(true, Ordering::SeqCst);
         }
+
+        fn end_output(&self) {}
     }
 
     struct Setup {

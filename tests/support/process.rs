@@ -22,10 +22,15 @@ impl Process {
     /// Starts the binary on a free loopback port with `args`, and waits until
     /// it logs where it listens.
     pub fn start(args: &[&str]) -> Process {
+        Process::start_logging(args, "info")
+    }
+
+    /// As [`start`](Process::start), logging at `level`.
+    pub fn start_logging(args: &[&str], level: &str) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -57,6 +62,19 @@ impl Process {
         let status =
             Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
         assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Interrupts the server, waits for it to exit, and returns every line
+    /// it logged.
+    pub fn stop(mut self) -> Vec<String> {
+        self.signal("INT");
+        self.wait_exit(PATIENCE).expect("the server exits");
+        let mut lines = Vec::new();
+        // The reader thread ends when the pipe closes, after the last line.
+        while let Ok(line) = self.log.recv_timeout(PATIENCE) {
+            lines.push(line);
+        }
+        lines
     }
 
     /// Waits for the process to exit, at most `timeout`.

@@ -1,0 +1,427 @@
+//! Verifies that each attack is refused with a clear answer, and that two
+//! well-behaved clients connected throughout still get their room's messages.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+use crate::support::raw::{BINARY, CONTINUATION, PING, TEXT, frame};
+use crate::support::tls::{self, handshake};
+use crate::support::{
+    Client, PATIENCE, Process, RawClient, Reply, TestServer, close_code, config, ms, parse_reply, recv_text,
+    send_text,
+};
+use switchboard::{Access, Config, Limits, Secret, Timeouts, WebSocketConfig};
+
+/// Two members of one room, joined before the attack.
+struct Bystanders {
+    a: Client,
+    b: Client,
+}
+
+impl Bystanders {
+    fn join(server: &TestServer) -> Self {
+        let mut a = server.connect("/ws/bystanders");
+        let mut b = server.connect("/ws/bystanders");
+        send_text(&mut a, "hello");
+        assert_eq!(recv_text(&mut a), "hello");
+        assert_eq!(recv_text(&mut b), "hello");
+        Bystanders { a, b }
+    }
+
+    /// Both still get every message of their room.
+    fn still_served(mut self) {
+        for (text, from_a) in [("after the attack", true), ("and again", false)] {
+            let sender = if from_a { &mut self.a } else { &mut self.b };
+            send_text(sender, text);
+            assert_eq!(recv_text(&mut self.a), text);
+            assert_eq!(recv_text(&mut self.b), text);
+        }
+    }
+}
+
+/// A TCP connection to `server` from the loopback address `127.0.0.<last>`.
+fn connect_from(last: u8, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), 0)).into())?;
+    socket.connect(&server.into())?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(PATIENCE))?;
+    Ok(stream)
+}
+
+/// Sends a plain GET and reads the whole answer.
+fn get_over(mut stream: TcpStream, path: &str) -> Reply {
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("an answer, not a reset");
+    parse_reply(&String::from_utf8_lossy(&answer))
+}
+
+/// The status of the answer to `request`, read from its head alone: a 101
+/// leaves the connection open.
+fn status_of(server: &TestServer, request: &str) -> u16 {
+    let mut stream = server.stream().unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+        head.push(byte[0]);
+    }
+    parse_reply(&String::from_utf8_lossy(&head)).status
+}
+
+fn upgrade_request(path: &str, headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    )
+}
+
+#[test]
+fn connection_flood_past_both_limits_gets_429_then_503() {
+    let server = TestServer::start(Config {
+        limits: Limits { max_connections: 40, max_connections_per_ip: 10, ..Limits::default() },
+        ..config()
+    });
+    let bystanders = Bystanders::join(&server);
+    // One address takes its ten places; its eleventh is turned away.
+    // No other request may run meanwhile: each would take a place too.
+    let mut held: Vec<TcpStream> = (0..10).map(|_| connect_from(2, server.addr()).unwrap()).collect();
+    let refused = get_over(connect_from(2, server.addr()).unwrap(), "/healthz");
+    assert_eq!(refused.status, 429);
+    // Other addresses fill what is left of the global limit, then get 503.
+    let mut statuses = Vec::new();
+    for i in 0..300 {
+        let address = 3 + (i / 10) as u8;
+        let stream = connect_from(address, server.addr()).unwrap();
+        if held.len() < 38 {
+            // Held open, silent: a place taken until the handshake times out.
+            held.push(stream);
+        } else {
+            statuses.push(get_over(stream, "/healthz"));
+        }
+    }
+    assert!(!statuses.is_empty());
+    for reply in &statuses {
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert_eq!(reply.header("retry-after"), Some("1"));
+    }
+    // At capacity even /stats is refused; it answers once places free up.
+    drop(held);
+    assert!(crate::support::wait_until(PATIENCE, || server.get("/stats").status == 200));
+    let stats = server.stats();
+    assert_eq!(stats["connections_refused"]["429"], 1);
+    assert!(stats["connections_refused"]["503"].as_u64().unwrap() >= statuses.len() as u64);
+    bystanders.still_served();
+}
+
+#[test]
+fn slowloris_head_is_cut_off_on_time() {
+    let handshake = ms(500);
+    let server =
+        TestServer::start(Config { timeouts: Timeouts { handshake, ..Timeouts::default() }, ..config() });
+    let bystanders = Bystanders::join(&server);
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    slow.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    // One byte every 50 ms would take 10 s to send this header.
+    for byte in "X-Slow: ".repeat(25).bytes() {
+        let mut buf = [0u8; 256];
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        if slow.write_all(&[byte]).is_err() {
+            break;
+        }
+        thread::sleep(ms(50));
+    }
+    let took = started.elapsed();
+    slow.set_nonblocking(false).unwrap();
+    let _ = slow.read_to_end(&mut answer);
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408 "), "{answer:?}");
+    assert!(took < Duration::from_secs(5), "the server let a trickling client in for {took:?}");
+    bystanders.still_served();
+}
+
+#[test]
+fn header_flood_is_431() {
+    let server = TestServer::start(config());
+    let bystanders = Bystanders::join(&server);
+    let headers: String = (0..1000).map(|i| format!("X-Flood-{i}: {i}\r\n")).collect();
+    let reply = server.http(&format!("GET / HTTP/1.1\r\nHost: t\r\n{headers}\r\n"));
+    assert_eq!(reply.status, 431);
+    bystanders.still_served();
+}
+
+#[test]
+fn oversized_head_is_431() {
+    let server = TestServer::start(config());
+    let bystanders = Bystanders::join(&server);
+    let reply = server.http(&upgrade_request("/ws/x", &format!("Cookie: {}\r\n", "c".repeat(64 * 1024))));
+    assert_eq!(reply.status, 431);
+    bystanders.still_served();
+}
+
+#[test]
+fn frame_claiming_a_gigabyte_is_closed_with_1009_before_its_payload() {
+    let server = TestServer::start(config());
+    let bystanders = Bystanders::join(&server);
+    let mut client = RawClient::upgrade(server.addr(), "/ws/bystanders", b"");
+    // A header announcing 1 GiB, then nothing: the size is checked first.
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    client.stream.write_all(&header).unwrap();
+    assert_eq!(client.close_code(), 1009);
+    bystanders.still_served();
+}
+
+#[test]
+fn fragment_flood_is_closed_with_1009_at_the_message_limit() {
+    let server = TestServer::start(Config {
+        websocket: WebSocketConfig::default().max_message_size(Some(4096)).max_frame_size(Some(4096)),
+        ..config()
+    });
+    let bystanders = Bystanders::join(&server);
+    let mut client = RawClient::upgrade(server.addr(), "/ws/bystanders", b"");
+    let mut flood = frame(false, TEXT, b"x", true);
+    for _ in 0..5000 {
+        flood.extend_from_slice(&frame(false, CONTINUATION, b"x", true));
+    }
+    // The server may stop reading as soon as it has seen enough.
+    let _ = client.stream.write_all(&flood);
+    assert_eq!(client.close_code(), 1009);
+    bystanders.still_served();
+}
+
+#[test]
+fn ping_flood_is_closed_by_the_rate_limit() {
+    let server = TestServer::start(Config {
+        limits: Limits { max_messages_per_sec: 100, message_burst: 100, ..Limits::default() },
+        ..config()
+    });
+    let bystanders = Bystanders::join(&server);
+    let mut client = RawClient::upgrade(server.addr(), "/ws/bystanders", b"");
+    let flood: Vec<u8> = (0..500).flat_map(|_| frame(true, PING, b"ping", true)).collect();
+    let _ = client.stream.write_all(&flood);
+    assert_eq!(client.close_code(), 1008);
+    assert_eq!(server.stats()["rate_limit_closes"], 1);
+    bystanders.still_served();
+}
+
+#[test]
+fn ping_flood_from_a_client_that_never_reads_is_bounded_by_its_outbox() {
+    let server = TestServer::start(Config {
+        limits: Limits { max_messages_per_sec: 0, outbox_bytes: 64 * 1024, ..Limits::default() },
+        websocket: WebSocketConfig::default()
+            .max_message_size(Some(32 * 1024))
+            .max_frame_size(Some(32 * 1024)),
+        ..config()
+    });
+    let bystanders = Bystanders::join(&server);
+    let mut client = RawClient::upgrade(server.addr(), "/ws/bystanders", b"");
+    let ping = frame(true, PING, &[b'p'; 125], true);
+    let writer = client.stream.try_clone().unwrap();
+    // Once the server has hung up, a write may block until the client's own
+    // kernel gives up on the connection; the flood stops long before that.
+    writer.set_write_timeout(Some(ms(2000))).unwrap();
+    // Pings until the server has closed the client as a slow consumer: its
+    // pongs pile up because it never reads them.
+    let flood = thread::spawn(move || {
+        let mut writer = writer;
+        for _ in 0..200_000 {
+            if writer.write_all(&ping).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(crate::support::wait_until(PATIENCE, || server.stats()["slow_consumer_closes"] == 1));
+    assert_eq!(client.close_code(), 1008);
+    flood.join().unwrap();
+    bystanders.still_served();
+}
+
+#[test]
+fn message_rate_flood_is_closed_with_1008() {
+    let server = TestServer::start(Config {
+        limits: Limits { max_messages_per_sec: 50, message_burst: 20, ..Limits::default() },
+        ..config()
+    });
+    let mut bystanders = Bystanders::join(&server);
+    let mut flooder = server.connect("/ws/bystanders");
+    let mut closed = None;
+    for i in 0..1000 {
+        if flooder.send(switchboard::Message::text(format!("flood {i}"))).is_err() {
+            break;
+        }
+        if i == 100 {
+            closed = Some(close_code(&mut flooder));
+            break;
+        }
+    }
+    assert_eq!(closed, Some(1008));
+    assert_eq!(server.stats()["rate_limit_closes"], 1);
+    // The bystanders saw the burst and a little more of the flood, then quiet.
+    send_text(&mut bystanders.a, "marker");
+    for bystander in [&mut bystanders.a, &mut bystanders.b] {
+        let mut flood_seen = 0;
+        while recv_text(bystander).starts_with("flood") {
+            flood_seen += 1;
+        }
+        assert!(flood_seen <= 25, "{flood_seen} flood messages were relayed");
+    }
+    bystanders.still_served();
+}
+
+#[test]
+fn bad_origin_is_403_and_same_origin_is_served() {
+    let server = TestServer::start(config());
+    let bystanders = Bystanders::join(&server);
+    let host = format!("127.0.0.1:{}", server.addr().port());
+    let evil = server.http(&upgrade_request("/ws/bystanders", "Origin: http://evil.example\r\n"));
+    assert_eq!(evil.status, 403);
+    assert!(evil.body.contains("origin"));
+    let same = format!(
+        "GET /ws/bystanders HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.write_all(same.as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    assert_eq!(server.stats()["upgrades_refused"]["forbidden"], 1);
+    bystanders.still_served();
+}
+
+#[test]
+fn listed_origins_only() {
+    let server = TestServer::start(Config {
+        access: Access { allowed_origins: vec!["https://app.example".into()], ..Access::default() },
+        ..config()
+    });
+    assert_eq!(status_of(&server, &upgrade_request("/ws/x", "Origin: https://app.example\r\n")), 101);
+    assert_eq!(status_of(&server, &upgrade_request("/ws/x", "Origin: https://other.example\r\n")), 403);
+}
+
+fn jwt(key: &str, expires_in: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = serde_json::json!({ "sub": "alice", "exp": now + expires_in });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn missing_invalid_and_expired_credentials_are_refused() {
+    let server = TestServer::start(Config {
+        access: Access {
+            tokens: vec![Secret::new("letmein")],
+            jwt_secret: Some(Secret::new("jwt-key")),
+            ..Access::default()
+        },
+        ..config()
+    });
+    let bystanders = {
+        // The bystanders hold good credentials.
+        let mut a = server.connect("/ws/bystanders?access_token=letmein");
+        let mut b = server.connect(&format!("/ws/bystanders?access_token={}", jwt("jwt-key", 3600)));
+        send_text(&mut a, "hello");
+        assert_eq!(recv_text(&mut a), "hello");
+        assert_eq!(recv_text(&mut b), "hello");
+        Bystanders { a, b }
+    };
+    let status = |path: &str, headers: &str| status_of(&server, &upgrade_request(path, headers));
+    assert_eq!(status("/ws/x", ""), 401);
+    assert_eq!(status("/ws/x", "Authorization: Bearer nope\r\n"), 403);
+    assert_eq!(status("/ws/x?access_token=nope", ""), 403);
+    assert_eq!(status(&format!("/ws/x?access_token={}", jwt("jwt-key", -60)), ""), 403);
+    assert_eq!(status(&format!("/ws/x?access_token={}", jwt("forged", 3600)), ""), 403);
+    assert_eq!(status("/ws/x", "Authorization: Bearer letmein\r\n"), 101);
+    assert_eq!(status("/ws/x", "Cookie: access_token=letmein\r\n"), 101);
+    let stats = server.stats();
+    assert_eq!(stats["upgrades_refused"]["unauthorized"], 1);
+    assert_eq!(stats["upgrades_refused"]["forbidden"], 4);
+    bystanders.still_served();
+}
+
+#[test]
+fn tokens_never_reach_the_log() {
+    let dir = std::env::temp_dir().join(format!("switchboard-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, "first-secret-token\ncorrect-horse-battery\n").unwrap();
+    let process = Process::start_logging(&["--auth-token-file", tokens.to_str().unwrap()], "trace");
+    let attempt = |path: &str, headers: &str| {
+        let mut stream = TcpStream::connect(process.addr).unwrap();
+        stream.write_all(upgrade_request(path, headers).as_bytes()).unwrap();
+        let mut status = [0u8; 12];
+        stream.read_exact(&mut status).unwrap();
+        String::from_utf8_lossy(&status).into_owned()
+    };
+    assert_eq!(attempt("/ws/a?access_token=correct-horse-battery", ""), "HTTP/1.1 101");
+    assert_eq!(attempt("/ws/a?access_token=wrong-guess-xyzzy", ""), "HTTP/1.1 403");
+    assert_eq!(attempt("/ws/a", "Authorization: Bearer first-secret-token\r\n"), "HTTP/1.1 101");
+    assert_eq!(attempt("/ws/a", "Cookie: access_token=another-wrong-guess\r\n"), "HTTP/1.1 403");
+    let log = process.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(log.iter().any(|line| line.contains("refused")), "the refusals are logged");
+    for secret in ["correct-horse-battery", "wrong-guess-xyzzy", "first-secret-token", "another-wrong-guess"]
+    {
+        assert!(!log.iter().any(|line| line.contains(secret)), "{secret} appears in the log");
+    }
+}
+
+#[test]
+fn plain_text_on_the_tls_port_gets_a_plain_400() {
+    let server = TestServer::start_tls(config());
+    let bystanders = Bystanders::join(&server);
+    let reply = get_over(TcpStream::connect(server.addr()).unwrap(), "/healthz");
+    assert_eq!(reply.status, 400);
+    assert!(reply.body.contains("TLS"), "{}", reply.body);
+    assert_eq!(server.stats()["tls_handshakes_failed"], 1);
+    bystanders.still_served();
+}
+
+#[test]
+fn tls_client_on_the_plain_port_fails_cleanly() {
+    let server = TestServer::start(config());
+    let bystanders = Bystanders::join(&server);
+    let (_, client) = tls::certificate();
+    let tcp = TcpStream::connect(server.addr()).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert!(handshake(&client, tcp).is_err(), "a TLS handshake cannot succeed against plain HTTP");
+    assert!(crate::support::wait_until(PATIENCE, || server.stats()["http_responses"]["400"] == 1));
+    bystanders.still_served();
+}
+
+#[test]
+fn binary_frames_within_limits_still_flow_after_attacks() {
+    // The cheapest attack of all: garbage where a request head should be.
+    let server = TestServer::start(config());
+    let bystanders = Bystanders::join(&server);
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        let _ = stream.write_all(&[0xff; 512]);
+    }
+    let mut client = RawClient::upgrade(server.addr(), "/echo", b"");
+    client.send(true, BINARY, b"\x00\x01");
+    assert_eq!(client.read_frame().unwrap(), (BINARY, vec![0, 1]));
+    bystanders.still_served();
+}

@@ -165,24 +165,47 @@ class Person {
   }
 
   async waitForState(state, timeout = PATIENCE_MS) {
-    await this.page.locator(`#state[data-state="${state}"]`).waitFor({ timeout });
+    await this.explain(`state ${state}`, () =>
+      this.page.locator(`#state[data-state="${state}"]`).waitFor({ timeout }),
+    );
   }
 
   async waitForMembers(count, timeout = PATIENCE_MS) {
-    await this.page.locator(`#members[data-count="${count}"]`).waitFor({ timeout });
+    await this.explain(`${count} connected`, () =>
+      this.page.locator(`#members[data-count="${count}"]`).waitFor({ timeout }),
+    );
   }
 
   /** Waits until the log shows `text` from `who`, exactly, and returns that entry's text. */
   async waitForMessage(who, text, timeout = PATIENCE_MS) {
-    const entry = await this.page.waitForFunction(
-      ([who, text]) =>
-        [...document.querySelectorAll("#log li")].find(
-          (li) => li.querySelector(".who")?.textContent === who && li.lastChild.textContent === text,
-        ),
-      [who, text],
-      { timeout },
+    const entry = await this.explain(`${who}: ${JSON.stringify(text)} in the log`, () =>
+      this.page.waitForFunction(
+        ([who, text]) =>
+          [...document.querySelectorAll("#log li")].find(
+            (li) => li.querySelector(".who")?.textContent === who && li.lastChild.textContent === text,
+          ),
+        [who, text],
+        { timeout },
+      ),
     );
     return entry.evaluate((li) => li.textContent);
+  }
+
+  /** Runs a wait; if it fails, says what this page was waiting for and what it showed. */
+  async explain(what, wait) {
+    try {
+      return await wait();
+    } catch (error) {
+      const shown = await this.page
+        .evaluate(() => ({
+          state: document.getElementById("state").textContent,
+          members: document.getElementById("members").textContent,
+          log: [...document.querySelectorAll("#log li")].map((li) => li.innerHTML),
+        }))
+        .catch(() => "(the page could not be read)");
+      const why = error.message.split("\n")[0];
+      throw new Error(`${this.name} waited for ${what}: ${why}\n  the page shows ${JSON.stringify(shown)}`);
+    }
   }
 
   async messages() {

@@ -250,13 +250,15 @@ async function main() {
   const carol = await Person.open(browser, server, "carol");
   people = [alice, bob, carol];
 
-  await check("three pages join: alice and bob in kitchen, carol in garden", async () => {
-    await alice.join("kitchen");
-    await bob.join("kitchen");
+  // "café" is sent percent-encoded, in the WebSocket path and in /rooms/ alike:
+  // the count of 2 shows that both pages meet in the one room.
+  await check("three pages join: alice and bob in café, carol in garden", async () => {
+    await alice.join("café");
+    await bob.join("café");
     await carol.join("garden");
   });
 
-  await check("the presence count shows 2 in kitchen and 1 in garden", async () => {
+  await check("the presence count shows 2 in café and 1 in garden", async () => {
     await alice.waitForMembers(2);
     await bob.waitForMembers(2);
     await carol.waitForMembers(1);
@@ -273,7 +275,7 @@ async function main() {
     await alice.waitForMessage("bob", "hi alice, bob here");
   });
 
-  await check("carol, in another room, does not see kitchen's messages", async () => {
+  await check("carol, in another room, does not see café's messages", async () => {
     // The hub hands a message to every member of its room in one step, and
     // each client's queue keeps order. Bob has seen alice's message, so had
     // it gone to carol too, it would be in her queue before her own marker.
@@ -281,8 +283,8 @@ async function main() {
     await carol.waitForMessage("carol", "marker from garden");
     const seen = await carol.messages();
     assert(seen.length === 1, `carol sees only her own marker, saw ${JSON.stringify(seen)}`);
-    const kitchen = await alice.messages();
-    assert(!kitchen.some((m) => m.includes("marker")), `kitchen sees no garden message: ${JSON.stringify(kitchen)}`);
+    const cafe = await alice.messages();
+    assert(!cafe.some((m) => m.includes("marker")), `café sees no garden message: ${JSON.stringify(cafe)}`);
   });
 
   await check("a message containing HTML is shown as literal text", async () => {

@@ -3,11 +3,15 @@
 #   1. formatting and clippy, warnings denied;
 #   2. cargo test: unit tests, integration tests on real sockets, doctests,
 #      and every example built;
-#   3. the Autobahn TestSuite, cases 1-10, against /echo of a release build.
+#   3. the browser test: the chat page in headless Chromium;
+#   4. the Autobahn TestSuite, cases 1-10, against /echo of a release build.
 #
-# The Autobahn runner lives in ../shared/autobahn (override with
-# AUTOBAHN_DIR) and builds its own Python venv on first use. Under CI=true a
-# missing component fails the run; elsewhere it is skipped with a warning.
+# The browser test uses Debian's chromium and installs playwright-core into
+# target/ on first use (see scripts/browser-test.sh). The Autobahn runner
+# lives in ../shared/autobahn (override with AUTOBAHN_DIR) and builds its own
+# Python venv on first use. Under CI=true a missing component fails the run
+# (Chromium is installed with apt-get first); elsewhere it is skipped with a
+# warning.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -29,6 +33,10 @@ cargo clippy --all-targets --quiet -- -D warnings
 step "cargo test"
 cargo test --all-targets --quiet
 cargo test --doc --quiet
+
+step "browser test: the chat page in headless Chromium"
+# Skips loudly by itself outside CI when Chromium or node is missing.
+scripts/browser-test.sh
 
 step "Autobahn TestSuite, cases 1-10, against /echo"
 autobahn_dir="${AUTOBAHN_DIR:-../shared/autobahn}"

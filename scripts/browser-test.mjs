@@ -1,0 +1,389 @@
+// Drives the chat page in headless Chromium through playwright-core, as a
+// person would: type, press Enter or click Send, read what is on screen.
+// Run by scripts/browser-test.sh, which passes:
+//   --server BIN  --chromium PATH  --playwright DIR  --out DIR
+//
+// Every wait is a condition with a deadline (playwright's waitFor and
+// waitForFunction, or a child process's exit), never a fixed sleep.
+
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createWriteStream } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { parseArgs } from "node:util";
+
+const { values: opts } = parseArgs({
+  options: {
+    server: { type: "string" },
+    chromium: { type: "string" },
+    playwright: { type: "string" },
+    out: { type: "string" },
+  },
+});
+for (const name of ["server", "chromium", "playwright", "out"]) {
+  if (!opts[name]) throw new Error(`--${name} is required`);
+}
+const { chromium } = createRequire(path.resolve(opts.playwright, "package.json"))("playwright-core");
+
+// How long one condition may take to come true. Reconnecting waits out the
+// page's backoff (0.5 s, 1 s, 2 s ... with jitter), so it gets longer.
+const PATIENCE_MS = 10_000;
+const RECONNECT_PATIENCE_MS = 30_000;
+const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const XSS = "<script>alert(1)</script><b>bold</b>";
+
+// ---------------------------------------------------------------------------
+// The server, as a child process.
+
+class Server {
+  /** Starts the binary on `port` (0: a free one) and waits for its address line. */
+  static async start(port, logName) {
+    const child = spawn(opts.server, ["--listen", `127.0.0.1:${port}`], {
+      env: { ...process.env, RUST_LOG: "info" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    const log = createWriteStream(path.join(opts.out, logName));
+    child.stderr.pipe(log);
+    const exited = once(child, "exit");
+    const listening = new Promise((resolve, reject) => {
+      let seen = "";
+      child.stderr.on("data", (chunk) => {
+        seen += chunk;
+        const found = /listening on http:\/\/(127\.0\.0\.1:\d+)\//.exec(seen);
+        if (found) resolve(found[1]);
+      });
+      exited.then(([code, signal]) => reject(new Error(`server exited (${code ?? signal}) before listening`)));
+    });
+    const addr = await deadline(listening, PATIENCE_MS, "the server to log its address");
+    return new Server(child, exited, addr);
+  }
+
+  constructor(child, exited, addr) {
+    this.child = child;
+    this.exited = exited;
+    this.addr = addr;
+    this.port = Number(addr.split(":")[1]);
+    this.url = `http://${addr}/`;
+  }
+
+  get running() {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Ctrl-C, as an operator would; resolves to the exit code. */
+  async interrupt() {
+    this.child.kill("SIGINT");
+    const [code, signal] = await deadline(this.exited, PATIENCE_MS, "the server to exit after SIGINT");
+    return code ?? signal;
+  }
+}
+
+function deadline(promise, ms, what) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+// ---------------------------------------------------------------------------
+// A person at a page.
+
+// Installed into every page before its own script runs: records each state
+// the page shows, so that a state that lasted a moment can still be checked.
+function recordStates() {
+  window.__states = [];
+  document.addEventListener("DOMContentLoaded", () => {
+    const state = document.getElementById("state");
+    const record = () => window.__states.push({ state: state.dataset.state, text: state.textContent });
+    record();
+    new MutationObserver(record).observe(state, {
+      attributes: true,
+      childList: true,
+      characterData: true,
+      subtree: true,
+    });
+  });
+}
+
+class Person {
+  static async open(browser, server, name) {
+    const context = await browser.newContext({ viewport: { width: 760, height: 720 } });
+    await context.addInitScript(recordStates);
+    const page = await context.newPage();
+    const person = new Person(name, context, page);
+    // Anything going wrong inside the page fails the test, as does a request
+    // for anything but the server itself (no CDN, fonts or images elsewhere).
+    page.on("pageerror", (e) => person.problems.push(`uncaught error: ${e.message}`));
+    page.on("dialog", (d) => {
+      person.problems.push(`a ${d.type()} dialog opened: ${d.message()}`);
+      d.dismiss().catch(() => {});
+    });
+    page.on("request", (r) => {
+      const host = new URL(r.url()).host;
+      if (r.url().startsWith("data:") || host === server.addr) return;
+      person.problems.push(`request to somewhere else: ${r.url()}`);
+    });
+    await page.goto(server.url);
+    return person;
+  }
+
+  constructor(name, context, page) {
+    this.name = name;
+    this.context = context;
+    this.page = page;
+    this.problems = [];
+  }
+
+  async join(room) {
+    await this.page.locator("#name").fill(this.name);
+    await this.page.locator("#room").fill(room);
+    await this.page.locator("#join-button").click();
+    await this.waitForState("open");
+  }
+
+  /** Types a message and presses Enter. */
+  async say(text) {
+    await this.page.locator("#text").fill(text);
+    await this.page.locator("#text").press("Enter");
+  }
+
+  /** Types a message and clicks Send. */
+  async sayAndClick(text) {
+    await this.page.locator("#text").fill(text);
+    await this.page.locator("#send-button").click();
+  }
+
+  async waitForState(state, timeout = PATIENCE_MS) {
+    await this.explain(`state ${state}`, () =>
+      this.page.locator(`#state[data-state="${state}"]`).waitFor({ timeout }),
+    );
+  }
+
+  async waitForMembers(count, timeout = PATIENCE_MS) {
+    await this.explain(`${count} connected`, () =>
+      this.page.locator(`#members[data-count="${count}"]`).waitFor({ timeout }),
+    );
+  }
+
+  /** Waits until the log shows `text` from `who`, exactly, and returns that entry's text. */
+  async waitForMessage(who, text, timeout = PATIENCE_MS) {
+    const entry = await this.explain(`${who}: ${JSON.stringify(text)} in the log`, () =>
+      this.page.waitForFunction(
+        ([who, text]) =>
+          [...document.querySelectorAll("#log li")].find(
+            (li) => li.querySelector(".who")?.textContent === who && li.lastChild.textContent === text,
+          ),
+        [who, text],
+        { timeout },
+      ),
+    );
+    return entry.evaluate((li) => li.textContent);
+  }
+
+  /** Runs a wait; if it fails, says what this page was waiting for and what it showed. */
+  async explain(what, wait) {
+    try {
+      return await wait();
+    } catch (error) {
+      const shown = await this.page
+        .evaluate(() => ({
+          state: document.getElementById("state").textContent,
+          members: document.getElementById("members").textContent,
+          log: [...document.querySelectorAll("#log li")].map((li) => li.innerHTML),
+        }))
+        .catch(() => "(the page could not be read)");
+      const why = error.message.split("\n")[0];
+      throw new Error(`${this.name} waited for ${what}: ${why}\n  the page shows ${JSON.stringify(shown)}`);
+    }
+  }
+
+  async messages() {
+    return this.page.$$eval("#log li:not(.system)", (items) => items.map((li) => li.textContent));
+  }
+
+  async states() {
+    return this.page.evaluate(() => window.__states);
+  }
+
+  async screenshot(file) {
+    await this.page.screenshot({ path: path.join(opts.out, file) });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The checks. They build on each other, so the first failure ends the run.
+
+let passed = 0;
+async function check(description, body) {
+  await body();
+  passed += 1;
+  console.log(`ok ${passed} - ${description}`);
+}
+
+function assert(condition, message) {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}
+
+const servers = [];
+let browser = null;
+let people = [];
+
+async function main() {
+  const server = await Server.start(0, "server-1.log");
+  servers.push(server);
+  console.log(`server at ${server.url}`);
+  browser = await chromium.launch({ executablePath: opts.chromium, headless: true, args: CHROMIUM_FLAGS });
+
+  const alice = await Person.open(browser, server, "alice");
+  const bob = await Person.open(browser, server, "bob");
+  const carol = await Person.open(browser, server, "carol");
+  people = [alice, bob, carol];
+
+  // "café" is sent percent-encoded, in the WebSocket path and in /rooms/ alike:
+  // the count of 2 shows that both pages meet in the one room.
+  await check("three pages join: alice and bob in café, carol in garden", async () => {
+    await alice.join("café");
+    await bob.join("café");
+    await carol.join("garden");
+  });
+
+  await check("the presence count shows 2 in café and 1 in garden", async () => {
+    await alice.waitForMembers(2);
+    await bob.waitForMembers(2);
+    await carol.waitForMembers(1);
+  });
+
+  await check("a message typed by alice (Enter) appears for bob and alice", async () => {
+    await alice.say("hello from alice");
+    await bob.waitForMessage("alice", "hello from alice");
+    await alice.waitForMessage("alice", "hello from alice");
+  });
+
+  await check("a message sent by bob (Send button) appears for alice", async () => {
+    await bob.sayAndClick("hi alice, bob here");
+    await alice.waitForMessage("bob", "hi alice, bob here");
+  });
+
+  await check("carol, in another room, does not see café's messages", async () => {
+    // The hub hands a message to every member of its room in one step, and
+    // each client's queue keeps order. Bob has seen alice's message, so had
+    // it gone to carol too, it would be in her queue before her own marker.
+    await carol.say("marker from garden");
+    await carol.waitForMessage("carol", "marker from garden");
+    const seen = await carol.messages();
+    assert(seen.length === 1, `carol sees only her own marker, saw ${JSON.stringify(seen)}`);
+    const cafe = await alice.messages();
+    assert(!cafe.some((m) => m.includes("marker")), `café sees no garden message: ${JSON.stringify(cafe)}`);
+  });
+
+  await check("a message containing HTML is shown as literal text", async () => {
+    await alice.say(XSS);
+    for (const person of [alice, bob]) {
+      const shown = await person.waitForMessage("alice", XSS);
+      assert(shown === `alice${XSS}`, `${person.name} shows ${JSON.stringify(shown)}`);
+      const elements = await person.page.$$eval("#log b, #log script", (found) => found.length);
+      assert(elements === 0, `${person.name}'s log has ${elements} <b> or <script> elements`);
+      const dialogs = person.problems.filter((p) => p.includes("dialog"));
+      assert(dialogs.length === 0, `${person.name}: ${dialogs.join("; ")}`);
+    }
+  });
+
+  const before = await Promise.all(people.map((p) => p.states().then((s) => s.length)));
+  let restarted = null;
+
+  await check("on SIGINT the server exits 0 and every page shows 1001 and reconnecting", async () => {
+    const code = await server.interrupt();
+    assert(code === 0, `the server exits 0 after SIGINT, got ${code}`);
+    for (const [i, person] of people.entries()) {
+      // The server is gone, so no page can be open now.
+      await person.waitForState("reconnecting");
+      const states = (await person.states()).slice(before[i]);
+      assert(
+        states.some((s) => s.state === "reconnecting" && s.text.includes("closed (1001 server shutting down)")),
+        `${person.name} showed the close code and reason: ${JSON.stringify(states.slice(0, 3))}`,
+      );
+      assert(
+        states.some((s) => /reconnecting in \d+ s/.test(s.text)),
+        `${person.name} showed when it reconnects: ${JSON.stringify(states.slice(0, 3))}`,
+      );
+    }
+    await alice.screenshot("alice-reconnecting.png");
+  });
+
+  await check("after a restart on the same port every page reconnects by itself", async () => {
+    restarted = await Server.start(server.port, "server-2.log");
+    servers.push(restarted);
+    assert(restarted.port === server.port, `same port: ${restarted.port} vs ${server.port}`);
+    for (const [i, person] of people.entries()) {
+      await person.waitForState("open", RECONNECT_PATIENCE_MS);
+      const states = (await person.states()).slice(before[i]).map((s) => s.state);
+      const down = states.indexOf("reconnecting");
+      assert(down >= 0 && states.indexOf("open", down) > down, `${person.name} went ${states.join(" → ")}`);
+    }
+    await alice.waitForMembers(2);
+    await bob.waitForMembers(2);
+    await carol.waitForMembers(1);
+  });
+
+  await check("after reconnecting alice and bob can talk again", async () => {
+    await bob.say("back again");
+    await alice.waitForMessage("bob", "back again");
+    await alice.sayAndClick("welcome back");
+    await bob.waitForMessage("alice", "welcome back");
+  });
+
+  for (const person of people) await person.screenshot(`${person.name}.png`);
+
+  await check("bob leaves: his page shows the server's 1000 and alice's count drops to 1", async () => {
+    await bob.page.locator("#leave-button").click();
+    await bob.waitForState("closed");
+    const shown = await bob.page.locator("#state").textContent();
+    assert(shown === "closed (1000 left the room)", `bob's state reads ${JSON.stringify(shown)}`);
+    await alice.waitForMembers(1);
+  });
+
+  await check("no page had an error, a dialog, or a request to anywhere else", async () => {
+    for (const person of people) {
+      assert(person.problems.length === 0, `${person.name}: ${person.problems.join("; ")}`);
+    }
+  });
+}
+
+async function shutdown() {
+  if (browser) await browser.close().catch(() => {});
+  for (const server of servers) {
+    if (server.running) await server.interrupt().catch(() => server.child.kill("SIGKILL"));
+  }
+}
+
+// The shell script stops this process group with SIGTERM if it is itself
+// stopped; close the browser and the servers on the way out.
+process.on("SIGTERM", () => {
+  shutdown().finally(() => process.exit(143));
+});
+
+try {
+  await main();
+  console.log(`browser-test: ${passed} passed, 0 failed`);
+  console.log(`screenshots in ${opts.out}/`);
+} catch (error) {
+  console.error(`not ok ${passed + 1} - ${error.message}`);
+  for (const person of people) {
+    await person.screenshot(`${person.name}-failed.png`).catch(() => {});
+  }
+  console.error(`browser-test: ${passed} passed, 1 failed (screenshots and server logs in ${opts.out}/)`);
+  process.exitCode = 1;
+} finally {
+  await shutdown();
+}

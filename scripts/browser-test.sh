@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Drives the chat page at / in a real headless Chromium, as a person would:
+# three pages in two rooms chat, see who is there, get HTML shown as text, and
+# reconnect by themselves when the server is interrupted and started again.
+#   scripts/browser-test.sh
+# Screenshots and server logs go to target/browser-test/. Exit status 0 iff
+# every check passed (or, outside CI, if Chromium is missing: SKIPPED).
+#
+# Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM=path) and node with
+# npm. playwright-core, pinned below, is installed into target/ on first use;
+# it drives the system Chromium and never downloads a browser of its own.
+# Under CI=true anything missing is installed or fails the run; elsewhere a
+# missing Chromium or node is a loud skip.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+playwright_version="1.64.1"
+chromium="${CHROMIUM:-/usr/bin/chromium}"
+out="target/browser-test"
+node_dir="target/node/playwright-core-$playwright_version"
+
+missing() {
+  if [ "${CI:-}" = "true" ]; then
+    echo "FAIL: $* (required under CI=true)" >&2
+    exit 1
+  fi
+  printf '\n!!!!!!!!\n!! SKIPPED: browser test: %s\n!!!!!!!!\n' "$*" >&2
+  exit 0
+}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if [ ! -x "$chromium" ]; then
+  if [ "${CI:-}" = "true" ] && [ "$chromium" = /usr/bin/chromium ]; then
+    echo "installing Debian's chromium" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  fi
+  [ -x "$chromium" ] || missing "no Chromium at $chromium (apt-get install chromium)"
+fi
+command -v node >/dev/null || missing "node not found"
+command -v npm >/dev/null || missing "npm not found"
+
+# --no-save and --no-package-lock: nothing that names a registry is written
+# outside target/.
+if [ ! -f "$node_dir/node_modules/playwright-core/package.json" ]; then
+  echo "installing playwright-core@$playwright_version into $node_dir" >&2
+  mkdir -p "$node_dir"
+  if ! npm install --prefix "$node_dir" --no-save --no-package-lock --no-audit --no-fund \
+    --loglevel=error "playwright-core@$playwright_version" >&2; then
+    rm -rf "$node_dir"
+    missing "npm could not install playwright-core@$playwright_version"
+  fi
+fi
+
+cargo build --release --quiet
+rm -rf "$out"
+mkdir -p "$out"
+
+# The Node script starts the server itself (port 0, then the same port again
+# after an interrupt), so it runs in a process group of its own: cleanup can
+# then stop it and any server it started, and nothing else.
+test_pid=""
+cleanup() {
+  if [ -n "$test_pid" ] && kill -0 -- "-$test_pid" 2>/dev/null; then
+    kill -TERM -- "-$test_pid" 2>/dev/null || true
+    wait "$test_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+setsid node scripts/browser-test.mjs \
+  --server target/release/switchboard \
+  --chromium "$chromium" \
+  --playwright "$node_dir" \
+  --out "$out" &
+test_pid=$!
+status=0
+wait "$test_pid" || status=$?
+test_pid=""
+exit "$status"

@@ -110,6 +110,9 @@ mod config;
 mod connection;
 mod error;
 mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod http;
 mod hub;

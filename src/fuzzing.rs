@@ -1,0 +1,78 @@
+//! An entry point for the fuzz target in `fuzz/`: the request-head parser
+//! and the router, fed arbitrary bytes as a connection thread would be.
+//! Compiled only with the `fuzzing` feature; not part of the public API.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::auth::Secret;
+use crate::config::Access;
+use crate::http::request::{HeadError, HeadLimits, HeadSource, read_head};
+use crate::http::routes::{Route, route};
+use crate::hub::{Hub, HubHandle};
+use crate::metrics::Metrics;
+use crate::rooms::RoomsHandler;
+use crate::upgrade::Gate;
+
+/// Bytes that arrive in one piece, then nothing.
+struct Arrived<'a>(&'a [u8]);
+
+impl Read for Arrived<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.0.read(buf)
+    }
+}
+
+impl HeadSource for Arrived<'_> {
+    fn set_read_timeout(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the router needs, made once per process: a running hub, and a gate
+/// with every check switched on.
+fn world() -> &'static (HubHandle, Gate, Arc<Metrics>) {
+    static WORLD: OnceLock<(HubHandle, Gate, Arc<Metrics>)> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let metrics = Arc::new(Metrics::default());
+        let (hub, handle) = Hub::new(64, metrics.clone());
+        std::thread::spawn(move || hub.run());
+        let access = Access {
+            allowed_origins: vec!["https://app.example".into()],
+            tokens: vec![Secret::new("token")],
+            jwt_secret: Some(Secret::new("key")),
+            trusted_proxies: vec!["10.0.0.0/8".parse().expect("a valid network")],
+        };
+        (handle, Gate::new(&access), metrics)
+    })
+}
+
+/// Parses `bytes` as a request head from a trusted proxy, routes it, and
+/// renders the answer. Any panic is a bug.
+pub fn parse_and_route(bytes: &[u8]) {
+    let (hub, gate, metrics) = world();
+    let peer: SocketAddr = "10.1.2.3:40000".parse().expect("a valid address");
+    let limits = HeadLimits { max_size: 8192, max_headers: 64, deadline: Instant::now() + Duration::from_secs(5) };
+    let mut head = match read_head(&mut Arrived(bytes), peer, limits) {
+        Ok(head) => head,
+        Err(HeadError::Refused(refusal)) => {
+            let _ = crate::http::Response::from(refusal).write_to(&mut io::sink(), false);
+            return;
+        }
+        Err(HeadError::Gone) => return,
+    };
+    head.request.believe_forwarded_for(|address| address.is_loopback() || address.to_string().starts_with("10."));
+    match route(&mut head.request, &RoomsHandler, gate, hub, metrics) {
+        Route::Answer(response) => {
+            let _ = response.write_to(&mut io::sink(), head.request.method() == "HEAD");
+        }
+        Route::Upgrade(_) => {
+            let _ = crate::upgrade::switching_protocols(&head.request).write_to(&mut io::sink(), false);
+        }
+    }
+}

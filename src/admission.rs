@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use log::warn;
+
 use crate::error::Refusal;
 use crate::http::Response;
 
@@ -121,20 +123,31 @@ impl Drop for Permit {
 /// closed only after `linger`, by which time the client has read the answer.
 /// Holding is bounded by count as well as time; the accept loop sweeps the
 /// expired ones as it goes, without a thread of its own.
+///
+/// A flood would fill the log with one line per refusal; instead the first
+/// refusal is logged at once and the rest are summed up, at most once every
+/// [`REPORT_EVERY`].
 #[derive(Debug)]
 pub(crate) struct Turnaway {
     held: VecDeque<(Instant, TcpStream)>,
     linger: Duration,
     capacity: usize,
+    /// Refusals since the last report: at the global limit, per address.
+    unreported: (u64, u64),
+    last_report: Option<Instant>,
 }
+
+/// How often refusals are summed up in the log.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 impl Turnaway {
     pub(crate) fn new(linger: Duration, capacity: usize) -> Self {
-        Turnaway { held: VecDeque::new(), linger, capacity }
+        Turnaway { held: VecDeque::new(), linger, capacity, unreported: (0, 0), last_report: None }
     }
 
     /// Answers `refusal` on `stream` without blocking, and holds it.
     pub(crate) fn refuse(&mut self, stream: TcpStream, refusal: Refusal) {
+        self.note(&refusal);
         self.sweep();
         if stream.set_nonblocking(true).is_err() {
             return;
@@ -151,11 +164,30 @@ impl Turnaway {
         self.held.push_back((Instant::now() + self.linger, stream));
     }
 
-    /// Closes the sockets whose time is up.
+    /// Closes the sockets whose time is up, and reports refusals when due.
     pub(crate) fn sweep(&mut self) {
         let now = Instant::now();
         while self.held.front().is_some_and(|(until, _)| *until <= now) {
             self.held.pop_front();
+        }
+        let due = self.last_report.is_none_or(|last| now - last >= REPORT_EVERY);
+        if due && self.unreported != (0, 0) {
+            let (full, per_address) = std::mem::take(&mut self.unreported);
+            let since =
+                self.last_report.map_or(String::new(), |last| format!(" in the last {:.0?}", now - last));
+            warn!(
+                "refused {} connections at the door{since}: {full} at the connection limit (503), \
+                 {per_address} at the per-address limit (429)",
+                full + per_address
+            );
+            self.last_report = Some(now);
+        }
+    }
+
+    fn note(&mut self, refusal: &Refusal) {
+        match refusal.status {
+            429 => self.unreported.1 += 1,
+            _ => self.unreported.0 += 1,
         }
     }
 }

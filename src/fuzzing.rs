@@ -57,7 +57,8 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>) {
 pub fn parse_and_route(bytes: &[u8]) {
     let (hub, gate, metrics) = world();
     let peer: SocketAddr = "10.1.2.3:40000".parse().expect("a valid address");
-    let limits = HeadLimits { max_size: 8192, max_headers: 64, deadline: Instant::now() + Duration::from_secs(5) };
+    let limits =
+        HeadLimits { max_size: 8192, max_headers: 64, deadline: Instant::now() + Duration::from_secs(5) };
     let mut head = match read_head(&mut Arrived(bytes), peer, limits) {
         Ok(head) => head,
         Err(HeadError::Refused(refusal)) => {
@@ -66,7 +67,8 @@ pub fn parse_and_route(bytes: &[u8]) {
         }
         Err(HeadError::Gone) => return,
     };
-    head.request.believe_forwarded_for(|address| address.is_loopback() || address.to_string().starts_with("10."));
+    head.request
+        .believe_forwarded_for(|address| address.is_loopback() || address.to_string().starts_with("10."));
     match route(&mut head.request, &RoomsHandler, gate, hub, metrics) {
         Route::Answer(response) => {
             let _ = response.write_to(&mut io::sink(), head.request.method() == "HEAD");

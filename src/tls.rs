@@ -105,7 +105,7 @@ impl TlsAcceptor {
             set_deadline(&tcp).map_err(Rejected::Failed)?;
             session.complete_io(&mut socket).map_err(Rejected::Failed)?;
         }
-        Ok(TlsStream { tcp, session: Mutex::new(session) })
+        Ok(TlsStream { tcp, session: Mutex::new(Session { connection: session, unread: Vec::new() }) })
     }
 }
 
@@ -113,7 +113,16 @@ impl TlsAcceptor {
 #[derive(Debug)]
 pub(crate) struct TlsStream {
     tcp: TcpStream,
-    session: Mutex<ServerConnection>,
+    session: Mutex<Session>,
+}
+
+/// The TLS state machine, and bytes read from the socket that it has not
+/// taken yet: rustls holds at most a record's worth of plaintext, so raw
+/// bytes are fed to it only as fast as the plaintext is read out.
+#[derive(Debug)]
+struct Session {
+    connection: ServerConnection,
+    unread: Vec<u8>,
 }
 
 impl TlsStream {
@@ -121,7 +130,7 @@ impl TlsStream {
         &self.tcp
     }
 
-    fn session(&self) -> MutexGuard<'_, ServerConnection> {
+    fn session(&self) -> MutexGuard<'_, Session> {
         // A thread that panicked while holding the lock left the session in
         // some state; the connection is about to end either way.
         self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -132,22 +141,17 @@ impl TlsStream {
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut raw = [0u8; 4096];
         loop {
-            match self.session().reader().read(buf) {
-                // Ok(0) is the peer's close_notify: a clean end.
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            if let Some(result) = self.session().read_plaintext(buf) {
+                return result;
             }
             let n = (&self.tcp).read(&mut raw)?;
             let mut session = self.session();
-            let mut fresh = &raw[..n];
-            loop {
-                // A zero-byte read_tls tells rustls the socket has ended.
-                session.read_tls(&mut fresh)?;
-                session.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                if fresh.is_empty() {
-                    break;
-                }
+            if n == 0 {
+                // A zero-byte read_tls tells rustls the socket has ended:
+                // the next read says whether it ended cleanly.
+                session.connection.read_tls(&mut &[][..])?;
+            } else {
+                session.unread.extend_from_slice(&raw[..n]);
             }
         }
     }
@@ -158,7 +162,7 @@ impl TlsStream {
         let sealed = {
             let mut session = self.session();
             for buf in bufs {
-                session.writer().write_all(buf)?;
+                session.connection.writer().write_all(buf)?;
             }
             take_sealed(&mut session)?
         };
@@ -174,16 +178,43 @@ impl TlsStream {
 
     /// Queues close_notify and sends it: the TLS way of saying "no more".
     pub(crate) fn close_notify(&self) {
-        self.session().send_close_notify();
+        self.session().connection.send_close_notify();
         let _ = self.send_pending();
     }
 }
 
+impl Session {
+    /// Reads plaintext into `buf`, decrypting bytes already read from the
+    /// socket as needed; `None` when they do not hold a whole record yet.
+    fn read_plaintext(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        loop {
+            match self.connection.reader().read(buf) {
+                // Ok(0) is the peer's close_notify: a clean end.
+                Ok(n) => return Some(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Some(Err(e)),
+            }
+            if self.unread.is_empty() {
+                return None;
+            }
+            let mut unread = &self.unread[..];
+            if let Err(e) = self.connection.read_tls(&mut unread) {
+                return Some(Err(e));
+            }
+            let taken = self.unread.len() - unread.len();
+            self.unread.drain(..taken);
+            if let Err(e) = self.connection.process_new_packets() {
+                return Some(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+            }
+        }
+    }
+}
+
 /// Moves the sealed records out of the session, in order.
-fn take_sealed(session: &mut ServerConnection) -> io::Result<Vec<u8>> {
+fn take_sealed(session: &mut Session) -> io::Result<Vec<u8>> {
     let mut sealed = Vec::new();
-    while session.wants_write() {
-        session.write_tls(&mut sealed)?;
+    while session.connection.wants_write() {
+        session.connection.write_tls(&mut sealed)?;
     }
     Ok(sealed)
 }

@@ -105,7 +105,34 @@ fn large_message_is_relayed_whole(scheme: Scheme) {
     assert_eq!(recv_text(&mut client).len(), big.len());
 }
 
+fn fragmented_message_is_reassembled(scheme: Scheme) {
+    use switchboard::tungstenite::protocol::frame::Frame;
+    use switchboard::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = TestServer::start_scheme(
+        scheme,
+        switchboard::Config {
+            websocket: switchboard::WebSocketConfig::default()
+                .max_message_size(Some(8 << 20))
+                .max_frame_size(Some(8 << 20)),
+            limits: switchboard::Limits { outbox_bytes: 16 << 20, ..switchboard::Limits::default() },
+            ..config()
+        },
+    );
+    let mut client = server.connect("/echo");
+    // 4 MiB in 4 KiB fragments: over TLS, records end and begin inside
+    // the server's socket reads.
+    let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    for (i, chunk) in payload.chunks(4096).enumerate() {
+        let opcode = if i == 0 { OpCode::Data(Data::Binary) } else { OpCode::Data(Data::Continue) };
+        let last = (i + 1) * 4096 >= payload.len();
+        client.write(Message::Frame(Frame::message(chunk.to_vec(), opcode, last))).unwrap();
+    }
+    client.flush().unwrap();
+    assert_eq!(recv(&mut client), Message::binary(payload));
+}
+
 crate::both_schemes!(
+    fragmented_message_is_reassembled,
     room_members_receive_each_message_sender_included,
     rooms_are_isolated,
     thousand_messages_per_sender_arrive_in_order,

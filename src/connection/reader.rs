@@ -9,6 +9,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
+use log::debug;
 use tungstenite::Message;
 use tungstenite::protocol::{CloseFrame, WebSocket};
 
@@ -80,7 +81,10 @@ impl<H: Handler> Reader<'_, H> {
             }
             return match CloseReason::for_read_error(&error) {
                 Some(reason) => self.close(reason, error.to_string()),
-                None => ReadEnd::Dropped,
+                None => {
+                    debug!("connection {}: read ended: {error}", self.connection.id);
+                    ReadEnd::Dropped
+                }
             };
         }
     }

@@ -25,7 +25,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn Error>> {
-    let server = Server::bind(args.into_config()?, RoomsHandler)?;
+    let config = args.into_config()?;
+    let (http, ws) = if config.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
+    let server = Server::bind(config, RoomsHandler)?;
     // The first Ctrl-C (or SIGTERM) shuts down gracefully; a second one
     // means the operator does not want to wait.
     let shutdown = server.shutdown_handle();
@@ -41,7 +43,7 @@ fn run(args: Args) -> Result<(), Box<dyn Error>> {
     // Logged once the signal handler is in place: from this line on, an
     // interrupt is a graceful shutdown.
     let addr = server.local_addr();
-    info!("listening on http://{addr}/ (rooms at ws://{addr}/ws/<room>, echo at ws://{addr}/echo)");
+    info!("listening on {http}://{addr}/ (rooms at {ws}://{addr}/ws/<room>, echo at {ws}://{addr}/echo)");
     server.run()?;
     Ok(())
 }

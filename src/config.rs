@@ -52,6 +52,12 @@ pub struct Config {
     /// `write_buffer_size` is unused: the server writes frames itself (see
     /// [`Frame`](crate::Frame)) and keeps no write buffer per connection.
     pub websocket: WebSocketConfig,
+    /// The subprotocols the server speaks (`Sec-WebSocket-Protocol`). Of
+    /// those a client offers, the first that is listed here is chosen, unless
+    /// the handler chooses ([`Accept::subprotocol`](crate::Accept::subprotocol)).
+    /// Default none: a client that offers subprotocols gets none, and may
+    /// then close.
+    pub subprotocols: Vec<String>,
     /// Stack size in bytes of every connection thread (reader and writer).
     /// Default 128 KiB. Only the pages a thread touches count towards memory;
     /// a small size keeps address space low with thousands of threads, and
@@ -72,6 +78,7 @@ impl Default for Config {
                 .write_buffer_size(0)
                 .max_message_size(Some(1 << 20))
                 .max_frame_size(Some(1 << 20)),
+            subprotocols: Vec::new(),
             thread_stack_size: 128 * 1024,
         }
     }

@@ -48,7 +48,7 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>) {
             jwt_secret: Some(Secret::new("key")),
             trusted_proxies: vec!["10.0.0.0/8".parse().expect("a valid network")],
         };
-        (handle, Gate::new(&access), metrics)
+        (handle, Gate::new(&access, &["chat.v1".to_owned()]), metrics)
     })
 }
 
@@ -73,8 +73,9 @@ pub fn parse_and_route(bytes: &[u8]) {
         Route::Answer(response) => {
             let _ = response.write_to(&mut io::sink(), head.request.method() == "HEAD");
         }
-        Route::Upgrade(_) => {
-            let _ = crate::upgrade::switching_protocols(&head.request).write_to(&mut io::sink(), false);
+        Route::Upgrade(accept) => {
+            let response = crate::upgrade::switching_protocols(&head.request, accept.subprotocol.as_deref());
+            let _ = response.write_to(&mut io::sink(), false);
         }
     }
 }

@@ -98,17 +98,29 @@ pub struct Accept<S> {
     /// The rooms the connection joins as it opens, before its first message
     /// can arrive.
     pub rooms: Vec<Arc<str>>,
+    /// The subprotocol to speak, chosen by the handler from those the client
+    /// offers ([`Request::subprotocols`]); `None` leaves the choice to the
+    /// server's [`Config::subprotocols`](crate::Config::subprotocols).
+    /// Choosing one the client did not offer is a bug, answered with 500.
+    pub subprotocol: Option<String>,
 }
 
 impl<S> Accept<S> {
-    /// Accepts with this state and no rooms.
+    /// Accepts with this state, no rooms, and the server's choice of
+    /// subprotocol.
     pub fn new(state: S) -> Self {
-        Accept { state, rooms: Vec::new() }
+        Accept { state, rooms: Vec::new(), subprotocol: None }
     }
 
     /// Also joins `room` as the connection opens.
     pub fn join(mut self, room: impl Into<Arc<str>>) -> Self {
         self.rooms.push(room.into());
+        self
+    }
+
+    /// Speaks `subprotocol`, which the client must have offered.
+    pub fn subprotocol(mut self, subprotocol: impl Into<String>) -> Self {
+        self.subprotocol = Some(subprotocol.into());
         self
     }
 }
@@ -120,6 +132,7 @@ pub struct Connection {
     pub(crate) peer: SocketAddr,
     pub(crate) client_ip: IpAddr,
     pub(crate) identity: Option<String>,
+    pub(crate) subprotocol: Option<String>,
     pub(crate) path: String,
     pub(crate) hub: HubHandle,
     pub(crate) outbox: Outbox,
@@ -151,6 +164,11 @@ impl Connection {
     /// The path of the upgrade request, such as `/ws/lobby`.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The subprotocol agreed at the upgrade, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
     }
 
     /// The hub: to send to other connections, rooms, or everyone.

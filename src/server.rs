@@ -63,7 +63,7 @@ impl<H: Handler> Server<H> {
             .name("switchboard-hub".into())
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
-        let gate = Gate::new(&config.access);
+        let gate = Gate::new(&config.access, &config.subprotocols);
         let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
         let shared = Arc::new(Shared { config, handler, hub: hub_handle, metrics, gate, tls });
         let stopping = Arc::new(AtomicBool::new(false));

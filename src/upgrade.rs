@@ -14,17 +14,44 @@ use crate::error::Refusal;
 use crate::http::{Request, Response};
 use crate::origin;
 
-/// What an upgrade request must pass before its handler is asked: the rules
-/// of RFC 6455, the Origin check, and credentials when they are configured.
+/// What an upgrade request must pass before its handler is asked (the rules
+/// of RFC 6455, the Origin check, and credentials when they are configured),
+/// and the subprotocols it may be offered once accepted.
 #[derive(Debug)]
 pub(crate) struct Gate {
     allowed_origins: Vec<String>,
     credentials: Option<Credentials>,
+    subprotocols: Vec<String>,
 }
 
 impl Gate {
-    pub(crate) fn new(access: &Access) -> Self {
-        Gate { allowed_origins: access.allowed_origins.clone(), credentials: Credentials::new(access) }
+    pub(crate) fn new(access: &Access, subprotocols: &[String]) -> Self {
+        Gate {
+            allowed_origins: access.allowed_origins.clone(),
+            credentials: Credentials::new(access),
+            subprotocols: subprotocols.to_vec(),
+        }
+    }
+
+    /// The subprotocol to speak: the handler's choice, which the client must
+    /// have offered, or else the first the client offers that the server
+    /// speaks.
+    pub(crate) fn subprotocol(
+        &self,
+        request: &Request,
+        chosen: Option<String>,
+    ) -> Result<Option<String>, Refusal> {
+        match chosen {
+            Some(chosen) if request.subprotocols().any(|offered| offered == chosen) => Ok(Some(chosen)),
+            Some(chosen) => {
+                log::error!("the handler chose subprotocol {chosen:?}, which the client did not offer");
+                Err(Refusal::new(500, "internal error"))
+            }
+            None => Ok(request
+                .subprotocols()
+                .find(|offered| self.subprotocols.iter().any(|s| s == offered))
+                .map(str::to_owned)),
+        }
     }
 
     /// Checks `request` in that order (400/426, then 403 for the origin,
@@ -70,13 +97,18 @@ fn is_valid_key(key: &str) -> bool {
         && bytes[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
-/// The `101 Switching Protocols` answer to a request that passed [`check`].
-pub(crate) fn switching_protocols(request: &Request) -> Response {
+/// The `101 Switching Protocols` answer to a request that passed [`check`],
+/// naming the subprotocol agreed, if any.
+pub(crate) fn switching_protocols(request: &Request, subprotocol: Option<&str>) -> Response {
     let key = request.header("sec-websocket-key").unwrap_or_default().trim();
-    Response::new(101)
+    let response = Response::new(101)
         .header("Upgrade", "websocket")
         .header("Connection", "Upgrade")
-        .header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()))
+        .header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
+    match subprotocol {
+        Some(subprotocol) => response.header("Sec-WebSocket-Protocol", subprotocol),
+        None => response,
+    }
 }
 
 #[cfg(test)]

@@ -147,3 +147,43 @@ fn panicking_handler_closes_only_its_connection_with_1011() {
     assert_eq!(server.get("/boom").status, 500);
     assert!(crate::support::wait_until(PATIENCE, || server.stats()["connections_open"] == 1));
 }
+
+/// Chooses the last subprotocol the client offers, and echoes which one.
+struct Contrarian;
+
+impl Handler for Contrarian {
+    type State = ();
+
+    fn on_upgrade(&self, request: &Request) -> Result<Accept<()>, Refusal> {
+        let accept = Accept::new(());
+        Ok(match request.path() {
+            "/last" => match request.subprotocols().last() {
+                Some(last) => accept.subprotocol(last),
+                None => accept,
+            },
+            _ => accept.subprotocol("never-offered"),
+        })
+    }
+
+    fn on_message(&self, connection: &Connection, _: &mut (), _: Message) {
+        let _ = connection.send(connection.subprotocol().unwrap_or("none").to_owned());
+    }
+}
+
+#[test]
+fn handler_chooses_the_subprotocol_and_a_wrong_choice_is_500() {
+    use switchboard::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start_with(config(), Contrarian);
+    let mut request = server.url("/last").into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "a, b, c".parse().unwrap());
+    let stream = server.stream().unwrap();
+    let (mut client, response) = switchboard::tungstenite::client(request, stream).unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "c");
+    send_text(&mut client, "which?");
+    assert_eq!(recv_text(&mut client), "c");
+
+    let mut request = server.url("/wrong").into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "a".parse().unwrap());
+    let err = switchboard::tungstenite::client(request, server.stream().unwrap()).unwrap_err();
+    assert!(err.to_string().contains("500"), "{err}");
+}

@@ -85,3 +85,45 @@ fn ws_and_http_clients_interleave_on_one_port(scheme: Scheme) {
 }
 
 crate::both_schemes!(same_port_serves_http_and_websocket_at_once, ws_and_http_clients_interleave_on_one_port,);
+
+/// The head of the answer to an upgrade on /echo offering `offered`.
+fn offer(server: &TestServer, offered: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    let protocol = offered.map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n")).unwrap_or_default();
+    let request = upgrade_request(
+        "/echo",
+        &format!("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{protocol}"),
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[test]
+fn the_clients_first_supported_subprotocol_is_chosen() {
+    let server = TestServer::start(switchboard::Config {
+        subprotocols: vec!["chat.v2".into(), "chat.v1".into()],
+        ..config()
+    });
+    let head = offer(&server, Some("chat.v1, chat.v2"));
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(head.contains("\r\nSec-WebSocket-Protocol: chat.v1\r\n"), "{head}");
+    let head = offer(&server, Some("mqtt, chat.v2"));
+    assert!(head.contains("\r\nSec-WebSocket-Protocol: chat.v2\r\n"), "{head}");
+}
+
+#[test]
+fn no_common_subprotocol_means_none_is_named() {
+    let server = TestServer::start(switchboard::Config { subprotocols: vec!["chat.v1".into()], ..config() });
+    for offered in [Some("mqtt"), None] {
+        let head = offer(&server, offered);
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        assert!(!head.to_ascii_lowercase().contains("sec-websocket-protocol"), "{head}");
+    }
+}

@@ -189,8 +189,8 @@ fn converse<H: Handler>(
 ) {
     let config = &shared.config;
     let Head { request, rest } = head;
-    let Accept { mut state, rooms } = accept;
-    let line = open(&mut socket, id, &request, rooms, shared);
+    let Accept { mut state, rooms, subprotocol } = accept;
+    let line = open(&mut socket, id, &request, rooms, subprotocol, shared);
     // A connection may live for days; its request headers need not.
     drop(request);
     let Some(Line { registration, writer, connection }) = line else {
@@ -244,6 +244,7 @@ fn open<'a, H: Handler>(
     id: ConnectionId,
     request: &Request,
     rooms: Vec<Arc<str>>,
+    subprotocol: Option<String>,
     shared: &'a Shared<H>,
 ) -> Option<Line<'a>> {
     let config = &shared.config;
@@ -261,7 +262,7 @@ fn open<'a, H: Handler>(
     for room in rooms {
         let _ = shared.hub.join(id, room);
     }
-    upgrade::switching_protocols(request).write_to(socket, false).ok()?;
+    upgrade::switching_protocols(request, subprotocol.as_deref()).write_to(socket, false).ok()?;
 
     let writer = Writer {
         wire: socket.write_half(),
@@ -290,6 +291,7 @@ fn open<'a, H: Handler>(
         peer: request.peer(),
         client_ip: request.client_ip(),
         identity: request.identity().map(str::to_owned),
+        subprotocol,
         path: request.path().to_owned(),
         hub: shared.hub.clone(),
         outbox,

@@ -110,6 +110,17 @@ impl Request {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
+    /// The subprotocols the client offers (`Sec-WebSocket-Protocol`), in its
+    /// order of preference.
+    pub fn subprotocols(&self) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
     /// Returns true if and only if the client asks to switch to WebSocket
     /// (`Upgrade: websocket`). Whether the request is a *valid* upgrade is
     /// checked separately, so a broken one gets a 400 that says why.

@@ -34,8 +34,15 @@ pub(crate) fn route<H: Handler>(
         if let Err(refusal) = gate.check(request) {
             return refuse(refusal);
         }
-        return match handler.on_upgrade(request) {
-            Ok(accept) => Route::Upgrade(accept),
+        let mut accept = match handler.on_upgrade(request) {
+            Ok(accept) => accept,
+            Err(refusal) => return refuse(refusal),
+        };
+        return match gate.subprotocol(request, accept.subprotocol.take()) {
+            Ok(subprotocol) => {
+                accept.subprotocol = subprotocol;
+                Route::Upgrade(accept)
+            }
             Err(refusal) => refuse(refusal),
         };
     }

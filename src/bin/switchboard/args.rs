@@ -121,6 +121,11 @@ pub struct Args {
     #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = parse_network)]
     pub trust_proxies: Vec<IpNet>,
 
+    /// A subprotocol the server speaks (Sec-WebSocket-Protocol); repeatable. Of those a
+    /// client offers, the first listed here is chosen.
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    pub subprotocols: Vec<String>,
+
     /// Stack size of each connection thread, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().thread_stack_size)]
     pub thread_stack_size: usize,
@@ -205,6 +210,7 @@ impl Args {
                 trusted_proxies: self.trust_proxies,
             },
             tls,
+            subprotocols: self.subprotocols,
             websocket: defaults
                 .websocket
                 .read_buffer_size(self.read_buffer_size)

@@ -105,6 +105,7 @@
 
 mod admission;
 mod auth;
+pub mod client;
 mod close;
 mod config;
 mod connection;

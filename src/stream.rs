@@ -190,6 +190,14 @@ impl Write for WriteHalf {
     }
 }
 
+/// tungstenite's `WebSocket` wants `Read + Write` even where it only
+/// writes, as on a client's writer thread; it never reads this half.
+impl Read for WriteHalf {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "the writing half of a connection does not read"))
+    }
+}
+
 impl Hangup for WriteHalf {
     fn hang_up(&self) {
         self.0.hang_up();

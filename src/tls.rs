@@ -1,4 +1,5 @@
-//! TLS with rustls: the only file that names TLS types.
+//! TLS with rustls, for the server and for the client: the only file that
+//! names TLS types.
 //!
 //! A TLS session is one state machine for both directions, and rustls offers
 //! no way to split it, so a connection's reader and writer share it behind a
@@ -18,9 +19,9 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use rustls::ServerConnection;
+use rustls::{ClientConnection, Connection, ServerConnection};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
@@ -75,17 +76,9 @@ impl TlsAcceptor {
         tcp: TcpStream,
         deadline: Instant,
     ) -> std::result::Result<TlsStream, Rejected> {
-        let set_deadline = |tcp: &TcpStream| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                Err(io::ErrorKind::TimedOut.into())
-            } else {
-                tcp.set_read_timeout(Some(left))
-            }
-        };
         let mut first = [0u8; 1];
         loop {
-            if let Err(e) = set_deadline(&tcp) {
+            if let Err(e) = set_deadline(&tcp, deadline) {
                 return Err(Rejected::Failed(e));
             }
             match tcp.peek(&mut first) {
@@ -96,17 +89,73 @@ impl TlsAcceptor {
                 Err(e) => return Err(Rejected::Failed(e)),
             }
         }
-        let mut session =
+        let session =
             ServerConnection::new(self.config.clone()).map_err(|e| Rejected::Failed(io::Error::other(e)))?;
-        // The outbox bounds what a connection may queue; rustls need not.
-        session.set_buffer_limit(None);
-        let mut socket = &tcp;
-        while session.is_handshaking() {
-            set_deadline(&tcp).map_err(Rejected::Failed)?;
-            session.complete_io(&mut socket).map_err(Rejected::Failed)?;
-        }
-        Ok(TlsStream { tcp, session: Mutex::new(Session { connection: session, unread: Vec::new() }) })
+        handshake(tcp, Connection::Server(session), deadline).map_err(Rejected::Failed)
     }
+}
+
+/// Opens client TLS connections, trusting the system's certificate store
+/// and any certificate the caller adds (a server's self-signed one, say).
+#[derive(Debug, Clone)]
+pub(crate) struct TlsConnector {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl TlsConnector {
+    /// `extra_roots_pem`: more certificates to trust, in PEM.
+    pub(crate) fn new(extra_roots_pem: Option<&[u8]>) -> Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        // Certificates the system store holds but rustls cannot parse are
+        // skipped, as a browser would skip them.
+        let (_, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if let Some(pem) = extra_roots_pem {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| Error::Tls {
+                    problem: "cannot read the CA PEM",
+                    source: Some(Box::new(e)),
+                })?;
+                roots.add(cert).map_err(|e| Error::Tls {
+                    problem: "unusable CA certificate",
+                    source: Some(Box::new(e)),
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls { problem: "no usable TLS version", source: Some(Box::new(e)) })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsConnector { config: Arc::new(config) })
+    }
+
+    /// Runs the client side of the handshake with the server named `host`,
+    /// all of it before `deadline`.
+    pub(crate) fn connect(&self, tcp: TcpStream, host: &str, deadline: Instant) -> io::Result<TlsStream> {
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let session = ClientConnection::new(self.config.clone(), name).map_err(io::Error::other)?;
+        handshake(tcp, Connection::Client(session), deadline)
+    }
+}
+
+/// Makes the next reads give up at `deadline`.
+fn set_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() { Err(io::ErrorKind::TimedOut.into()) } else { tcp.set_read_timeout(Some(left)) }
+}
+
+/// Completes a handshake, server or client, before `deadline`.
+fn handshake(tcp: TcpStream, mut session: Connection, deadline: Instant) -> io::Result<TlsStream> {
+    // The outbox bounds what a connection may queue; rustls need not.
+    session.set_buffer_limit(None);
+    let mut socket = &tcp;
+    while session.is_handshaking() {
+        set_deadline(&tcp, deadline)?;
+        session.complete_io(&mut socket)?;
+    }
+    Ok(TlsStream { tcp, session: Mutex::new(Session { connection: session, unread: Vec::new() }) })
 }
 
 /// A TLS connection that its reader and writer threads share.
@@ -121,7 +170,7 @@ pub(crate) struct TlsStream {
 /// bytes are fed to it only as fast as the plaintext is read out.
 #[derive(Debug)]
 struct Session {
-    connection: ServerConnection,
+    connection: Connection,
     unread: Vec<u8>,
 }
 

@@ -19,3 +19,5 @@ mod resources;
 mod handler;
 // One test per attack: each refused, and the bystanders still served.
 mod hostile;
+// `switchboard client`: several connections, reconnects, errors, routing.
+mod client;

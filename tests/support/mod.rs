@@ -99,8 +99,10 @@ pub fn config() -> Config {
 /// down and waits for `run` to return.
 pub struct TestServer {
     addr: SocketAddr,
-    /// The client side of TLS, when the server speaks it.
+    /// The client side of TLS, when the server speaks it, and the server's
+    /// certificate.
     tls: Option<Arc<ClientConfig>>,
+    certificate_pem: Vec<u8>,
     hub: HubHandle,
     shutdown: ShutdownHandle,
     thread: Option<JoinHandle<switchboard::Result<()>>>,
@@ -124,8 +126,10 @@ impl TestServer {
     /// for the occasion.
     pub fn start_tls(config: Config) -> Self {
         let (server_tls, client_tls) = tls::certificate();
+        let certificate_pem = server_tls.certificate_chain_pem.clone();
         let mut server = TestServer::start_with(Config { tls: Some(server_tls), ..config }, RoomsHandler);
         server.tls = Some(client_tls);
+        server.certificate_pem = certificate_pem;
         server
     }
 
@@ -136,7 +140,12 @@ impl TestServer {
         let hub = server.hub();
         let shutdown = server.shutdown_handle();
         let thread = thread::Builder::new().name("test-server".into()).spawn(move || server.run()).unwrap();
-        TestServer { addr, tls: None, hub, shutdown, thread: Some(thread) }
+        TestServer { addr, tls: None, certificate_pem: Vec::new(), hub, shutdown, thread: Some(thread) }
+    }
+
+    /// The certificate of a TLS server, in PEM.
+    pub fn certificate_pem(&self) -> &[u8] {
+        &self.certificate_pem
     }
 
     pub fn addr(&self) -> SocketAddr {

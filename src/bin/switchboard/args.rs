@@ -1,4 +1,6 @@
-//! The command line, declared with clap's derive, and its conversion into a [`Config`].
+//! The command line, declared with clap's derive: the server's options, and
+//! their conversion into a [`Config`]; the `client` subcommand's options live
+//! beside its code in `client.rs`.
 //!
 //! Every default shown by `--help` is read from `Config::default()`, so the
 //! two cannot drift apart.
@@ -6,18 +8,39 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use humantime::Duration;
 use switchboard::{Access, Config, Error, IpNet, Limits, Secret, Timeouts, TlsConfig};
 
 /// A WebSocket server: rooms at /ws/<room>, an echo at /echo, a chat page at /,
-/// and /healthz, /metrics and /stats, all on one port.
+/// and /healthz, /metrics and /stats, all on one port. `switchboard client`
+/// talks to it, or to any WebSocket server.
 ///
 /// Logging follows RUST_LOG (default `info`); `RUST_LOG=debug` shows every
 /// connection.
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version)]
-pub struct Args {
+#[command(name = "switchboard", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Without a subcommand, switchboard serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// What switchboard can do besides serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connects to one or more WebSocket URLs at once: lines typed on stdin are
+    /// sent to every connection, or to one with `@NAME text`; every message
+    /// received is printed with the name of its connection.
+    Client(crate::client::ClientArgs),
+}
+
+/// The server's options.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value_t = Config::default().listen)]
     pub listen: SocketAddr,
@@ -163,7 +186,7 @@ fn read_secrets(path: &Path, field: &'static str) -> Result<Vec<Secret>, Error> 
     Ok(secrets)
 }
 
-impl Args {
+impl ServerArgs {
     /// The library configuration these arguments describe.
     ///
     /// # Errors
@@ -226,14 +249,21 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    /// The server options of a command line without a subcommand.
+    fn server(args: &[&str]) -> ServerArgs {
+        let cli = Cli::try_parse_from(args).unwrap();
+        assert!(cli.command.is_none());
+        cli.server
+    }
+
     #[test]
     fn command_line_is_well_formed() {
-        Args::command().debug_assert();
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn no_flags_gives_the_library_defaults() {
-        let config = Args::parse_from(["switchboard"]).into_config().unwrap();
+        let config = server(&["switchboard"]).into_config().unwrap();
         let defaults = Config::default();
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.timeouts, defaults.timeouts);
@@ -248,37 +278,35 @@ mod tests {
 
     #[test]
     fn durations_read_like_people_write_them() {
-        let config =
-            Args::parse_from(["switchboard", "--idle-timeout", "1m 30s", "--ping-interval", "500ms"])
-                .into_config()
-                .unwrap();
+        let config = server(&["switchboard", "--idle-timeout", "1m 30s", "--ping-interval", "500ms"])
+            .into_config()
+            .unwrap();
         assert_eq!(config.timeouts.idle, std::time::Duration::from_secs(90));
         assert_eq!(config.timeouts.ping_interval, std::time::Duration::from_millis(500));
     }
 
     #[test]
     fn networks_are_cidr_or_single_addresses() {
-        let config = Args::parse_from(["switchboard", "--trust-proxy", "10.0.0.0/8", "--trust-proxy", "::1"])
+        let config = server(&["switchboard", "--trust-proxy", "10.0.0.0/8", "--trust-proxy", "::1"])
             .into_config()
             .unwrap();
         assert!(config.access.trusts("10.1.2.3".parse().unwrap()));
         assert!(config.access.trusts("::1".parse().unwrap()));
         assert!(!config.access.trusts("192.168.0.1".parse().unwrap()));
-        assert!(Args::try_parse_from(["switchboard", "--trust-proxy", "nonsense"]).is_err());
+        assert!(Cli::try_parse_from(["switchboard", "--trust-proxy", "nonsense"]).is_err());
     }
 
     #[test]
     fn an_empty_token_file_is_an_error_not_open_access() {
         let path = std::env::temp_dir().join(format!("switchboard-empty-tokens-{}", std::process::id()));
         std::fs::write(&path, "# no tokens yet\n\n").unwrap();
-        let result =
-            Args::parse_from(["switchboard", "--auth-token-file", path.to_str().unwrap()]).into_config();
+        let result = server(&["switchboard", "--auth-token-file", path.to_str().unwrap()]).into_config();
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(result, Err(Error::Config { field: "access.tokens", .. })));
     }
 
     #[test]
     fn tls_needs_both_files() {
-        assert!(Args::try_parse_from(["switchboard", "--tls-cert", "cert.pem"]).is_err());
+        assert!(Cli::try_parse_from(["switchboard", "--tls-cert", "cert.pem"]).is_err());
     }
 }

@@ -1,0 +1,262 @@
+//! Opening a client connection: TCP, TLS for wss://, and our own upgrade
+//! request, checked as RFC 6455 §4.1 asks.
+//!
+//! As the server answers its own 101, the client writes its own request and
+//! reads the answer itself, so that the bytes the server may send right
+//! after its 101 are kept and handed to tungstenite with the socket.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use tungstenite::handshake::client::generate_key;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::http::Uri;
+
+use super::{ClientError, Endpoint};
+use crate::stream::Socket;
+use crate::tls::TlsConnector;
+
+/// The largest response head the client reads.
+const MAX_HEAD: usize = 16 * 1024;
+/// The most of a refusal's body that is kept to show.
+const MAX_BODY: usize = 1024;
+
+/// Where a `ws://` or `wss://` URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) secure: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// The request target: path and query.
+    pub(crate) resource: String,
+}
+
+impl Target {
+    pub(crate) fn parse(url: &str) -> Result<Target, ClientError> {
+        let bad = |problem: &'static str| ClientError::Url { url: url.to_owned(), problem };
+        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        let secure = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            Some(_) => return Err(bad("the scheme must be ws:// or wss://")),
+            None => return Err(bad("no scheme: write ws://host:port/path")),
+        };
+        let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let resource = uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
+        Ok(Target { secure, host, port, resource })
+    }
+
+    /// The `Host` header: the port only when it is not the default.
+    fn host_header(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        match (self.secure, self.port) {
+            (false, 80) | (true, 443) => host,
+            (_, port) => format!("{host}:{port}"),
+        }
+    }
+}
+
+/// A connection that has passed its upgrade.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) socket: Socket,
+    /// Bytes the server sent after its 101, already read.
+    pub(crate) rest: Vec<u8>,
+    pub(crate) subprotocol: Option<String>,
+}
+
+/// Connects to `target` and upgrades, all within `timeout`.
+pub(crate) fn open(
+    target: &Target,
+    endpoint: &Endpoint,
+    tls: Option<&TlsConnector>,
+    timeout: Duration,
+) -> Result<Opened, ClientError> {
+    let deadline = Instant::now() + timeout;
+    let tcp = connect(target, timeout)?;
+    let _ = tcp.set_nodelay(true);
+    let mut socket = match (target.secure, tls) {
+        (true, Some(tls)) => Socket::tls(tls.connect(tcp, &target.host, deadline).map_err(ClientError::Tls)?),
+        (true, None) => {
+            return Err(ClientError::Url { url: target.host.clone(), problem: "TLS is not set up" });
+        }
+        (false, _) => Socket::plain(tcp),
+    };
+    let key = generate_key();
+    socket.write_all(request(target, endpoint, &key).as_bytes()).map_err(ClientError::Io)?;
+    let (head, mut rest) = read_head(&mut socket, deadline)?;
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err(ClientError::Handshake { problem: "the answer is not HTTP".into() }),
+    }
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value))
+    };
+    let status = response.code.unwrap_or(0);
+    if status != 101 {
+        let length = header("content-length").and_then(|l| l.trim().parse::<usize>().ok());
+        let body = read_body(&mut socket, rest, length, deadline);
+        return Err(ClientError::Refused { status, body });
+    }
+    if header("sec-websocket-accept").as_deref().map(str::trim)
+        != Some(derive_accept_key(key.as_bytes()).as_str())
+    {
+        return Err(ClientError::Handshake { problem: "wrong or missing Sec-WebSocket-Accept".into() });
+    }
+    let subprotocol = header("sec-websocket-protocol").map(|p| p.trim().to_owned());
+    if let Some(chosen) = &subprotocol
+        && !endpoint.subprotocols.iter().any(|offered| offered == chosen)
+    {
+        return Err(ClientError::Handshake {
+            problem: format!("the server chose subprotocol {chosen:?}, not offered"),
+        });
+    }
+    rest.shrink_to_fit();
+    Ok(Opened { socket, rest, subprotocol })
+}
+
+/// The first address of `target` that answers.
+fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, ClientError> {
+    let where_to = format!("{}:{}", target.host, target.port);
+    let addresses = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|source| ClientError::Connect { address: where_to.clone(), source })?;
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address");
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, timeout) {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e,
+        }
+    }
+    Err(ClientError::Connect { address: where_to, source: last })
+}
+
+/// The upgrade request, with the endpoint's subprotocols and headers.
+fn request(target: &Target, endpoint: &Endpoint, key: &str) -> String {
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+        target.resource,
+        target.host_header()
+    );
+    if !endpoint.subprotocols.is_empty() {
+        request.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", endpoint.subprotocols.join(", ")));
+    }
+    for (name, value) in &endpoint.headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
+}
+
+/// Reads up to the end of the response head; returns the head and what
+/// came after it.
+fn read_head(socket: &mut Socket, deadline: Instant) -> Result<(Vec<u8>, Vec<u8>), ClientError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(ClientError::Handshake { problem: "the answer's head is too large".into() });
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ClientError::Timeout);
+        }
+        socket.set_read_timeout(left).map_err(ClientError::Io)?;
+        match socket.read(&mut chunk) {
+            Ok(0) => {
+                return Err(ClientError::Handshake { problem: "the server closed before answering".into() });
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if crate::close::is_timeout(&e) => return Err(ClientError::Timeout),
+            Err(e) => return Err(ClientError::Io(e)),
+        }
+    }
+}
+
+/// The body of a refusal, as far as it can be read before the deadline: it
+/// says why, and is worth showing.
+fn read_body(socket: &mut Socket, mut body: Vec<u8>, length: Option<usize>, deadline: Instant) -> String {
+    let want = length.unwrap_or(MAX_BODY).min(MAX_BODY);
+    let mut chunk = [0u8; 512];
+    while body.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(left).is_err() {
+            break;
+        }
+        match socket.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    body.truncate(want);
+    String::from_utf8_lossy(&body).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_read_with_their_defaults() {
+        let t = Target::parse("ws://127.0.0.1:9001/ws/lobby?access_token=x").unwrap();
+        assert_eq!(
+            t,
+            Target {
+                secure: false,
+                host: "127.0.0.1".into(),
+                port: 9001,
+                resource: "/ws/lobby?access_token=x".into()
+            }
+        );
+        assert_eq!(t.host_header(), "127.0.0.1:9001");
+        let t = Target::parse("wss://example.com").unwrap();
+        assert_eq!(
+            (t.secure, t.port, t.resource.as_str(), t.host_header().as_str()),
+            (true, 443, "/", "example.com")
+        );
+        let t = Target::parse("ws://[::1]:9001/echo").unwrap();
+        assert_eq!((t.host.as_str(), t.host_header().as_str()), ("::1", "[::1]:9001"));
+    }
+
+    #[test]
+    fn malformed_urls_say_why() {
+        for (url, problem) in [
+            ("http://example.com/", "the scheme must be ws:// or wss://"),
+            ("example.com:9001", "no scheme: write ws://host:port/path"),
+            ("ws://", "not a URL"),
+            ("not a url at all", "not a URL"),
+        ] {
+            match Target::parse(url) {
+                Err(ClientError::Url { problem: p, .. }) => assert_eq!(p, problem, "{url}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn request_offers_subprotocols_and_headers() {
+        let target = Target::parse("ws://h:1/p").unwrap();
+        let endpoint = Endpoint::new("x", "ws://h:1/p")
+            .subprotocol("a")
+            .subprotocol("b")
+            .header("Authorization", "Bearer t");
+        let text = request(&target, &endpoint, "k");
+        assert!(text.starts_with("GET /p HTTP/1.1\r\nHost: h:1\r\n"), "{text}");
+        assert!(text.contains("Sec-WebSocket-Protocol: a, b\r\n"));
+        assert!(text.ends_with("Authorization: Bearer t\r\n\r\n"));
+    }
+}

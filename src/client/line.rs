@@ -1,0 +1,264 @@
+//! One line: an endpoint's connection, kept up for as long as the client runs.
+//!
+//! The line's thread connects, then becomes the connection's reader, as a
+//! server connection thread does; a writer thread per connection does all
+//! the writing (messages, pings, pongs, the close). When the connection
+//! drops, the line waits out a backoff and connects again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocket};
+use tungstenite::{Error as WsError, Message};
+
+use super::backoff::Backoff;
+use super::handshake::{Opened, Target, open};
+use super::{ClientConfig, ClientError, Endpoint, Event, Never, Reconnect};
+use crate::stream::{Hangup, WriteHalf};
+use crate::tls::TlsConnector;
+
+/// How long the writer waits for the server's close reply before hanging up.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// A connection that stayed up this long starts the backoff afresh.
+const STEADY: Duration = Duration::from_secs(10);
+
+/// Everything a line's thread owns.
+pub(crate) struct Line {
+    pub(crate) name: Arc<str>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) events: Sender<Event>,
+    /// Messages from the application, for whichever connection is up.
+    pub(crate) outgoing: Receiver<Message>,
+    /// Disconnects when the client closes: the signal to say goodbye.
+    pub(crate) stop: Receiver<Never>,
+    pub(crate) connected: Arc<AtomicBool>,
+}
+
+/// What the reader tells the writer.
+enum Control {
+    Pong(tungstenite::Bytes),
+    /// Answer the server's close with this frame, then stop.
+    CloseReply(Option<CloseFrame>),
+    /// The reader has ended: stop.
+    Done,
+}
+
+impl Line {
+    /// The line thread's body.
+    pub(crate) fn run(self) {
+        let mut backoff = match self.config.reconnect {
+            Reconnect::Backoff { first, max } => Some(Backoff::new(first, max)),
+            Reconnect::Never => None,
+        };
+        let mut ever_connected = false;
+        loop {
+            match self.connect() {
+                Ok(opened) => {
+                    ever_connected = true;
+                    let up = Instant::now();
+                    self.converse(opened);
+                    if up.elapsed() >= STEADY {
+                        backoff.iter_mut().for_each(Backoff::reset);
+                    }
+                }
+                // A line that never connected is given up at once: the
+                // address, the credentials or the server are wrong, and
+                // trying forever would hide it.
+                Err(error) => {
+                    self.event(Event::Failed { line: self.name.clone(), error });
+                    if !ever_connected {
+                        break;
+                    }
+                }
+            }
+            if self.stopping() {
+                break;
+            }
+            let Some(delay) = backoff.as_mut().map(Backoff::next_delay) else {
+                break;
+            };
+            self.event(Event::Reconnecting { line: self.name.clone(), after: delay });
+            if let Err(RecvTimeoutError::Disconnected) = self.stop.recv_timeout(delay) {
+                break;
+            }
+        }
+        self.event(Event::Ended { line: self.name.clone() });
+    }
+
+    fn event(&self, event: Event) {
+        // The application has stopped listening: nothing to tell.
+        let _ = self.events.send(event);
+    }
+
+    fn stopping(&self) -> bool {
+        matches!(self.stop.try_recv(), Err(crossbeam_channel::TryRecvError::Disconnected))
+    }
+
+    fn connect(&self) -> Result<Opened, ClientError> {
+        let target = Target::parse(&self.endpoint.url)?;
+        let tls = if target.secure {
+            let roots = self.config.extra_roots_pem.as_deref();
+            Some(TlsConnector::new(roots).map_err(|e| ClientError::Tls(std::io::Error::other(e)))?)
+        } else {
+            None
+        };
+        open(&target, &self.endpoint, tls.as_ref(), self.config.connect_timeout)
+    }
+
+    /// One connection's life, from its 101 to its end.
+    fn converse(&self, opened: Opened) {
+        let Opened { socket, rest, subprotocol } = opened;
+        let (control, control_rx) = bounded(4);
+        let writer = Writer {
+            ws: WebSocket::from_raw_socket(socket.write_half(), Role::Client, Some(self.config.websocket)),
+            outgoing: self.outgoing.clone(),
+            control: control_rx,
+            stop: self.stop.clone(),
+            ping_interval: self.config.ping_interval,
+        };
+        let writer = match std::thread::Builder::new()
+            .name(format!("client-{}-write", self.name))
+            .spawn(move || writer.run())
+        {
+            Ok(writer) => writer,
+            Err(e) => {
+                self.event(Event::Failed { line: self.name.clone(), error: ClientError::Io(e) });
+                return;
+            }
+        };
+        self.connected.store(true, Ordering::SeqCst);
+        self.event(Event::Connected { line: self.name.clone(), subprotocol });
+
+        // Silence longer than a ping interval and its pong timeout means the
+        // server, which answers every ping, is gone.
+        let silence = self.config.ping_interval + self.config.pong_timeout;
+        let ending = match socket.set_read_timeout(silence) {
+            Ok(()) => {
+                let ws = WebSocket::from_partially_read(
+                    socket.read_half(),
+                    rest,
+                    Role::Client,
+                    Some(self.config.websocket),
+                );
+                self.read(ws, &control)
+            }
+            Err(e) => Ending::Dropped(e.to_string()),
+        };
+        self.connected.store(false, Ordering::SeqCst);
+        let _ = control.send_timeout(Control::Done, CLOSE_WAIT);
+        let _ = writer.join();
+        socket.hang_up();
+        let (code, reason) = match ending {
+            Ending::Closed(Some(close)) => (Some(close.code), close.reason.to_string()),
+            Ending::Closed(None) => (Some(CloseCode::Status), String::new()),
+            Ending::Dropped(why) => (None, why),
+        };
+        self.event(Event::Closed { line: self.name.clone(), code, reason });
+    }
+
+    /// Reads until the connection ends.
+    fn read(&self, mut ws: WebSocket<crate::stream::ReadHalf>, control: &Sender<Control>) -> Ending {
+        let silence = self.config.ping_interval + self.config.pong_timeout;
+        let mut close = None;
+        loop {
+            match ws.read() {
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                    self.event(Event::Message { line: self.name.clone(), message });
+                }
+                Ok(Message::Ping(payload)) => {
+                    let _ = control.try_send(Control::Pong(payload));
+                }
+                Ok(Message::Close(frame)) => {
+                    close = Some(frame.clone());
+                    let _ = control.try_send(Control::CloseReply(frame));
+                }
+                Ok(Message::Pong(_) | Message::Frame(_)) => {}
+                // The server hangs up after the close handshake.
+                Err(WsError::ConnectionClosed) | Err(WsError::Protocol(_)) if close.is_some() => {
+                    return Ending::Closed(close.flatten());
+                }
+                Err(WsError::Io(e)) if crate::close::is_timeout(&e) => {
+                    return Ending::Dropped(format!("no answer to pings for {silence:?}"));
+                }
+                Err(e) => return Ending::Dropped(e.to_string()),
+            }
+        }
+    }
+}
+
+/// How a connection ended.
+enum Ending {
+    /// With the server's close frame.
+    Closed(Option<CloseFrame>),
+    /// Without a close handshake, for this reason.
+    Dropped(String),
+}
+
+/// A connection's writer: the only thread that writes to its socket.
+struct Writer {
+    ws: WebSocket<WriteHalf>,
+    outgoing: Receiver<Message>,
+    control: Receiver<Control>,
+    stop: Receiver<Never>,
+    ping_interval: Duration,
+}
+
+impl Writer {
+    fn run(mut self) {
+        if self.serve().is_err() {
+            // The reader, blocked on the same socket, must wake and end too.
+            self.ws.get_ref().hang_up();
+        }
+    }
+
+    fn serve(&mut self) -> tungstenite::Result<()> {
+        let mut next_ping = Instant::now() + self.ping_interval;
+        loop {
+            let until_ping = next_ping.saturating_duration_since(Instant::now());
+            select! {
+                recv(self.control) -> control => match control {
+                    Ok(Control::Pong(payload)) => self.ws.send(Message::Pong(payload))?,
+                    Ok(Control::CloseReply(frame)) => {
+                        self.ws.close(frame)?;
+                        return self.ws.flush();
+                    }
+                    Ok(Control::Done) | Err(_) => return Ok(()),
+                },
+                recv(self.outgoing) -> message => {
+                    let Ok(message) = message else { return Ok(()) };
+                    self.ws.write(message)?;
+                    // Whatever else is queued goes out with it.
+                    while let Ok(message) = self.outgoing.try_recv() {
+                        self.ws.write(message)?;
+                    }
+                    self.ws.flush()?;
+                },
+                recv(self.stop) -> _ => return self.goodbye(),
+                default(until_ping) => {
+                    self.ws.send(Message::Ping(tungstenite::Bytes::new()))?;
+                    next_ping = Instant::now() + self.ping_interval;
+                },
+            }
+        }
+    }
+
+    /// The client is closing: 1000, then the reader's word that the server
+    /// answered, or a hang-up after a short wait.
+    fn goodbye(&mut self) -> tungstenite::Result<()> {
+        self.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))?;
+        self.ws.flush()?;
+        let deadline = Instant::now() + CLOSE_WAIT;
+        loop {
+            match self.control.recv_deadline(deadline) {
+                Ok(Control::Done) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        self.ws.get_ref().hang_up();
+        Ok(())
+    }
+}

@@ -1,0 +1,402 @@
+//! The client side: one program holding several WebSocket connections at
+//! once, each kept up by itself.
+//!
+//! A [`Client`] is given named [`Endpoint`]s, each with its own URL,
+//! subprotocols and headers. For each it starts a *line*: a thread that
+//! connects, reads, notices when the connection drops, and connects again
+//! after a backoff with jitter. Each live connection also has a writer
+//! thread, for the reason the server has one: tungstenite answers pings from
+//! inside `read()`, and frames from two threads must never interleave, so one
+//! thread does all the writing (messages, pings, pongs, the close).
+//!
+//! Everything that happens on every line arrives, tagged with the line's
+//! name, on one channel of [`Event`]s: that is how the program tells its
+//! connections apart and hears about each one's state.
+//!
+//! ```no_run
+//! use switchboard::client::{Client, ClientConfig, Endpoint, Event};
+//!
+//! let client = Client::start(
+//!     vec![
+//!         Endpoint::new("chat", "ws://127.0.0.1:9001/ws/lobby").subprotocol("chat.v1"),
+//!         Endpoint::new("echo", "ws://127.0.0.1:9001/echo"),
+//!     ],
+//!     ClientConfig::default(),
+//! )?;
+//! for event in client.events().iter() {
+//!     match event {
+//!         Event::Connected { line, .. } => client.send(&line, "hello")?,
+//!         Event::Message { line, message } => println!("[{line}] {message}"),
+//!         other => println!("{other}"),
+//!     }
+//! }
+//! # Ok::<(), switchboard::client::ClientError>(())
+//! ```
+
+mod backoff;
+mod handshake;
+mod line;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use tungstenite::Message;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use self::line::Line;
+
+/// A type with no values: the stop channel carries nothing; dropping its
+/// sender is the signal.
+#[derive(Debug)]
+pub(crate) enum Never {}
+
+/// One connection to keep: a name for it, and where and how to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// How events name this connection.
+    pub name: String,
+    /// A `ws://` or `wss://` URL.
+    pub url: String,
+    /// Subprotocols to offer, in order of preference.
+    pub subprotocols: Vec<String>,
+    /// Extra headers for the upgrade request, such as
+    /// `("Authorization", "Bearer ...")`.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Endpoint {
+    /// An endpoint with no subprotocols or extra headers.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        Endpoint { name: name.into(), url: url.into(), subprotocols: Vec::new(), headers: Vec::new() }
+    }
+
+    /// Also offers `subprotocol`.
+    pub fn subprotocol(mut self, subprotocol: impl Into<String>) -> Self {
+        self.subprotocols.push(subprotocol.into());
+        self
+    }
+
+    /// Also sends the header `name: value`.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// What to do when a connection drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconnect {
+    /// End the line.
+    Never,
+    /// Connect again after `first`, then twice as long after each failure
+    /// up to `max`, each wait spread at random by half either way.
+    Backoff {
+        /// The first wait.
+        first: Duration,
+        /// The longest wait.
+        max: Duration,
+    },
+}
+
+/// How every line of a [`Client`] behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The client pings every connection this often. Default 20 s.
+    pub ping_interval: Duration,
+    /// A connection from which nothing (not even a pong) arrives for a ping
+    /// interval and this long is taken for dead. Default 10 s.
+    pub pong_timeout: Duration,
+    /// Connecting, TLS and the upgrade together. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Default: back off from 0.5 s to 30 s.
+    pub reconnect: Reconnect,
+    /// Certificates to trust for wss:// besides the system's store, in PEM:
+    /// a test server's self-signed one, say. Default none.
+    pub extra_roots_pem: Option<Vec<u8>>,
+    /// tungstenite's limits on incoming messages. Default 16 MiB messages,
+    /// 4 KiB read buffer.
+    pub websocket: WebSocketConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            ping_interval: Duration::from_secs(20),
+            pong_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            reconnect: Reconnect::Backoff { first: Duration::from_millis(500), max: Duration::from_secs(30) },
+            extra_roots_pem: None,
+            websocket: WebSocketConfig::default()
+                .read_buffer_size(4096)
+                .max_message_size(Some(16 << 20))
+                .max_frame_size(Some(16 << 20)),
+        }
+    }
+}
+
+/// What went wrong on the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL cannot be used.
+    #[error("bad URL {url:?}: {problem}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// No TCP connection could be made.
+    #[error("cannot connect to {address}")]
+    Connect {
+        /// `host:port`.
+        address: String,
+        /// Why, such as "connection refused".
+        #[source]
+        source: io::Error,
+    },
+    /// The TLS handshake failed: an untrusted certificate, a plain-text
+    /// server, ...
+    #[error("TLS handshake failed")]
+    Tls(#[source] io::Error),
+    /// The server answered the upgrade with an HTTP error.
+    #[error("upgrade refused: {status} {body}")]
+    Refused {
+        /// The HTTP status, such as 401.
+        status: u16,
+        /// What the server said, trimmed.
+        body: String,
+    },
+    /// The server's answer broke RFC 6455.
+    #[error("bad upgrade answer: {problem}")]
+    Handshake {
+        /// What was wrong.
+        problem: String,
+    },
+    /// Connecting took longer than the connect timeout.
+    #[error("timed out")]
+    Timeout,
+    /// An I/O error.
+    #[error("i/o error")]
+    Io(#[from] io::Error),
+    /// No line has this name.
+    #[error("no connection named {0:?}")]
+    NoSuchLine(String),
+    /// The line is not connected right now (it is reconnecting, or ended).
+    #[error("{0} is not connected")]
+    NotConnected(Arc<str>),
+    /// The line's queue of outgoing messages is full.
+    #[error("{0} has too much to send already")]
+    Busy(Arc<str>),
+}
+
+/// Something that happened on a line.
+#[derive(Debug)]
+pub enum Event {
+    /// Connected, or connected again, speaking `subprotocol` if the server
+    /// chose one.
+    Connected {
+        /// The line.
+        line: Arc<str>,
+        /// The subprotocol agreed.
+        subprotocol: Option<String>,
+    },
+    /// A text or binary message arrived.
+    Message {
+        /// The line.
+        line: Arc<str>,
+        /// The message.
+        message: Message,
+    },
+    /// The connection ended: with the server's close `code` and `reason`,
+    /// or, when `code` is `None`, dropped for `reason`.
+    Closed {
+        /// The line.
+        line: Arc<str>,
+        /// The close code, if there was a close handshake.
+        code: Option<CloseCode>,
+        /// The close reason, or why the connection dropped.
+        reason: String,
+    },
+    /// A connection attempt failed.
+    Failed {
+        /// The line.
+        line: Arc<str>,
+        /// Why.
+        error: ClientError,
+    },
+    /// The line will connect again after this wait.
+    Reconnecting {
+        /// The line.
+        line: Arc<str>,
+        /// The wait.
+        after: Duration,
+    },
+    /// The line is done: closed by the client, or given up.
+    Ended {
+        /// The line.
+        line: Arc<str>,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Connected { line, subprotocol: Some(p) } => {
+                write!(f, "[{line}] connected (subprotocol {p})")
+            }
+            Event::Connected { line, subprotocol: None } => write!(f, "[{line}] connected"),
+            Event::Message { line, message: Message::Text(text) } => write!(f, "[{line}] {text}"),
+            Event::Message { line, message } => {
+                let bytes = message.clone().into_data();
+                let shown: Vec<String> = bytes.iter().take(32).map(|b| format!("{b:02x}")).collect();
+                let more = if bytes.len() > 32 { " ..." } else { "" };
+                write!(f, "[{line}] binary, {} bytes: {}{more}", bytes.len(), shown.join(" "))
+            }
+            Event::Closed { line, code: Some(code), reason } => write!(f, "[{line}] closed: {code} {reason}"),
+            Event::Closed { line, code: None, reason } => write!(f, "[{line}] dropped: {reason}"),
+            Event::Failed { line, error } => write!(f, "[{line}] error: {}", chain(error)),
+            Event::Reconnecting { line, after } => {
+                write!(f, "[{line}] reconnecting in {:.1} s", after.as_secs_f64())
+            }
+            Event::Ended { line } => write!(f, "[{line}] ended"),
+        }
+    }
+}
+
+/// `error: cause: root cause`, so that one line says it all.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A line as the client holds it.
+#[derive(Debug)]
+struct LineHandle {
+    name: Arc<str>,
+    outgoing: Sender<Message>,
+    connected: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// Several WebSocket connections, each kept up by its own line; see the
+/// module docs.
+#[derive(Debug)]
+pub struct Client {
+    lines: Vec<LineHandle>,
+    by_name: HashMap<Arc<str>, usize>,
+    events: Receiver<Event>,
+    /// Dropped to tell every line to close.
+    stop: Option<Sender<Never>>,
+}
+
+/// Outgoing messages one line may have queued.
+const OUTGOING: usize = 256;
+/// Events waiting for the application; when full, readers wait, and the
+/// server's messages wait in TCP.
+const EVENTS: usize = 1024;
+
+impl Client {
+    /// Starts a line for each endpoint. Events, connection failures
+    /// included, arrive on [`events`](Client::events).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Io`] when a thread cannot be started.
+    pub fn start(endpoints: Vec<Endpoint>, config: ClientConfig) -> Result<Client, ClientError> {
+        let config = Arc::new(config);
+        let (events_tx, events) = bounded(EVENTS);
+        let (stop, stop_rx) = bounded::<Never>(0);
+        let mut lines = Vec::new();
+        let mut by_name = HashMap::new();
+        for endpoint in endpoints {
+            let name: Arc<str> = endpoint.name.as_str().into();
+            let (outgoing, outgoing_rx) = bounded(OUTGOING);
+            let connected = Arc::new(AtomicBool::new(false));
+            let line = Line {
+                name: name.clone(),
+                endpoint,
+                config: config.clone(),
+                events: events_tx.clone(),
+                outgoing: outgoing_rx,
+                stop: stop_rx.clone(),
+                connected: connected.clone(),
+            };
+            let thread =
+                std::thread::Builder::new().name(format!("client-{name}")).spawn(move || line.run())?;
+            by_name.insert(name.clone(), lines.len());
+            lines.push(LineHandle { name, outgoing, connected, thread });
+        }
+        Ok(Client { lines, by_name, events, stop: Some(stop) })
+    }
+
+    /// Every event from every line, in the order they happened on each.
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// The lines' names, in the order they were given.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.lines.iter().map(|line| &*line.name)
+    }
+
+    /// Sends a message on one line, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NoSuchLine`], [`ClientError::NotConnected`] while it
+    /// reconnects, or [`ClientError::Busy`] when it has 256 messages queued.
+    pub fn send(&self, line: &str, message: impl Into<Message>) -> Result<(), ClientError> {
+        let index = self.by_name.get(line).ok_or_else(|| ClientError::NoSuchLine(line.to_owned()))?;
+        let line = &self.lines[*index];
+        if !line.connected.load(Ordering::SeqCst) {
+            return Err(ClientError::NotConnected(line.name.clone()));
+        }
+        match line.outgoing.try_send(message.into()) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ClientError::Busy(line.name.clone())),
+            Err(TrySendError::Disconnected(_)) => Err(ClientError::NotConnected(line.name.clone())),
+        }
+    }
+
+    /// Sends a message on every line; returns what happened on each.
+    pub fn send_all(&self, message: impl Into<Message>) -> Vec<(&str, Result<(), ClientError>)> {
+        let message = message.into();
+        self.lines.iter().map(|line| (&*line.name, self.send(&line.name, message.clone()))).collect()
+    }
+
+    /// Tells every line to close its connection with 1000 and end. It
+    /// returns at once; each line then reports [`Event::Closed`] (if it was
+    /// connected) and [`Event::Ended`]. Calling it again does nothing.
+    pub fn close(&mut self) {
+        drop(self.stop.take());
+    }
+
+    /// Closes every line, if [`close`](Client::close) was not called yet,
+    /// and waits for them to end: a few seconds at most, however the
+    /// servers answer. Events not read yet are dropped.
+    pub fn join(mut self) {
+        self.close();
+        // The events channel is bounded: keep it drained while the lines
+        // say goodbye, or a line could wait on it forever.
+        let events = self.events.clone();
+        let drain = std::thread::spawn(move || while events.recv().is_ok() {});
+        for line in self.lines.drain(..) {
+            let _ = line.thread.join();
+        }
+        drop(self.events);
+        let _ = drain.join();
+    }
+}

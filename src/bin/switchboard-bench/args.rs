@@ -32,7 +32,8 @@ const MAX_WINDOW: u64 = 4096;
 
 /// Load for any WebSocket server with an echo path and room paths:
 /// throughput, latency percentiles and message accounting (lost, duplicated,
-/// out of order) for echo, fanout, idle and churn workloads.
+/// out of order) for echo, fanout, idle and churn workloads, plus a report
+/// that compares several servers.
 ///
 /// The load side runs a few event-loop threads (mio), so it can hold tens of
 /// thousands of connections without a thread each. Every run is bounded in
@@ -57,6 +58,8 @@ pub enum Command {
     Idle(IdleArgs),
     /// W workers connecting, upgrading, echoing once and closing, over and over: handshakes/s.
     Churn(ChurnArgs),
+    /// Read JSON results of earlier runs and write a comparison (Markdown table and SVG chart).
+    Report(ReportArgs),
 }
 
 /// Options every load scenario takes.
@@ -198,6 +201,23 @@ pub struct ChurnArgs {
     /// The bound on each connect, read and write.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     pub io_timeout: humantime::Duration,
+}
+
+/// `report` options.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// JSON files written by --json.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The server the others are compared with (ratios are it ÷ each other).
+    #[arg(long, value_name = "LABEL", default_value = "switchboard")]
+    pub baseline: String,
+    /// Write the Markdown table here (it is printed either way).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write the SVG chart here.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 /// Fails unless `min <= value <= max`.
@@ -373,6 +393,7 @@ mod tests {
             Command::Fanout(a) => &a.load,
             Command::Idle(a) => &a.load,
             Command::Churn(a) => &a.load,
+            Command::Report(_) => panic!("no load options"),
         }
     }
 
@@ -386,6 +407,7 @@ mod tests {
                 Command::Fanout(a) => drop(a.settings().unwrap()),
                 Command::Idle(a) => drop(a.settings().unwrap()),
                 Command::Churn(a) => drop(a.settings().unwrap()),
+                Command::Report(_) => unreachable!(),
             }
         }
     }

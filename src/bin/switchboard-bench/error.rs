@@ -99,4 +99,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A results file is not the JSON this tool writes.
+    #[error("{path} is not a switchboard-bench result")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
 }

@@ -15,6 +15,7 @@
 mod args;
 mod client;
 mod clock;
+mod compare;
 mod error;
 mod event_loop;
 mod latency;
@@ -59,6 +60,7 @@ fn run(args: Args) -> Result<()> {
         }
         Command::Idle(a) => (scenario::idle::run(&a.load.settings(command)?, &a.settings()?)?, a.load.json),
         Command::Churn(a) => (scenario::churn::run(&a.load.settings(command)?, &a.settings()?)?, a.load.json),
+        Command::Report(a) => return compare::run(&a),
     };
     println!("{report}");
     if let Some(path) = json {

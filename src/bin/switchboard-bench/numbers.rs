@@ -31,6 +31,15 @@ pub fn millis(micros: f64) -> String {
     }
 }
 
+/// A ratio as `1.23×`, or `–` when it cannot be formed.
+pub fn ratio(numerator: f64, denominator: f64) -> String {
+    if denominator > 0.0 && numerator.is_finite() && denominator.is_finite() {
+        format!("{:.2}×", numerator / denominator)
+    } else {
+        "–".to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +60,11 @@ mod tests {
         assert_eq!(millis(4120.0), "4.12");
         assert_eq!(millis(41200.0), "41.2");
         assert_eq!(millis(4_120_000.0), "4,120");
+    }
+
+    #[test]
+    fn ratios_need_a_denominator() {
+        assert_eq!(ratio(3.0, 2.0), "1.50×");
+        assert_eq!(ratio(3.0, 0.0), "–");
     }
 }

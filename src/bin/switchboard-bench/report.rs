@@ -115,6 +115,18 @@ impl Report {
         let json = serde_json::to_string_pretty(self).map_err(|e| write_error(e.into()))?;
         fs::write(path, json + "\n").map_err(write_error)
     }
+
+    /// Reads a report written by [`write_json`](Self::write_json).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] if the file cannot be read, [`Error::Json`] if it is
+    /// not a report.
+    pub fn read_json(path: &Path) -> Result<Report> {
+        let text =
+            fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_owned(), source })
+    }
 }
 
 #[cfg(test)]
@@ -258,6 +270,22 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_round_trip() {
+        let mut report = Report::example("idle", "switchboard");
+        report.resources = Some(Resources { rss_kib_per_connection: Some(32.5), ..Resources::default() });
+        report.endings.closed_by_server.insert(1008, 3);
+        let dir = std::env::temp_dir().join(format!("switchboard-bench-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("report.json");
+        report.write_json(&path).unwrap();
+        let back = Report::read_json(&path).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(back.endings, report.endings);
+        assert_eq!(back.resources.and_then(|r| r.rss_kib_per_connection), Some(32.5));
+        assert_eq!(back.latency, report.latency);
+    }
 
     #[test]
     fn the_table_names_the_trouble() {

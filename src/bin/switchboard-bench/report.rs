@@ -96,8 +96,12 @@ pub struct Resources {
     /// Server file descriptors per connection.
     pub fds_per_connection: Option<f64>,
     /// Drop in the machine's MemAvailable per connection, KiB: both ends,
-    /// kernel included, and anything else the machine did meanwhile.
-    pub mem_available_kib_per_connection: f64,
+    /// kernel included, and anything else the machine did meanwhile. Left
+    /// out when the server died, since its memory was freed with it.
+    pub mem_available_kib_per_connection: Option<f64>,
+    /// Connections open when the samples were taken (the divisor).
+    #[serde(default)]
+    pub held: u64,
     /// This tool's own RSS growth per connection, KiB (part of the above).
     pub tool_rss_kib_per_connection: f64,
     /// Whether the server's thread count stopped changing before sampling.
@@ -244,8 +248,10 @@ impl fmt::Display for Report {
                 f,
                 "machine",
                 format!(
-                    "MemAvailable down {:.1} KiB per connection (both ends, kernel included); this tool's RSS {:.1} KiB of it",
-                    r.mem_available_kib_per_connection, r.tool_rss_kib_per_connection
+                    "MemAvailable down {} KiB per connection (both ends, kernel included); this tool's RSS {:.1} KiB of it; {} connections held",
+                    per(r.mem_available_kib_per_connection, 1),
+                    r.tool_rss_kib_per_connection,
+                    grouped(r.held as f64)
                 ),
             )?;
         }
@@ -254,9 +260,10 @@ impl fmt::Display for Report {
             f,
             "cpu",
             format!(
-                "this tool {}, the server {} (of one core, over the measured interval)",
+                "this tool {}, the server {}, everything else {} (of one core, over the measured interval)",
                 cpu(self.cpu.tool_percent),
-                cpu(self.cpu.server_percent)
+                cpu(self.cpu.server_percent),
+                cpu(self.cpu.others_percent)
             ),
         )?;
         for (name, value) in &self.details {

@@ -71,6 +71,27 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU time the whole machine has spent busy (every CPU, every process and
+/// the kernel; not idle, not waiting for I/O), from the first line of /proc/stat.
+///
+/// # Errors
+///
+/// The I/O error if /proc/stat cannot be read or is not as expected.
+pub fn machine_busy() -> io::Result<Duration> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    busy_ticks(&stat)
+        .map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/stat"))
+}
+
+/// `user nice system idle iowait irq softirq steal`: everything but idle and iowait.
+fn busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = ticks[..] else { return None };
+    Some(user + nice + system + irq + softirq + steal)
+}
+
 /// CPU use over an interval, in percent of one core.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuUse {
@@ -78,6 +99,10 @@ pub struct CpuUse {
     pub tool_percent: Option<f64>,
     /// The server, when its process id was given.
     pub server_percent: Option<f64>,
+    /// Everything else the machine did meanwhile: on a shared machine, the
+    /// work that competed with the run.
+    #[serde(default)]
+    pub others_percent: Option<f64>,
 }
 
 /// Takes CPU times at the start of an interval, to compare at its end.
@@ -86,15 +111,17 @@ pub struct CpuWatch {
     began: Instant,
     tool: Option<Duration>,
     server: Option<(u32, Duration)>,
+    machine: Option<Duration>,
 }
 
 impl CpuWatch {
-    /// Starts watching this process and, if given, the server's.
+    /// Starts watching this process, the machine and, if given, the server.
     pub fn start(server_pid: Option<u32>) -> CpuWatch {
         CpuWatch {
             began: Instant::now(),
             tool: cpu_time(std::process::id()).ok(),
             server: server_pid.and_then(|pid| Some((pid, cpu_time(pid).ok()?))),
+            machine: machine_busy().ok(),
         }
     }
 
@@ -108,10 +135,12 @@ impl CpuWatch {
         let wall = self.began.elapsed().as_secs_f64().max(1e-9);
         let percent =
             |before: Duration, after: Duration| after.saturating_sub(before).as_secs_f64() / wall * 100.0;
-        CpuUse {
-            tool_percent: self.tool.zip(cpu_time(std::process::id()).ok()).map(|(b, a)| percent(b, a)),
-            server_percent: self.server.and_then(|(pid, before)| Some(percent(before, cpu_time(pid).ok()?))),
-        }
+        let tool_percent = self.tool.zip(cpu_time(std::process::id()).ok()).map(|(b, a)| percent(b, a));
+        let server_percent = self.server.and_then(|(pid, before)| Some(percent(before, cpu_time(pid).ok()?)));
+        let machine_percent = self.machine.zip(machine_busy().ok()).map(|(b, a)| percent(b, a));
+        let others_percent = machine_percent
+            .map(|machine| (machine - tool_percent.unwrap_or(0.0) - server_percent.unwrap_or(0.0)).max(0.0));
+        CpuUse { tool_percent, server_percent, others_percent }
     }
 }
 
@@ -193,6 +222,13 @@ mod tests {
         let stat = "1234 (conn 7) read) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 9 0 12345";
         assert_eq!(cpu_ticks(stat), Some(281));
         assert_eq!(cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn busy_ticks_leave_out_idle_and_iowait() {
+        let stat = "cpu  100 2 30 5000 40 5 6 7 0 0\ncpu0 50 1 15 2500 20 2 3 3 0 0\n";
+        assert_eq!(busy_ticks(stat), Some(100 + 2 + 30 + 5 + 6 + 7));
+        assert_eq!(busy_ticks("cpu0 1 2 3\n"), None);
     }
 
     #[test]

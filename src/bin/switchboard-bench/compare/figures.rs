@@ -101,7 +101,7 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "machine MemAvailable per connection (KiB, both ends)",
         better: Better::Lower,
-        value: |r| Some(r.resources.as_ref()?.mem_available_kib_per_connection),
+        value: |r| r.resources.as_ref()?.mem_available_kib_per_connection,
         show: one_decimal,
     },
     Figure {
@@ -114,6 +114,12 @@ pub const FIGURES: &[Figure] = &[
         name: "switchboard-bench CPU (% of a core)",
         better: Better::Neither,
         value: |r| r.cpu.tool_percent,
+        show: whole,
+    },
+    Figure {
+        name: "other work on the machine meanwhile (% of a core)",
+        better: Better::Neither,
+        value: |r| r.cpu.others_percent,
         show: whole,
     },
     Figure {

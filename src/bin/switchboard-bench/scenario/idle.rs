@@ -98,7 +98,7 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
     let own_after = ProcessSample::own().map_err(proc_error("/proc/self"))?;
     let available_after = mem_available_kib().map_err(proc_error("/proc/meminfo"))?;
     // Still open after the sampling: those are the connections measured.
-    let held = run.reading().open().max(1);
+    let held = run.reading().open();
     let measured = run.measure(load.duration, load.server_pid, |_| false);
     run.enter(Phase::Drain);
     run.wait_until(load.drain, |r| r.received >= r.open());
@@ -117,7 +117,7 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
     }
     messages.lost = messages.sent.saturating_sub(messages.received);
 
-    let per = |before: u64, after: u64| (after as f64 - before as f64) / held as f64;
+    let per = |before: u64, after: u64| (after as f64 - before as f64) / held.max(1) as f64;
     let resources = Resources {
         server_pid: load.server_pid,
         server_before,
@@ -125,7 +125,8 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
         rss_kib_per_connection: server_before.zip(server_after).map(|(b, a)| per(b.rss_kib, a.rss_kib)),
         threads_per_connection: server_before.zip(server_after).map(|(b, a)| per(b.threads, a.threads)),
         fds_per_connection: server_before.zip(server_after).map(|(b, a)| per(b.fds, a.fds)),
-        mem_available_kib_per_connection: per(available_after, available_before),
+        mem_available_kib_per_connection: (!server_gone).then(|| per(available_after, available_before)),
+        held,
         tool_rss_kib_per_connection: per(own_before.rss_kib, own_after.rss_kib),
         settled,
     };

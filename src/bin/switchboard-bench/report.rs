@@ -104,7 +104,9 @@ pub struct Resources {
     pub held: u64,
     /// This tool's own RSS growth per connection, KiB (part of the above).
     pub tool_rss_kib_per_connection: f64,
-    /// Whether the server's thread count stopped changing before sampling.
+    /// Whether the server's thread count stopped changing before sampling
+    /// (false, too, when the server died and the figures are from its last
+    /// look alive).
     pub settled: bool,
 }
 
@@ -240,7 +242,13 @@ impl fmt::Display for Report {
                         per(r.rss_kib_per_connection, 1),
                         per(r.threads_per_connection, 2),
                         per(r.fds_per_connection, 2),
-                        if r.settled { "" } else { " (thread count still changing when sampled)" }
+                        if self.details.contains_key("server_gone") {
+                            " (the server died; these are from its last look alive)"
+                        } else if r.settled {
+                            ""
+                        } else {
+                            " (thread count still changing when sampled)"
+                        }
                     ),
                 )?,
             }

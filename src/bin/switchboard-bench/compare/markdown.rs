@@ -11,7 +11,10 @@ use crate::report::Report;
 fn trouble(report: &Report) -> String {
     let endings = report.endings.describe();
     if report.details.contains_key("server_gone") {
-        format!("**server process gone** (exited or crashed); {endings}")
+        let held = report.resources.as_ref().map_or(0, |r| r.held);
+        format!(
+            "**server process gone** (exited or crashed; last seen alive at {held} connections); {endings}"
+        )
     } else {
         endings
     }

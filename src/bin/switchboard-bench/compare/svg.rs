@@ -120,10 +120,17 @@ fn render_case(body: &mut String, comparison: &Comparison, case: &Case, mut y: f
             text(body, HEAD_X, top + 12.0, "start", "fill=\"#a0aec0\"", "not run");
             continue;
         };
-        if let Some(value) = (head.value)(run) {
-            let width = if head_max > 0.0 { HEAD_WIDTH * value / head_max } else { 0.0 };
-            rect(body, HEAD_X, top, width, BAR, colour, 1.0);
-            text(body, HEAD_X + width + 4.0, top + 12.0, "start", "", &(head.show)(value));
+        let died = run.details.contains_key("server_gone");
+        match (head.value)(run) {
+            Some(value) => {
+                let width = if head_max > 0.0 { HEAD_WIDTH * value / head_max } else { 0.0 };
+                rect(body, HEAD_X, top, width, BAR, colour, 1.0);
+                let label =
+                    if died { format!("{} (then died)", (head.show)(value)) } else { (head.show)(value) };
+                text(body, HEAD_X + width + 4.0, top + 12.0, "start", "", &label);
+            }
+            None if died => text(body, HEAD_X, top + 12.0, "start", "fill=\"#c53030\"", "server died"),
+            None => text(body, HEAD_X, top + 12.0, "start", "fill=\"#a0aec0\"", "–"),
         }
         let l = &run.latency;
         if l.count > 0 {

@@ -6,7 +6,14 @@
 //! At the end of the hold one connection says something in the room, and
 //! every connection should hear it: a server that only pretends to hold its
 //! connections would lose those messages.
+//!
+//! A server may not survive the load (a thread-per-connection server runs
+//! into the machine's thread or memory-map limits). The server is looked
+//! at twice a second while connections open, so if it dies, the figures
+//! come from its last look alive, with the number of connections it held
+//! then.
 
+use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,7 +22,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::event_loop::{Clients, Context, Driver, Finished};
 use crate::latency::Latency;
-use crate::numbers::millis;
+use crate::numbers::{grouped, millis};
 use crate::payload::{HEADER_LEN, Kind, Payload};
 use crate::progress::Progress;
 use crate::report::{Connections, Report, Resources, Throughput};
@@ -28,6 +35,34 @@ use crate::system::{ProcessSample, mem_available_kib};
 const SETTLE_EVERY: Duration = Duration::from_millis(100);
 /// The thread count must stay the same this long to count as settled.
 const SETTLED_FOR: Duration = Duration::from_secs(1);
+/// How often the server is looked at while connections open.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// What the connections cost at one moment: the server, this tool and the
+/// machine, with how many connections were open.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    /// `None` if there is no server to look at, or it is gone.
+    server: Option<ProcessSample>,
+    own: ProcessSample,
+    available_kib: u64,
+    open: u64,
+}
+
+impl Look {
+    fn take(server_pid: Option<u32>, open: u64) -> Result<Look> {
+        let read_error = |path: &str| {
+            let path = path.into();
+            move |source| Error::Read { path, source }
+        };
+        Ok(Look {
+            server: server_pid.and_then(|pid| ProcessSample::of(pid).ok()),
+            own: ProcessSample::own().map_err(read_error("/proc/self"))?,
+            available_kib: mem_available_kib().map_err(read_error("/proc/meminfo"))?,
+            open,
+        })
+    }
+}
 
 /// What `idle` is told (the server's process, to sample, is in [`LoadSettings`]).
 #[derive(Debug, Clone)]
@@ -47,16 +82,11 @@ pub struct IdleSettings {
 /// [`Error::Setup`] if no connection opens; [`Error::Read`] if /proc cannot
 /// be read; thread and poller failures.
 pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
-    let proc_error = |what: &str| {
-        let path = what.into();
-        move |source| Error::Read { path, source }
-    };
-    let server_before = match load.server_pid {
-        Some(pid) => Some(ProcessSample::of(pid).map_err(proc_error(&format!("/proc/{pid}")))?),
-        None => None,
-    };
-    let own_before = ProcessSample::own().map_err(proc_error("/proc/self"))?;
-    let available_before = mem_available_kib().map_err(proc_error("/proc/meminfo"))?;
+    let before = Look::take(load.server_pid, 0)?;
+    if let (Some(pid), None) = (load.server_pid, before.server) {
+        let source = io::Error::new(io::ErrorKind::NotFound, "no such process");
+        return Err(Error::Read { path: format!("/proc/{pid}").into(), source });
+    }
 
     let clock = Clock::start();
     let shared = Shared::new();
@@ -72,7 +102,20 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
     let wanted = idle.connections as u64;
     run.enter(Phase::Setup);
     let began = Instant::now();
-    run.wait_until(load.setup_timeout, |r| r.opened + r.failed >= wanted);
+    // Looks along the way, so that a server that dies before all
+    // connections are open still leaves figures, taken at fewer of them.
+    let mut last_alive = None;
+    let mut next_look = Instant::now();
+    run.wait_until(load.setup_timeout, |r| {
+        if load.server_pid.is_some() && Instant::now() >= next_look {
+            next_look = Instant::now() + LOOK_EVERY;
+            last_alive = Look::take(load.server_pid, r.open())
+                .ok()
+                .filter(|look| look.server.is_some())
+                .or(last_alive);
+        }
+        r.opened + r.failed >= wanted
+    });
     let setup = began.elapsed();
     let opened = run.reading().opened;
     if opened == 0 {
@@ -88,17 +131,24 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
         }
         None => true,
     };
+    let now = Look::take(load.server_pid, run.reading().open())?;
     // A server that ran out of threads or memory may have died under the
     // load: that is a result to report, not a reason to report nothing.
-    let server_after = load.server_pid.and_then(|pid| ProcessSample::of(pid).ok());
-    let server_gone = load.server_pid.is_some() && server_after.is_none();
-    if server_gone {
-        run.progress().note("the server process is gone: it exited or crashed under the load");
-    }
-    let own_after = ProcessSample::own().map_err(proc_error("/proc/self"))?;
-    let available_after = mem_available_kib().map_err(proc_error("/proc/meminfo"))?;
-    // Still open after the sampling: those are the connections measured.
-    let held = run.reading().open();
+    let server_gone = load.server_pid.is_some() && now.server.is_none();
+    let after = match (server_gone, last_alive) {
+        (true, Some(look)) => {
+            let at = grouped(look.open as f64);
+            run.progress().note(&format!(
+                "the server process is gone (exited or crashed); figures are from the last look, at {at} connections"
+            ));
+            look
+        }
+        (true, None) => {
+            run.progress().note("the server process is gone (exited or crashed)");
+            now
+        }
+        (false, _) => now,
+    };
     let measured = run.measure(load.duration, load.server_pid, |_| false);
     run.enter(Phase::Drain);
     run.wait_until(load.drain, |r| r.received >= r.open());
@@ -117,18 +167,22 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
     }
     messages.lost = messages.sent.saturating_sub(messages.received);
 
+    let held = after.open;
     let per = |before: u64, after: u64| (after as f64 - before as f64) / held.max(1) as f64;
+    let server = before.server.zip(after.server);
     let resources = Resources {
         server_pid: load.server_pid,
-        server_before,
-        server_after,
-        rss_kib_per_connection: server_before.zip(server_after).map(|(b, a)| per(b.rss_kib, a.rss_kib)),
-        threads_per_connection: server_before.zip(server_after).map(|(b, a)| per(b.threads, a.threads)),
-        fds_per_connection: server_before.zip(server_after).map(|(b, a)| per(b.fds, a.fds)),
-        mem_available_kib_per_connection: (!server_gone).then(|| per(available_after, available_before)),
+        server_before: before.server,
+        server_after: after.server,
+        rss_kib_per_connection: server.map(|(b, a)| per(b.rss_kib, a.rss_kib)),
+        threads_per_connection: server.map(|(b, a)| per(b.threads, a.threads)),
+        fds_per_connection: server.map(|(b, a)| per(b.fds, a.fds)),
+        // MemAvailable rises again when a dead server's memory is freed.
+        mem_available_kib_per_connection: (held > 0 && (after.server.is_some() || load.server_pid.is_none()))
+            .then(|| per(after.available_kib, before.available_kib)),
         held,
-        tool_rss_kib_per_connection: per(own_before.rss_kib, own_after.rss_kib),
-        settled,
+        tool_rss_kib_per_connection: per(before.own.rss_kib, after.own.rss_kib),
+        settled: settled && !server_gone,
     };
     let description = format!("{} idle connections held on {}", idle.connections, idle.path);
     let mut report = load.report("idle", "idle".to_owned(), &idle.path, description);
@@ -156,12 +210,17 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
 }
 
 fn print_roll_call(report: &Report, roll_call_max_us: f64) {
+    let m = &report.messages;
+    if m.sent == 0 {
+        eprintln!("{} {}: no roll call: no connection was open by then", report.case, report.label);
+        return;
+    }
     eprintln!(
         "{} {}: roll call heard by {} of {} connections, the last after {} ms",
         report.case,
         report.label,
-        report.messages.received,
-        report.messages.sent,
+        grouped(m.received as f64),
+        grouped(m.sent as f64),
         millis(roll_call_max_us)
     );
 }

@@ -138,7 +138,11 @@ impl CpuWatch {
         let tool_percent = self.tool.zip(cpu_time(std::process::id()).ok()).map(|(b, a)| percent(b, a));
         let server_percent = self.server.and_then(|(pid, before)| Some(percent(before, cpu_time(pid).ok()?)));
         let machine_percent = self.machine.zip(machine_busy().ok()).map(|(b, a)| percent(b, a));
+        // A server that was watched but can no longer be read (it died) would
+        // leave its own CPU in "everything else".
+        let server_known = self.server.is_none() || server_percent.is_some();
         let others_percent = machine_percent
+            .filter(|_| server_known)
             .map(|machine| (machine - tool_percent.unwrap_or(0.0) - server_percent.unwrap_or(0.0)).max(0.0));
         CpuUse { tool_percent, server_percent, others_percent }
     }

@@ -40,7 +40,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 /// What the connections cost at one moment: the server, this tool and the
 /// machine, with how many connections were open.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Look {
     /// `None` if there is no server to look at, or it is gone.
     server: Option<ProcessSample>,
@@ -109,10 +109,9 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
     run.wait_until(load.setup_timeout, |r| {
         if load.server_pid.is_some() && Instant::now() >= next_look {
             next_look = Instant::now() + LOOK_EVERY;
-            last_alive = Look::take(load.server_pid, r.open())
-                .ok()
-                .filter(|look| look.server.is_some())
-                .or(last_alive);
+            if let Ok(look) = Look::take(load.server_pid, r.open()) {
+                last_alive = latest_alive(last_alive, look);
+            }
         }
         r.opened + r.failed >= wanted
     });
@@ -225,6 +224,19 @@ fn print_roll_call(report: &Report, roll_call_max_us: f64) {
     );
 }
 
+/// The look to keep of `kept` and `new`: the newer, unless the server's
+/// thread count fell. A process that is dying loses its threads before its
+/// /proc entry; a look at it then would count a few hundred threads for
+/// thousands of connections.
+fn latest_alive(kept: Option<Look>, new: Look) -> Option<Look> {
+    let threads = |look: &Look| look.server.map(|s| s.threads);
+    match (&kept, threads(&new)) {
+        (_, None) => kept,
+        (Some(old), Some(now)) if threads(old) > Some(now) => kept,
+        _ => Some(new),
+    }
+}
+
 /// Waits until the server's thread count has stayed the same for
 /// [`SETTLED_FOR`], at most `timeout`. Returns whether it settled.
 fn settle(pid: u32, timeout: Duration) -> bool {
@@ -317,5 +329,31 @@ impl Driver for IdleDriver {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn look(threads: Option<u64>, open: u64) -> Look {
+        let sample = |threads| ProcessSample { rss_kib: 1000, threads, fds: 10 };
+        Look { server: threads.map(sample), own: sample(1), available_kib: 0, open }
+    }
+
+    #[test]
+    fn the_newest_look_at_a_live_server_is_kept() {
+        let kept = latest_alive(None, look(Some(3), 0));
+        let kept = latest_alive(kept, look(Some(203), 100));
+        assert_eq!(kept, Some(look(Some(203), 100)));
+        // A server that is not thread-per-connection keeps its thread count.
+        assert_eq!(latest_alive(kept, look(Some(203), 200)), Some(look(Some(203), 200)));
+    }
+
+    #[test]
+    fn a_dying_or_gone_server_does_not_replace_the_last_look() {
+        let kept = Some(look(Some(16_003), 8000));
+        assert_eq!(latest_alive(kept, look(Some(250), 8100)), kept);
+        assert_eq!(latest_alive(kept, look(None, 8100)), kept);
     }
 }

@@ -15,7 +15,7 @@ const WIDTH: f64 = 1000.0;
 /// Right edge of the server names.
 const NAMES_RIGHT: f64 = 170.0;
 const HEAD_X: f64 = 180.0;
-const HEAD_WIDTH: f64 = 270.0;
+const HEAD_WIDTH: f64 = 240.0;
 const LATENCY_X: f64 = 560.0;
 const LATENCY_WIDTH: f64 = 410.0;
 const ROW: f64 = 24.0;

@@ -27,11 +27,11 @@ missing() {
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
+step "cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --all-targets --all-features --quiet -- -D warnings
 
-step "cargo test"
-cargo test --all-targets --quiet
+step "cargo test (every feature: the benchmark tool's unit tests too)"
+cargo test --all-targets --all-features --quiet
 cargo test --doc --quiet
 
 step "browser test: the chat page in headless Chromium"

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# switchboard against the reference servers, on loopback, in one run:
+#   scripts/bench.sh
+#
+# Builds release binaries, starts switchboard and (when present) the two
+# reference servers of ../shared/bench-peers, each on a free port and pinned
+# to CPU 0, and runs switchboard-bench pinned to CPU 1 against each of them:
+# echo, fanout as fast as possible, fanout at 100 publishes/s, churn, and
+# last idle with 10,000 connections, one server at a time, stopping each
+# server after its turn so that its threads are freed before the next.
+#
+# Writes under target/bench/: results.md (the table, with ratios of
+# switchboard against each reference, the machine and the exact commands),
+# results.svg (the chart), json/ (one file per run) and logs/. Prints
+# results.md at the end.
+#
+# Environment: DURATION (measured time per run, default 8s),
+# IDLE_CONNECTIONS (10000), SUBSCRIBERS (1000), PEERS_DIR
+# (../shared/bench-peers), SERVER_CPU (0), LOAD_CPU (1).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+duration="${DURATION:-8s}"
+idle_connections="${IDLE_CONNECTIONS:-10000}"
+subscribers="${SUBSCRIBERS:-1000}"
+peers_dir="${PEERS_DIR:-../shared/bench-peers}"
+server_cpu="${SERVER_CPU:-0}"
+load_cpu="${LOAD_CPU:-1}"
+out=target/bench
+bench=target/release/switchboard-bench
+
+declare -A pid=() port=() start_command=() fate=()
+servers=()
+troubles=()
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+# Stops one server we started: SIGTERM (switchboard shuts down gracefully;
+# SIGINT would not do, as a script's background jobs ignore it), then
+# SIGKILL if it is still there after 10 s. Records how it ended.
+stop_server() {
+  local name="$1" p="${pid[$1]:-}"
+  [ -n "$p" ] || return 0
+  unset 'pid[$name]'
+  if kill -0 "$p" 2>/dev/null; then
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 100); do
+      kill -0 "$p" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$p" 2>/dev/null || true
+  fi
+  local status=0
+  wait "$p" 2>/dev/null || status=$?
+  if [ -z "${fate[$name]:-}" ]; then fate[$name]="stopped by the script (exit status $status)"; fi
+}
+
+cleanup() {
+  for name in "${!pid[@]}"; do stop_server "$name"; done
+}
+trap cleanup EXIT
+
+# A port nothing listens on, below the ephemeral range the clients use.
+free_port() {
+  local p
+  for _ in $(seq 100); do
+    p=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# Starts a server in the background and waits until GET /healthz answers.
+start_server() {
+  local name="$1"
+  shift
+  local p
+  p="$(free_port)"
+  local command=()
+  if [ -n "$pinning" ]; then command=(taskset -c "$server_cpu"); fi
+  command+=("${@//PORT/$p}")
+  start_command[$name]="${command[*]}"
+  "${command[@]}" >"$out/logs/server-$name.log" 2>&1 &
+  pid[$name]=$!
+  port[$name]=$p
+  servers+=("$name")
+  local deadline=$((SECONDS + 60))
+  until curl -fsS --max-time 1 "http://127.0.0.1:$p/healthz" >/dev/null 2>&1; do
+    if ! kill -0 "${pid[$name]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "$name did not come up on port $p; its log:" >&2
+      tail -20 "$out/logs/server-$name.log" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  echo "$name: pid ${pid[$name]}, port $p" >&2
+}
+
+# Runs one scenario against one server; a failure is recorded, not fatal.
+run() {
+  local server="$1" case="$2"
+  shift 2
+  [ -n "${pid[$server]:-}" ] || return 0
+  local command=()
+  if [ -n "$pinning" ]; then command=(taskset -c "$load_cpu"); fi
+  command+=("$bench" "$@" --server "127.0.0.1:${port[$server]}" --server-pid "${pid[$server]}"
+    --label "$server" --case "$case" --json "$out/json/$case-$server.json")
+  echo "${command[*]}" >>"$out/commands.txt"
+  say "$case on $server"
+  set +e
+  "${command[@]}" 2>&1 | tee "$out/logs/$case-$server.txt"
+  local status="${PIPESTATUS[0]}"
+  set -e
+  if [ "$status" -ne 0 ]; then
+    troubles+=("$case on $server: switchboard-bench exited with status $status (see logs/$case-$server.txt)")
+  fi
+  if ! kill -0 "${pid[$server]}" 2>/dev/null; then
+    local exit_status=0
+    wait "${pid[$server]}" 2>/dev/null || exit_status=$?
+    fate[$server]="died during $case (exit status $exit_status)"
+    troubles+=("$server died during $case (exit status $exit_status); last lines of its log:"$'\n\n```\n'"$(tail -5 "$out/logs/server-$server.log")"$'\n```')
+    unset 'pid[$server]'
+  fi
+}
+
+command -v curl >/dev/null || { echo "bench.sh needs curl (to wait on /healthz)" >&2; exit 1; }
+pinning=""
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  pinning=yes
+else
+  echo "warning: no taskset or fewer than 2 CPUs; servers and load share the CPUs" >&2
+fi
+map_count="$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo '?')"
+if [ "$map_count" != "?" ] && [ "$map_count" -lt $((idle_connections * 2 * 4 + 1000)) ]; then
+  echo "warning: vm.max_map_count is $map_count; a server with two threads per connection" \
+    "(four memory mappings each) cannot hold $idle_connections connections" >&2
+fi
+
+rm -rf "$out"
+mkdir -p "$out/json" "$out/logs"
+: >"$out/commands.txt"
+began=$SECONDS
+
+say "building (cargo build --release --features bench)"
+cargo build --release --bins --features bench --quiet
+peers=()
+for peer in tungstenite-threads tokio-tungstenite; do
+  if [ -x "$peers_dir/$peer/run.sh" ]; then
+    "$peers_dir/$peer/run.sh" --prepare
+    peers+=("$peer")
+  else
+    echo "warning: $peers_dir/$peer/run.sh not found; comparing without it" >&2
+  fi
+done
+
+say "starting servers"
+# The references have no per-client limits; switchboard's defaults (256
+# connections per address, 1,000 messages a second per connection) would
+# refuse a load generator on one address, so they are lifted for the run.
+start_server switchboard target/release/switchboard --listen 127.0.0.1:PORT \
+  --max-connections-per-ip 0 --max-messages-per-sec 0
+for peer in "${peers[@]}"; do
+  start_server "$peer" "$peers_dir/$peer/run.sh" PORT
+done
+
+for server in "${servers[@]}"; do run "$server" echo echo --duration "$duration"; done
+for server in "${servers[@]}"; do
+  run "$server" fanout-max fanout --subscribers "$subscribers" --duration "$duration"
+done
+for server in "${servers[@]}"; do
+  run "$server" fanout-rate100 fanout --subscribers "$subscribers" --rate 100 --duration "$duration"
+done
+for server in "${servers[@]}"; do run "$server" churn churn --workers 8 --duration "$duration"; done
+# Idle last and one server at a time: 10,000 connections cost a
+# thread-per-connection server 20,000 threads, and the machine has ~32k.
+for server in "${servers[@]}"; do
+  run "$server" idle idle --connections "$idle_connections" --duration 3s
+  stop_server "$server"
+done
+
+say "report"
+files=()
+for case in echo fanout-max fanout-rate100 churn idle; do
+  for server in "${servers[@]}"; do
+    if [ -f "$out/json/$case-$server.json" ]; then files+=("$out/json/$case-$server.json"); fi
+  done
+done
+{
+  if [ "${#files[@]}" -gt 0 ]; then
+    "$bench" report --baseline switchboard --markdown "$out/table.md" --svg "$out/results.svg" "${files[@]}" >/dev/null
+    cat "$out/table.md"
+  fi
+  echo
+  echo "## Machine"
+  echo
+  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc --all) cores"
+  echo "- kernel: $(uname -sr); memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+  echo "- limits: ulimit -n $(ulimit -n), kernel.pid_max $(cat /proc/sys/kernel/pid_max)," \
+    "kernel.threads-max $(cat /proc/sys/kernel/threads-max), vm.max_map_count $map_count"
+  echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work may share the machine)"
+  echo "- switchboard $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), $(rustc --version)"
+  if [ -n "$pinning" ]; then
+    echo "- servers pinned to CPU $server_cpu (\`taskset -c $server_cpu\`), switchboard-bench to CPU $load_cpu" \
+      "(\`taskset -c $load_cpu\`; the exact command lines, in order, are in commands.txt)"
+  else
+    echo "- not pinned (taskset or a second CPU missing): servers and load shared the CPUs"
+  fi
+  echo "- whole run: $((SECONDS - began)) s, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "## Servers"
+  echo
+  for server in "${servers[@]}"; do
+    echo "- $server: \`${start_command[$server]}\`; ${fate[$server]:-still running}"
+  done
+  if [ "${#troubles[@]}" -gt 0 ]; then
+    echo
+    echo "## Trouble during the run"
+    echo
+    for trouble in "${troubles[@]}"; do echo "- $trouble"; done
+  fi
+} >"$out/results.md"
+cat "$out/results.md"
+echo >&2
+echo "written: $out/results.md, $out/results.svg, $out/json/, $out/logs/" >&2

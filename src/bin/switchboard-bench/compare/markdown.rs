@@ -1,0 +1,114 @@
+//! The comparison as Markdown: one table per case, a column per server, and ratios against the baseline.
+
+use std::fmt::Write as _;
+
+use crate::compare::figures::accounting;
+use crate::compare::{Better, Comparison, FIGURES};
+use crate::numbers::ratio;
+use crate::report::Report;
+
+/// The connection endings the tool did not ask for, and a server that died.
+fn trouble(report: &Report) -> String {
+    let endings = report.endings.describe();
+    if report.details.contains_key("server_gone") {
+        let held = report.resources.as_ref().map_or(0, |r| r.held);
+        format!(
+            "**server process gone** (exited or crashed; last seen alive at {held} connections); {endings}"
+        )
+    } else {
+        endings
+    }
+}
+
+/// The whole comparison as a Markdown document.
+pub fn render(comparison: &Comparison) -> String {
+    let mut out = String::new();
+    let servers = &comparison.servers;
+    let baseline = servers.first().map(String::as_str).unwrap_or("");
+    let others = servers.get(1..).unwrap_or(&[]);
+    // `write!` to a String cannot fail.
+    let _ = writeln!(out, "# WebSocket benchmark\n");
+    if let Some(any) = comparison.any() {
+        let m = &any.machine;
+        let _ = writeln!(
+            out,
+            "{} ({} cores; the tool could use {}), Linux {}; {}.\n",
+            m.cpu, m.cores, m.usable_cores, m.kernel, any.tool
+        );
+    }
+    if !others.is_empty() {
+        let _ = writeln!(
+            out,
+            "Ratios are {baseline} ÷ the other server: above 1 is better for throughput, worse for latency and memory.\n"
+        );
+    }
+    for case in &comparison.cases {
+        let Some(first) = case.runs.iter().flatten().next() else { continue };
+        let _ = writeln!(out, "## {}\n\n{}.\n", case.name, case.description);
+        let mut header = format!("| figure | {} |", servers.join(" | "));
+        let mut rule = format!("| --- |{}", " ---: |".repeat(servers.len()));
+        for other in others {
+            let _ = write!(header, " {baseline} ÷ {other} |");
+            rule.push_str(" ---: |");
+        }
+        let _ = writeln!(out, "{header}\n{rule}");
+        for figure in FIGURES {
+            let values: Vec<Option<f64>> =
+                case.runs.iter().map(|run| run.as_ref().and_then(|r| (figure.value)(r))).collect();
+            if values.iter().all(Option::is_none) {
+                continue;
+            }
+            let mut row = format!("| {} |", figure.title(&first.latency_of));
+            for value in &values {
+                let _ = write!(row, " {} |", value.map_or("–".to_owned(), figure.show));
+            }
+            for value in values.iter().skip(1) {
+                let shown = match (values[0], value, figure.better) {
+                    (_, _, Better::Neither) => String::new(),
+                    (Some(base), Some(other), _) => ratio(base, *other),
+                    _ => "–".to_owned(),
+                };
+                let _ = write!(row, " {shown} |");
+            }
+            let _ = writeln!(out, "{row}");
+        }
+        let mut row = "| lost / duplicated / out of order |".to_owned();
+        for run in &case.runs {
+            let _ = write!(row, " {} |", run.as_ref().map_or("–".to_owned(), accounting));
+        }
+        row.push_str(&" |".repeat(others.len()));
+        let _ = writeln!(out, "{row}");
+        let mut row = "| connection trouble |".to_owned();
+        for run in &case.runs {
+            let _ = write!(row, " {} |", run.as_ref().map_or("–".to_owned(), trouble));
+        }
+        row.push_str(&" |".repeat(others.len()));
+        let _ = writeln!(out, "{row}\n");
+    }
+    let _ = writeln!(out, "## Commands\n\n```sh");
+    for case in &comparison.cases {
+        for run in case.runs.iter().flatten() {
+            let _ = writeln!(out, "{}", run.command);
+        }
+    }
+    let _ = writeln!(out, "```");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_the_baseline_over_each_other_server() {
+        let mut other = Report::example("echo", "other");
+        other.throughput.per_second = 500.0;
+        other.latency.p50_us = 200.0;
+        let comparison = Comparison::new(vec![Report::example("echo", "switchboard"), other], "switchboard");
+        let table = render(&comparison);
+        assert!(table.contains("| figure | switchboard | other | switchboard ÷ other |"), "{table}");
+        assert!(table.contains("| throughput (per second) | 1,000 | 500 | 2.00× |"), "{table}");
+        assert!(table.contains("| round trip p50 (ms) | 0.100 | 0.200 | 0.50× |"), "{table}");
+        assert!(table.contains("| lost / duplicated / out of order | 0 / 0 / 0 | 0 / 0 / 0 | |"), "{table}");
+    }
+}

@@ -170,8 +170,13 @@ impl Turnaway {
         while self.held.front().is_some_and(|(until, _)| *until <= now) {
             self.held.pop_front();
         }
-        let due = self.last_report.is_none_or(|last| now - last >= REPORT_EVERY);
-        if due && self.unreported != (0, 0) {
+        if self.last_report.is_none_or(|last| now - last >= REPORT_EVERY) {
+            self.report(now);
+        }
+    }
+
+    fn report(&mut self, now: Instant) {
+        if self.unreported != (0, 0) {
             let (full, per_address) = std::mem::take(&mut self.unreported);
             let since =
                 self.last_report.map_or(String::new(), |last| format!(" in the last {:.0?}", now - last));
@@ -184,12 +189,78 @@ impl Turnaway {
         }
     }
 
+    /// Reports what is left to report, as the accept loop ends.
+    pub(crate) fn finish(mut self) {
+        self.report(Instant::now());
+    }
+
     fn note(&mut self, refusal: &Refusal) {
         match refusal.status {
             429 => self.unreported.1 += 1,
             _ => self.unreported.0 += 1,
         }
     }
+}
+
+/// What one WebSocket connection costs the machine: two threads (reader and
+/// writer), each with a stack, a guard page, a signal stack and its guard
+/// page (four memory mappings), and one file descriptor.
+const MAPPINGS_PER_CONNECTION: usize = 8;
+const THREADS_PER_CONNECTION: usize = 2;
+/// Kept back from each limit for everything else the process does: the
+/// heap, the hub, refused sockets held open, the listener.
+const MAPPINGS_KEPT: usize = 1024;
+const FDS_KEPT: usize = 1024 + 64;
+const THREADS_KEPT: usize = 2048;
+
+/// The most connections this machine can hold, and the limit that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MachineLimit {
+    pub(crate) connections: usize,
+    pub(crate) because: String,
+}
+
+/// Reads the limits that decide how many threads and sockets the process
+/// can have, on Linux, from /proc.
+///
+/// Going past them is not a refused connection but a dead server: when a new
+/// thread cannot map its signal stack, the Rust runtime aborts the process.
+/// So admission stops short of them.
+pub(crate) fn machine_limit() -> Option<MachineLimit> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let number = |path: &str| read(path)?.trim().parse::<usize>().ok();
+    let mut limits = Vec::new();
+    if let Some(max_maps) = number("/proc/sys/vm/max_map_count") {
+        let used = read("/proc/self/maps").map_or(0, |maps| maps.lines().count());
+        let connections = max_maps.saturating_sub(used + MAPPINGS_KEPT) / MAPPINGS_PER_CONNECTION;
+        limits.push(MachineLimit {
+            connections,
+            because: format!(
+                "vm.max_map_count is {max_maps} ({MAPPINGS_PER_CONNECTION} memory mappings per connection)"
+            ),
+        });
+    }
+    if let Some(open_files) =
+        read("/proc/self/limits").and_then(|limits| soft_limit(&limits, "Max open files"))
+    {
+        limits.push(MachineLimit {
+            connections: open_files.saturating_sub(FDS_KEPT),
+            because: format!("the open-file limit (ulimit -n) is {open_files}"),
+        });
+    }
+    if let Some(pid_max) = number("/proc/sys/kernel/pid_max") {
+        limits.push(MachineLimit {
+            connections: pid_max.saturating_sub(THREADS_KEPT) / THREADS_PER_CONNECTION,
+            because: format!("kernel.pid_max is {pid_max} ({THREADS_PER_CONNECTION} threads per connection)"),
+        });
+    }
+    limits.into_iter().min_by_key(|limit| limit.connections)
+}
+
+/// The soft limit on the line of /proc/self/limits that starts with `name`.
+fn soft_limit(limits: &str, name: &str) -> Option<usize> {
+    let line = limits.lines().find(|line| line.starts_with(name))?;
+    line[name.len()..].split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -228,6 +299,21 @@ mod tests {
         let _one = admission.admit(Some(ip("2001:db8:1:2::1"))).unwrap();
         assert_eq!(admission.admit(Some(ip("2001:db8:1:2::ffff"))).unwrap_err().status, 429);
         assert!(admission.admit(Some(ip("2001:db8:1:3::1"))).is_ok());
+    }
+
+    #[test]
+    fn soft_limits_are_read_from_proc_self_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max processes             96365                96365                processes\n\
+                      Max open files            20000                524288               files\n";
+        assert_eq!(soft_limit(limits, "Max open files"), Some(20000));
+        assert_eq!(soft_limit(limits, "Max locked memory"), None);
+    }
+
+    #[test]
+    fn this_machine_has_a_limit() {
+        let limit = machine_limit().expect("Linux has /proc");
+        assert!(limit.connections > 0, "{limit:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use log::{debug, info, warn};
 
-use crate::admission::{Admission, Permit, Turnaway};
+use crate::admission::{self, Admission, Permit, Turnaway};
 use crate::config::Config;
 use crate::connection::{self, Shared};
 use crate::error::{Error, Refusal, Result};
@@ -64,7 +64,7 @@ impl<H: Handler> Server<H> {
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
         let gate = Gate::new(&config.access, &config.subprotocols);
-        let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+        let admission = Admission::new(max_connections(&config), config.limits.max_connections_per_ip);
         let shared = Arc::new(Shared { config, handler, hub: hub_handle, metrics, gate, tls });
         let stopping = Arc::new(AtomicBool::new(false));
         Ok(Server { listener, local_addr, shared, hub_thread, stopping, admission })
@@ -133,6 +133,7 @@ impl<H: Handler> Server<H> {
                 }
             }
         }
+        turnaway.finish();
         let Server { listener, shared, hub_thread, .. } = self;
         drop(listener);
         drop(alive);
@@ -179,6 +180,24 @@ impl<H: Handler> Server<H> {
         warn!("connection {id}: {e}; answering 503");
         self.shared.metrics.thread_refused();
         Some((spare.try_recv().ok()?, Refusal::new(503, "server busy")))
+    }
+}
+
+/// The configured connection limit, or less when the machine cannot hold
+/// that many: past the machine's limits a thread that cannot start aborts
+/// the whole process, so admission answers 503 before that.
+fn max_connections(config: &Config) -> usize {
+    let wanted = config.limits.max_connections;
+    match admission::machine_limit() {
+        Some(limit) if limit.connections < wanted => {
+            warn!(
+                "at most {} connections, not {wanted}: {}; raise that limit to hold more",
+                limit.connections.max(1),
+                limit.because
+            );
+            limit.connections.max(1)
+        }
+        _ => wanted,
     }
 }
 

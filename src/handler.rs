@@ -192,7 +192,10 @@ impl Connection {
     /// [`Error::Closed`] if the connection is closed or is being closed.
     pub fn send(&self, message: impl Into<Frame>) -> Result<()> {
         match self.outbox.push(message.into()) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.outbox.ring();
+                Ok(())
+            }
             Err(Refused::Full) => {
                 self.hub.evict(self.id);
                 Err(Error::Closed)

@@ -332,6 +332,8 @@ struct Registration<'a> {
     id: ConnectionId,
     hub: &'a HubHandle,
     signals: Sender<Signal>,
+    /// To wake the writer for its signal.
+    outbox: Outbox,
     metrics: &'a Metrics,
 }
 
@@ -343,9 +345,9 @@ impl<'a> Registration<'a> {
         outbox: Outbox,
         metrics: &'a Metrics,
     ) -> Result<Self> {
-        hub.register(id, outbox, signals.clone())?;
+        hub.register(id, outbox.clone(), signals.clone())?;
         metrics.connection_opened();
-        Ok(Registration { id, hub, signals, metrics })
+        Ok(Registration { id, hub, signals, outbox, metrics })
     }
 }
 
@@ -355,6 +357,7 @@ impl Drop for Registration<'_> {
         // If the line is full it holds a close from the hub, which ends the
         // writer just as well.
         let _ = self.signals.try_send(Signal::ReaderDone);
+        self.outbox.ring();
         self.metrics.connection_closed();
     }
 }

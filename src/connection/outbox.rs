@@ -12,11 +12,19 @@
 //! * Memory is bytes. Sixty-four queued 1 MiB messages and sixty-four queued
 //!   chat lines are not the same risk; a byte budget treats them as what they
 //!   are.
+//!
+//! Queuing a frame and waking the writer are separate steps. The writer
+//! sleeps on a one-slot doorbell, not on the queue, so that whoever queues
+//! decides when to wake it: the reader rings after each frame, but the hub
+//! rings once after a batch of commands, so that a writer woken for a room
+//! busy with messages finds many frames waiting and writes them with one
+//! system call, instead of being woken (a futex wake and a context switch)
+//! for every frame.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::frame::Frame;
 
@@ -38,6 +46,7 @@ pub(crate) enum Refused {
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
     frames: Sender<Frame>,
+    doorbell: Sender<()>,
     queued: Arc<AtomicUsize>,
     budget: usize,
 }
@@ -46,14 +55,21 @@ pub(crate) struct Outbox {
 #[derive(Debug)]
 pub(crate) struct OutboxReceiver {
     pub(crate) frames: Receiver<Frame>,
+    pub(crate) doorbell: Receiver<()>,
     queued: Arc<AtomicUsize>,
 }
 
 /// A new outbox that holds at most `budget` bytes of frames.
 pub(crate) fn outbox(budget: usize) -> (Outbox, OutboxReceiver) {
     let (frames, receiver) = unbounded();
+    // One slot: a ring while the writer is awake is remembered, and more
+    // rings before it looks cost nothing.
+    let (doorbell, doorbell_rx) = bounded(1);
     let queued = Arc::new(AtomicUsize::new(0));
-    (Outbox { frames, queued: queued.clone(), budget }, OutboxReceiver { frames: receiver, queued })
+    (
+        Outbox { frames, doorbell, queued: queued.clone(), budget },
+        OutboxReceiver { frames: receiver, doorbell: doorbell_rx, queued },
+    )
 }
 
 fn cost(frame: &Frame) -> usize {
@@ -61,7 +77,8 @@ fn cost(frame: &Frame) -> usize {
 }
 
 impl Outbox {
-    /// Queues `frame` if the budget allows, without waiting.
+    /// Queues `frame` if the budget allows, without waiting and without
+    /// waking the writer: [`ring`](Outbox::ring) when done queuing.
     pub(crate) fn push(&self, frame: Frame) -> Result<(), Refused> {
         let cost = cost(&frame);
         let before = self.queued.fetch_add(cost, Ordering::AcqRel);
@@ -78,6 +95,12 @@ impl Outbox {
         debug_assert!(close.is_close());
         self.queued.fetch_add(cost(&close), Ordering::AcqRel);
         self.frames.send(close).map_err(|_| Refused::Closed)
+    }
+
+    /// Wakes the writer, if it sleeps, to write what is queued and to look
+    /// at its signals.
+    pub(crate) fn ring(&self) {
+        let _ = self.doorbell.try_send(());
     }
 }
 

@@ -114,8 +114,10 @@ impl<H: Handler> Reader<'_, H> {
     /// Pongs count against the outbox budget, so a ping flood cannot grow
     /// memory; a client too slow to take its pongs is a slow consumer.
     fn pong(&self, payload: tungstenite::Bytes) {
-        if self.connection.outbox.push(Frame::pong(payload)) == Err(Refused::Full) {
-            self.connection.hub.evict(self.connection.id);
+        let outbox = &self.connection.outbox;
+        match outbox.push(Frame::pong(payload)) {
+            Err(Refused::Full) => self.connection.hub.evict(self.connection.id),
+            _ => outbox.ring(),
         }
     }
 
@@ -128,6 +130,9 @@ impl<H: Handler> Reader<'_, H> {
     /// the writer has already ended.
     fn queue_close(&self, close: Option<CloseFrame>) -> Option<Frame> {
         let frame = Frame::close(close);
-        self.connection.outbox.push_close(frame.clone()).ok().map(|()| frame)
+        let outbox = &self.connection.outbox;
+        let queued = outbox.push_close(frame.clone()).ok().map(|()| frame);
+        outbox.ring();
+        queued
     }
 }

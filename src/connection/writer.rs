@@ -11,7 +11,7 @@ use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::outbox::OutboxReceiver;
 
@@ -60,30 +60,34 @@ impl<W: Write + Hangup> Writer<W> {
     fn serve(&mut self) -> io::Result<Option<Frame>> {
         let mut next_ping = Instant::now() + self.ping_interval;
         loop {
-            // `select!` picks at random among ready channels; a signal must
-            // win over a busy outbox, so it is looked at first.
+            // A signal wins over a busy outbox, so it is looked at first.
             if let Ok(signal) = self.signals.try_recv() {
                 return self.obey(signal);
             }
+            // Pings go out on time even while messages flow: a client that
+            // only listens has nothing else to answer, and its reader would
+            // close it as idle.
+            if Instant::now() >= next_ping {
+                self.write(&[Frame::ping()])?;
+                next_ping = Instant::now() + self.ping_interval;
+            }
+            if let Ok(frame) = self.outbox.frames.try_recv() {
+                if let Some(close) = self.write_batch(frame)? {
+                    self.await_reader();
+                    return Ok(Some(close));
+                }
+                continue;
+            }
+            // Nothing queued: sleep until the doorbell rings or a ping is
+            // due. A plain receive spins and yields briefly before it parks,
+            // so a writer of a busy room often finds its next frames without
+            // sleeping at all.
             let until_ping = next_ping.saturating_duration_since(Instant::now());
-            select! {
-                recv(self.signals) -> signal => return match signal {
-                    Ok(signal) => self.obey(signal),
-                    Err(_) => self.drain(),
-                },
-                recv(self.outbox.frames) -> frame => {
-                    let Ok(frame) = frame else {
-                        return Ok(None);
-                    };
-                    if let Some(close) = self.write_batch(frame)? {
-                        self.await_reader();
-                        return Ok(Some(close));
-                    }
-                },
-                default(until_ping) => {
-                    self.write(&[Frame::ping()])?;
-                    next_ping = Instant::now() + self.ping_interval;
-                },
+            match self.outbox.doorbell.recv_timeout(until_ping) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                // Every sender is gone: the hub has dropped the connection
+                // and the reader has ended.
+                Err(RecvTimeoutError::Disconnected) => return self.drain(),
             }
         }
     }

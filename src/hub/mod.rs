@@ -218,7 +218,15 @@ pub(crate) struct Hub {
     closing: Option<Frame>,
     /// Scratch list of members found with a full outbox.
     full: Vec<ConnectionId>,
+    /// Rooms and members given frames since the writers were last woken.
+    dirty_rooms: Vec<Arc<str>>,
+    dirty_members: Vec<ConnectionId>,
+    ring_everyone: bool,
 }
+
+/// The most commands applied before the writers they concern are woken: a
+/// bound on the delay batching can add.
+const BATCH: usize = 256;
 
 impl Hub {
     /// A hub whose inbox holds up to `capacity` commands, and its handle.
@@ -231,6 +239,9 @@ impl Hub {
             metrics,
             closing: None,
             full: Vec::new(),
+            dirty_rooms: Vec::new(),
+            dirty_members: Vec::new(),
+            ring_everyone: false,
         };
         (hub, HubHandle { commands: commands_tx })
     }
@@ -238,13 +249,42 @@ impl Hub {
     /// The hub thread's body: applies commands until `Stop`, or until every
     /// handle is gone.
     pub(crate) fn run(mut self) {
-        while let Ok(command) = self.commands.recv() {
-            if let Command::Stop = command {
-                break;
+        'commands: while let Ok(first) = self.commands.recv() {
+            // Apply what else is already waiting, up to a batch, before
+            // waking any writer: a writer woken once for a busy room writes
+            // the batch's frames with one system call.
+            let mut next = Some(first);
+            let mut applied = 0;
+            while let Some(command) = next.take() {
+                if let Command::Stop = command {
+                    break 'commands;
+                }
+                self.apply(command);
+                applied += 1;
+                if applied < BATCH {
+                    next = self.commands.try_recv().ok();
+                }
             }
-            self.apply(command);
+            self.ring();
         }
         debug!("hub stopped with {} connections registered", self.members.len());
+    }
+
+    /// Wakes the writers that frames were queued for since the last time.
+    fn ring(&mut self) {
+        for name in self.dirty_rooms.drain(..) {
+            if let Some(room) = self.rooms.get_mut(&name) {
+                room.ring();
+            }
+        }
+        for id in self.dirty_members.drain(..) {
+            if let Some(member) = self.members.get(&id) {
+                member.outbox.ring();
+            }
+        }
+        if std::mem::take(&mut self.ring_everyone) {
+            self.members.values().for_each(|member| member.outbox.ring());
+        }
     }
 
     fn apply(&mut self, command: Command) {
@@ -252,6 +292,7 @@ impl Hub {
             Command::Register { id, outbox, signals } => {
                 if let Some(closing) = &self.closing {
                     let _ = outbox.push_close(closing.clone());
+                    outbox.ring();
                 }
                 self.members.insert(id, Member { outbox, signals, rooms: Vec::new() });
             }
@@ -262,17 +303,20 @@ impl Hub {
             }
             Command::Join { id, room } => self.join(id, room),
             Command::Leave { id, room } => self.leave(id, &room),
-            Command::Publish { room, frame } => {
-                if let Some(room) = self.rooms.get(&room) {
-                    room.deliver(&frame, &mut self.full);
+            Command::Publish { room: name, frame } => {
+                if let Some(room) = self.rooms.get_mut(&name) {
+                    if room.deliver(&frame, &mut self.full) {
+                        self.dirty_rooms.push(name);
+                    }
                 }
                 self.evict_full();
             }
             Command::SendTo { id, frame } => {
-                if let Some(member) = self.members.get(&id)
-                    && let Err(Refused::Full) = member.outbox.push(frame)
-                {
-                    self.full.push(id);
+                if let Some(member) = self.members.get(&id) {
+                    match member.outbox.push(frame) {
+                        Err(Refused::Full) => self.full.push(id),
+                        _ => self.dirty_members.push(id),
+                    }
                 }
                 self.evict_full();
             }
@@ -282,12 +326,14 @@ impl Hub {
                         self.full.push(*id);
                     }
                 }
+                self.ring_everyone = true;
                 self.evict_full();
             }
             Command::Close { id, frame } => {
                 if let Some(member) = self.members.remove(&id) {
                     self.leave_all(id, &member.rooms);
                     let _ = member.signals.try_send(Signal::Close(frame));
+                    member.outbox.ring();
                 }
             }
             Command::Evict { id } => {
@@ -343,6 +389,7 @@ impl Hub {
             info!("connection {id}: outbox full, closing as a slow consumer");
             let close = Frame::close(Some(CloseReason::SlowConsumer.frame()));
             let _ = member.signals.try_send(Signal::Close(close));
+            member.outbox.ring();
         }
     }
 
@@ -352,6 +399,7 @@ impl Hub {
         let close = Frame::close(Some(CloseReason::Shutdown.frame()));
         for member in self.members.values() {
             let _ = member.outbox.push_close(close.clone());
+            member.outbox.ring();
         }
         info!("shutdown: 1001 queued for {} connections", self.members.len());
         self.closing = Some(close);

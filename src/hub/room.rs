@@ -13,6 +13,8 @@ use crate::frame::Frame;
 pub(crate) struct Room {
     members: Vec<(ConnectionId, Outbox)>,
     index: HashMap<ConnectionId, usize>,
+    /// Frames were queued that the members' writers have not been woken for.
+    dirty: bool,
 }
 
 impl Room {
@@ -47,8 +49,11 @@ impl Room {
     }
 
     /// Hands `frame` to every member without waiting on any of them, and
-    /// lists in `full` the members whose outbox had no room.
-    pub(crate) fn deliver(&self, frame: &Frame, full: &mut Vec<ConnectionId>) {
+    /// lists in `full` the members whose outbox had no room. The writers are
+    /// not woken: [`ring`](Room::ring) does that. Returns true if and only
+    /// if the room was clean before, so that the caller notes it once.
+    pub(crate) fn deliver(&mut self, frame: &Frame, full: &mut Vec<ConnectionId>) -> bool {
+        let was_clean = !std::mem::replace(&mut self.dirty, true);
         for (id, outbox) in &self.members {
             match outbox.push(frame.clone()) {
                 Ok(()) => {}
@@ -56,6 +61,15 @@ impl Room {
                 // The writer has ended; the reader is about to unregister.
                 Err(Refused::Closed) => {}
             }
+        }
+        was_clean
+    }
+
+    /// Wakes every member's writer for the frames delivered since the last
+    /// time.
+    pub(crate) fn ring(&mut self) {
+        if std::mem::take(&mut self.dirty) {
+            self.members.iter().for_each(|(_, outbox)| outbox.ring());
         }
     }
 }

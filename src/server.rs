@@ -172,7 +172,10 @@ impl<H: Handler> Server<H> {
         let started =
             connection::spawn(format!("conn-{}-read", id.0), shared.config.thread_stack_size, move || {
                 let _alive = alive;
-                if let Ok(stream) = received.recv() {
+                let stream = received.recv();
+                // The channel has done its work; a connection may live for days.
+                drop(received);
+                if let Ok(stream) = stream {
                     connection::serve(stream, id, permit, &shared);
                 }
             });

@@ -43,8 +43,8 @@ impl Socket {
         Socket::Plain(Arc::new(stream))
     }
 
-    pub(crate) fn tls(stream: TlsStream) -> Self {
-        Socket::Tls(Arc::new(stream))
+    pub(crate) fn tls(stream: Arc<TlsStream>) -> Self {
+        Socket::Tls(stream)
     }
 
     fn tcp(&self) -> &TcpStream {
@@ -83,7 +83,7 @@ impl Socket {
         self.end_output();
         let tcp = self.tcp();
         let deadline = Instant::now() + timeout;
-        let mut scratch = [0u8; 1024];
+        let mut scratch = vec![0u8; 1024];
         let mut discarded = 0;
         while discarded < LINGER_MAX_BYTES {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -150,7 +150,7 @@ impl Write for Socket {
 /// forwards pings and closes to the writer instead, so that every byte a
 /// client receives comes from one thread, in one order. Over TLS this half
 /// never sends records either; see [`crate::tls`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ReadHalf(Socket);
 
 impl Read for ReadHalf {

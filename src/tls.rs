@@ -26,6 +26,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
 
+/// The most bytes read from the socket at once, over TLS.
+const RAW_READ: usize = 4096;
+
 /// The first byte of every TLS connection: a handshake record.
 const HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -75,7 +78,7 @@ impl TlsAcceptor {
         &self,
         tcp: TcpStream,
         deadline: Instant,
-    ) -> std::result::Result<TlsStream, Rejected> {
+    ) -> std::result::Result<Arc<TlsStream>, Rejected> {
         let mut first = [0u8; 1];
         loop {
             if let Err(e) = set_deadline(&tcp, deadline) {
@@ -132,7 +135,12 @@ impl TlsConnector {
 
     /// Runs the client side of the handshake with the server named `host`,
     /// all of it before `deadline`.
-    pub(crate) fn connect(&self, tcp: TcpStream, host: &str, deadline: Instant) -> io::Result<TlsStream> {
+    pub(crate) fn connect(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+        deadline: Instant,
+    ) -> io::Result<Arc<TlsStream>> {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let session = ClientConnection::new(self.config.clone(), name).map_err(io::Error::other)?;
@@ -147,7 +155,10 @@ fn set_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
 }
 
 /// Completes a handshake, server or client, before `deadline`.
-fn handshake(tcp: TcpStream, mut session: Connection, deadline: Instant) -> io::Result<TlsStream> {
+/// The stream is returned on the heap: a TLS session is kilobytes, and
+/// passing it by value would make every caller's stack frame that large,
+/// plain connections' included.
+fn handshake(tcp: TcpStream, mut session: Connection, deadline: Instant) -> io::Result<Arc<TlsStream>> {
     // The outbox bounds what a connection may queue; rustls need not.
     session.set_buffer_limit(None);
     let mut socket = &tcp;
@@ -155,7 +166,7 @@ fn handshake(tcp: TcpStream, mut session: Connection, deadline: Instant) -> io::
         set_deadline(&tcp, deadline)?;
         session.complete_io(&mut socket)?;
     }
-    Ok(TlsStream { tcp, session: Mutex::new(Session { connection: session, unread: Vec::new() }) })
+    Ok(Arc::new(TlsStream { tcp, session: Mutex::new(Session { connection: session, unread: Vec::new() }) }))
 }
 
 /// A TLS connection that its reader and writer threads share.
@@ -188,19 +199,26 @@ impl TlsStream {
     /// Reads plaintext, reading and decrypting records as needed. Never
     /// writes: records this produces are left for [`send_pending`](Self::send_pending).
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut raw = [0u8; 4096];
         loop {
-            if let Some(result) = self.session().read_plaintext(buf) {
-                return result;
-            }
-            let n = (&self.tcp).read(&mut raw)?;
+            // The socket is read without the lock, into the session's own
+            // buffer (empty whenever the session wants more), lent out for
+            // the read: no buffer on the reader's stack, no allocation.
+            let mut raw = {
+                let mut session = self.session();
+                if let Some(result) = session.read_plaintext(buf) {
+                    return result;
+                }
+                std::mem::take(&mut session.unread)
+            };
+            raw.resize(RAW_READ, 0);
+            let read = (&self.tcp).read(&mut raw);
+            raw.truncate(*read.as_ref().unwrap_or(&0));
             let mut session = self.session();
-            if n == 0 {
+            session.unread = raw;
+            if read? == 0 {
                 // A zero-byte read_tls tells rustls the socket has ended:
                 // the next read says whether it ended cleanly.
                 session.connection.read_tls(&mut &[][..])?;
-            } else {
-                session.unread.extend_from_slice(&raw[..n]);
             }
         }
     }

@@ -19,17 +19,15 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, bounded};
 use log::{debug, error, info, warn};
+use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocket};
 
-pub(crate) use self::outbox::{Outbox, Refused};
+pub(crate) use self::outbox::{Outbox, Refused, Signal};
 #[cfg(test)]
 pub(crate) use self::outbox::{OutboxReceiver, outbox};
 use self::reader::{ReadEnd, Reader};
 use self::token_bucket::TokenBucket;
-pub(crate) use self::writer::Signal;
 use self::writer::Writer;
 use crate::admission::Permit;
 use crate::close::Ending;
@@ -72,6 +70,12 @@ pub(crate) fn spawn<T: Send + 'static>(
 
 /// The body of a connection thread. `permit` is the connection's place
 /// within the connection limits; it is given back when this returns.
+///
+/// The phases below are kept out of line (`#[inline(never)]`): the pages of
+/// stack a thread touches stay resident for its whole life, so the HTTP
+/// phase and the WebSocket phase should be sibling frames, not one frame
+/// holding the locals of both, to keep a long-lived connection's stack to a
+/// couple of pages.
 pub(crate) fn serve<H: Handler>(tcp: TcpStream, id: ConnectionId, mut permit: Permit, shared: &Shared<H>) {
     let Ok(peer) = tcp.peer_addr() else {
         return;
@@ -137,13 +141,23 @@ pub(crate) fn serve<H: Handler>(tcp: TcpStream, id: ConnectionId, mut permit: Pe
             }
             answer(&mut socket, &response, request.method() == "HEAD", shared);
         }
-        Route::Upgrade(accept) => converse(socket, id, head, accept, shared),
+        Route::Upgrade(accept) => {
+            let Head { request, rest } = head;
+            let Accept { state, rooms, subprotocol } = accept;
+            let line = open(&mut socket, id, &request, rooms, subprotocol, shared);
+            // A connection may live for days; its request headers need not.
+            drop(request);
+            if let Some(line) = line {
+                converse(socket, id, line, state, rest, shared);
+            }
+        }
     }
 }
 
 /// The socket to speak HTTP over: the TCP stream itself, or, with TLS
 /// configured, the TLS stream after a handshake. A client that speaks plain
 /// HTTP to a TLS port is told so in plain HTTP.
+#[inline(never)]
 fn secure<H>(
     tcp: TcpStream,
     id: ConnectionId,
@@ -172,6 +186,7 @@ fn secure<H>(
 }
 
 /// Sends a plain HTTP response and closes without losing it.
+#[inline(never)]
 fn answer<H>(socket: &mut Socket, response: &Response, head_only: bool, shared: &Shared<H>) {
     let _ = socket.set_write_timeout(shared.config.timeouts.write);
     if response.write_to(socket, head_only).is_ok() {
@@ -179,28 +194,25 @@ fn answer<H>(socket: &mut Socket, response: &Response, head_only: bool, shared: 
     }
 }
 
-/// The WebSocket phase: hub entry, 101, writer, reader loop, and the end.
+/// The WebSocket phase, once [`open`]: the reader loop, and the end.
+#[inline(never)]
 fn converse<H: Handler>(
-    mut socket: Socket,
+    socket: Socket,
     id: ConnectionId,
-    head: Head,
-    accept: Accept<H::State>,
+    line: Line<'_>,
+    mut state: H::State,
+    rest: Vec<u8>,
     shared: &Shared<H>,
 ) {
     let config = &shared.config;
-    let Head { request, rest } = head;
-    let Accept { mut state, rooms, subprotocol } = accept;
-    let line = open(&mut socket, id, &request, rooms, subprotocol, shared);
-    // A connection may live for days; its request headers need not.
-    drop(request);
-    let Some(Line { registration, writer, connection }) = line else {
-        return;
-    };
+    let Line { registration, writer, connection } = line;
     debug!("connection {id} from {}: open on {}", connection.client_ip, connection.path);
     shared.handler.on_open(&connection, &mut state);
 
     let reader = Reader {
-        ws: WebSocket::from_partially_read(socket.read_half(), rest, Role::Server, Some(config.websocket)),
+        socket: socket.read_half(),
+        rest,
+        websocket: config.websocket,
         handler: &shared.handler,
         connection: &connection,
         state: &mut state,
@@ -239,6 +251,7 @@ fn converse<H: Handler>(
 /// holding its 101 is already in its rooms; then the 101; then the writer,
 /// which takes over every write from here on. `None` if any step fails; the
 /// client has been told why where that is still possible.
+#[inline(never)]
 fn open<'a, H: Handler>(
     socket: &mut Socket,
     id: ConnectionId,
@@ -251,10 +264,7 @@ fn open<'a, H: Handler>(
     socket.set_read_timeout(config.timeouts.idle).ok()?;
     socket.set_write_timeout(config.timeouts.write).ok()?;
     let (outbox, outbox_rx) = self::outbox::outbox(config.limits.outbox_bytes);
-    // Room for one close from the hub and the reader's "done".
-    let (signals, signals_rx) = bounded(2);
-    let Ok(registration) = Registration::new(id, &shared.hub, signals, outbox.clone(), &shared.metrics)
-    else {
+    let Ok(registration) = Registration::new(id, &shared.hub, outbox.clone(), &shared.metrics) else {
         // The hub has stopped: the server is shutting down.
         answer(socket, &Response::from(Refusal::new(503, "server shutting down")), false, shared);
         return None;
@@ -267,7 +277,6 @@ fn open<'a, H: Handler>(
     let writer = Writer {
         wire: socket.write_half(),
         outbox: outbox_rx,
-        signals: signals_rx,
         ping_interval: config.timeouts.ping_interval,
         close_timeout: config.timeouts.close,
         metrics: shared.metrics.clone(),
@@ -331,33 +340,23 @@ fn ending(read_end: ReadEnd, written: Option<Frame>) -> Ending {
 struct Registration<'a> {
     id: ConnectionId,
     hub: &'a HubHandle,
-    signals: Sender<Signal>,
-    /// To wake the writer for its signal.
+    /// To tell the writer the reader is done.
     outbox: Outbox,
     metrics: &'a Metrics,
 }
 
 impl<'a> Registration<'a> {
-    fn new(
-        id: ConnectionId,
-        hub: &'a HubHandle,
-        signals: Sender<Signal>,
-        outbox: Outbox,
-        metrics: &'a Metrics,
-    ) -> Result<Self> {
-        hub.register(id, outbox.clone(), signals.clone())?;
+    fn new(id: ConnectionId, hub: &'a HubHandle, outbox: Outbox, metrics: &'a Metrics) -> Result<Self> {
+        hub.register(id, outbox.clone())?;
         metrics.connection_opened();
-        Ok(Registration { id, hub, signals, outbox, metrics })
+        Ok(Registration { id, hub, outbox, metrics })
     }
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.hub.unregister(self.id);
-        // If the line is full it holds a close from the hub, which ends the
-        // writer just as well.
-        let _ = self.signals.try_send(Signal::ReaderDone);
-        self.outbox.ring();
+        self.outbox.signal(Signal::ReaderDone);
         self.metrics.connection_closed();
     }
 }

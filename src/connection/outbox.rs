@@ -14,7 +14,7 @@
 //!   are.
 //!
 //! Queuing a frame and waking the writer are separate steps. The writer
-//! sleeps on a one-slot doorbell, not on the queue, so that whoever queues
+//! sleeps on its signal line, not on the queue, so that whoever queues
 //! decides when to wake it: the reader rings after each frame, but the hub
 //! rings once after a batch of commands, so that a writer woken for a room
 //! busy with messages finds many frames waiting and writes them with one
@@ -41,12 +41,30 @@ pub(crate) enum Refused {
     Closed,
 }
 
+/// What a writer is told besides its frames, on its signal line.
+#[derive(Debug)]
+pub(crate) enum Signal {
+    /// Frames were queued: write them.
+    Wake,
+    /// Send this close frame now, ahead of whatever the outbox holds, and
+    /// end. The hub uses it when the outbox is full (slow consumer) or when
+    /// the application closes the connection.
+    Close(Frame),
+    /// The reader has finished: write what is already queued, then stop.
+    ReaderDone,
+}
+
+/// Room on the signal line for two wake-ups (the hub's and the reader's,
+/// ringing at once), one close from the hub and the reader's "done": all it
+/// can ever hold, so that a close or a "done" is never turned away.
+const SIGNALS: usize = 4;
+
 /// The sending side of an outbox. Cloned for the hub, the reader and the
 /// handler's [`Connection`](crate::Connection).
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
     frames: Sender<Frame>,
-    doorbell: Sender<()>,
+    signals: Sender<Signal>,
     queued: Arc<AtomicUsize>,
     budget: usize,
 }
@@ -55,20 +73,18 @@ pub(crate) struct Outbox {
 #[derive(Debug)]
 pub(crate) struct OutboxReceiver {
     pub(crate) frames: Receiver<Frame>,
-    pub(crate) doorbell: Receiver<()>,
+    pub(crate) signals: Receiver<Signal>,
     queued: Arc<AtomicUsize>,
 }
 
 /// A new outbox that holds at most `budget` bytes of frames.
 pub(crate) fn outbox(budget: usize) -> (Outbox, OutboxReceiver) {
     let (frames, receiver) = unbounded();
-    // One slot: a ring while the writer is awake is remembered, and more
-    // rings before it looks cost nothing.
-    let (doorbell, doorbell_rx) = bounded(1);
+    let (signals, signals_rx) = bounded(SIGNALS);
     let queued = Arc::new(AtomicUsize::new(0));
     (
-        Outbox { frames, doorbell, queued: queued.clone(), budget },
-        OutboxReceiver { frames: receiver, doorbell: doorbell_rx, queued },
+        Outbox { frames, signals, queued: queued.clone(), budget },
+        OutboxReceiver { frames: receiver, signals: signals_rx, queued },
     )
 }
 
@@ -97,10 +113,19 @@ impl Outbox {
         self.frames.send(close).map_err(|_| Refused::Closed)
     }
 
-    /// Wakes the writer, if it sleeps, to write what is queued and to look
-    /// at its signals.
+    /// Wakes the writer, if it sleeps, to write what is queued. A wake-up
+    /// already waiting will do: rings before the writer looks cost nothing.
     pub(crate) fn ring(&self) {
-        let _ = self.doorbell.try_send(());
+        if self.signals.is_empty() {
+            let _ = self.signals.try_send(Signal::Wake);
+        }
+    }
+
+    /// Sends a close or the reader's "done" down the signal line.
+    pub(crate) fn signal(&self, signal: Signal) {
+        // Only full if the writer has stopped reading its signals: it has
+        // ended, and there is no one left to tell.
+        let _ = self.signals.try_send(signal);
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use log::debug;
 use tungstenite::Message;
-use tungstenite::protocol::{CloseFrame, WebSocket};
+use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 
 use super::outbox::Refused;
 use super::token_bucket::TokenBucket;
@@ -36,7 +36,10 @@ pub(crate) enum ReadEnd {
 
 /// One connection's reading side; [`Reader::run`] is the loop.
 pub(crate) struct Reader<'a, H: Handler> {
-    pub(crate) ws: WebSocket<ReadHalf>,
+    pub(crate) socket: ReadHalf,
+    /// Bytes the client sent right after its request head.
+    pub(crate) rest: Vec<u8>,
+    pub(crate) websocket: WebSocketConfig,
     pub(crate) handler: &'a H,
     pub(crate) connection: &'a Connection,
     pub(crate) state: &'a mut H::State,
@@ -46,10 +49,17 @@ pub(crate) struct Reader<'a, H: Handler> {
 }
 
 impl<H: Handler> Reader<'_, H> {
+    #[inline(never)]
     pub(crate) fn run(mut self) -> ReadEnd {
         let mut client_close = None;
+        // Built here rather than by the caller, so that only this frame
+        // holds it: every page of stack a connection thread touches stays
+        // resident while the connection lives.
+        let rest = std::mem::take(&mut self.rest);
+        let mut ws =
+            WebSocket::from_partially_read(self.socket.clone(), rest, Role::Server, Some(self.websocket));
         loop {
-            let error = match self.ws.read() {
+            let error = match ws.read() {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
                     if let Err(end) = self.within_rate().and_then(|()| self.deliver(message)) {
                         return end;

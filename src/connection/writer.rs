@@ -11,9 +11,9 @@ use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 
-use super::outbox::OutboxReceiver;
+use super::outbox::{OutboxReceiver, Signal};
 
 use crate::frame::Frame;
 use crate::metrics::Metrics;
@@ -23,23 +23,11 @@ use crate::stream::Hangup;
 /// the iovec array, large enough that a backlog is written in few calls.
 const MAX_BATCH: usize = 64;
 
-/// What a writer is told outside its outbox.
-#[derive(Debug)]
-pub(crate) enum Signal {
-    /// Send this close frame now, ahead of whatever the outbox holds, and hang
-    /// up. The hub uses it when the outbox is full (slow consumer) or when the
-    /// application closes the connection.
-    Close(Frame),
-    /// The reader has finished: write what is already queued, then stop.
-    ReaderDone,
-}
-
 /// A connection's writer; [`Writer::run`] is the body of its thread.
 #[derive(Debug)]
 pub(crate) struct Writer<W> {
     pub(crate) wire: W,
     pub(crate) outbox: OutboxReceiver,
-    pub(crate) signals: Receiver<Signal>,
     pub(crate) ping_interval: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
@@ -61,8 +49,10 @@ impl<W: Write + Hangup> Writer<W> {
         let mut next_ping = Instant::now() + self.ping_interval;
         loop {
             // A signal wins over a busy outbox, so it is looked at first.
-            if let Ok(signal) = self.signals.try_recv() {
-                return self.obey(signal);
+            match self.outbox.signals.try_recv() {
+                Ok(Signal::Wake) | Err(_) => {}
+                Ok(Signal::Close(close)) => return self.close_now(close),
+                Ok(Signal::ReaderDone) => return self.drain(),
             }
             // Pings go out on time even while messages flow: a client that
             // only listens has nothing else to answer, and its reader would
@@ -78,13 +68,14 @@ impl<W: Write + Hangup> Writer<W> {
                 }
                 continue;
             }
-            // Nothing queued: sleep until the doorbell rings or a ping is
-            // due. A plain receive spins and yields briefly before it parks,
-            // so a writer of a busy room often finds its next frames without
-            // sleeping at all.
+            // Nothing queued: sleep until a signal or a ping is due. A plain
+            // receive spins and yields briefly before it parks, so a writer
+            // of a busy room often finds its next frames without sleeping.
             let until_ping = next_ping.saturating_duration_since(Instant::now());
-            match self.outbox.doorbell.recv_timeout(until_ping) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            match self.outbox.signals.recv_timeout(until_ping) {
+                Ok(Signal::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Signal::Close(close)) => return self.close_now(close),
+                Ok(Signal::ReaderDone) => return self.drain(),
                 // Every sender is gone: the hub has dropped the connection
                 // and the reader has ended.
                 Err(RecvTimeoutError::Disconnected) => return self.drain(),
@@ -92,15 +83,11 @@ impl<W: Write + Hangup> Writer<W> {
         }
     }
 
-    fn obey(&mut self, signal: Signal) -> io::Result<Option<Frame>> {
-        match signal {
-            Signal::Close(close) => {
-                self.write(std::slice::from_ref(&close))?;
-                self.await_reader();
-                Ok(Some(close))
-            }
-            Signal::ReaderDone => self.drain(),
-        }
+    /// Writes `close` ahead of what is queued, and ends.
+    fn close_now(&mut self, close: Frame) -> io::Result<Option<Frame>> {
+        self.write(std::slice::from_ref(&close))?;
+        self.await_reader();
+        Ok(Some(close))
     }
 
     /// Writes `first` and whatever else is queued behind it, up to a batch,
@@ -144,9 +131,9 @@ impl<W: Write + Hangup> Writer<W> {
         self.wire.end_output();
         let deadline = Instant::now() + self.close_timeout;
         loop {
-            match self.signals.recv_deadline(deadline) {
+            match self.outbox.signals.recv_deadline(deadline) {
                 Ok(Signal::ReaderDone) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(Signal::Close(_)) => {}
+                Ok(Signal::Wake | Signal::Close(_)) => {}
                 Err(RecvTimeoutError::Timeout) => {
                     self.wire.hang_up();
                     return;
@@ -182,7 +169,6 @@ impl<W: Write + Hangup> Writer<W> {
 mod tests {
     use super::*;
     use crate::connection::outbox::{Outbox, outbox};
-    use crossbeam_channel::{Sender, bounded};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::thread;
@@ -226,23 +212,20 @@ mod tests {
     struct Setup {
         wire: Wire,
         outbox: Outbox,
-        signals: Sender<Signal>,
         writer: Writer<Wire>,
     }
 
     fn setup(ping_interval: Duration) -> Setup {
         let wire = Wire::default();
         let (outbox, outbox_rx) = outbox(1 << 20);
-        let (signals, signals_rx) = bounded(2);
         let writer = Writer {
             wire: wire.clone(),
             outbox: outbox_rx,
-            signals: signals_rx,
             ping_interval,
             close_timeout: Duration::from_millis(50),
             metrics: Arc::new(Metrics::default()),
         };
-        Setup { wire, outbox, signals, writer }
+        Setup { wire, outbox, writer }
     }
 
     #[test]
@@ -251,7 +234,7 @@ mod tests {
         for i in 0..10 {
             s.outbox.push(Frame::text(i.to_string())).unwrap();
         }
-        s.signals.send(Signal::ReaderDone).unwrap();
+        s.outbox.signal(Signal::ReaderDone);
         assert_eq!(s.writer.run().unwrap(), None);
         let expected: Vec<u8> =
             (0..10).flat_map(|i| Frame::text(i.to_string()).as_bytes().to_vec()).collect();
@@ -262,14 +245,14 @@ mod tests {
     #[test]
     fn idle_writer_pings() {
         let s = setup(Duration::from_millis(10));
-        let signals = s.signals.clone();
+        let outbox = s.outbox.clone();
         let wire = s.wire.clone();
         let handle = thread::spawn(move || s.writer.run());
         let deadline = Instant::now() + Duration::from_secs(5);
         while wire.bytes.lock().unwrap().len() < 4 && Instant::now() < deadline {
             thread::yield_now();
         }
-        signals.send(Signal::ReaderDone).unwrap();
+        outbox.signal(Signal::ReaderDone);
         handle.join().unwrap().unwrap();
         assert_eq!(&wire.bytes.lock().unwrap()[..4], b"\x89\x00\x89\x00");
     }
@@ -279,7 +262,7 @@ mod tests {
         let s = setup(Duration::from_secs(60));
         s.outbox.push(Frame::text("queued")).unwrap();
         let close = Frame::close(None);
-        s.signals.send(Signal::Close(close.clone())).unwrap();
+        s.outbox.signal(Signal::Close(close.clone()));
         let written = s.writer.run().unwrap().unwrap();
         assert!(written.same_as(&close));
         assert_eq!(*s.wire.bytes.lock().unwrap(), close.as_bytes());
@@ -293,7 +276,7 @@ mod tests {
         s.outbox.push(Frame::text("before")).unwrap();
         s.outbox.push_close(close.clone()).unwrap();
         s.outbox.push(Frame::text("after")).unwrap();
-        s.signals.send(Signal::ReaderDone).unwrap();
+        s.outbox.signal(Signal::ReaderDone);
         let written = s.writer.run().unwrap().unwrap();
         assert!(written.same_as(&close));
         let mut expected = Frame::text("before").as_bytes().to_vec();
@@ -306,7 +289,7 @@ mod tests {
     fn reader_that_never_finishes_is_hung_up_on_after_close_timeout() {
         let s = setup(Duration::from_secs(60));
         s.outbox.push_close(Frame::close(None)).unwrap();
-        let _signals = s.signals;
+        let _outbox = s.outbox;
         assert!(s.writer.run().unwrap().is_some());
         assert!(s.wire.hung_up.load(Ordering::SeqCst));
     }

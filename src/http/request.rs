@@ -170,28 +170,33 @@ pub(crate) struct HeadLimits {
 /// Reads and parses one request head. The whole head must arrive before
 /// `limits.deadline`, however the client spreads its bytes over time, so a
 /// client trickling one byte a second is cut off on time.
+#[inline(never)]
 pub(crate) fn read_head(
     source: &mut impl HeadSource,
     peer: SocketAddr,
     limits: HeadLimits,
 ) -> Result<Head, HeadError> {
+    // Read straight into the heap buffer: a buffer on this thread's stack
+    // would stay resident for the whole life of a WebSocket connection.
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
     loop {
         let left = limits.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(too_slow(&buf));
         }
         source.set_read_timeout(left).map_err(|_| HeadError::Gone)?;
-        let room = (limits.max_size + 1 - buf.len()).min(chunk.len());
-        let n = match source.read(&mut chunk[..room]) {
+        let start = buf.len();
+        let room = (limits.max_size + 1 - start).min(1024);
+        buf.resize(start + room, 0);
+        let read = source.read(&mut buf[start..]);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => return Err(HeadError::Gone),
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if is_timeout(&e) => return Err(too_slow(&buf)),
             Err(_) => return Err(HeadError::Gone),
-        };
-        buf.extend_from_slice(&chunk[..n]);
+        }
         if let Some((request, len)) = parse(&buf, peer, limits.max_headers)? {
             let rest = buf.split_off(len);
             return Ok(Head { request, rest });

@@ -19,6 +19,7 @@ pub(crate) enum Route<S> {
 /// Decides what to do with `request`. An upgrade request goes to the handler
 /// once it has passed the [`Gate`]; a plain GET or HEAD goes to the
 /// built-in routes, then to the handler.
+#[inline(never)]
 pub(crate) fn route<H: Handler>(
     request: &mut Request,
     handler: &H,

@@ -38,11 +38,10 @@ impl fmt::Display for ConnectionId {
 /// What other threads ask of the hub.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// A connection has opened: its outbox, and its writer's signal line.
+    /// A connection has opened, with its outbox.
     Register {
         id: ConnectionId,
         outbox: Outbox,
-        signals: Sender<Signal>,
     },
     /// A connection has ended.
     Unregister {
@@ -177,8 +176,8 @@ impl HubHandle {
         answer.recv().map_err(|_| Error::HubStopped)
     }
 
-    pub(crate) fn register(&self, id: ConnectionId, outbox: Outbox, signals: Sender<Signal>) -> Result<()> {
-        self.send(Command::Register { id, outbox, signals })
+    pub(crate) fn register(&self, id: ConnectionId, outbox: Outbox) -> Result<()> {
+        self.send(Command::Register { id, outbox })
     }
 
     pub(crate) fn unregister(&self, id: ConnectionId) {
@@ -203,7 +202,6 @@ impl HubHandle {
 #[derive(Debug)]
 struct Member {
     outbox: Outbox,
-    signals: Sender<Signal>,
     rooms: Vec<Arc<str>>,
 }
 
@@ -289,12 +287,12 @@ impl Hub {
 
     fn apply(&mut self, command: Command) {
         match command {
-            Command::Register { id, outbox, signals } => {
+            Command::Register { id, outbox } => {
                 if let Some(closing) = &self.closing {
                     let _ = outbox.push_close(closing.clone());
                     outbox.ring();
                 }
-                self.members.insert(id, Member { outbox, signals, rooms: Vec::new() });
+                self.members.insert(id, Member { outbox, rooms: Vec::new() });
             }
             Command::Unregister { id } => {
                 if let Some(member) = self.members.remove(&id) {
@@ -332,8 +330,7 @@ impl Hub {
             Command::Close { id, frame } => {
                 if let Some(member) = self.members.remove(&id) {
                     self.leave_all(id, &member.rooms);
-                    let _ = member.signals.try_send(Signal::Close(frame));
-                    member.outbox.ring();
+                    member.outbox.signal(Signal::Close(frame));
                 }
             }
             Command::Evict { id } => {
@@ -388,8 +385,7 @@ impl Hub {
             self.metrics.slow_consumer();
             info!("connection {id}: outbox full, closing as a slow consumer");
             let close = Frame::close(Some(CloseReason::SlowConsumer.frame()));
-            let _ = member.signals.try_send(Signal::Close(close));
-            member.outbox.ring();
+            member.outbox.signal(Signal::Close(close));
         }
     }
 
@@ -412,18 +408,16 @@ mod tests {
 
     use crate::connection::{OutboxReceiver, outbox};
 
-    /// A fake connection: the receiving ends the writer thread would own.
+    /// A fake connection: the receiving end the writer thread would own.
     struct Line {
         outbox: OutboxReceiver,
-        signals: Receiver<Signal>,
     }
 
     /// Registers a connection whose outbox holds `budget` bytes.
     fn register(hub: &mut Hub, id: u64, budget: usize) -> Line {
         let (outbox, outbox_rx) = outbox(budget);
-        let (signals, signals_rx) = bounded(2);
-        hub.apply(Command::Register { id: ConnectionId(id), outbox, signals });
-        Line { outbox: outbox_rx, signals: signals_rx }
+        hub.apply(Command::Register { id: ConnectionId(id), outbox });
+        Line { outbox: outbox_rx }
     }
 
     fn texts(line: &Line) -> Vec<String> {
@@ -472,7 +466,7 @@ mod tests {
         }
         assert_eq!(texts(&fast), ["1", "2", "3"]);
         assert_eq!(texts(&slow), ["1"]);
-        match slow.signals.try_recv() {
+        match slow.outbox.signals.try_recv() {
             Ok(Signal::Close(frame)) => {
                 assert_eq!(u16::from(frame.close_frame().unwrap().code), 1008)
             }

@@ -6,25 +6,36 @@
 //!
 //! ```text
 //! main thread            accept loop: TcpListener::accept, one thread per socket
-//!    │
+//!    │                   admission: connection limits (over: 503 or 429, close)
 //!    ▼
 //! connection thread      read the HTTP request head (deadline, size cap), parse with httparse
 //!    │   plain HTTP ───► /healthz, /metrics, /stats, or the handler; respond; close
-//!    │   Upgrade   ───► Handler::on_upgrade decides; answer 101 ourselves;
-//!    │                   WebSocket::from_partially_read; register with the hub
+//!    │   Upgrade   ───► RFC 6455, Origin and credential checks; Handler::on_upgrade
+//!    │                   decides; register with the hub and join rooms; answer 101
+//!    │                   ourselves; WebSocket::from_partially_read; Handler::on_open
 //!    ├──► writer thread  owns the socket's writing side: drains the outbox,
 //!    │                   one vectored write per batch; pings on a ticker
-//!    └──  reader loop    ws.read(): messages to the handler; pongs and close
-//!                        replies to the outbox, never to the socket
+//!    └──  reader loop    ws.read(): messages to Handler::on_message; pongs and
+//!                        close replies to the outbox, never to the socket
 //! hub thread             owns the rooms; hands each frame, encoded once, to
 //!                        every member's bounded outbox without waiting
 //! ```
 //!
+//! The programs in `examples/` take these pieces one at a time: `echo` (the
+//! smallest server), `chat` (rooms and the hub), `custom_handler` (a door of
+//! your own and state per connection) and `multi_client` (the client side).
+//!
 //! # Echo in twenty lines
 //!
-//! A [`Handler`] decides on upgrades and answers messages; a [`Server`] runs it.
+//! A [`Handler`] decides on upgrades and answers messages; a [`Server`] runs
+//! it. The handler and the first four lines of `main` are a whole server;
+//! the rest of `main` runs it on a thread, talks to it with a plain
+//! tungstenite client, and shuts it down.
 //!
-//! ```no_run
+//! ```
+//! use std::net::TcpStream;
+//! use std::time::Duration;
+//!
 //! use switchboard::{Accept, Config, Connection, Handler, Message, Refusal, Request, Server};
 //!
 //! struct Echo;
@@ -44,59 +55,171 @@
 //!     }
 //! }
 //!
-//! fn main() -> Result<(), switchboard::Error> {
-//!     let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Port 0: the system picks a free port, and local_addr() tells which.
+//!     let config = Config { listen: "127.0.0.1:0".parse()?, ..Config::default() };
 //!     let server = Server::bind(config, Echo)?;
-//!     println!("echo on ws://{}/echo", server.local_addr());
-//!     server.run()
+//!     let (addr, shutdown) = (server.local_addr(), server.shutdown_handle());
+//!     let running = std::thread::spawn(move || server.run());
+//!
+//!     // A client, with a read timeout so that a lost answer fails rather than hangs.
+//!     let socket = TcpStream::connect(addr)?;
+//!     socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+//!     let (mut ws, _) = switchboard::tungstenite::client(format!("ws://{addr}/echo"), socket)?;
+//!     ws.send(Message::text("hello"))?;
+//!     assert_eq!(ws.read()?, Message::text("hello"));
+//!     ws.close(None)?;
+//!     // The server answers the close; the next read sees the end.
+//!     while ws.read().is_ok() {}
+//!
+//!     // Stop accepting, send 1001 to whoever is left, and return from run().
+//!     shutdown.shutdown();
+//!     running.join().expect("the server thread panicked")?;
+//!     Ok(())
 //! }
 //! ```
 //!
 //! # Threads and who owns what
 //!
-//! * The **accept loop** ([`Server::run`]) only accepts and starts threads.
+//! * The **accept loop** ([`Server::run`]) accepts, counts each socket
+//!   against the connection limits, and starts a named thread for it. It
+//!   reads nothing: a socket over a limit gets its 503 or 429 from the loop
+//!   itself, before any thread is spent on it.
 //! * The **connection thread** reads and answers the request head. After an
 //!   upgrade it becomes the connection's **reader**: it owns tungstenite's
-//!   `WebSocket` and the handler's per-connection [`Handler::State`].
+//!   `WebSocket` and the handler's per-connection [`Handler::State`], and
+//!   every [`Handler`] method for that connection runs on it. So the state
+//!   needs no lock, and a slow handler holds up only its own client.
 //! * The **writer thread** is the only thread that writes to the socket. The
 //!   reader never does, not even the pongs and close replies that tungstenite
 //!   produces inside `read()`: those go through the writer's outbox like every
 //!   other frame, so frames from two threads can never interleave.
 //! * The **hub thread** owns room membership. Other threads reach it with a
-//!   [`HubHandle`] (send to one connection, a room, or everyone). It encodes
-//!   nothing and waits on nobody: it hands the same [`Frame`] to every
-//!   recipient's outbox with `try_send`.
+//!   [`HubHandle`] (send to one connection, a room, or everyone), which a
+//!   handler gets from [`Connection::hub`] and any other code from
+//!   [`Server::hub`]. The sender's thread encodes the message into a
+//!   [`Frame`] once; the hub waits on nobody: it hands that same frame to
+//!   every recipient's outbox without blocking.
 //!
 //! No thread shares mutable state with another except through a channel or
-//! an atomic counter.
-//!
-//! # Limits
-//!
-//! Every queue is bounded ([`Limits`]). A client whose outbox is full is not
-//! keeping up; it is closed with 1008 rather than allowed to grow memory or
-//! hold up its room. A client that sends faster than the hub relays is slowed
-//! down by TCP itself: its reader waits for room in the hub's queue and stops
-//! reading its socket meanwhile. Messages and frames over
-//! `websocket.max_message_size` close the connection with 1009.
+//! an atomic counter. The handler itself is shared by every connection (it
+//! is `Sync`): keep what all connections share in it behind atomics or
+//! channels, or in the hub.
 //!
 //! # Shutdown
 //!
-//! [`ShutdownHandle::shutdown`] (the binary calls it on Ctrl-C and SIGTERM)
-//! stops the accept loop, queues a 1001 close for every client behind what
-//! its outbox already holds, and waits for the connections to end, at most
-//! [`Timeouts::shutdown`]. Nothing accepted for a client is dropped on the way.
+//! [`ShutdownHandle::shutdown`] (call it from a Ctrl-C handler, as the
+//! binary and every example do) wakes the accept loop, which stops
+//! accepting. The hub then queues a 1001 close for every client behind what
+//! its outbox already holds, so nothing accepted for a client is dropped on
+//! the way, and [`Server::run`] waits for the connections to end, at most
+//! [`Timeouts::shutdown`]. Then it stops the hub and returns. From then on
+//! every [`HubHandle`] call returns [`Error::HubStopped`].
+//!
+//! # Limits
+//!
+//! Every queue is bounded ([`Limits`]), and every wait has a timeout
+//! ([`Timeouts`]).
+//!
+//! * A client whose outbox holds more than [`Limits::outbox_bytes`] is not
+//!   reading what it is sent: it is closed with 1008 rather than allowed to
+//!   grow memory or hold up its room.
+//! * A client that sends faster than the hub relays is slowed down by TCP
+//!   itself: when the hub's inbox ([`Limits::hub_capacity`]) is full, its
+//!   reader waits, and stops reading its socket meanwhile. One that sends
+//!   more than [`Limits::max_messages_per_sec`], beyond a burst of
+//!   [`Limits::message_burst`], is closed with 1008.
+//! * A message or frame over `websocket.max_message_size` or
+//!   `max_frame_size` ([`Config::websocket`]) closes the connection with
+//!   1009, checked on the frame header before the payload is read.
+//! * Connections over [`Limits::max_connections`] get 503, and over
+//!   [`Limits::max_connections_per_ip`] from one address 429. The server
+//!   lowers the first to what the machine's limits on threads, open files
+//!   and memory maps can hold, and says so in its log.
+//! * A request head must arrive within [`Timeouts::handshake`] (else 408)
+//!   and fit [`Limits::max_head_size`] (else 431); a client that sends
+//!   nothing, pongs included, for [`Timeouts::idle`] is closed with 1001.
+//!
+//! # The client side
+//!
+//! [`client::Client`] holds several connections at once, each kept up by a
+//! thread of its own that, by default, reconnects after a backoff when its
+//! connection drops (one that never connected is given up at once, so that a
+//! wrong address shows). Each live connection also has a writer thread, for
+//! the same reason the server has one. Everything that happens on every connection arrives on
+//! one channel of [`client::Event`]s, each tagged with its connection's
+//! name. [`Client::join`](client::Client::join) closes every connection with
+//! 1000 and waits for them to end.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//!
+//! use switchboard::client::{Client, ClientConfig, Endpoint, Event};
+//! use switchboard::{Config, RoomsHandler, Server};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::bind(Config { listen: "127.0.0.1:0".parse()?, ..Config::default() }, RoomsHandler)?;
+//! let (addr, shutdown) = (server.local_addr(), server.shutdown_handle());
+//! let running = std::thread::spawn(move || server.run());
+//!
+//! let lobby = Endpoint::new("lobby", format!("ws://{addr}/ws/lobby"));
+//! let client = Client::start(vec![lobby], ClientConfig::default())?;
+//! let deadline = Instant::now() + Duration::from_secs(5);
+//! loop {
+//!     match client.events().recv_deadline(deadline)? {
+//!         Event::Connected { line, .. } => client.send(&line, "hello")?,
+//!         // A room sends each message to all its members, the sender included.
+//!         Event::Message { line, message } => {
+//!             assert_eq!((&*line, message.to_text()?), ("lobby", "hello"));
+//!             break;
+//!         }
+//!         other => return Err(other.to_string().into()),
+//!     }
+//! }
+//! client.join();
+//!
+//! shutdown.shutdown();
+//! running.join().expect("the server thread panicked")?;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Common mistakes
 //!
-//! * **Writing from the reader.** Calling tungstenite's `write` or `send` on
-//!   the reader's socket would race the writer thread. Send through
-//!   [`Connection::send`] or the [`HubHandle`]; both go through the outbox.
-//! * **Side effects in `on_upgrade`.** It is also asked about plain GETs, to
-//!   tell a WebSocket endpoint (426) from no endpoint (404). Decide there; act
-//!   in [`Handler::on_open`].
+//! * **Acting in `on_upgrade`.** It is also asked about plain GETs, to tell
+//!   a WebSocket endpoint (426) from no endpoint (404), and a connection it
+//!   accepts may still fail before it opens. Decide there; act (count,
+//!   announce, greet) in [`Handler::on_open`].
+//! * **Expecting a room message to skip its sender.**
+//!   [`HubHandle::send_to_room`] reaches every member, the sender included;
+//!   there is no "everyone but me". Let clients recognise their own
+//!   messages, as the `chat` example does by naming the sender.
+//! * **Saying goodbye from `on_close`.** By then the connection has left the
+//!   hub and its writer has finished: [`Connection::send`] returns
+//!   [`Error::Closed`]. Tell the others instead; a room message sent from
+//!   [`Handler::on_close`] reaches only the members still there.
+//! * **Taking `Ok` for delivered, or an error for a fault.** Sending returns
+//!   once the message is queued, not once the client has it. An
+//!   [`Error::Closed`] or [`Error::HubStopped`] is an ordinary ending (the
+//!   client left, the server is stopping), so do not `unwrap` it: a panic in
+//!   [`Handler::on_message`] closes that connection with 1011.
+//! * **Expecting order across the two ways to send.** [`Connection::send`]
+//!   puts a message in the client's outbox at once; one sent through the
+//!   hub gets there when the hub thread comes to it. So an answer sent with
+//!   `Connection::send` can overtake a room message or broadcast sent
+//!   before it. Each way keeps its own order; send through one of them
+//!   where order matters.
 //! * **Blocking a handler on another client.** A handler runs on its own
 //!   client's reader thread; waiting there stalls only that client, but
 //!   waiting for *another* client's progress can deadlock two readers.
+//! * **Letting Ctrl-C kill the process.** [`Server::run`] returns only when
+//!   a [`ShutdownHandle`] asks it to. Without a signal handler that calls
+//!   it, Ctrl-C ends the process at once: clients see their connections
+//!   drop without a 1001, and what was queued for them is lost.
+//! * **Sending from outside the handlers forever.** A thread that talks to
+//!   clients through [`Server::hub`] (a ticker, a console) outlives nothing:
+//!   once the server has shut down, every call returns
+//!   [`Error::HubStopped`], and the thread should end on it.
 //! * **Unbounded state per connection.** [`Handler::State`] lives as long as
 //!   the connection; bound what it collects.
 

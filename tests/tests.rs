@@ -21,3 +21,5 @@ mod handler;
 mod hostile;
 // `switchboard client`: several connections, reconnects, errors, routing.
 mod client;
+// The programs in examples/, run as child processes.
+mod examples;

@@ -113,8 +113,9 @@ fn exchange(client: &mut Client) -> Result<(), Box<dyn Error>> {
     })?;
 
     // Step 4: a drop. Ask /echo for a message larger than this client
-    // accepts: the client refuses it and drops the connection, as it would
-    // a dead one, and the line reconnects by itself after a short backoff.
+    // accepts: the client refuses it and closes the connection with 1009
+    // (message too big), and the line reconnects by itself after a short
+    // backoff.
     client.send("echo", "x".repeat(MAX_MESSAGE + 1))?;
     let mut dropped = false;
     watch(client, "echo to drop and reconnect", |event| match event {

@@ -314,7 +314,7 @@ fn multi_client_completes_its_exchange_with_the_binary_and_exits_0() {
     ] {
         assert!(printed.iter().any(|l| l == line), "no {line:?} in:\n{}", printed.join("\n"));
     }
-    let dropped = printed.iter().position(|l| l.starts_with("[echo] dropped: "));
+    let dropped = printed.iter().position(|l| l.starts_with("[echo] closed: 1009 message too big ("));
     let back = printed.iter().rposition(|l| l == "[echo] connected (subprotocol echo.v1)");
     assert!(dropped.is_some() && back > dropped, "a drop, then a reconnect:\n{}", printed.join("\n"));
     assert!(!printed.iter().any(|l| l == "[news] hello from lobby"), "rooms are apart");

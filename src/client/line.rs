@@ -155,6 +155,7 @@ impl Line {
         let (code, reason) = match ending {
             Ending::Closed(Some(close)) => (Some(close.code), close.reason.to_string()),
             Ending::Closed(None) => (Some(CloseCode::Status), String::new()),
+            Ending::Failed { close, cause } => (Some(close.code), format!("{} ({cause})", close.reason)),
             Ending::Dropped(why) => (None, why),
         };
         self.event(Event::Closed { line: self.name.clone(), code, reason });
@@ -181,10 +182,23 @@ impl Line {
                 Err(WsError::ConnectionClosed) | Err(WsError::Protocol(_)) if close.is_some() => {
                     return Ending::Closed(close.flatten());
                 }
-                Err(WsError::Io(e)) if crate::close::is_timeout(&e) => {
-                    return Ending::Dropped(format!("no answer to pings for {silence:?}"));
+                // Whatever the client sees wrong in what the server sends, it
+                // says so with the close code RFC 6455 gives it, as the
+                // server does to clients: 1009 too big, 1007 bad UTF-8,
+                // 1002 a protocol error, 1001 when the server went silent.
+                Err(e) => {
+                    let Some(reason) = crate::close::CloseReason::for_read_error(&e) else {
+                        return Ending::Dropped(e.to_string());
+                    };
+                    let _ = control.try_send(Control::CloseReply(Some(reason.frame())));
+                    let cause = match &e {
+                        WsError::Io(io) if crate::close::is_timeout(io) => {
+                            format!("no answer to pings for {silence:?}")
+                        }
+                        _ => e.to_string(),
+                    };
+                    return Ending::Failed { close: reason.frame(), cause };
                 }
-                Err(e) => return Ending::Dropped(e.to_string()),
             }
         }
     }
@@ -194,6 +208,8 @@ impl Line {
 enum Ending {
     /// With the server's close frame.
     Closed(Option<CloseFrame>),
+    /// The client closed it with `close` because of `cause`.
+    Failed { close: CloseFrame, cause: String },
     /// Without a close handshake, for this reason.
     Dropped(String),
 }

@@ -214,8 +214,10 @@ pub enum Event {
         /// The message.
         message: Message,
     },
-    /// The connection ended: with the server's close `code` and `reason`,
-    /// or, when `code` is `None`, dropped for `reason`.
+    /// The connection ended: with a close `code` and `reason` (the
+    /// server's, or the client's own when what the server sent was wrong,
+    /// with the cause in brackets), or, when `code` is `None`, dropped for
+    /// `reason`.
     Closed {
         /// The line.
         line: Arc<str>,
@@ -243,6 +245,20 @@ pub enum Event {
         /// The line.
         line: Arc<str>,
     },
+}
+
+impl Event {
+    /// The name of the line it happened on.
+    pub fn line(&self) -> &str {
+        match self {
+            Event::Connected { line, .. }
+            | Event::Message { line, .. }
+            | Event::Closed { line, .. }
+            | Event::Failed { line, .. }
+            | Event::Reconnecting { line, .. }
+            | Event::Ended { line } => line,
+        }
+    }
 }
 
 impl fmt::Display for Event {

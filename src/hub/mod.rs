@@ -59,6 +59,8 @@ pub(crate) enum Command {
     Publish {
         room: Arc<str>,
         frame: Frame,
+        /// A member not to send it to: usually the one it came from.
+        except: Option<ConnectionId>,
     },
     /// A frame for one connection.
     SendTo {
@@ -124,7 +126,22 @@ impl HubHandle {
     ///
     /// [`Error::HubStopped`] once the server has shut down.
     pub fn send_to_room(&self, room: impl Into<Arc<str>>, message: impl Into<Frame>) -> Result<()> {
-        self.send(Command::Publish { room: room.into(), frame: message.into() })
+        self.send(Command::Publish { room: room.into(), frame: message.into(), except: None })
+    }
+
+    /// Sends a message to every member of `room` but `except`: the usual
+    /// way to relay what one member said to the others.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubStopped`] once the server has shut down.
+    pub fn send_to_room_except(
+        &self,
+        room: impl Into<Arc<str>>,
+        except: ConnectionId,
+        message: impl Into<Frame>,
+    ) -> Result<()> {
+        self.send(Command::Publish { room: room.into(), frame: message.into(), except: Some(except) })
     }
 
     /// Sends a message to every open connection.
@@ -301,9 +318,9 @@ impl Hub {
             }
             Command::Join { id, room } => self.join(id, room),
             Command::Leave { id, room } => self.leave(id, &room),
-            Command::Publish { room: name, frame } => {
+            Command::Publish { room: name, frame, except } => {
                 if let Some(room) = self.rooms.get_mut(&name) {
-                    if room.deliver(&frame, &mut self.full) {
+                    if room.deliver(&frame, except, &mut self.full) {
                         self.dirty_rooms.push(name);
                     }
                 }
@@ -437,7 +454,7 @@ mod tests {
         hub.apply(Command::Join { id: ConnectionId(1), room: "x".into() });
         hub.apply(Command::Join { id: ConnectionId(2), room: "x".into() });
         hub.apply(Command::Join { id: ConnectionId(3), room: "y".into() });
-        hub.apply(Command::Publish { room: "x".into(), frame: Frame::text("hi") });
+        hub.apply(Command::Publish { room: "x".into(), frame: Frame::text("hi"), except: None });
         assert_eq!(texts(&a), ["hi"]);
         assert_eq!(texts(&b), ["hi"]);
         assert!(texts(&c).is_empty());
@@ -462,7 +479,7 @@ mod tests {
             hub.apply(Command::Join { id: ConnectionId(id), room: "r".into() });
         }
         for text in ["1", "2", "3"] {
-            hub.apply(Command::Publish { room: "r".into(), frame: Frame::text(text) });
+            hub.apply(Command::Publish { room: "r".into(), frame: Frame::text(text), except: None });
         }
         assert_eq!(texts(&fast), ["1", "2", "3"]);
         assert_eq!(texts(&slow), ["1"]);
@@ -499,5 +516,19 @@ mod tests {
         assert!(frames[0].is_message());
         assert_eq!(u16::from(frames[1].close_frame().unwrap().code), 1001);
         assert!(late.outbox.frames.try_recv().unwrap().is_close());
+    }
+
+    #[test]
+    fn publish_can_leave_out_its_sender() {
+        let mut hub = hub();
+        let a = register(&mut hub, 1, 1000);
+        let b = register(&mut hub, 2, 1000);
+        for id in [1, 2] {
+            hub.apply(Command::Join { id: ConnectionId(id), room: "r".into() });
+        }
+        let frame = Frame::text("from a");
+        hub.apply(Command::Publish { room: "r".into(), frame, except: Some(ConnectionId(1)) });
+        assert!(texts(&a).is_empty());
+        assert_eq!(texts(&b), ["from a"]);
     }
 }

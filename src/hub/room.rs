@@ -52,9 +52,14 @@ impl Room {
     /// lists in `full` the members whose outbox had no room. The writers are
     /// not woken: [`ring`](Room::ring) does that. Returns true if and only
     /// if the room was clean before, so that the caller notes it once.
-    pub(crate) fn deliver(&mut self, frame: &Frame, full: &mut Vec<ConnectionId>) -> bool {
+    pub(crate) fn deliver(
+        &mut self,
+        frame: &Frame,
+        except: Option<ConnectionId>,
+        full: &mut Vec<ConnectionId>,
+    ) -> bool {
         let was_clean = !std::mem::replace(&mut self.dirty, true);
-        for (id, outbox) in &self.members {
+        for (id, outbox) in self.members.iter().filter(|(id, _)| Some(*id) != except) {
             match outbox.push(frame.clone()) {
                 Ok(()) => {}
                 Err(Refused::Full) => full.push(*id),
@@ -90,7 +95,7 @@ mod tests {
         assert!(room.remove(ConnectionId(0)));
         assert!(!room.remove(ConnectionId(0)));
         let mut full = Vec::new();
-        room.deliver(&Frame::text("x"), &mut full);
+        room.deliver(&Frame::text("x"), None, &mut full);
         assert!(full.is_empty());
         assert_eq!(outboxes[0].1.len(), 0);
         for (_, rx) in &outboxes[1..] {
@@ -110,8 +115,8 @@ mod tests {
         room.insert(ConnectionId(1), slow);
         room.insert(ConnectionId(2), fast);
         let mut full = Vec::new();
-        room.deliver(&Frame::text("a"), &mut full);
-        room.deliver(&Frame::text("b"), &mut full);
+        room.deliver(&Frame::text("a"), None, &mut full);
+        room.deliver(&Frame::text("b"), None, &mut full);
         assert_eq!(full, vec![ConnectionId(1)]);
         assert_eq!(fast_rx.len(), 2);
     }

@@ -119,3 +119,16 @@ impl std::fmt::Display for Refusal {
         write!(f, "{} {}", self.status, self.reason)
     }
 }
+
+/// `error: cause: root cause`: an error and its chain of sources on one
+/// line, so that one log line tells the whole story.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -251,7 +251,7 @@ mod upgrade;
 pub use crate::auth::Secret;
 pub use crate::close::{CloseReason, Ending};
 pub use crate::config::{Access, Config, Limits, Timeouts, TlsConfig};
-pub use crate::error::{Error, Refusal, Result};
+pub use crate::error::{Error, Refusal, Result, error_chain};
 pub use crate::frame::Frame;
 pub use crate::handler::{Accept, Connection, Handler};
 pub use crate::http::{Request, Response};

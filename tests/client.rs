@@ -2,96 +2,16 @@
 //! tells them apart, reconnects the one that drops, says clearly why a
 //! connection failed, and routes typed lines by name.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::Instant;
+use std::process::Command;
 
-use crossbeam_channel::{Receiver, unbounded};
-
-use crate::support::{PATIENCE, TestServer, config, wait_until};
+use crate::support::{PATIENCE, Program, TestServer, config, wait_until};
 use switchboard::{Accept, CloseCode, CloseFrame, Config, Connection, Handler, Message, Refusal, Request};
 
-/// `switchboard client` as a child process, its stdout read line by line.
-struct Cli {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    /// Every line so far, and those no `expect` has claimed yet.
-    seen: Vec<String>,
-    unmatched: Vec<String>,
-}
-
-impl Cli {
-    fn start(args: &[&str]) -> Cli {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("client")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start switchboard client");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = unbounded();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let stdin = child.stdin.take();
-        Cli { child, stdin, lines, seen: Vec::new(), unmatched: Vec::new() }
-    }
-
-    /// Waits for a line that satisfies `wanted`, in any order relative to
-    /// the lines of other connections, and returns it. Each line is matched
-    /// once.
-    fn expect(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        if let Some(i) = self.unmatched.iter().position(|line| wanted(line)) {
-            return self.unmatched.remove(i);
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match self.lines.recv_deadline(deadline) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if wanted(&line) {
-                        return line;
-                    }
-                    self.unmatched.push(line);
-                }
-                Err(_) => panic!("no line {what} within {PATIENCE:?}; saw:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn expect_exact(&mut self, line: &str) {
-        self.expect(line, |l| l == line);
-    }
-
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin is open");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Closes stdin, as EOF does, and waits for the exit.
-    fn finish(mut self) -> (ExitStatus, Vec<String>) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + PATIENCE;
-        while let Ok(line) = self.lines.recv_deadline(deadline) {
-            self.seen.push(line);
-        }
-        let status = self.child.wait().unwrap();
-        (status, std::mem::take(&mut self.seen))
-    }
-}
-
-impl Drop for Cli {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `switchboard client` as a child process.
+fn start_cli(args: &[&str]) -> Program {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command.arg("client").args(args);
+    Program::start(command)
 }
 
 /// Everyone joins room `all`; `kick me` gets the sender closed with 4000.
@@ -119,7 +39,7 @@ fn three_connections_with_different_subprotocols() {
     let server =
         TestServer::start(Config { subprotocols: vec!["a".into(), "b".into(), "c".into()], ..config() });
     let (one, two, three) = (server.url("/ws/r"), server.url("/echo"), server.url("/ws/r"));
-    let mut cli = Cli::start(&[
+    let mut cli = start_cli(&[
         &format!("one={one}"),
         &format!("two={two}"),
         &format!("three={three}"),
@@ -153,7 +73,7 @@ fn three_connections_with_different_subprotocols() {
 fn a_connection_closed_by_the_server_reconnects_while_the_others_keep_receiving() {
     let server = TestServer::start_with(config(), Kicker);
     let url = server.url("/any");
-    let mut cli = Cli::start(&[&format!("one={url}"), &format!("two={url}"), &format!("three={url}")]);
+    let mut cli = start_cli(&[&format!("one={url}"), &format!("two={url}"), &format!("three={url}")]);
     for _ in 0..3 {
         cli.expect("connected", |l| l.ends_with("] connected"));
     }
@@ -179,7 +99,7 @@ fn a_refused_handshake_prints_its_status_and_nothing_connected_exits_non_zero() 
         access: switchboard::Access { tokens: vec![switchboard::Secret::new("t0ken")], ..Default::default() },
         ..config()
     });
-    let mut cli = Cli::start(&[&server.url("/nowhere?access_token=t0ken"), &server.url("/ws/r")]);
+    let mut cli = start_cli(&[&server.url("/nowhere?access_token=t0ken"), &server.url("/ws/r")]);
     cli.expect_exact("[1] error: upgrade refused: 404 no such endpoint");
     cli.expect_exact("[2] error: upgrade refused: 401 credentials required");
     let (status, _) = cli.finish();
@@ -189,7 +109,7 @@ fn a_refused_handshake_prints_its_status_and_nothing_connected_exits_non_zero() 
 #[test]
 fn connection_refused_and_malformed_urls_are_one_line_each() {
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut cli = Cli::start(&[&format!("ws://{unused}/x"), "http://example.com/"]);
+    let mut cli = start_cli(&[&format!("ws://{unused}/x"), "http://example.com/"]);
     cli.expect("refused", |l| l.starts_with(&format!("[1] error: cannot connect to {unused}: ")));
     cli.expect_exact("[2] error: bad URL \"http://example.com/\": the scheme must be ws:// or wss://");
     let (status, _) = cli.finish();
@@ -200,7 +120,7 @@ fn connection_refused_and_malformed_urls_are_one_line_each() {
 fn typed_lines_go_to_everyone_or_to_one_by_name() {
     let server = TestServer::start(config());
     let echo = server.url("/echo");
-    let mut cli = Cli::start(&[&format!("a={echo}"), &format!("b={echo}")]);
+    let mut cli = start_cli(&[&format!("a={echo}"), &format!("b={echo}")]);
     for _ in 0..2 {
         cli.expect("connected", |l| l.ends_with("] connected"));
     }
@@ -229,13 +149,13 @@ fn wss_with_a_trusted_certificate() {
     // A certificate the client does not trust fails the TLS handshake...
     let untrusted = dir.join("other.pem");
     std::fs::write(&untrusted, pem).unwrap();
-    let mut cli = Cli::start(&[&server.url("/echo"), "--ca-cert", untrusted.to_str().unwrap()]);
+    let mut cli = start_cli(&[&server.url("/echo"), "--ca-cert", untrusted.to_str().unwrap()]);
     cli.expect("TLS failure", |l| l.starts_with("[1] error: TLS handshake failed"));
     assert_eq!(cli.finish().0.code(), Some(1));
     // ...and the server's own is trusted.
     let trusted = dir.join("server.pem");
     std::fs::write(&trusted, server.certificate_pem()).unwrap();
-    let mut cli = Cli::start(&[&server.url("/echo"), "--ca-cert", trusted.to_str().unwrap()]);
+    let mut cli = start_cli(&[&server.url("/echo"), "--ca-cert", trusted.to_str().unwrap()]);
     cli.expect_exact("[1] connected");
     cli.type_line("over tls");
     cli.expect_exact("[1] over tls");

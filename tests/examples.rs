@@ -5,19 +5,14 @@
 //! binary. Each server example listens on the port 0 it is given and exits
 //! 0 on an interrupt.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, unbounded};
 use switchboard::Message;
 
 use crate::support::{
-    Client, PATIENCE, Process, close_code, connect, http, recv, recv_close, recv_text, send_text, wait_until,
+    Client, PATIENCE, Process, Program, close_code, connect, http, recv, recv_close, recv_text, send_text,
 };
 
 /// The example program `name`, built for this test run.
@@ -81,103 +76,20 @@ fn build_examples(profile_dir: &Path) -> Result<(), String> {
     }
 }
 
-/// An example program running as a child process, its stdout read line by line.
-struct Example {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    /// Every line read so far, for failure messages.
-    seen: Vec<String>,
+/// The example program `name` as a child process.
+fn example(name: &str, args: &[&str]) -> Program {
+    let mut command = Command::new(example_path(name));
+    command.args(args);
+    Program::start(command)
 }
 
-impl Example {
-    fn start(name: &str, args: &[&str]) -> Example {
-        let mut child = Command::new(example_path(name))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start example {name}: {e}"));
-        let (lines, received) = unbounded();
-        let stdout = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        let stdin = child.stdin.take();
-        Example { child, stdin, lines: received, seen: Vec::new() }
-    }
-
-    /// Starts a server example on a free loopback port and returns it with
-    /// the address it prints.
-    fn serve(name: &str) -> (Example, SocketAddr) {
-        let mut example = Example::start(name, &["127.0.0.1:0"]);
-        let line = example.expect("its address", |line| line.starts_with("listening on ws://"));
-        let addr = line["listening on ws://".len()..].parse().expect("an address after ws://");
-        (example, addr)
-    }
-
-    /// Waits for a line that satisfies `wanted` and returns it.
-    fn expect(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match self.lines.recv_deadline(deadline) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if wanted(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {what} within {PATIENCE:?}; saw:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin is open");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Sends a signal by name (`INT`, `TERM`), as Ctrl-C or a service manager does.
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").arg(format!("-{name}")).arg(pid).status().unwrap();
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    /// Waits at most `timeout` for the program to exit; then returns its
-    /// status, every line it printed, and what it wrote to stderr.
-    fn wait(mut self, timeout: Duration) -> (ExitStatus, Vec<String>, String) {
-        let child = &mut self.child;
-        let mut status = None;
-        let exited = wait_until(timeout, || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        });
-        assert!(exited, "still running after {timeout:?}; printed:\n{}", self.seen.join("\n"));
-        // The reader thread ends when the pipe closes, after the last line.
-        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
-            self.seen.push(line);
-        }
-        let mut stderr = String::new();
-        if let Some(mut pipe) = self.child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr);
-        }
-        (status.unwrap(), std::mem::take(&mut self.seen), stderr)
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        // A failed test leaves no example running behind it.
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Starts a server example on a free loopback port and returns it with the
+/// address it prints.
+fn serve(name: &str) -> (Program, SocketAddr) {
+    let mut example = example(name, &["127.0.0.1:0"]);
+    let line = example.expect("with its address", |line| line.starts_with("listening on ws://"));
+    let addr = line["listening on ws://".len()..].parse().expect("an address after ws://");
+    (example, addr)
 }
 
 /// A raw upgrade request for `target`, for reading a refusal's status and body.
@@ -190,7 +102,7 @@ fn upgrade_request(target: &str) -> String {
 
 #[test]
 fn echo_echoes_and_exits_0_on_ctrl_c() {
-    let (echo, addr) = Example::serve("echo");
+    let (echo, addr) = serve("echo");
     let mut client = connect(addr, "/echo").expect("connect to /echo");
     send_text(&mut client, "hello");
     assert_eq!(recv_text(&mut client), "hello");
@@ -220,7 +132,7 @@ fn join(addr: SocketAddr, room: &str) -> (Client, String) {
 
 #[test]
 fn chat_relays_within_a_room_only_and_announces_joins_and_leaves() {
-    let (mut chat, addr) = Example::serve("chat");
+    let (mut chat, addr) = serve("chat");
     let (mut alice, alice_id) = join(addr, "red");
     let (mut bob, bob_id) = join(addr, "red");
     assert_eq!(recv_text(&mut alice), format!("{bob_id} joined red"), "the room hears of a newcomer");
@@ -253,7 +165,7 @@ fn chat_relays_within_a_room_only_and_announces_joins_and_leaves() {
 
 #[test]
 fn custom_handler_refuses_bad_names_with_a_reason_and_answers_commands() {
-    let (server, addr) = Example::serve("custom_handler");
+    let (server, addr) = serve("custom_handler");
     for (target, status, reason) in [
         ("/ws", 400, "a name is required"),
         ("/ws?name=no%20spaces", 400, "a name is 1 to 24 letters"),
@@ -295,7 +207,7 @@ fn custom_handler_refuses_bad_names_with_a_reason_and_answers_commands() {
 #[test]
 fn multi_client_completes_its_exchange_with_the_binary_and_exits_0() {
     let server = Process::start(&["--subprotocol", "chat.v1", "--subprotocol", "echo.v1"]);
-    let client = Example::start("multi_client", &[&server.addr.to_string()]);
+    let client = example("multi_client", &[&server.addr.to_string()]);
     // Each of its steps is bounded by ten seconds; the whole takes about one.
     let (status, printed, stderr) = client.wait(PATIENCE * 3);
     assert!(status.success(), "{status}: {stderr}\n{}", printed.join("\n"));
@@ -324,7 +236,7 @@ fn multi_client_completes_its_exchange_with_the_binary_and_exits_0() {
 #[test]
 fn multi_client_says_what_is_missing_when_the_server_lacks_its_subprotocols() {
     let server = Process::start(&[]);
-    let client = Example::start("multi_client", &[&server.addr.to_string()]);
+    let client = example("multi_client", &[&server.addr.to_string()]);
     let (status, printed, stderr) = client.wait(PATIENCE * 3);
     assert_eq!(status.code(), Some(1), "{}", printed.join("\n"));
     assert!(stderr.contains("start it with --subprotocol chat.v1 --subprotocol echo.v1"), "{stderr}");

@@ -277,25 +277,13 @@ impl fmt::Display for Event {
             }
             Event::Closed { line, code: Some(code), reason } => write!(f, "[{line}] closed: {code} {reason}"),
             Event::Closed { line, code: None, reason } => write!(f, "[{line}] dropped: {reason}"),
-            Event::Failed { line, error } => write!(f, "[{line}] error: {}", chain(error)),
+            Event::Failed { line, error } => write!(f, "[{line}] error: {}", crate::error_chain(error)),
             Event::Reconnecting { line, after } => {
                 write!(f, "[{line}] reconnecting in {:.1} s", after.as_secs_f64())
             }
             Event::Ended { line } => write!(f, "[{line}] ended"),
         }
     }
-}
-
-/// `error: cause: root cause`, so that one line says it all.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A line as the client holds it.

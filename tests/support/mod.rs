@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod process;
+mod program;
 pub mod raw;
 pub mod tls;
 
@@ -18,6 +19,7 @@ use switchboard::tungstenite::{self, WebSocket};
 use switchboard::{CloseFrame, Config, Handler, HubHandle, Message, RoomsHandler, Server, ShutdownHandle};
 
 pub use self::process::Process;
+pub use self::program::Program;
 pub use self::raw::RawClient;
 
 /// What a test client talks over: TCP, or TLS over TCP.

@@ -1,7 +1,7 @@
 //! TLS for tests: a self-signed certificate made at run time, and a client
 //! that trusts it.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
 
@@ -41,25 +41,4 @@ pub fn handshake(config: &Arc<ClientConfig>, tcp: TcpStream) -> io::Result<TlsCl
         stream.conn.complete_io(&mut stream.sock)?;
     }
     Ok(stream)
-}
-
-/// Reads everything until the server closes, tolerating a close without
-/// close_notify as plain HTTP clients over TLS do.
-pub fn read_to_end(stream: &mut TlsClientStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return out,
-            Err(e) => panic!("reading over TLS: {e}"),
-        }
-    }
-}
-
-/// Writes and flushes over TLS.
-pub fn write_all(stream: &mut TlsClientStream, bytes: &[u8]) {
-    stream.write_all(bytes).unwrap();
-    stream.flush().unwrap();
 }

@@ -21,7 +21,7 @@ use mio::{Events, Poll, Token, Waker};
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::client::{Client, Ending, Step};
-use crate::clock::Clock;
+use crate::clock::{Clock, Nanos};
 use crate::error::{Error, Result};
 use crate::latency::Latency;
 use crate::meter::Tally;
@@ -45,6 +45,19 @@ pub struct Context {
     pub clock: Clock,
     /// Counts for the shared meter.
     pub tally: Tally,
+}
+
+impl Context {
+    /// Counts a message delivered now that was sent at `sent` (a reading of
+    /// the run's clock), its latency into `latency`. Returns true if and
+    /// only if it arrived during the measurement.
+    pub fn delivered(&mut self, sent: Nanos, latency: &mut Latency) -> bool {
+        let took = self.clock.since(sent);
+        latency.record(took);
+        self.tally.received += 1;
+        self.tally.latency_ns += u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.phase == Phase::Measure
+    }
 }
 
 /// A scenario's part in an event loop: what to do when a connection opens,

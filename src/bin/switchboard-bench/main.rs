@@ -31,13 +31,13 @@ mod sequence;
 mod system;
 mod target;
 
-use std::error::Error as _;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::args::{Args, Command};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use switchboard::error_chain;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -77,18 +77,6 @@ fn shell_word(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
     }
-}
-
-/// `outer: cause: root cause`, so that one line tells the whole story.
-fn error_chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

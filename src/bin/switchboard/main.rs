@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 use crossbeam_channel::bounded;
 use log::{error, info, warn};
-use switchboard::{RoomsHandler, Server};
+use switchboard::{RoomsHandler, Server, error_chain};
 
 use crate::args::{Cli, Command, ServerArgs};
 
@@ -67,16 +67,4 @@ fn talk(args: client::ClientArgs) -> Result<ExitCode, Box<dyn Error>> {
         let _ = interrupt.try_send(());
     })?;
     client::run(args, interrupted)
-}
-
-/// `outer: cause: root cause`, so that one log line tells the whole story.
-fn error_chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

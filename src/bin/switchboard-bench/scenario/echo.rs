@@ -166,11 +166,7 @@ impl Driver for EchoDriver {
         };
         match conn.tracker.record(payload.seq) {
             Arrival::InOrder | Arrival::Late => {
-                let latency = cx.clock.since(payload.sent);
-                self.latency.record(latency);
-                cx.tally.received += 1;
-                cx.tally.latency_ns += u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-                if cx.phase == Phase::Measure {
+                if cx.delivered(payload.sent, &mut self.latency) {
                     self.received_in_measure += 1;
                 }
             }

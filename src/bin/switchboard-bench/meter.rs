@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counts since the last time they were added to the meter.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
     /// Messages sent (for fanout: published).
     pub sent: u64,
@@ -65,24 +65,11 @@ impl Meter {
     }
 }
 
-/// A copy of the totals at one moment.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Reading {
-    /// Messages sent.
-    pub sent: u64,
-    /// Messages received.
-    pub received: u64,
-    /// Sum of the latencies of the received messages.
-    pub latency_ns: u64,
-    /// Connections that opened.
-    pub opened: u64,
-    /// Opened connections that ended.
-    pub closed: u64,
-    /// Connections that failed or ended unasked.
-    pub failed: u64,
-}
+/// A copy of the meter's totals at one moment: the same counts, since the
+/// run began.
+pub type Reading = Tally;
 
-impl Reading {
+impl Tally {
     /// Connections open now.
     pub fn open(&self) -> u64 {
         self.opened.saturating_sub(self.closed)

@@ -228,6 +228,7 @@
 
 mod admission;
 mod auth;
+mod backoff;
 pub mod client;
 mod close;
 mod config;

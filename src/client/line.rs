@@ -14,7 +14,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket};
 use tungstenite::{Error as WsError, Message};
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use super::handshake::{Opened, Target, open};
 use super::{ClientConfig, ClientError, Endpoint, Event, Never, Reconnect};
 use crate::stream::{Hangup, WriteHalf};

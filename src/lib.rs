@@ -229,6 +229,7 @@
 mod admission;
 mod auth;
 mod backoff;
+mod backplane;
 pub mod client;
 mod close;
 mod config;
@@ -251,7 +252,7 @@ mod upgrade;
 
 pub use crate::auth::Secret;
 pub use crate::close::{CloseReason, Ending};
-pub use crate::config::{Access, Config, Limits, Timeouts, TlsConfig};
+pub use crate::config::{Access, BackplaneConfig, Config, Limits, Timeouts, TlsConfig};
 pub use crate::error::{Error, Refusal, Result};
 pub use crate::frame::Frame;
 pub use crate::handler::{Accept, Connection, Handler};

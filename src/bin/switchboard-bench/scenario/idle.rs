@@ -95,7 +95,7 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
     let plans = deal(idle.connections, load.threads)
         .into_iter()
         .enumerate()
-        .map(|(i, conns)| (vec![idle.path.clone(); conns.len()], IdleDriver::new(conns.len(), i == 0)))
+        .map(|(i, conns)| (load.dials(&idle.path, conns.len()), IdleDriver::new(conns.len(), i == 0)))
         .collect();
     start_loops(&mut run, "idle", load, plans, &shared, clock)?;
 

@@ -37,7 +37,7 @@
 //! effect, does not reach it. Nothing is ever delivered twice.
 //!
 //! **When Redis goes away** each thread reconnects on its own with
-//! exponential backoff (100 ms doubling up to 2 s, with jitter), the
+//! exponential backoff (100 ms doubling up to 1 s, with jitter), the
 //! subscriber subscribes again to every room the node serves, and the
 //! health of both connections is logged once per change and shown in
 //! `/metrics` and `/stats` ([`health`]).
@@ -80,9 +80,12 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// connection was closed reconnects before it has something to send.
 const KEEPALIVE: Duration = Duration::from_secs(1);
 /// The first wait before reconnecting, and the most it grows to (each wait
-/// is then spread between half and one and a half times that).
+/// is then spread between half and one and a half times that). A reconnect
+/// costs Redis a connection and a SUBSCRIBE per node, which it takes in
+/// stride every second; a short ceiling makes rooms span nodes again
+/// within about a second of Redis coming back.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
-const LAST_RETRY: Duration = Duration::from_secs(2);
+const LAST_RETRY: Duration = Duration::from_secs(1);
 
 /// The backplane's two threads, owned by the [`Server`](crate::Server).
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use switchboard::{BackplaneConfig, Config, Limits};
+use switchboard::{BackplaneConfig, Config, Limits, RoomsHandler, Server};
 
 use crate::support::{Client, PATIENCE, TestServer, config, ms, recv_text, send_text, wait_until};
 
@@ -97,6 +97,15 @@ impl Redis {
         let counts: Vec<(String, usize)> =
             redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("{PREFIX}{room}")).query(&mut connection).unwrap();
         counts[0].1
+    }
+
+    /// How many clients are connected, this question's aside.
+    fn clients(&self) -> usize {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_connection_with_timeout(PATIENCE).unwrap();
+        let info: String = redis::cmd("INFO").arg("clients").query(&mut connection).unwrap();
+        let line = info.lines().find_map(|l| l.strip_prefix("connected_clients:")).unwrap();
+        line.trim().parse::<usize>().unwrap() - 1
     }
 
     /// Kills this Redis (SIGKILL, by its pid), as a crash would.
@@ -380,4 +389,13 @@ fn shutting_down_one_node_does_not_disturb_the_others_clients() {
     assert_eq!(skip_probes(&mut neighbour), "still here");
     assert_eq!(backplane_stats(&two)["up"], true);
     assert!(wait_until(PATIENCE, || redis.subscribers("room") == 1), "node one still subscribed");
+}
+
+#[test]
+fn a_node_bound_but_never_run_lets_go_of_redis() {
+    let Some(redis) = Redis::start("a_node_bound_but_never_run_lets_go_of_redis") else { return };
+    let server = Server::bind(node(&redis, "idle"), RoomsHandler).unwrap();
+    assert!(wait_until(PATIENCE, || redis.clients() == 2), "the publisher and subscriber connect");
+    drop(server);
+    assert!(wait_until(PATIENCE, || redis.clients() == 0), "the backplane's threads outlived their server");
 }

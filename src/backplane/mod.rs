@@ -93,6 +93,9 @@ pub(crate) struct Backplane {
     threads: Vec<JoinHandle<()>>,
     /// Disconnected once both threads have ended: each holds a sender.
     all_done: Receiver<()>,
+    /// Dropped with the backplane, which tells the subscriber to end if the
+    /// hub never ran; see [`Subscriber::abandoned`].
+    _abandon: Sender<()>,
 }
 
 /// The hub's side of the backplane: where it hands room messages to be
@@ -148,6 +151,7 @@ impl Backplane {
         let (outgoing, outgoing_rx) = bounded(config.publish_queue);
         let (interests, interests_rx) = interest::channel();
         let (done, all_done) = bounded::<()>(0);
+        let (abandon, abandoned) = bounded::<()>(0);
 
         let publisher = Publisher {
             client: client.clone(),
@@ -161,6 +165,7 @@ impl Backplane {
         let subscriber = Subscriber {
             client,
             interests: interests_rx,
+            abandoned,
             wanted: Default::default(),
             hub,
             node_id,
@@ -175,7 +180,7 @@ impl Backplane {
             spawn("switchboard-sub", move || subscriber.run())?,
         ];
         let relay = Relay { outgoing, interests, metrics };
-        Ok((Backplane { threads, all_done }, relay))
+        Ok((Backplane { threads, all_done, _abandon: abandon }, relay))
     }
 
     /// Waits until both threads have ended, at most until `deadline` (or a

@@ -12,13 +12,20 @@
 //! the hub, in arrival order, as a delivery to local members only. Messages
 //! this node published itself come back too, because it is subscribed to
 //! its own rooms, and are dropped: its clients had them from the hub already.
+//!
+//! When the hub's queue is full the subscriber waits for room in it, as a
+//! connection's reader does, and reads nothing from Redis meanwhile. Redis
+//! then holds the messages for it, up to its pub/sub output buffer limit
+//! (`client-output-buffer-limit pubsub`, 32 MB by default), past which it
+//! drops the connection: the subscriber reconnects and resubscribes, and
+//! what Redis dropped does not reach this node.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, select};
 use log::debug;
 use redis::{Client, Connection, Msg, PubSub, RedisError, RedisResult};
 
@@ -42,6 +49,11 @@ pub(super) const POLL: Duration = Duration::from_millis(20);
 pub(crate) struct Subscriber {
     pub(crate) client: Client,
     pub(crate) interests: Receiver<Interest>,
+    /// Never sent on: disconnected when the [`Backplane`](super::Backplane)
+    /// is dropped without being joined, as when a server is bound but never
+    /// run. The subscriber's [`HubHandle`] keeps the hub alive, and the hub's
+    /// relay keeps the subscriber alive; this breaks the circle.
+    pub(crate) abandoned: Receiver<()>,
     pub(crate) wanted: Wanted,
     pub(crate) hub: HubHandle,
     pub(crate) node_id: Arc<[u8]>,
@@ -136,6 +148,9 @@ impl Subscriber {
     ///
     /// [`Error::HubStopped`] once the hub has stopped.
     fn follow(&mut self) -> Result<bool> {
+        if let Err(TryRecvError::Disconnected) = self.abandoned.try_recv() {
+            return Err(Error::HubStopped);
+        }
         let mut changed = false;
         loop {
             match self.interests.try_recv() {
@@ -153,10 +168,13 @@ impl Subscriber {
     /// waiting to reconnect; returns false if the hub has stopped.
     fn follow_until(&mut self, deadline: Instant) -> bool {
         loop {
-            match self.interests.recv_deadline(deadline) {
-                Ok(interest) => self.wanted.apply(interest),
-                Err(RecvTimeoutError::Timeout) => return true,
-                Err(RecvTimeoutError::Disconnected) => return false,
+            select! {
+                recv(self.interests) -> interest => match interest {
+                    Ok(interest) => self.wanted.apply(interest),
+                    Err(_) => return false,
+                },
+                recv(self.abandoned) -> _ => return false,
+                default(deadline.saturating_duration_since(Instant::now())) => return true,
             }
         }
     }

@@ -11,6 +11,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -41,7 +42,11 @@ impl Redis {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("redis-server is not on PATH; it is required under CI=true");
             }
-            eprintln!("\n!!!!!!!!\n!! SKIPPED {test}: redis-server is not on PATH\n!!!!!!!!\n");
+            // Straight to stderr rather than through eprintln!, which the
+            // test harness captures and shows only for failing tests: a
+            // skip must be seen.
+            let banner = format!("\n!!!!!!!!\n!! SKIPPED {test}: redis-server is not on PATH\n!!!!!!!!\n");
+            let _ = std::io::stderr().write_all(banner.as_bytes());
             return None;
         };
         // A port that was free a moment ago may be taken by the time Redis

@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it:
 #   1. formatting and clippy, warnings denied;
 #   2. cargo test: unit tests, integration tests on real sockets, doctests,
-#      and every example built;
+#      and every example built; tests/redis.rs runs two nodes against a
+#      redis-server of its own;
 #   3. the browser test: the chat page in headless Chromium;
 #   4. the Autobahn TestSuite, cases 1-10, against /echo of a release build.
 #
@@ -29,6 +30,23 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features --quiet -- -D warnings
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+step "redis-server, for tests/redis.rs"
+if ! command -v redis-server >/dev/null && [ "${CI:-}" = "true" ]; then
+  echo "installing Debian's redis-server" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+fi
+if command -v redis-server >/dev/null; then
+  redis-server --version
+else
+  # tests/redis.rs then passes without running anything, and says so.
+  missing "redis-server not found: the two-node tests in tests/redis.rs do not run (apt-get install redis-server)"
+fi
 
 step "cargo test (every feature: the benchmark tool's unit tests too)"
 cargo test --all-targets --all-features --quiet

@@ -61,6 +61,9 @@ pub struct Config {
     /// Default none: a client that offers subprotocols gets none, and may
     /// then close.
     pub subprotocols: Vec<String>,
+    /// Share rooms with other server nodes through Redis pub/sub. Default
+    /// `None`: one node keeps everything in process and needs no service.
+    pub backplane: Option<BackplaneConfig>,
     /// Stack size in bytes of every connection thread (reader and writer).
     /// Default 128 KiB. Only the pages a thread touches count towards memory;
     /// a small size keeps address space low with thousands of threads, and
@@ -82,6 +85,7 @@ impl Default for Config {
                 .max_message_size(Some(1 << 20))
                 .max_frame_size(Some(1 << 20)),
             subprotocols: Vec::new(),
+            backplane: None,
             thread_stack_size: 128 * 1024,
         }
     }
@@ -251,6 +255,117 @@ impl std::fmt::Debug for TlsConfig {
     }
 }
 
+/// How this node shares rooms with others through Redis pub/sub (see
+/// [`Config::backplane`]).
+///
+/// Build it from the URL, which has no default, and change the rest with
+/// struct update syntax:
+///
+/// ```
+/// use switchboard::BackplaneConfig;
+///
+/// let backplane = BackplaneConfig {
+///     node_id: "eu-1".into(),
+///     ..BackplaneConfig::new("redis://127.0.0.1:6379")
+/// };
+/// assert!(backplane.channel_prefix.starts_with("switchboard"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackplaneConfig {
+    /// The Redis server: `redis://[[user]:password@]host[:port][/db]`, or
+    /// `redis+unix:///path/to/socket`. No default. TLS to Redis (`rediss://`)
+    /// is not built in. A password in it is never logged.
+    pub url: String,
+    /// This node's name, carried in every message it publishes so that it
+    /// can tell its own messages from the others' when Redis echoes them
+    /// back. 1 to 64 of `A-Z a-z 0-9 . _ : -`. Default: 16 random hex
+    /// digits, different at every start. Two nodes with the same id would
+    /// drop each other's messages, so set it only to ids that are unique.
+    pub node_id: String,
+    /// Every room's Redis channel is this prefix followed by the room name.
+    /// Default `switchboard:`, so that switchboard's channels are easy to
+    /// tell apart on a shared Redis; nodes that should share rooms must use
+    /// the same prefix, and separate deployments on one Redis different ones.
+    /// At most 128 bytes, no spaces or control characters.
+    pub channel_prefix: String,
+    /// Room messages waiting for the publishing thread. When it is full (Redis
+    /// is slower than the clients), a message is still delivered on this
+    /// node but not to the others, and counted as not relayed: the hub never
+    /// waits on Redis. Default 4096, as `limits.hub_capacity`: the publisher
+    /// sends what waits in pipelines of up to 256, so a queue this size rides
+    /// out several round trips to a busy Redis.
+    pub publish_queue: usize,
+}
+
+impl BackplaneConfig {
+    /// The defaults, with Redis at `url` and a random node id.
+    pub fn new(url: impl Into<String>) -> Self {
+        BackplaneConfig {
+            url: url.into(),
+            node_id: random_node_id(),
+            channel_prefix: "switchboard:".to_owned(),
+            publish_queue: 4096,
+        }
+    }
+
+    fn problem(&self) -> Option<(&'static str, &'static str)> {
+        let id = &self.node_id;
+        let id_char = |c: char| c.is_ascii_alphanumeric() || "._:-".contains(c);
+        let prefix_char = |c: char| c.is_ascii_graphic() || !c.is_ascii();
+        if let Some(problem) = crate::backplane::url_problem(&self.url) {
+            return Some(("backplane.url", problem));
+        }
+        let checks = [
+            (
+                id.is_empty() || id.len() > 64 || !id.chars().all(id_char),
+                "backplane.node_id",
+                "must be 1 to 64 of A-Z a-z 0-9 . _ : -",
+            ),
+            (
+                self.channel_prefix.len() > 128 || !self.channel_prefix.chars().all(prefix_char),
+                "backplane.channel_prefix",
+                "must be at most 128 bytes, without spaces or control characters",
+            ),
+            (self.publish_queue == 0, "backplane.publish_queue", "must be at least 1"),
+        ];
+        checks.into_iter().find(|(bad, ..)| *bad).map(|(_, field, problem)| (field, problem))
+    }
+}
+
+/// 16 hex digits from std alone: each `RandomState` is keyed afresh, and
+/// hashing the time and process id with it gives an id that differs between
+/// nodes started together.
+fn random_node_id() -> String {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    format!("{:016x}", state.hash_one((std::time::SystemTime::now(), std::process::id())))
+}
+
+/// `url` with any password replaced by `***`, for logs and `Debug`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for BackplaneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackplaneConfig")
+            .field("url", &redact_url(&self.url))
+            .field("node_id", &self.node_id)
+            .field("channel_prefix", &self.channel_prefix)
+            .field("publish_queue", &self.publish_queue)
+            .finish()
+    }
+}
+
 impl Config {
     /// Checks that the values work together. [`Server::bind`](crate::Server::bind)
     /// calls it.
@@ -303,8 +418,9 @@ impl Config {
             ),
             (self.thread_stack_size < 64 * 1024, "thread_stack_size", "must be at least 64 KiB"),
         ];
-        match checks.into_iter().find(|(bad, ..)| *bad) {
-            Some((_, field, problem)) => Err(Error::Config { field, problem }),
+        let found = checks.into_iter().find(|(bad, ..)| *bad).map(|(_, field, problem)| (field, problem));
+        match found.or_else(|| self.backplane.as_ref().and_then(BackplaneConfig::problem)) {
+            Some((field, problem)) => Err(Error::Config { field, problem }),
             None => Ok(()),
         }
     }
@@ -338,6 +454,45 @@ mod tests {
         let config =
             Config { limits: Limits { outbox_bytes: 1 << 20, ..Limits::default() }, ..Config::default() };
         assert!(matches!(config.validate(), Err(Error::Config { field: "limits.outbox_bytes", .. })));
+    }
+
+    #[test]
+    fn backplane_fields_are_checked() {
+        let with = |backplane: BackplaneConfig| Config { backplane: Some(backplane), ..Config::default() };
+        let base = BackplaneConfig::new("redis://127.0.0.1:6379");
+        with(base.clone()).validate().unwrap();
+        with(BackplaneConfig::new("redis+unix:///run/redis.sock")).validate().unwrap();
+        let cases = [
+            (BackplaneConfig { url: "http://example".into(), ..base.clone() }, "backplane.url"),
+            (BackplaneConfig { url: "rediss://127.0.0.1".into(), ..base.clone() }, "backplane.url"),
+            (BackplaneConfig { node_id: String::new(), ..base.clone() }, "backplane.node_id"),
+            (BackplaneConfig { node_id: "a b".into(), ..base.clone() }, "backplane.node_id"),
+            (BackplaneConfig { node_id: "x".repeat(65), ..base.clone() }, "backplane.node_id"),
+            (BackplaneConfig { channel_prefix: "sb ".into(), ..base.clone() }, "backplane.channel_prefix"),
+            (BackplaneConfig { publish_queue: 0, ..base.clone() }, "backplane.publish_queue"),
+        ];
+        for (backplane, expected) in cases {
+            match with(backplane).validate() {
+                Err(Error::Config { field, .. }) => assert_eq!(field, expected),
+                other => panic!("expected {expected} to be refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn random_node_ids_differ() {
+        let (a, b) = (BackplaneConfig::new("redis://x").node_id, BackplaneConfig::new("redis://x").node_id);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("redis://:hunter2@db:6379/0"), "redis://:***@db:6379/0");
+        assert_eq!(redact_url("redis://app:hunter2@db"), "redis://app:***@db");
+        assert_eq!(redact_url("redis://db:6379"), "redis://db:6379");
+        let debug = format!("{:?}", BackplaneConfig::new("redis://u:hunter2@db"));
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]

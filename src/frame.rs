@@ -113,6 +113,39 @@ impl Frame {
         Some(CloseFrame { code, reason: reason.into() })
     }
 
+    /// A frame that arrived already encoded, from another server node: one
+    /// whole, final, unmasked text or binary frame, its length field
+    /// matching its bytes, a text payload valid UTF-8; `None` otherwise.
+    ///
+    /// The bytes go to clients as they are, so they are checked here rather
+    /// than trusted: a peer node, or anything else that writes to the same
+    /// Redis channel, must not be able to put a malformed frame, a control
+    /// frame or half a frame on a client's wire.
+    pub(crate) fn from_wire(bytes: &[u8]) -> Option<Frame> {
+        let [first, second, ..] = *bytes else {
+            return None;
+        };
+        // FIN set, RSV1-3 clear, and the mask bit clear: a server frame.
+        let fin_and_opcode_only = first & 0xf0 == 0x80;
+        if !fin_and_opcode_only || second & 0x80 != 0 {
+            return None;
+        }
+        let (header_len, payload_len) = match second & 0x7f {
+            126 => (4, u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?))),
+            127 => (10, u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)),
+            len => (2, u64::from(len)),
+        };
+        let payload = bytes.get(header_len..)?;
+        if payload.len() as u64 != payload_len {
+            return None;
+        }
+        match first & 0x0f {
+            OPCODE_TEXT if std::str::from_utf8(payload).is_err() => None,
+            OPCODE_TEXT | OPCODE_BINARY => Some(Frame { bytes: bytes.into() }),
+            _ => None,
+        }
+    }
+
     /// Returns true if and only if both are the very same frame (not merely
     /// equal bytes): a connection uses it to tell its own close reply from a
     /// close the server started.
@@ -184,6 +217,34 @@ mod tests {
         assert_eq!(close.code, CloseCode::Away);
         assert_eq!(close.reason.as_str(), "bye");
         assert_eq!(Frame::close(None).close_frame(), None);
+    }
+
+    #[test]
+    fn wire_bytes_of_our_own_frames_are_accepted() {
+        for frame in [Frame::text("héllo"), Frame::binary(vec![0u8; 300]), Frame::binary(vec![1u8; 70_000])]
+        {
+            assert_eq!(Frame::from_wire(frame.as_bytes()), Some(frame));
+        }
+    }
+
+    #[test]
+    fn malformed_or_foreign_wire_bytes_are_refused() {
+        let text = Frame::text("hello");
+        let bytes = text.as_bytes();
+        let refused: [&[u8]; 8] = [
+            b"",
+            b"\x81",
+            &bytes[..bytes.len() - 1], // half a frame
+            &[bytes, b"x"].concat(),   // a frame and a stray byte
+            b"\x01\x02hi",             // not final
+            b"\x81\x82abcdhi",         // masked
+            b"\x89\x00",               // a ping
+            b"\x81\x02\xff\xfe",       // text that is not UTF-8
+        ];
+        for bytes in refused {
+            assert_eq!(Frame::from_wire(bytes), None, "{bytes:?}");
+        }
+        assert_eq!(Frame::from_wire(b"\x88\x00"), None, "a close frame");
     }
 
     #[test]

@@ -101,6 +101,14 @@
 //!   [`Frame`] once; the hub waits on nobody: it hands that same frame to
 //!   every recipient's outbox without blocking.
 //!
+//! * With a backplane ([`Config::backplane`], `--redis`), two more threads
+//!   share the rooms with other nodes through Redis pub/sub: a
+//!   **publisher**, to which the hub hands every room message without
+//!   waiting, and a **subscriber**, which follows the rooms the node has
+//!   members in and hands what other nodes publish back to the hub. The hub
+//!   never waits on Redis: if it is slow or down, room messages are still
+//!   delivered on their own node, and counted as not relayed.
+//!
 //! No thread shares mutable state with another except through a channel or
 //! an atomic counter. The handler itself is shared by every connection (it
 //! is `Sync`): keep what all connections share in it behind atomics or
@@ -220,6 +228,11 @@
 //!   clients through [`Server::hub`] (a ticker, a console) outlives nothing:
 //!   once the server has shut down, every call returns
 //!   [`Error::HubStopped`], and the thread should end on it.
+//! * **Expecting everything to cross nodes.** With a backplane, room
+//!   messages reach every node ([`HubHandle::send_to_room`] included), but
+//!   [`HubHandle::broadcast`] and [`HubHandle::send_to`] stay on the node
+//!   they are called on, and a message published while Redis is down
+//!   reaches only its own node: pub/sub keeps nothing for later.
 //! * **Unbounded state per connection.** [`Handler::State`] lives as long as
 //!   the connection; bound what it collects.
 
@@ -228,6 +241,8 @@
 
 mod admission;
 mod auth;
+mod backoff;
+mod backplane;
 pub mod client;
 mod close;
 mod config;
@@ -250,7 +265,7 @@ mod upgrade;
 
 pub use crate::auth::Secret;
 pub use crate::close::{CloseReason, Ending};
-pub use crate::config::{Access, Config, Limits, Timeouts, TlsConfig};
+pub use crate::config::{Access, BackplaneConfig, Config, Limits, Timeouts, TlsConfig};
 pub use crate::error::{Error, Refusal, Result, error_chain};
 pub use crate::frame::Frame;
 pub use crate::handler::{Accept, Connection, Handler};

@@ -87,6 +87,22 @@ pub(crate) struct Metrics {
     connections_refused: ByStatus,
     rate_limit_closes: AtomicU64,
     tls_handshakes_failed: AtomicU64,
+    /// Present when the node shares rooms through Redis.
+    backplane: Option<BackplaneCounters>,
+}
+
+/// What the Redis backplane counts; see [`Metrics::with_backplane`].
+#[derive(Debug, Default)]
+struct BackplaneCounters {
+    node_id: String,
+    /// 1 while both Redis connections are up, else 0.
+    up: AtomicU64,
+    published: AtomicU64,
+    received: AtomicU64,
+    not_relayed: AtomicU64,
+    rejected: AtomicU64,
+    reconnects: AtomicU64,
+    subscriptions: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -109,11 +125,62 @@ impl Default for Metrics {
             connections_refused: ByStatus::default(),
             rate_limit_closes: AtomicU64::new(0),
             tls_handshakes_failed: AtomicU64::new(0),
+            backplane: None,
         }
     }
 }
 
 impl Metrics {
+    /// Counters for a node that shares rooms through Redis as `node_id`.
+    pub(crate) fn with_backplane(node_id: &str) -> Self {
+        let backplane = BackplaneCounters { node_id: node_id.to_owned(), ..BackplaneCounters::default() };
+        Metrics { backplane: Some(backplane), ..Metrics::default() }
+    }
+
+    /// Adds `n` to one backplane counter; does nothing without a backplane.
+    fn backplane_add(&self, counter: impl Fn(&BackplaneCounters) -> &AtomicU64, n: u64) {
+        if let Some(backplane) = &self.backplane {
+            counter(backplane).fetch_add(n, Relaxed);
+        }
+    }
+
+    pub(crate) fn backplane_up(&self, up: bool) {
+        if let Some(backplane) = &self.backplane {
+            backplane.up.store(u64::from(up), Relaxed);
+        }
+    }
+
+    pub(crate) fn backplane_published(&self, n: usize) {
+        self.backplane_add(|b| &b.published, n as u64);
+    }
+
+    pub(crate) fn backplane_received(&self) {
+        self.backplane_add(|b| &b.received, 1);
+    }
+
+    pub(crate) fn backplane_not_relayed(&self, n: usize) {
+        self.backplane_add(|b| &b.not_relayed, n as u64);
+    }
+
+    pub(crate) fn backplane_rejected(&self) {
+        self.backplane_add(|b| &b.rejected, 1);
+    }
+
+    pub(crate) fn backplane_reconnected(&self) {
+        self.backplane_add(|b| &b.reconnects, 1);
+    }
+
+    pub(crate) fn backplane_subscriptions(&self, rooms: usize) {
+        if let Some(backplane) = &self.backplane {
+            backplane.subscriptions.store(rooms as u64, Relaxed);
+        }
+    }
+
+    /// Messages not relayed to other nodes so far.
+    pub(crate) fn backplane_not_relayed_total(&self) -> u64 {
+        self.backplane.as_ref().map_or(0, |b| b.not_relayed.load(Relaxed))
+    }
+
     pub(crate) fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Relaxed);
         self.connections_total.fetch_add(1, Relaxed);
@@ -197,8 +264,31 @@ impl Metrics {
             connections_refused: self.connections_refused.snapshot(|status, _| status.to_string()),
             rate_limit_closes: self.rate_limit_closes.load(Relaxed),
             tls_handshakes_failed: self.tls_handshakes_failed.load(Relaxed),
+            backplane: self.backplane.as_ref().map(|b| BackplaneStats {
+                node_id: b.node_id.clone(),
+                up: b.up.load(Relaxed) == 1,
+                published: b.published.load(Relaxed),
+                received: b.received.load(Relaxed),
+                not_relayed: b.not_relayed.load(Relaxed),
+                rejected: b.rejected.load(Relaxed),
+                reconnects: b.reconnects.load(Relaxed),
+                subscriptions: b.subscriptions.load(Relaxed),
+            }),
         }
     }
+}
+
+/// The backplane's part of [`Stats`].
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BackplaneStats {
+    node_id: String,
+    up: bool,
+    published: u64,
+    received: u64,
+    not_relayed: u64,
+    rejected: u64,
+    reconnects: u64,
+    subscriptions: u64,
 }
 
 /// A snapshot of the counters: the body of `/stats`, and the figures behind
@@ -222,6 +312,9 @@ pub(crate) struct Stats {
     connections_refused: BTreeMap<String, u64>,
     rate_limit_closes: u64,
     tls_handshakes_failed: u64,
+    /// Only on a node with a backplane.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backplane: Option<BackplaneStats>,
 }
 
 impl Stats {
@@ -289,6 +382,52 @@ impl Stats {
             "TLS handshakes that failed or timed out.",
             self.tls_handshakes_failed,
         );
+        if let Some(b) = &self.backplane {
+            one("backplane_up", "gauge", "1 while both Redis connections are up, else 0.", u64::from(b.up));
+            one(
+                "backplane_published_total",
+                "counter",
+                "Room messages published to Redis for the other nodes.",
+                b.published,
+            );
+            one(
+                "backplane_received_total",
+                "counter",
+                "Room messages received from other nodes and delivered here.",
+                b.received,
+            );
+            one(
+                "backplane_not_relayed_total",
+                "counter",
+                "Room messages delivered here but not to the other nodes: Redis down, slow, or failing.",
+                b.not_relayed,
+            );
+            one(
+                "backplane_rejected_total",
+                "counter",
+                "Messages on a room channel that were not a well-formed switchboard envelope.",
+                b.rejected,
+            );
+            one(
+                "backplane_reconnects_total",
+                "counter",
+                "Times the backplane came back up after being down.",
+                b.reconnects,
+            );
+            one(
+                "backplane_subscriptions",
+                "gauge",
+                "Room channels this node is subscribed to: the rooms it has members in.",
+                b.subscriptions,
+            );
+            // Node ids are limited to characters that need no escaping.
+            let _ = write!(
+                out,
+                "# HELP switchboard_backplane_info This node's backplane identity.\n\
+                 # TYPE switchboard_backplane_info gauge\nswitchboard_backplane_info{{node_id=\"{}\"}} 1\n",
+                b.node_id
+            );
+        }
         let mut labelled = |name: &str, help: &str, label: &str, values: &BTreeMap<String, u64>| {
             let _ = write!(out, "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} counter\n");
             for (key, value) in values {
@@ -340,6 +479,26 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("switchboard_"), "{line}");
         }
+    }
+
+    #[test]
+    fn backplane_figures_show_only_with_a_backplane() {
+        let plain = Metrics::default().stats();
+        assert!(!plain.to_prometheus().contains("backplane"));
+        assert!(!plain.to_json().contains("backplane"));
+        let metrics = Metrics::with_backplane("node-a");
+        metrics.backplane_up(true);
+        metrics.backplane_published(3);
+        metrics.backplane_not_relayed(2);
+        let text = metrics.stats().to_prometheus();
+        assert!(text.contains("switchboard_backplane_up 1\n"), "{text}");
+        assert!(text.contains("switchboard_backplane_published_total 3\n"));
+        assert!(text.contains("switchboard_backplane_not_relayed_total 2\n"));
+        assert!(text.contains("switchboard_backplane_info{node_id=\"node-a\"} 1\n"));
+        let json: serde_json::Value = serde_json::from_str(&metrics.stats().to_json()).unwrap();
+        assert_eq!(json["backplane"]["node_id"], "node-a");
+        assert_eq!(json["backplane"]["up"], true);
+        assert_eq!(json["backplane"]["not_relayed"], 2);
     }
 
     #[test]

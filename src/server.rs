@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use log::{debug, info, warn};
 
 use crate::admission::{self, Admission, Permit, Turnaway};
+use crate::backplane::Backplane;
 use crate::config::Config;
 use crate::connection::{self, Shared};
 use crate::error::{Error, Refusal, Result};
@@ -27,6 +28,7 @@ pub struct Server<H> {
     local_addr: SocketAddr,
     shared: Arc<Shared<H>>,
     hub_thread: JoinHandle<()>,
+    backplane: Option<Backplane>,
     stopping: Arc<AtomicBool>,
     admission: Arc<Admission>,
 }
@@ -43,7 +45,10 @@ pub struct ShutdownHandle {
 }
 
 impl<H: Handler> Server<H> {
-    /// Checks the configuration, listens on `config.listen` and starts the hub.
+    /// Checks the configuration, listens on `config.listen` and starts the
+    /// hub, and the backplane's threads when it has one. A backplane does
+    /// not wait for Redis: it connects in the background, and meanwhile the
+    /// server serves its own clients.
     ///
     /// # Errors
     ///
@@ -57,8 +62,22 @@ impl<H: Handler> Server<H> {
         let addr = config.listen;
         let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
         let local_addr = listener.local_addr()?;
-        let metrics = Arc::new(Metrics::default());
-        let (hub, hub_handle) = Hub::new(config.limits.hub_capacity, metrics.clone());
+        let metrics = Arc::new(match &config.backplane {
+            Some(backplane) => Metrics::with_backplane(&backplane.node_id),
+            None => Metrics::default(),
+        });
+        let (mut hub, hub_handle) = Hub::new(config.limits.hub_capacity, metrics.clone());
+        let backplane = match &config.backplane {
+            Some(backplane) => {
+                // The largest frame this node relays itself: a message and its header.
+                let largest = config.websocket.max_message_size.unwrap_or(usize::MAX).saturating_add(14);
+                let (backplane, relay) =
+                    Backplane::start(backplane, largest, hub_handle.clone(), metrics.clone())?;
+                hub.relay_to(relay);
+                Some(backplane)
+            }
+            None => None,
+        };
         let hub_thread = thread::Builder::new()
             .name("switchboard-hub".into())
             .spawn(move || hub.run())
@@ -67,7 +86,7 @@ impl<H: Handler> Server<H> {
         let admission = Admission::new(max_connections(&config), config.limits.max_connections_per_ip);
         let shared = Arc::new(Shared { config, handler, hub: hub_handle, metrics, gate, tls });
         let stopping = Arc::new(AtomicBool::new(false));
-        Ok(Server { listener, local_addr, shared, hub_thread, stopping, admission })
+        Ok(Server { listener, local_addr, shared, hub_thread, backplane, stopping, admission })
     }
 
     /// The address the server listens on, with the real port when the
@@ -134,12 +153,18 @@ impl<H: Handler> Server<H> {
             }
         }
         turnaway.finish();
-        let Server { listener, shared, hub_thread, .. } = self;
+        let Server { listener, shared, hub_thread, backplane, .. } = self;
         drop(listener);
         drop(alive);
+        let deadline = Instant::now() + shared.config.timeouts.shutdown;
         close_all(&shared, &all_gone);
         shared.hub.stop();
         let _ = hub_thread.join();
+        // The hub has dropped its end of the backplane: the publisher sends
+        // what is still queued, and both threads end.
+        if let Some(backplane) = backplane {
+            backplane.join(deadline);
+        }
         info!("shut down");
         Ok(())
     }

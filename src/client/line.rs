@@ -14,9 +14,9 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket};
 use tungstenite::{Error as WsError, Message};
 
-use super::backoff::Backoff;
 use super::handshake::{Opened, Target, open};
 use super::{ClientConfig, ClientError, Endpoint, Event, Never, Reconnect};
+use crate::backoff::Backoff;
 use crate::stream::{Hangup, WriteHalf};
 use crate::tls::TlsConnector;
 

@@ -33,7 +33,6 @@
 //! # Ok::<(), switchboard::client::ClientError>(())
 //! ```
 
-mod backoff;
 mod handshake;
 mod line;
 

@@ -7,6 +7,13 @@
 //! outbox without waiting on any of them: a recipient whose outbox is full is
 //! closed as a slow consumer, so one stalled client cannot delay the rest of
 //! its room.
+//!
+//! With a backplane ([`Config::backplane`](crate::Config::backplane)), rooms
+//! span server nodes: every room message is also handed to the backplane's
+//! publisher, without waiting, and what other nodes publish comes back as
+//! [`Command::Deliver`], for the members on this node only. The hub tells
+//! the backplane when a room gets its first member here and loses its last,
+//! so that the node listens to exactly the rooms it serves.
 
 mod room;
 
@@ -19,6 +26,7 @@ use log::{debug, info};
 use tungstenite::protocol::CloseFrame;
 
 use self::room::Room;
+use crate::backplane::Relay;
 use crate::close::CloseReason;
 use crate::connection::{Outbox, Refused, Signal};
 use crate::error::{Error, Result};
@@ -61,6 +69,12 @@ pub(crate) enum Command {
         frame: Frame,
         /// A member not to send it to: usually the one it came from.
         except: Option<ConnectionId>,
+    },
+    /// A frame another node published to a room: for this node's members
+    /// only, and not published again.
+    Deliver {
+        room: Arc<str>,
+        frame: Frame,
     },
     /// A frame for one connection.
     SendTo {
@@ -193,6 +207,12 @@ impl HubHandle {
         answer.recv().map_err(|_| Error::HubStopped)
     }
 
+    /// Delivers a frame from another node to this node's members of `room`,
+    /// in the order of the calls, behind the commands already queued.
+    pub(crate) fn deliver(&self, room: Arc<str>, frame: Frame) -> Result<()> {
+        self.send(Command::Deliver { room, frame })
+    }
+
     pub(crate) fn register(&self, id: ConnectionId, outbox: Outbox) -> Result<()> {
         self.send(Command::Register { id, outbox })
     }
@@ -237,6 +257,8 @@ pub(crate) struct Hub {
     dirty_rooms: Vec<Arc<str>>,
     dirty_members: Vec<ConnectionId>,
     ring_everyone: bool,
+    /// The way to the other nodes, when there is a backplane.
+    relay: Option<Relay>,
 }
 
 /// The most commands applied before the writers they concern are woken: a
@@ -257,8 +279,14 @@ impl Hub {
             dirty_rooms: Vec::new(),
             dirty_members: Vec::new(),
             ring_everyone: false,
+            relay: None,
         };
         (hub, HubHandle { commands: commands_tx })
+    }
+
+    /// Shares this hub's rooms with other nodes through `relay`.
+    pub(crate) fn relay_to(&mut self, relay: Relay) {
+        self.relay = Some(relay);
     }
 
     /// The hub thread's body: applies commands until `Stop`, or until every
@@ -285,8 +313,12 @@ impl Hub {
         debug!("hub stopped with {} connections registered", self.members.len());
     }
 
-    /// Wakes the writers that frames were queued for since the last time.
+    /// Wakes the writers that frames were queued for since the last time,
+    /// and lets the backplane catch up on rooms it could not be told about.
     fn ring(&mut self) {
+        if let Some(relay) = &mut self.relay {
+            relay.catch_up(|| self.rooms.keys().cloned().collect());
+        }
         for name in self.dirty_rooms.drain(..) {
             if let Some(room) = self.rooms.get_mut(&name) {
                 room.ring();
@@ -318,14 +350,13 @@ impl Hub {
             }
             Command::Join { id, room } => self.join(id, room),
             Command::Leave { id, room } => self.leave(id, &room),
-            Command::Publish { room: name, frame, except } => {
-                if let Some(room) = self.rooms.get_mut(&name) {
-                    if room.deliver(&frame, except, &mut self.full) {
-                        self.dirty_rooms.push(name);
-                    }
+            Command::Publish { room, frame, except } => {
+                if let Some(relay) = &self.relay {
+                    relay.publish(&room, &frame);
                 }
-                self.evict_full();
+                self.deliver(room, &frame, except);
             }
+            Command::Deliver { room, frame } => self.deliver(room, &frame, None),
             Command::SendTo { id, frame } => {
                 if let Some(member) = self.members.get(&id) {
                     match member.outbox.push(frame) {
@@ -362,11 +393,26 @@ impl Hub {
         }
     }
 
+    /// Hands `frame` to this node's members of `room` but `except`.
+    fn deliver(&mut self, name: Arc<str>, frame: &Frame, except: Option<ConnectionId>) {
+        if let Some(room) = self.rooms.get_mut(&name) {
+            if room.deliver(frame, except, &mut self.full) {
+                self.dirty_rooms.push(name);
+            }
+        }
+        self.evict_full();
+    }
+
     fn join(&mut self, id: ConnectionId, room: Arc<str>) {
         let Some(member) = self.members.get_mut(&id) else {
             return;
         };
-        let entry = self.rooms.entry(room.clone()).or_default();
+        let entry = self.rooms.entry(room.clone()).or_insert_with(|| {
+            if let Some(relay) = &mut self.relay {
+                relay.room_opened(&room);
+            }
+            Room::default()
+        });
         if entry.insert(id, member.outbox.clone()) {
             member.rooms.push(room);
         }
@@ -386,6 +432,9 @@ impl Hub {
                 room.remove(id);
                 if room.is_empty() {
                     self.rooms.remove(name);
+                    if let Some(relay) = &mut self.relay {
+                        relay.room_closed(name);
+                    }
                 }
             }
         }
@@ -516,6 +565,73 @@ mod tests {
         assert!(frames[0].is_message());
         assert_eq!(u16::from(frames[1].close_frame().unwrap().code), 1001);
         assert!(late.outbox.frames.try_recv().unwrap().is_close());
+    }
+
+    mod backplane {
+        use super::*;
+        use crate::backplane::{Interest, Outgoing};
+
+        fn hub_with_relay(queue: usize) -> (Hub, Receiver<Outgoing>, Receiver<Interest>) {
+            let metrics = Arc::new(Metrics::with_backplane("test"));
+            let (relay, published, told) = Relay::detached(queue, metrics.clone());
+            let mut hub = Hub::new(16, metrics).0;
+            hub.relay_to(relay);
+            (hub, published, told)
+        }
+
+        #[test]
+        fn room_messages_are_delivered_here_and_relayed_once() {
+            let (mut hub, published, _told) = hub_with_relay(16);
+            let a = register(&mut hub, 1, 1000);
+            hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
+            let frame = Frame::text("hi");
+            hub.apply(Command::Publish { room: "r".into(), frame: frame.clone(), except: None });
+            // A room with no one here is still relayed: others may have members.
+            hub.apply(Command::Publish { room: "empty".into(), frame: Frame::text("x"), except: None });
+            assert_eq!(texts(&a), ["hi"]);
+            let relayed: Vec<Outgoing> = published.try_iter().collect();
+            assert_eq!(relayed.len(), 2);
+            assert_eq!((&*relayed[0].room, &*relayed[1].room), ("r", "empty"));
+            assert!(relayed[0].frame.same_as(&frame), "the frame itself, not a copy");
+        }
+
+        #[test]
+        fn deliveries_from_other_nodes_reach_members_here_and_are_not_relayed() {
+            let (mut hub, published, _told) = hub_with_relay(16);
+            let a = register(&mut hub, 1, 1000);
+            let b = register(&mut hub, 2, 1000);
+            hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
+            hub.apply(Command::Deliver { room: "r".into(), frame: Frame::text("from afar") });
+            assert_eq!(texts(&a), ["from afar"]);
+            assert!(texts(&b).is_empty());
+            assert!(published.is_empty());
+        }
+
+        #[test]
+        fn a_full_publish_queue_is_counted_not_waited_on() {
+            let (mut hub, published, _told) = hub_with_relay(1);
+            let a = register(&mut hub, 1, 1000);
+            hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
+            for text in ["1", "2", "3"] {
+                hub.apply(Command::Publish { room: "r".into(), frame: Frame::text(text), except: None });
+            }
+            assert_eq!(texts(&a), ["1", "2", "3"]);
+            assert_eq!(published.len(), 1);
+            assert!(hub.metrics.stats().to_json().contains("\"not_relayed\": 2"));
+        }
+
+        #[test]
+        fn the_backplane_hears_of_first_and_last_members_only() {
+            let (mut hub, _published, told) = hub_with_relay(16);
+            let _a = register(&mut hub, 1, 1000);
+            let _b = register(&mut hub, 2, 1000);
+            hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
+            hub.apply(Command::Join { id: ConnectionId(2), room: "r".into() });
+            hub.apply(Command::Leave { id: ConnectionId(1), room: "r".into() });
+            hub.apply(Command::Unregister { id: ConnectionId(2) });
+            let told: Vec<Interest> = told.try_iter().collect();
+            assert_eq!(told, [Interest::Open("r".into()), Interest::Close("r".into())]);
+        }
     }
 
     #[test]

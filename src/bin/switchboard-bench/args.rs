@@ -163,6 +163,10 @@ pub struct FanoutArgs {
     /// The most messages published in all.
     #[arg(long, value_name = "N", default_value_t = 10_000_000)]
     pub max_messages: u64,
+    /// Connect the publisher to this server instead of --server: another node
+    /// sharing rooms with it, to measure delivery across nodes.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub publish_to: Option<String>,
 }
 
 /// `idle` options.
@@ -309,12 +313,16 @@ impl EchoArgs {
 }
 
 impl FanoutArgs {
-    /// Checks the options.
+    /// Checks the options, and resolves `--publish-to` as `--server` is.
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] or [`Error::Invalid`] for an option outside its bounds.
+    /// [`Error::OutOfRange`] or [`Error::Invalid`] for an option outside its
+    /// bounds; [`Error::Resolve`] or [`Error::NotLoopback`] for `--publish-to`.
     pub fn settings(&self) -> Result<FanoutSettings> {
+        let reach = if self.load.allow_remote { Reach::Remote } else { Reach::LoopbackOnly };
+        let publish_to =
+            self.publish_to.as_deref().map(|server| Target::resolve(server, reach)).transpose()?;
         within("subscribers", self.subscribers as u64, 1, MAX_CONNECTIONS as u64 - 1)?;
         fits_open_files(self.subscribers + 1)?;
         let pace = match self.rate {
@@ -331,6 +339,7 @@ impl FanoutArgs {
             pace,
             window: within("window", self.window, 1, MAX_WINDOW)?,
             max_messages: within("max-messages", self.max_messages, 1, 1_000_000_000)?,
+            publish_to,
         })
     }
 }
@@ -418,6 +427,15 @@ mod tests {
         assert!(matches!(refused, Err(Error::NotLoopback { .. })), "{refused:?}");
         let allowed = load(&parse("b echo --server 10.1.2.3:80 --allow-remote")).settings(String::new());
         assert!(allowed.is_ok(), "{allowed:?}");
+    }
+
+    #[test]
+    fn the_publisher_may_go_to_another_loopback_server() {
+        let Command::Fanout(fanout) = parse("b fanout --publish-to 127.0.0.1:9002") else { unreachable!() };
+        let target = fanout.settings().unwrap().publish_to.unwrap();
+        assert_eq!(target.addr(), "127.0.0.1:9002".parse().unwrap());
+        let Command::Fanout(remote) = parse("b fanout --publish-to 10.1.2.3:80") else { unreachable!() };
+        assert!(matches!(remote.settings(), Err(Error::NotLoopback { .. })));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use crate::latency::Latency;
 use crate::meter::Tally;
 use crate::outcome::Endings;
 use crate::run::{Phase, Shared};
-use crate::target::Target;
+use crate::target::Dial;
 
 /// The token of the loop's waker; every other token is a slot number.
 const WAKE: Token = Token(usize::MAX);
@@ -104,8 +105,6 @@ impl Clients<'_> {
 /// How the loop connects.
 #[derive(Debug, Clone)]
 pub struct Connecting {
-    /// The server.
-    pub target: Target,
     /// tungstenite's settings for every client connection.
     pub websocket: WebSocketConfig,
     /// A connection not open this long after its connect is given up.
@@ -132,6 +131,8 @@ pub struct Finished<D> {
 pub struct EventLoop<D> {
     poll: Poll,
     waker: Arc<Waker>,
+    /// Per slot, where it connects.
+    addrs: Vec<SocketAddr>,
     urls: Vec<String>,
     slots: Vec<Option<Client>>,
     /// Slots in the order they started connecting, until they open or end.
@@ -157,13 +158,13 @@ impl<D> std::fmt::Debug for EventLoop<D> {
 }
 
 impl<D: Driver> EventLoop<D> {
-    /// A loop that will open one connection per path in `paths`.
+    /// A loop that will open one connection per item of `dials`.
     ///
     /// # Errors
     ///
     /// [`Error::Poll`] if the system will not create the poller or waker.
     pub fn new(
-        paths: &[String],
+        dials: &[Dial],
         settings: Connecting,
         driver: D,
         shared: Arc<Shared>,
@@ -174,8 +175,9 @@ impl<D: Driver> EventLoop<D> {
         Ok(EventLoop {
             poll,
             waker,
-            urls: paths.iter().map(|path| settings.target.url(path)).collect(),
-            slots: paths.iter().map(|_| None).collect(),
+            addrs: dials.iter().map(|dial| dial.target.addr()).collect(),
+            urls: dials.iter().map(Dial::url).collect(),
+            slots: dials.iter().map(|_| None).collect(),
             pending: VecDeque::new(),
             next_slot: 0,
             connecting: 0,
@@ -257,7 +259,7 @@ impl<D: Driver> EventLoop<D> {
             self.next_slot += 1;
             self.connecting += 1;
             let registry = self.poll.registry();
-            match Client::connect(registry, Token(slot), self.settings.target.addr(), &self.urls[slot]) {
+            match Client::connect(registry, Token(slot), self.addrs[slot], &self.urls[slot]) {
                 Ok(client) => {
                     self.slots[slot] = Some(client);
                     self.pending.push_back(slot);

@@ -62,6 +62,22 @@ impl Target {
     }
 }
 
+/// Where one connection goes: a server, and a path on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial {
+    /// The server.
+    pub target: Target,
+    /// The path to upgrade on.
+    pub path: String,
+}
+
+impl Dial {
+    /// The `ws://` URL.
+    pub fn url(&self) -> String {
+        self.target.url(&self.path)
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.addr.fmt(f)

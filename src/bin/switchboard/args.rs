@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use humantime::Duration;
-use switchboard::{Access, Config, Error, IpNet, Limits, Secret, Timeouts, TlsConfig};
+use switchboard::{Access, BackplaneConfig, Config, Error, IpNet, Limits, Secret, Timeouts, TlsConfig};
 
 /// A WebSocket server: rooms at /ws/<room>, an echo at /echo, a chat page at /,
 /// and /healthz, /metrics and /stats, all on one port. `switchboard client`
@@ -152,6 +152,44 @@ pub struct ServerArgs {
     /// Stack size of each connection thread, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().thread_stack_size)]
     pub thread_stack_size: usize,
+
+    /// Share rooms with other nodes through Redis pub/sub at this URL, as in
+    /// redis://127.0.0.1:6379 or redis://:password@host:6379/0. Without it the
+    /// server is a single node and needs no other service.
+    #[arg(long = "redis", value_name = "URL", help_heading = "More than one node")]
+    pub redis: Option<String>,
+
+    /// This node's name in the messages it publishes (1 to 64 of A-Z a-z 0-9 . _ : -);
+    /// unique per node. [default: 16 random hex digits, new at every start]
+    #[arg(long, value_name = "ID", requires = "redis", help_heading = "More than one node")]
+    pub node_id: Option<String>,
+
+    /// Every room's Redis channel is this prefix and the room name; nodes that share
+    /// rooms use the same one.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        requires = "redis",
+        default_value_t = default_backplane().channel_prefix,
+        help_heading = "More than one node"
+    )]
+    pub redis_prefix: String,
+
+    /// Room messages waiting to be published to Redis; past it, a message is delivered
+    /// on this node only and counted as not relayed.
+    #[arg(
+        long,
+        value_name = "MESSAGES",
+        requires = "redis",
+        default_value_t = default_backplane().publish_queue,
+        help_heading = "More than one node"
+    )]
+    pub redis_queue: usize,
+}
+
+/// The backplane's defaults, for `--help`.
+fn default_backplane() -> BackplaneConfig {
+    BackplaneConfig::new(String::new())
 }
 
 fn default_max_message_size() -> usize {
@@ -239,6 +277,15 @@ impl ServerArgs {
                 .read_buffer_size(self.read_buffer_size)
                 .max_message_size(Some(self.max_message_size))
                 .max_frame_size(Some(self.max_frame_size)),
+            backplane: self.redis.map(|url| {
+                let defaults = BackplaneConfig::new(url);
+                BackplaneConfig {
+                    node_id: self.node_id.unwrap_or_else(|| defaults.node_id.clone()),
+                    channel_prefix: self.redis_prefix,
+                    publish_queue: self.redis_queue,
+                    ..defaults
+                }
+            }),
             thread_stack_size: self.thread_stack_size,
         })
     }
@@ -303,6 +350,23 @@ mod tests {
         let result = server(&["switchboard", "--auth-token-file", path.to_str().unwrap()]).into_config();
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(result, Err(Error::Config { field: "access.tokens", .. })));
+    }
+
+    #[test]
+    fn redis_flags_make_a_backplane() {
+        assert!(server(&["switchboard"]).into_config().unwrap().backplane.is_none());
+        let config = server(&["switchboard", "--redis", "redis://127.0.0.1:6380"]).into_config().unwrap();
+        let backplane = config.backplane.unwrap();
+        assert_eq!(backplane.url, "redis://127.0.0.1:6380");
+        assert_eq!(backplane.node_id.len(), 16, "a random id: {}", backplane.node_id);
+        assert_eq!(backplane.channel_prefix, default_backplane().channel_prefix);
+        let line = ["switchboard", "--redis", "redis://r", "--node-id", "eu-1", "--redis-prefix", "chat:"];
+        let backplane = server(&line).into_config().unwrap().backplane.unwrap();
+        assert_eq!((backplane.node_id.as_str(), backplane.channel_prefix.as_str()), ("eu-1", "chat:"));
+        assert!(
+            Cli::try_parse_from(["switchboard", "--node-id", "eu-1"]).is_err(),
+            "--node-id needs --redis"
+        );
     }
 
     #[test]

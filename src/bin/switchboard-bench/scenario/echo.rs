@@ -47,8 +47,7 @@ pub fn run(load: &LoadSettings, echo: &EchoSettings) -> Result<Report> {
     let plans = loops
         .into_iter()
         .map(|streams| {
-            let paths = vec![echo.path.clone(); streams.len()];
-            (paths, EchoDriver::new(&streams, echo.size, per_loop))
+            (load.dials(&echo.path, streams.len()), EchoDriver::new(&streams, echo.size, per_loop))
         })
         .collect();
     start_loops(&mut run, "echo", load, plans, &shared, clock)?;

@@ -6,6 +6,12 @@
 //! subscriber that has seen one is joined, because a room delivers each
 //! sender's messages in order.
 //!
+//! With `--publish-to`, the publisher connects to another server than the
+//! subscribers: two nodes sharing rooms through a backplane, so that the
+//! latency measured is that of a message crossing from one node to the
+//! other. The markers cross the same way, so publishing still waits until
+//! the subscribers' node receives the publisher's messages.
+//!
 //! Publishing is bounded by a window: a message may go out only while fewer
 //! than `window` messages are published but not yet received by every
 //! subscriber still connected. Without it, "as fast as possible" measures
@@ -29,6 +35,7 @@ use crate::report::{Connections, Report, Throughput};
 use crate::run::{Phase, Run, Shared};
 use crate::scenario::{CLOSE_TIMEOUT, LoadSettings, Merged, deal, start_loops};
 use crate::sequence::{Arrival, SequenceCounts, SequenceTracker};
+use crate::target::{Dial, Target};
 
 /// How often the publisher sends a marker while subscribers join.
 const MARKER_EVERY: Duration = Duration::from_millis(50);
@@ -62,6 +69,8 @@ pub struct FanoutSettings {
     pub window: u64,
     /// The most messages published in all.
     pub max_messages: u64,
+    /// The server the publisher connects to, if not the subscribers' one.
+    pub publish_to: Option<Target>,
 }
 
 /// What the publisher and the subscribers, on any thread, share.
@@ -118,8 +127,12 @@ pub fn run(load: &LoadSettings, fanout: &FanoutSettings) -> Result<Report> {
         .map(|(i, subscribers)| {
             // The publisher is the first connection of the first loop.
             let publisher = i == 0;
-            let paths = vec![fanout.path.clone(); subscribers.len() + usize::from(publisher)];
-            (paths, FanoutDriver::new(publisher, &subscribers, fanout, Arc::clone(&room)))
+            let mut dials = load.dials(&fanout.path, subscribers.len());
+            if publisher {
+                let target = fanout.publish_to.unwrap_or(load.target);
+                dials.insert(0, Dial { target, path: fanout.path.clone() });
+            }
+            (dials, FanoutDriver::new(publisher, &subscribers, fanout, Arc::clone(&room)))
         })
         .collect();
     start_loops(&mut run, "fanout", load, plans, &shared, clock)?;
@@ -167,8 +180,12 @@ pub fn run(load: &LoadSettings, fanout: &FanoutSettings) -> Result<Report> {
         Pace::Flat => "as fast as possible".to_owned(),
         Pace::Rate(rate) => format!("{rate} messages/s"),
     };
+    let publisher_on = match fanout.publish_to {
+        Some(target) => format!(" (the publisher on {target}, the subscribers on {})", load.target),
+        None => String::new(),
+    };
     let description = format!(
-        "{} subscribers and 1 publisher on {}, {}-byte messages, published {pace}, window {}",
+        "{} subscribers and 1 publisher on {}{publisher_on}, {}-byte messages, published {pace}, window {}",
         fanout.subscribers, fanout.path, fanout.size, fanout.window
     );
     let mut report = load.report("fanout", default_case, &fanout.path, description);

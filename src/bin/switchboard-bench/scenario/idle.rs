@@ -95,7 +95,7 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
     let plans = deal(idle.connections, load.threads)
         .into_iter()
         .enumerate()
-        .map(|(i, conns)| (vec![idle.path.clone(); conns.len()], IdleDriver::new(conns.len(), i == 0)))
+        .map(|(i, conns)| (load.dials(&idle.path, conns.len()), IdleDriver::new(conns.len(), i == 0)))
         .collect();
     start_loops(&mut run, "idle", load, plans, &shared, clock)?;
 
@@ -301,10 +301,7 @@ impl Driver for IdleDriver {
         match Payload::decode(message) {
             Some(payload) if payload.kind == Kind::Data && !self.heard[slot] => {
                 self.heard[slot] = true;
-                let latency = cx.clock.since(payload.sent);
-                self.latency.record(latency);
-                cx.tally.received += 1;
-                cx.tally.latency_ns += u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+                cx.delivered(payload.sent, &mut self.latency);
             }
             Some(_) => {}
             None => self.corrupt += 1,

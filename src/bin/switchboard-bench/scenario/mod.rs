@@ -19,7 +19,7 @@ use crate::report::{Connections, Report, Throughput};
 use crate::run::{Run, Shared};
 use crate::sequence::SequenceCounts;
 use crate::system::{CpuUse, Machine};
-use crate::target::Target;
+use crate::target::{Dial, Target};
 
 /// How long the close handshakes at the end may take before the rest are dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,11 +54,15 @@ pub struct LoadSettings {
 impl LoadSettings {
     fn connecting(&self) -> Connecting {
         Connecting {
-            target: self.target,
             websocket: WebSocketConfig::default().read_buffer_size(self.read_buffer),
             timeout: self.setup_timeout,
             at_once: CONNECTS_AT_ONCE,
         }
+    }
+
+    /// `count` connections to `path` on the server.
+    fn dials(&self, path: &str, count: usize) -> Vec<Dial> {
+        vec![Dial { target: self.target, path: path.to_owned() }; count]
     }
 
     fn title(&self, case: &str) -> String {
@@ -91,18 +95,18 @@ impl LoadSettings {
     }
 }
 
-/// Starts one event loop per plan on `run`: each plan is the paths of that
-/// loop's connections and its driver.
+/// Starts one event loop per plan on `run`: each plan is where that loop's
+/// connections go, and its driver.
 fn start_loops<D: Driver + Send + 'static>(
     run: &mut Run<Finished<D>>,
     name: &str,
     load: &LoadSettings,
-    plans: Vec<(Vec<String>, D)>,
+    plans: Vec<(Vec<Dial>, D)>,
     shared: &Arc<Shared>,
     clock: Clock,
 ) -> Result<()> {
-    for (i, (paths, driver)) in plans.into_iter().enumerate() {
-        let event_loop = EventLoop::new(&paths, load.connecting(), driver, Arc::clone(shared), clock)?;
+    for (i, (dials, driver)) in plans.into_iter().enumerate() {
+        let event_loop = EventLoop::new(&dials, load.connecting(), driver, Arc::clone(shared), clock)?;
         let waker = event_loop.waker();
         run.spawn(format!("{name}-loop-{i}"), Some(waker), move || event_loop.run())?;
     }

@@ -1,4 +1,8 @@
 //! When to try again: exponential backoff with jitter.
+//!
+//! Shared by the client's reconnecting lines and the Redis backplane's
+//! connections: both retry something that may be down for a while, and
+//! both should not hammer it, nor all come back in the same instant.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;

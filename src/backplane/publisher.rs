@@ -1,0 +1,150 @@
+//! The publisher thread: room messages from the hub, published to Redis in order, in pipelines.
+//!
+//! One connection carries every message this node publishes, so Redis
+//! receives them in the order the hub handled them: the order per sender
+//! that the other nodes deliver in. What waits in the queue goes out as one
+//! pipeline (up to [`BATCH`] messages or [`BATCH_BYTES`]), one round trip
+//! for all, so a busy room costs a round trip per batch, not per message.
+//!
+//! While Redis is down the thread does not keep what arrives for later: it
+//! counts it as not relayed and lets it go. Pub/sub would not keep it for a
+//! listener that was away either, and a message from a minute ago delivered
+//! after an outage would be more confusing than one never delivered.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use redis::{Client, Connection, RedisResult};
+
+use super::envelope::{Channel, Envelope};
+use super::health::{Health, Link};
+use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY};
+use crate::backoff::Backoff;
+use crate::frame::Frame;
+use crate::metrics::Metrics;
+
+/// The most messages in one pipeline.
+const BATCH: usize = 256;
+/// A pipeline stops growing past this many frame bytes, so that a batch of
+/// large messages does not make one write of hundreds of megabytes.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// A room message on its way to Redis.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) room: Arc<str>,
+    pub(crate) frame: Frame,
+}
+
+/// The publisher thread's state; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    pub(crate) client: Client,
+    pub(crate) outgoing: Receiver<Outgoing>,
+    pub(crate) node_id: Arc<[u8]>,
+    pub(crate) prefix: Arc<str>,
+    pub(crate) health: Arc<Health>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Dropped when the thread ends; see [`Backplane::join`](super::Backplane::join).
+    pub(crate) _done: Sender<()>,
+}
+
+/// Why a connected spell ended.
+enum Ended {
+    /// The hub has stopped and everything queued was sent: the thread ends.
+    HubStopped,
+    /// Redis failed; reconnect.
+    Failed(redis::RedisError),
+}
+
+impl Publisher {
+    /// The thread body: connect, publish until Redis fails, wait, again;
+    /// until the hub stops.
+    pub(crate) fn run(self) {
+        let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
+        loop {
+            match self.connect() {
+                Ok(mut connection) => {
+                    self.health.up(Link::Publisher);
+                    backoff.reset();
+                    match self.serve(&mut connection) {
+                        Ended::HubStopped => return,
+                        Ended::Failed(e) => self.health.down(Link::Publisher, &e),
+                    }
+                }
+                Err(e) => self.health.down(Link::Publisher, &e),
+            }
+            if !self.discard_until(Instant::now() + backoff.next_delay()) {
+                return;
+            }
+        }
+    }
+
+    fn connect(&self) -> RedisResult<Connection> {
+        let connection = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        connection.set_read_timeout(Some(IO_TIMEOUT))?;
+        connection.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(connection)
+    }
+
+    /// Publishes what arrives until Redis fails or the hub stops.
+    fn serve(&self, connection: &mut Connection) -> Ended {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let first = match self.outgoing.recv_timeout(KEEPALIVE) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => match redis::cmd("PING").query::<()>(connection) {
+                    Ok(()) => continue,
+                    Err(e) => return Ended::Failed(e),
+                },
+                Err(RecvTimeoutError::Disconnected) => return Ended::HubStopped,
+            };
+            let mut bytes = first.frame.len();
+            batch.push(first);
+            while batch.len() < BATCH && bytes < BATCH_BYTES {
+                let Ok(next) = self.outgoing.try_recv() else { break };
+                bytes += next.frame.len();
+                batch.push(next);
+            }
+            let published = self.publish(connection, &batch);
+            let sent = batch.len();
+            batch.clear();
+            match published {
+                Ok(()) => self.metrics.backplane_published(sent),
+                Err(e) => {
+                    // Some of the batch may have reached Redis before it
+                    // failed; which ones cannot be known. Counting them all
+                    // keeps "not relayed" an upper bound, never an excuse.
+                    self.metrics.backplane_not_relayed(sent);
+                    return Ended::Failed(e);
+                }
+            }
+        }
+    }
+
+    /// One pipeline of PUBLISH commands, one round trip.
+    fn publish(&self, connection: &mut Connection, batch: &[Outgoing]) -> RedisResult<()> {
+        let mut pipeline = redis::pipe();
+        for Outgoing { room, frame } in batch {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(Channel { prefix: &self.prefix, room })
+                .arg(Envelope { origin: &self.node_id, frame })
+                .ignore();
+        }
+        pipeline.query(connection)
+    }
+
+    /// Waits until `deadline`, counting whatever arrives meanwhile as not
+    /// relayed; returns false if the hub has stopped.
+    fn discard_until(&self, deadline: Instant) -> bool {
+        loop {
+            match self.outgoing.recv_deadline(deadline) {
+                Ok(_) => self.metrics.backplane_not_relayed(1),
+                Err(RecvTimeoutError::Timeout) => return true,
+                Err(RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+    }
+}

@@ -68,8 +68,9 @@ done
 start_server() {
   local name="$1" log="$out/logs/server-$1.log"
   shift
-  # Every client comes from 127.0.0.1: no per-address limit.
-  RUST_LOG=info target/release/switchboard --listen 127.0.0.1:0 --max-connections-per-ip 0 "$@" \
+  # Every client comes from 127.0.0.1, and a publisher sends as fast as it
+  # may: no per-address limit, no message rate limit.
+  RUST_LOG=info target/release/switchboard --listen 127.0.0.1:0 --max-connections-per-ip 0 --max-messages-per-sec 0 "$@" \
     >/dev/null 2>"$log" &
   pids+=($!)
   addr=""

@@ -28,13 +28,8 @@ out="$PWD/target/backplane-latency"
 rm -rf "$out"
 mkdir -p "$out/json" "$out/logs"
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
 if ! command -v redis-server >/dev/null; then
-  echo "installing Debian's redis-server" >&2
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+  scripts/apt-install.sh redis-server
 fi
 
 pids=()

@@ -28,15 +28,9 @@ missing() {
   exit 0
 }
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
-
 if [ ! -x "$chromium" ]; then
   if [ "${CI:-}" = "true" ] && [ "$chromium" = /usr/bin/chromium ]; then
-    echo "installing Debian's chromium" >&2
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+    scripts/apt-install.sh chromium
   fi
   [ -x "$chromium" ] || missing "no Chromium at $chromium (apt-get install chromium)"
 fi

@@ -23,19 +23,11 @@ dir="$PWD/target/cluster"
 rm -rf "$dir"
 mkdir -p "$dir/nginx"
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
-
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ "${#need[@]}" -gt 0 ]; then
-  echo "installing Debian's ${need[*]}" >&2
-  as_root apt-get update -qq
-  # If the packages start system services of their own, those keep the
-  # default ports; everything below uses free ports and is left alone.
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
+  scripts/apt-install.sh "${need[@]}"
 fi
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 command -v python3 >/dev/null || { echo "FAIL: python3 is needed for the check" >&2; exit 1; }

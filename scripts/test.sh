@@ -31,15 +31,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features --quiet -- -D warnings
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
-
 step "redis-server, for tests/redis.rs"
 if ! command -v redis-server >/dev/null && [ "${CI:-}" = "true" ]; then
-  echo "installing Debian's redis-server" >&2
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+  scripts/apt-install.sh redis-server
 fi
 if command -v redis-server >/dev/null; then
   redis-server --version

@@ -34,6 +34,10 @@ use crate::target::Dial;
 const WAKE: Token = Token(usize::MAX);
 /// Readiness events taken from the kernel per `poll`.
 const EVENTS: usize = 1024;
+/// The most messages read from one connection per round: a server that
+/// sends as fast as the loop reads must not keep it from the others, nor
+/// from seeing that the run is over.
+const READS_PER_ROUND: usize = 1024;
 
 /// What the loop tells its driver with every call.
 #[derive(Debug)]
@@ -149,6 +153,8 @@ pub struct EventLoop<D> {
     upgrades: Latency,
     endings: Endings,
     touched: Vec<usize>,
+    /// Slots left with input still unread at the end of a round.
+    behind: Vec<usize>,
 }
 
 impl<D> std::fmt::Debug for EventLoop<D> {
@@ -190,6 +196,7 @@ impl<D: Driver> EventLoop<D> {
             upgrades: Latency::new(),
             endings: Endings::default(),
             touched: Vec::new(),
+            behind: Vec::new(),
         })
     }
 
@@ -231,13 +238,17 @@ impl<D: Driver> EventLoop<D> {
             self.shared.meter.add(&mut cx.tally);
 
             let deadline = [wake, self.next_expiry()].into_iter().flatten().min();
-            let timeout = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = match self.behind.is_empty() {
+                true => deadline.map(|at| at.saturating_duration_since(Instant::now())),
+                false => Some(Duration::ZERO),
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::Poll(e)),
             }
             ready.clear();
+            ready.extend(self.behind.drain(..).map(Token));
             ready.extend(events.iter().map(|event| event.token()).filter(|&token| token != WAKE));
             // The phase may have moved on while the loop slept (that is what
             // the waker is for): handle the events in the phase they arrived in.
@@ -291,8 +302,14 @@ impl<D: Driver> EventLoop<D> {
         // be, or no event will say so again. That includes bytes that came
         // with the 101 and wait in tungstenite's buffer.
         client.flush();
+        let mut reads = 0;
         while let Some(message) = client.recv() {
             self.driver.on_message(slot, client, &message, cx);
+            reads += 1;
+            if reads == READS_PER_ROUND {
+                self.behind.push(slot);
+                break;
+            }
         }
         self.settle(slot, cx);
     }

@@ -35,7 +35,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Args, Command};
+use crate::args::{Args, Command, fits_open_files};
 use crate::error::Result;
 use switchboard::error_chain;
 
@@ -54,11 +54,21 @@ fn run(args: Args) -> Result<()> {
     // Recorded in every report, so a figure can be reproduced.
     let command = std::env::args().map(|arg| shell_word(&arg)).collect::<Vec<_>>().join(" ");
     let (report, json) = match args.command {
-        Command::Echo(a) => (scenario::echo::run(&a.load.settings(command)?, &a.settings()?)?, a.load.json),
-        Command::Fanout(a) => {
-            (scenario::fanout::run(&a.load.settings(command)?, &a.settings()?)?, a.load.json)
+        Command::Echo(a) => {
+            let echo = a.settings()?;
+            fits_open_files(echo.connections)?;
+            (scenario::echo::run(&a.load.settings(command)?, &echo)?, a.load.json)
         }
-        Command::Idle(a) => (scenario::idle::run(&a.load.settings(command)?, &a.settings()?)?, a.load.json),
+        Command::Fanout(a) => {
+            let fanout = a.settings()?;
+            fits_open_files(fanout.subscribers + 1)?;
+            (scenario::fanout::run(&a.load.settings(command)?, &fanout)?, a.load.json)
+        }
+        Command::Idle(a) => {
+            let idle = a.settings()?;
+            fits_open_files(idle.connections)?;
+            (scenario::idle::run(&a.load.settings(command)?, &idle)?, a.load.json)
+        }
         Command::Churn(a) => (scenario::churn::run(&a.load.settings(command)?, &a.settings()?)?, a.load.json),
         Command::Report(a) => return compare::run(&a),
     };

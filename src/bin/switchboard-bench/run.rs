@@ -164,20 +164,25 @@ impl<T: Send + 'static> Run<T> {
         }
     }
 
-    /// The measured interval: enters [`Phase::Measure`] and returns after
+    /// The measured interval: enters [`Phase::Measure`], and after
     /// `duration`, or earlier once `enough` holds (a count cap was reached)
-    /// or every thread has ended. Returns how long it really lasted and the
-    /// CPU this tool and the server (`server_pid`) used meanwhile.
+    /// or every thread has ended, [`Phase::Drain`]. Returns how long it
+    /// really lasted, timed from phase change to phase change as the
+    /// threads count, and the CPU this tool and the server (`server_pid`)
+    /// used meanwhile.
     pub fn measure(
         &mut self,
         duration: Duration,
         server_pid: Option<u32>,
         enough: impl FnMut(&Reading) -> bool,
     ) -> Measured {
-        self.enter(Phase::Measure);
         let cpu = CpuWatch::start(server_pid);
+        let began = Instant::now();
+        self.enter(Phase::Measure);
         self.wait_until(duration, enough);
-        Measured { seconds: cpu.elapsed().as_secs_f64(), cpu: cpu.finish() }
+        let seconds = began.elapsed().as_secs_f64();
+        self.enter(Phase::Drain);
+        Measured { seconds, cpu: cpu.finish() }
     }
 
     /// Stops every thread and collects what each returned, in spawning order.

@@ -11,10 +11,6 @@ use std::ops::AddAssign;
 
 use serde::{Deserialize, Serialize};
 
-/// The widest gap the tracker believes. A larger jump means the number itself
-/// is damaged, not that a million messages went missing at once.
-const MAX_GAP: u64 = 1 << 20;
-
 /// How one arrival was classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
@@ -24,7 +20,7 @@ pub enum Arrival {
     Late,
     /// This number had already arrived.
     Duplicate,
-    /// The number jumped too far ahead to be believed; it is ignored.
+    /// The number was never sent: the message is damaged, and ignored.
     Implausible,
 }
 
@@ -48,14 +44,14 @@ impl SequenceTracker {
         SequenceTracker::default()
     }
 
-    /// Records that message `seq` arrived and says how it arrived.
-    pub fn record(&mut self, seq: u64) -> Arrival {
-        if seq >= self.next {
-            let gap = seq - self.next;
-            if gap > MAX_GAP {
-                self.corrupt += 1;
-                return Arrival::Implausible;
-            }
+    /// Records that message `seq` arrived, when `sent` messages (numbered
+    /// `0..sent`) have been sent, and says how it arrived. A number that was
+    /// never sent cannot hide a loss, nor open a gap of a billion numbers.
+    pub fn record(&mut self, seq: u64, sent: u64) -> Arrival {
+        if seq >= sent {
+            self.corrupt += 1;
+            Arrival::Implausible
+        } else if seq >= self.next {
             self.missing.extend(self.next..seq);
             self.next = seq + 1;
             self.received += 1;
@@ -126,10 +122,13 @@ impl AddAssign for SequenceCounts {
 mod tests {
     use super::*;
 
+    /// Every number below this was sent, for the tests that are not about that.
+    const SENT: u64 = 100;
+
     fn feed(seqs: &[u64]) -> SequenceTracker {
         let mut tracker = SequenceTracker::new();
         for &seq in seqs {
-            tracker.record(seq);
+            tracker.record(seq, SENT);
         }
         tracker
     }
@@ -155,9 +154,9 @@ mod tests {
     #[test]
     fn a_gap_filled_later_is_out_of_order_not_lost() {
         let mut tracker = SequenceTracker::new();
-        assert_eq!(tracker.record(0), Arrival::InOrder);
-        assert_eq!(tracker.record(2), Arrival::InOrder);
-        assert_eq!(tracker.record(1), Arrival::Late);
+        assert_eq!(tracker.record(0, SENT), Arrival::InOrder);
+        assert_eq!(tracker.record(2, SENT), Arrival::InOrder);
+        assert_eq!(tracker.record(1, SENT), Arrival::Late);
         let counts = tracker.counts(3);
         assert_eq!((counts.received, counts.lost, counts.out_of_order, counts.duplicated), (3, 0, 1, 0));
     }
@@ -165,24 +164,26 @@ mod tests {
     #[test]
     fn repeats_are_duplicates_whether_in_or_out_of_order() {
         let mut tracker = SequenceTracker::new();
-        tracker.record(0);
-        tracker.record(2);
-        assert_eq!(tracker.record(2), Arrival::Duplicate);
-        assert_eq!(tracker.record(0), Arrival::Duplicate);
-        tracker.record(1);
-        assert_eq!(tracker.record(1), Arrival::Duplicate);
+        tracker.record(0, SENT);
+        tracker.record(2, SENT);
+        assert_eq!(tracker.record(2, SENT), Arrival::Duplicate);
+        assert_eq!(tracker.record(0, SENT), Arrival::Duplicate);
+        tracker.record(1, SENT);
+        assert_eq!(tracker.record(1, SENT), Arrival::Duplicate);
         let counts = tracker.counts(3);
         assert_eq!((counts.received, counts.duplicated, counts.out_of_order, counts.lost), (3, 3, 1, 0));
     }
 
     #[test]
-    fn an_absurd_jump_is_corrupt_and_ignored() {
+    fn a_number_never_sent_is_corrupt_and_hides_no_loss() {
         let mut tracker = SequenceTracker::new();
-        tracker.record(0);
-        assert_eq!(tracker.record(u64::MAX / 2), Arrival::Implausible);
+        tracker.record(0, 2);
+        assert_eq!(tracker.record(2, 2), Arrival::Implausible);
+        assert_eq!(tracker.record(u64::MAX, 2), Arrival::Implausible);
         assert_eq!(tracker.next(), 1);
         tracker.record_corrupt();
-        assert_eq!(tracker.counts(1).corrupt, 2);
+        let counts = tracker.counts(2);
+        assert_eq!((counts.received, counts.lost, counts.corrupt), (1, 1, 3));
     }
 
     #[test]

@@ -125,11 +125,6 @@ impl CpuWatch {
         }
     }
 
-    /// Time since `start`.
-    pub fn elapsed(&self) -> Duration {
-        self.began.elapsed()
-    }
-
     /// The CPU use since `start`; a figure that cannot be read is left out.
     pub fn finish(&self) -> CpuUse {
         let wall = self.began.elapsed().as_secs_f64().max(1e-9);

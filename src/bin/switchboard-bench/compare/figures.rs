@@ -27,10 +27,6 @@ pub struct Figure {
     pub show: fn(f64) -> String,
 }
 
-fn count(value: f64) -> String {
-    grouped(value)
-}
-
 fn one_decimal(value: f64) -> String {
     format!("{value:.1}")
 }
@@ -49,12 +45,12 @@ fn per_second(report: &Report) -> Option<f64> {
 
 /// Every figure, in the order the rows appear; a case shows those its runs have.
 pub const FIGURES: &[Figure] = &[
-    Figure { name: "throughput (per second)", better: Better::Higher, value: per_second, show: count },
+    Figure { name: "throughput (per second)", better: Better::Higher, value: per_second, show: grouped },
     Figure {
         name: "published (per second)",
         better: Better::Higher,
         value: |r| r.details.get("published_per_s").copied(),
-        show: count,
+        show: grouped,
     },
     Figure {
         name: "{latency} p50 (ms)",
@@ -126,7 +122,7 @@ pub const FIGURES: &[Figure] = &[
         name: "connections opened per second",
         better: Better::Higher,
         value: |r| Some(r.throughput.per_second).filter(|_| r.scenario == "idle"),
-        show: count,
+        show: grouped,
     },
 ];
 

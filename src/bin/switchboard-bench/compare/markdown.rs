@@ -72,18 +72,9 @@ pub fn render(comparison: &Comparison) -> String {
             }
             let _ = writeln!(out, "{row}");
         }
-        let mut row = "| lost / duplicated / out of order |".to_owned();
-        for run in &case.runs {
-            let _ = write!(row, " {} |", run.as_ref().map_or("–".to_owned(), accounting));
-        }
-        row.push_str(&" |".repeat(others.len()));
-        let _ = writeln!(out, "{row}");
-        let mut row = "| connection trouble |".to_owned();
-        for run in &case.runs {
-            let _ = write!(row, " {} |", run.as_ref().map_or("–".to_owned(), trouble));
-        }
-        row.push_str(&" |".repeat(others.len()));
-        let _ = writeln!(out, "{row}\n");
+        text_row(&mut out, "lost / duplicated / out of order", &case.runs, accounting, others.len());
+        text_row(&mut out, "connection trouble", &case.runs, trouble, others.len());
+        out.push('\n');
     }
     let _ = writeln!(out, "## Commands\n\n```sh");
     for case in &comparison.cases {
@@ -93,6 +84,22 @@ pub fn render(comparison: &Comparison) -> String {
     }
     let _ = writeln!(out, "```");
     out
+}
+
+/// A row of words rather than figures: one cell per run, and empty ratio cells.
+fn text_row(
+    out: &mut String,
+    title: &str,
+    runs: &[Option<Report>],
+    cell: fn(&Report) -> String,
+    ratios: usize,
+) {
+    let mut row = format!("| {title} |");
+    for run in runs {
+        let _ = write!(row, " {} |", run.as_ref().map_or("–".to_owned(), cell));
+    }
+    row.push_str(&" |".repeat(ratios));
+    let _ = writeln!(out, "{row}");
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 
 use std::fmt::Write as _;
 
-use crate::compare::figures::{Better, Figure};
+use crate::compare::figures::{Better, FIGURES, Figure};
 use crate::compare::{Case, Comparison};
-use crate::numbers::{grouped, millis};
+use crate::numbers::millis;
 use crate::report::Report;
 
 const WIDTH: f64 = 1000.0;
@@ -23,24 +23,12 @@ const BAR: f64 = 16.0;
 /// One colour per server, in the comparison's order (the baseline first).
 const COLOURS: [&str; 6] = ["#2b6cb0", "#dd6b20", "#2f855a", "#c53030", "#6b46c1", "#718096"];
 
-/// The headline figure of a case: memory for idle, throughput otherwise.
-fn headline(case: &Case) -> Figure {
+/// The headline figure of a case, one of the table's: memory for idle,
+/// throughput otherwise.
+fn headline(case: &Case) -> &'static Figure {
     let idle = case.runs.iter().flatten().any(|r| r.scenario == "idle");
-    if idle {
-        Figure {
-            name: "server RSS per connection, KiB",
-            better: Better::Lower,
-            value: |r| r.resources.as_ref()?.rss_kib_per_connection,
-            show: |v| format!("{v:.1}"),
-        }
-    } else {
-        Figure {
-            name: "throughput, per second",
-            better: Better::Higher,
-            value: |r| Some(r.throughput.per_second),
-            show: grouped,
-        }
-    }
+    let name = if idle { "server RSS per connection (KiB)" } else { "throughput (per second)" };
+    FIGURES.iter().find(|figure| figure.name == name).expect("Bug: the headline figures are in FIGURES")
 }
 
 /// The whole comparison as an SVG document.
@@ -93,7 +81,7 @@ fn render_case(body: &mut String, comparison: &Comparison, case: &Case, mut y: f
         Better::Lower => "lower is better",
         Better::Neither => "",
     };
-    text(body, HEAD_X, y, "start", "font-weight=\"bold\"", &format!("{} ({direction})", head.name));
+    text(body, HEAD_X, y, "start", "font-weight=\"bold\"", &format!("{}, {direction}", head.name));
     text(
         body,
         LATENCY_X,

@@ -76,7 +76,6 @@ pub fn run(load: &LoadSettings, churn: &ChurnSettings) -> Result<Report> {
     }
     let measured = run.measure(load.duration, load.server_pid, |r| r.sent >= budget);
     // Workers finish the cycle they are in; each step has a timeout.
-    run.enter(Phase::Drain);
     let finished = run.finish()?;
 
     let mut latency = Latency::new();
@@ -88,7 +87,7 @@ pub fn run(load: &LoadSettings, churn: &ChurnSettings) -> Result<Report> {
         latency.merge(&result.latency);
         upgrades.merge(&result.upgrades);
         endings += &result.endings;
-        messages += result.tracker.counts(result.cycles);
+        messages += result.tracker.counts(result.sent);
         in_measure += result.completed_in_measure;
     }
     let cycles: u64 = finished.iter().map(|r| r.cycles).sum();
@@ -100,11 +99,8 @@ pub fn run(load: &LoadSettings, churn: &ChurnSettings) -> Result<Report> {
     let seconds = measured.seconds;
     report.measured_s = seconds;
     report.cpu = measured.cpu;
-    report.connections = Connections {
-        wanted: cycles,
-        opened: cycles.saturating_sub(endings.connect_failed + endings.upgrade_failed),
-        upgrade: upgrades.summary(),
-    };
+    report.connections =
+        Connections { wanted: cycles, opened: upgrades.summary().count, upgrade: upgrades.summary() };
     report.throughput = Throughput { per_second: in_measure as f64 / seconds, unit: "handshakes".to_owned() };
     report.latency_of = "whole cycle".to_owned();
     report.latency = latency.summary();
@@ -134,6 +130,8 @@ struct WorkerResult {
     tracker: SequenceTracker,
     endings: Endings,
     cycles: u64,
+    /// Echo requests sent: cycles that failed before sending one send none.
+    sent: u64,
     completed_in_measure: u64,
 }
 
@@ -145,13 +143,14 @@ impl Worker {
             tracker: SequenceTracker::new(),
             endings: Endings::default(),
             cycles: 0,
+            sent: 0,
             completed_in_measure: 0,
         };
         let mut tally = Tally::default();
         while self.shared.phase() <= Phase::Measure && result.cycles < self.budget {
             let phase = self.shared.phase();
             let began = Instant::now();
-            let outcome = self.cycle(result.cycles, &mut result.tracker, &mut result.upgrades);
+            let outcome = self.cycle(&mut result.sent, &mut result.tracker, &mut result.upgrades);
             result.cycles += 1;
             tally.sent += 1;
             match outcome {
@@ -181,9 +180,20 @@ impl Worker {
         result
     }
 
-    /// One connection's life. Returns how it went wrong, if it did.
-    fn cycle(&self, seq: u64, tracker: &mut SequenceTracker, upgrades: &mut Latency) -> Result<(), Ending> {
+    /// One connection's life, its echo request numbered `sent` (counted
+    /// once it is sent). Returns how it went wrong, if it did.
+    ///
+    /// Each step has the I/O timeout, and the whole cycle three of them, so
+    /// that a server that keeps talking without answering (pings, other
+    /// frames) cannot hold the worker past the end of the run.
+    fn cycle(
+        &self,
+        sent: &mut u64,
+        tracker: &mut SequenceTracker,
+        upgrades: &mut Latency,
+    ) -> Result<(), Ending> {
         let began = Instant::now();
+        let deadline = began + self.io_timeout * 3;
         let stream =
             TcpStream::connect_timeout(&self.addr, self.io_timeout).map_err(Ending::ConnectFailed)?;
         let configure = || {
@@ -200,15 +210,20 @@ impl Worker {
                 Err(HandshakeError::Failure(e)) => return Err(Ending::UpgradeFailed(e)),
             };
         upgrades.record(began.elapsed());
+        let seq = *sent;
         let payload = Payload::data(self.stream, seq, self.clock.now());
         websocket.send(Message::Binary(payload.encode(self.size).into())).map_err(ending)?;
+        *sent += 1;
         loop {
+            if Instant::now() >= deadline {
+                return Err(Ending::TimedOut);
+            }
             match websocket.read().map_err(ending)? {
                 Message::Binary(bytes) => {
                     match Payload::decode(&bytes).filter(|p| p.kind == Kind::Data && p.stream == self.stream)
                     {
                         Some(echo) => {
-                            tracker.record(echo.seq);
+                            tracker.record(echo.seq, *sent);
                             if echo.seq == seq {
                                 break;
                             }
@@ -225,15 +240,18 @@ impl Worker {
                 _ => {}
             }
         }
-        close(&mut websocket)
+        close(&mut websocket, deadline)
     }
 }
 
 /// The close handshake, to the end: our close frame, the server's reply,
-/// and the server closing the TCP connection.
-fn close(websocket: &mut WebSocket<TcpStream>) -> Result<(), Ending> {
+/// and the server closing the TCP connection; at most until `deadline`.
+fn close(websocket: &mut WebSocket<TcpStream>, deadline: Instant) -> Result<(), Ending> {
     websocket.close(None).map_err(ending)?;
     loop {
+        if Instant::now() >= deadline {
+            return Err(Ending::TimedOut);
+        }
         match websocket.read() {
             Ok(_) => {}
             Err(tungstenite::Error::ConnectionClosed) => return Ok(()),

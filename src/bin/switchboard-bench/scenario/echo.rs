@@ -60,7 +60,6 @@ pub fn run(load: &LoadSettings, echo: &EchoSettings) -> Result<Report> {
         return Err(Error::Setup { what: "connections open", done: 0, wanted, waited: load.setup_timeout });
     }
     let measured = run.measure(load.duration, load.server_pid, |r| r.sent >= budget);
-    run.enter(Phase::Drain);
     run.wait_until(load.drain, |r| r.received >= r.sent);
     run.enter(Phase::Close);
     run.wait_until(CLOSE_TIMEOUT, |r| r.open() == 0);
@@ -163,7 +162,7 @@ impl Driver for EchoDriver {
             conn.tracker.record_corrupt();
             return;
         };
-        match conn.tracker.record(payload.seq) {
+        match conn.tracker.record(payload.seq, conn.next_seq) {
             Arrival::InOrder | Arrival::Late => {
                 if cx.delivered(payload.sent, &mut self.latency) {
                     self.received_in_measure += 1;
@@ -172,7 +171,7 @@ impl Driver for EchoDriver {
             Arrival::Duplicate | Arrival::Implausible => {}
         }
         // Only the echo of the message in flight frees the connection to send.
-        if payload.seq + 1 == conn.next_seq && conn.waiting {
+        if conn.next_seq.checked_sub(1) == Some(payload.seq) && conn.waiting {
             conn.waiting = false;
             if cx.phase == Phase::Measure {
                 self.send_next(slot, client, cx);

@@ -153,7 +153,6 @@ pub fn run(load: &LoadSettings, fanout: &FanoutSettings) -> Result<Report> {
     let measured = run.measure(load.duration, load.server_pid, |r| {
         r.sent >= fanout.max_messages || room.publisher_gone.load(Ordering::Relaxed)
     });
-    run.enter(Phase::Drain);
     run.wait_until(load.drain, |_| room.drained());
     run.enter(Phase::Close);
     run.wait_until(CLOSE_TIMEOUT, |r| r.open() == 0);
@@ -323,13 +322,15 @@ impl FanoutDriver {
                 }
                 _ => cx.clock.now(),
             };
+            // Counted before it can leave: a subscriber on another thread
+            // takes a number at or above `published` for a damaged one.
+            self.room.published.store(publisher.next_seq + 1, Ordering::Release);
             client.queue(Payload::data(PUBLISHER, publisher.next_seq, sent).encode(self.size));
             publisher.next_seq += 1;
             burst += 1;
         }
         if burst > 0 {
             client.flush();
-            self.room.published.store(publisher.next_seq, Ordering::Relaxed);
             cx.tally.sent += burst;
         }
         wake
@@ -355,7 +356,7 @@ impl Driver for FanoutDriver {
                     self.room.joined.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Kind::Data => match tracker.record(payload.seq) {
+            Kind::Data => match tracker.record(payload.seq, self.room.published.load(Ordering::Acquire)) {
                 Arrival::InOrder | Arrival::Late => {
                     if cx.delivered(payload.sent, &mut self.latency) {
                         self.received_in_measure += 1;

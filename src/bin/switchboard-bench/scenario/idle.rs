@@ -97,11 +97,12 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
         .enumerate()
         .map(|(i, conns)| (load.dials(&idle.path, conns.len()), IdleDriver::new(conns.len(), i == 0)))
         .collect();
+    // The loops start connecting as soon as they start.
+    let began = Instant::now();
     start_loops(&mut run, "idle", load, plans, &shared, clock)?;
 
     let wanted = idle.connections as u64;
     run.enter(Phase::Setup);
-    let began = Instant::now();
     // Looks along the way, so that a server that dies before all
     // connections are open still leaves figures, taken at fewer of them.
     let mut last_alive = None;
@@ -149,7 +150,6 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
         (false, _) => now,
     };
     let measured = run.measure(load.duration, load.server_pid, |_| false);
-    run.enter(Phase::Drain);
     run.wait_until(load.drain, |r| r.received >= r.open());
     run.enter(Phase::Close);
     run.wait_until(CLOSE_TIMEOUT, |r| r.open() == 0);
@@ -163,6 +163,7 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
         messages.sent += driver.expected();
         messages.received += driver.heard.iter().filter(|&&h| h).count() as u64;
         messages.corrupt += driver.corrupt;
+        messages.duplicated += driver.duplicated;
     }
     messages.lost = messages.sent.saturating_sub(messages.received);
 
@@ -270,6 +271,8 @@ struct IdleDriver {
     calls_roll: bool,
     called: bool,
     corrupt: u64,
+    /// Roll calls heard a second time.
+    duplicated: u64,
     latency: Latency,
 }
 
@@ -282,6 +285,7 @@ impl IdleDriver {
             calls_roll,
             called: false,
             corrupt: 0,
+            duplicated: 0,
             latency: Latency::new(),
         }
     }
@@ -299,7 +303,8 @@ impl Driver for IdleDriver {
 
     fn on_message(&mut self, slot: usize, _client: &mut Client, message: &[u8], cx: &mut Context) {
         match Payload::decode(message) {
-            Some(payload) if payload.kind == Kind::Data && !self.heard[slot] => {
+            Some(payload) if payload.kind == Kind::Data && self.heard[slot] => self.duplicated += 1,
+            Some(payload) if payload.kind == Kind::Data => {
                 self.heard[slot] = true;
                 cx.delivered(payload.sent, &mut self.latency);
             }

@@ -29,7 +29,7 @@ impl Read for Arrived<'_> {
 }
 
 impl HeadSource for Arrived<'_> {
-    fn set_read_timeout(&mut self, _: Duration) -> io::Result<()> {
+    fn set_deadline(&mut self, _: Instant) -> io::Result<()> {
         Ok(())
     }
 }

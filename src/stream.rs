@@ -54,8 +54,24 @@ impl Socket {
         }
     }
 
+    /// Makes every read wait at most `timeout` for bytes.
     pub(crate) fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        if let Socket::Tls(tls) = self {
+            tls.set_deadline(None);
+        }
         self.tcp().set_read_timeout(Some(timeout))
+    }
+
+    /// Makes every read give up at `deadline`, however the peer spreads its
+    /// bytes: a read of plaintext may take many reads of the socket.
+    pub(crate) fn set_deadline(&self, deadline: Instant) -> io::Result<()> {
+        match self {
+            Socket::Plain(tcp) => set_deadline(tcp, deadline),
+            Socket::Tls(tls) => {
+                tls.set_deadline(Some(deadline));
+                Ok(())
+            }
+        }
     }
 
     pub(crate) fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
@@ -86,8 +102,7 @@ impl Socket {
         let mut scratch = vec![0u8; 1024];
         let mut discarded = 0;
         while discarded < LINGER_MAX_BYTES {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || tcp.set_read_timeout(Some(left)).is_err() {
+            if set_deadline(tcp, deadline).is_err() {
                 return;
             }
             match (&*tcp).read(&mut scratch) {
@@ -96,6 +111,13 @@ impl Socket {
             }
         }
     }
+}
+
+/// Makes the next reads from `tcp` give up at `deadline`; `TimedOut` if it
+/// has passed.
+pub(crate) fn set_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() { Err(io::ErrorKind::TimedOut.into()) } else { tcp.set_read_timeout(Some(left)) }
 }
 
 impl Hangup for Socket {

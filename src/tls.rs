@@ -25,6 +25,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
+use crate::stream::set_deadline;
 
 /// The most bytes read from the socket at once, over TLS.
 const RAW_READ: usize = 4096;
@@ -148,10 +149,30 @@ impl TlsConnector {
     }
 }
 
-/// Makes the next reads give up at `deadline`.
-fn set_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() { Err(io::ErrorKind::TimedOut.into()) } else { tcp.set_read_timeout(Some(left)) }
+/// The socket as a handshake reads it: every read gives up at `deadline`.
+/// rustls reads for as long as each read brings bytes, so a timeout set
+/// once would let a peer that sends a byte now and then stretch one
+/// handshake for as long as it likes.
+struct Before<'a> {
+    tcp: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Before<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        set_deadline(self.tcp, self.deadline)?;
+        (&*self.tcp).read(buf)
+    }
+}
+
+impl Write for Before<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.tcp).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.tcp).flush()
+    }
 }
 
 /// Completes a handshake, server or client, before `deadline`.
@@ -161,12 +182,11 @@ fn set_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
 fn handshake(tcp: TcpStream, mut session: Connection, deadline: Instant) -> io::Result<Arc<TlsStream>> {
     // The outbox bounds what a connection may queue; rustls need not.
     session.set_buffer_limit(None);
-    let mut socket = &tcp;
     while session.is_handshaking() {
-        set_deadline(&tcp, deadline)?;
-        session.complete_io(&mut socket)?;
+        session.complete_io(&mut Before { tcp: &tcp, deadline })?;
     }
-    Ok(Arc::new(TlsStream { tcp, session: Mutex::new(Session { connection: session, unread: Vec::new() }) }))
+    let session = Session { connection: session, unread: Vec::new(), deadline: None };
+    Ok(Arc::new(TlsStream { tcp, session: Mutex::new(session) }))
 }
 
 /// A TLS connection that its reader and writer threads share.
@@ -183,11 +203,21 @@ pub(crate) struct TlsStream {
 struct Session {
     connection: Connection,
     unread: Vec<u8>,
+    /// When set, every read from the socket gives up at this instant: while
+    /// the request head is read, a record trickled a byte at a time must not
+    /// outlast the head's deadline.
+    deadline: Option<Instant>,
 }
 
 impl TlsStream {
     pub(crate) fn tcp(&self) -> &TcpStream {
         &self.tcp
+    }
+
+    /// Makes every read from the socket give up at `deadline`, or, with
+    /// `None`, wait as long as the socket's own read timeout.
+    pub(crate) fn set_deadline(&self, deadline: Option<Instant>) {
+        self.session().deadline = deadline;
     }
 
     fn session(&self) -> MutexGuard<'_, Session> {
@@ -203,13 +233,16 @@ impl TlsStream {
             // The socket is read without the lock, into the session's own
             // buffer (empty whenever the session wants more), lent out for
             // the read: no buffer on the reader's stack, no allocation.
-            let mut raw = {
+            let (mut raw, deadline) = {
                 let mut session = self.session();
                 if let Some(result) = session.read_plaintext(buf) {
                     return result;
                 }
-                std::mem::take(&mut session.unread)
+                (std::mem::take(&mut session.unread), session.deadline)
             };
+            if let Some(deadline) = deadline {
+                set_deadline(&self.tcp, deadline)?;
+            }
             raw.resize(RAW_READ, 0);
             let read = (&self.tcp).read(&mut raw);
             raw.truncate(*read.as_ref().unwrap_or(&0));

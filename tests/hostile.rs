@@ -120,28 +120,21 @@ fn connection_flood_past_both_limits_gets_429_then_503() {
     bystanders.still_served();
 }
 
-#[test]
-fn slowloris_head_is_cut_off_on_time() {
-    let handshake = ms(500);
-    let server =
-        TestServer::start(Config { timeouts: Timeouts { handshake, ..Timeouts::default() }, ..config() });
-    let bystanders = Bystanders::join(&server);
-    let mut slow = TcpStream::connect(server.addr()).unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+/// Sends `bytes` one every 50 ms until the server ends its side of the
+/// connection; returns how long the server let that go on, and all it sent.
+fn trickle(slow: &mut TcpStream, bytes: &[u8]) -> (Duration, Vec<u8>) {
     slow.set_nonblocking(true).unwrap();
     let started = Instant::now();
     let mut answer = Vec::new();
-    // One byte every 50 ms would take 10 s to send this header.
-    for byte in "X-Slow: ".repeat(25).bytes() {
+    'sending: for &byte in bytes {
         let mut buf = [0u8; 256];
-        match slow.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                answer.extend_from_slice(&buf[..n]);
-                break;
+        loop {
+            match slow.read(&mut buf) {
+                Ok(0) => break 'sending,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => break 'sending,
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("{e}"),
         }
         if slow.write_all(&[byte]).is_err() {
             break;
@@ -150,9 +143,61 @@ fn slowloris_head_is_cut_off_on_time() {
     }
     let took = started.elapsed();
     slow.set_nonblocking(false).unwrap();
+    slow.set_read_timeout(Some(PATIENCE)).unwrap();
     let _ = slow.read_to_end(&mut answer);
+    (took, answer)
+}
+
+/// A server whose handshake and request head must be done in 500 ms.
+fn hurried(tls: bool) -> TestServer {
+    let timeouts = Timeouts { handshake: ms(500), ..Timeouts::default() };
+    let config = Config { timeouts, ..config() };
+    if tls { TestServer::start_tls(config) } else { TestServer::start(config) }
+}
+
+#[test]
+fn slowloris_head_is_cut_off_on_time() {
+    let server = hurried(false);
+    let bystanders = Bystanders::join(&server);
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    // One byte every 50 ms would take 10 s to send this header.
+    let (took, answer) = trickle(&mut slow, "X-Slow: ".repeat(25).as_bytes());
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408 "), "{answer:?}");
     assert!(took < Duration::from_secs(5), "the server let a trickling client in for {took:?}");
+    bystanders.still_served();
+}
+
+#[test]
+fn slowloris_tls_handshake_is_cut_off_on_time() {
+    let server = hurried(true);
+    let bystanders = Bystanders::join(&server);
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    // A handshake record that announces 200 bytes, its body then sent a
+    // byte every 50 ms: 10 s, if the server waited for all of it.
+    slow.write_all(&[0x16, 0x03, 0x01, 0x00, 200]).unwrap();
+    let (took, _) = trickle(&mut slow, &[1; 200]);
+    assert!(took < Duration::from_secs(5), "the server let a trickling handshake go on for {took:?}");
+    bystanders.still_served();
+}
+
+#[test]
+fn slowloris_head_in_one_tls_record_is_cut_off_on_time() {
+    let server = hurried(true);
+    let bystanders = Bystanders::join(&server);
+    let mut tls = server.tls_stream();
+    // The head's first bytes sealed into one record, which then goes out a
+    // byte every 50 ms: the server cannot read a byte of it before the end.
+    tls.conn
+        .writer()
+        .write_all(format!("GET / HTTP/1.1\r\n{}", "X-Slow: 1\r\n".repeat(20)).as_bytes())
+        .unwrap();
+    let mut record = Vec::new();
+    while tls.conn.wants_write() {
+        tls.conn.write_tls(&mut record).unwrap();
+    }
+    let (took, _) = trickle(&mut tls.sock, &record);
+    assert!(took < Duration::from_secs(5), "the server let a trickled record go on for {took:?}");
     bystanders.still_served();
 }
 

@@ -2,7 +2,7 @@
 
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::close::is_timeout;
 use crate::error::Refusal;
@@ -149,13 +149,13 @@ pub(crate) enum HeadError {
 
 /// A source of request bytes whose reads can be given a deadline.
 pub(crate) trait HeadSource: Read {
-    /// Makes the next reads give up after `timeout`.
-    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+    /// Makes the next reads give up at `deadline`.
+    fn set_deadline(&mut self, deadline: Instant) -> io::Result<()>;
 }
 
 impl HeadSource for Socket {
-    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        Socket::set_read_timeout(self, timeout)
+    fn set_deadline(&mut self, deadline: Instant) -> io::Result<()> {
+        Socket::set_deadline(self, deadline)
     }
 }
 
@@ -180,11 +180,10 @@ pub(crate) fn read_head(
     // would stay resident for the whole life of a WebSocket connection.
     let mut buf = Vec::with_capacity(1024);
     loop {
-        let left = limits.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if Instant::now() >= limits.deadline {
             return Err(too_slow(&buf));
         }
-        source.set_read_timeout(left).map_err(|_| HeadError::Gone)?;
+        source.set_deadline(limits.deadline).map_err(|_| HeadError::Gone)?;
         let start = buf.len();
         let room = (limits.max_size + 1 - start).min(1024);
         buf.resize(start + room, 0);
@@ -260,6 +259,7 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
 pub(crate) mod tests {
     use super::*;
     use std::collections::VecDeque;
+    use std::time::Duration;
 
     /// A GET request for `target` from 127.0.0.1 with these headers.
     pub(crate) fn request(target: &str, headers: &[(&str, &str)]) -> Request {
@@ -288,7 +288,7 @@ pub(crate) mod tests {
     }
 
     impl HeadSource for Trickle {
-        fn set_read_timeout(&mut self, _: Duration) -> io::Result<()> {
+        fn set_deadline(&mut self, _: Instant) -> io::Result<()> {
             Ok(())
         }
     }

@@ -176,6 +176,15 @@ impl TestServer {
         })
     }
 
+    /// A TLS connection to a TLS server, its handshake done.
+    pub fn tls_stream(&self) -> tls::TlsClientStream {
+        let config = self.tls.as_ref().expect("a server started with start_tls");
+        let tcp = TcpStream::connect(self.addr).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        tcp.set_write_timeout(Some(PATIENCE)).unwrap();
+        tls::handshake(config, tcp).expect("a TLS handshake")
+    }
+
     /// A WebSocket client on `path`, with a read timeout so that a missing
     /// message fails the test instead of hanging it.
     pub fn connect(&self, path: &str) -> Client {

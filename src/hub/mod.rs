@@ -421,6 +421,9 @@ impl Hub {
     fn leave(&mut self, id: ConnectionId, room: &str) {
         if let Some(member) = self.members.get_mut(&id) {
             member.rooms.retain(|r| &**r != room);
+            // The room's ring at the end of the batch will not reach it now,
+            // and this batch may have queued a frame for it there.
+            self.dirty_members.push(id);
         }
         self.leave_all(id, &[room.into()]);
     }
@@ -540,6 +543,18 @@ mod tests {
         }
         assert!(!hub.members.contains_key(&ConnectionId(1)));
         assert!(hub.metrics.stats().to_json().contains("\"slow_consumer_closes\": 1"));
+    }
+
+    #[test]
+    fn a_member_that_leaves_after_a_message_in_the_same_batch_is_still_woken() {
+        let mut hub = hub();
+        let a = register(&mut hub, 1, 1000);
+        hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
+        hub.apply(Command::Publish { room: "r".into(), frame: Frame::text("hi"), except: None });
+        hub.apply(Command::Leave { id: ConnectionId(1), room: "r".into() });
+        hub.ring();
+        assert!(matches!(a.outbox.signals.try_recv(), Ok(Signal::Wake)));
+        assert_eq!(texts(&a), ["hi"]);
     }
 
     #[test]

@@ -49,7 +49,10 @@ impl Admission {
     pub(crate) fn new(max: usize, max_per_address: usize) -> Arc<Self> {
         Arc::new(Admission {
             open: AtomicUsize::new(0),
-            per_address: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            // No table at all when there is no per-address limit.
+            per_address: (0..if max_per_address == 0 { 0 } else { SLOTS })
+                .map(|_| AtomicU32::new(0))
+                .collect(),
             key: Default::default(),
             max,
             max_per_address: u32::try_from(max_per_address).unwrap_or(u32::MAX),
@@ -148,7 +151,6 @@ impl Turnaway {
     /// Answers `refusal` on `stream` without blocking, and holds it.
     pub(crate) fn refuse(&mut self, stream: TcpStream, refusal: Refusal) {
         self.note(&refusal);
-        self.sweep();
         if stream.set_nonblocking(true).is_err() {
             return;
         }
@@ -208,10 +210,14 @@ impl Turnaway {
 const MAPPINGS_PER_CONNECTION: usize = 8;
 const THREADS_PER_CONNECTION: usize = 2;
 /// Kept back from each limit for everything else the process does: the
-/// heap, the hub, refused sockets held open, the listener.
+/// heap, the hub, the listener (refused sockets held open are counted apart).
 const MAPPINGS_KEPT: usize = 1024;
-const FDS_KEPT: usize = 1024 + 64;
+const FDS_KEPT: usize = 64;
 const THREADS_KEPT: usize = 2048;
+/// The most refused sockets held open at once while their answer reaches
+/// the client; never more than an eighth of the open-file limit, as each
+/// holds a descriptor.
+const MAX_HELD_REFUSALS: usize = 1024;
 
 /// The most connections this machine can hold, and the limit that says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,16 +226,26 @@ pub(crate) struct MachineLimit {
     pub(crate) because: String,
 }
 
+/// What the machine lets the server hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Machine {
+    /// The tightest limit on connections; `None` where /proc does not say.
+    pub(crate) limit: Option<MachineLimit>,
+    /// How many refused sockets may be held open at once.
+    pub(crate) held_refusals: usize,
+}
+
 /// Reads the limits that decide how many threads and sockets the process
 /// can have, on Linux, from /proc.
 ///
 /// Going past them is not a refused connection but a dead server: when a new
 /// thread cannot map its signal stack, the Rust runtime aborts the process.
 /// So admission stops short of them.
-pub(crate) fn machine_limit() -> Option<MachineLimit> {
+pub(crate) fn machine() -> Machine {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let number = |path: &str| read(path)?.trim().parse::<usize>().ok();
     let mut limits = Vec::new();
+    let mut held_refusals = MAX_HELD_REFUSALS;
     if let Some(max_maps) = number("/proc/sys/vm/max_map_count") {
         let used = read("/proc/self/maps").map_or(0, |maps| maps.lines().count());
         let connections = max_maps.saturating_sub(used + MAPPINGS_KEPT) / MAPPINGS_PER_CONNECTION;
@@ -243,8 +259,9 @@ pub(crate) fn machine_limit() -> Option<MachineLimit> {
     if let Some(open_files) =
         read("/proc/self/limits").and_then(|limits| soft_limit(&limits, "Max open files"))
     {
+        held_refusals = held_refusals.min(open_files / 8);
         limits.push(MachineLimit {
-            connections: open_files.saturating_sub(FDS_KEPT),
+            connections: open_files.saturating_sub(held_refusals + FDS_KEPT),
             because: format!("the open-file limit (ulimit -n) is {open_files}"),
         });
     }
@@ -254,7 +271,7 @@ pub(crate) fn machine_limit() -> Option<MachineLimit> {
             because: format!("kernel.pid_max is {pid_max} ({THREADS_PER_CONNECTION} threads per connection)"),
         });
     }
-    limits.into_iter().min_by_key(|limit| limit.connections)
+    Machine { limit: limits.into_iter().min_by_key(|limit| limit.connections), held_refusals }
 }
 
 /// The soft limit on the line of /proc/self/limits that starts with `name`.
@@ -312,8 +329,10 @@ mod tests {
 
     #[test]
     fn this_machine_has_a_limit() {
-        let limit = machine_limit().expect("Linux has /proc");
+        let machine = machine();
+        let limit = machine.limit.as_ref().expect("Linux has /proc");
         assert!(limit.connections > 0, "{limit:?}");
+        assert!(machine.held_refusals > 0, "{machine:?}");
     }
 
     #[test]

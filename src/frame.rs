@@ -93,12 +93,7 @@ impl Frame {
     /// The payload: the frame without its header. Server frames are unmasked,
     /// so the header is 2, 4 or 10 bytes long depending on the length field.
     pub fn payload(&self) -> &[u8] {
-        let header_len = match self.bytes[1] & 0x7f {
-            126 => 4,
-            127 => 10,
-            _ => 2,
-        };
-        &self.bytes[header_len..]
+        &self.bytes[header_len(self.bytes[1])..]
     }
 
     /// The code and reason of a close frame; `None` for any other frame, or a
@@ -130,10 +125,12 @@ impl Frame {
         if !fin_and_opcode_only || second & 0x80 != 0 {
             return None;
         }
-        let (header_len, payload_len) = match second & 0x7f {
-            126 => (4, u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?))),
-            127 => (10, u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)),
-            len => (2, u64::from(len)),
+        let header_len = header_len(second);
+        let length_field = bytes.get(2..header_len)?;
+        let payload_len = match second & 0x7f {
+            126 => u64::from(u16::from_be_bytes(length_field.try_into().ok()?)),
+            127 => u64::from_be_bytes(length_field.try_into().ok()?),
+            len => u64::from(len),
         };
         let payload = bytes.get(header_len..)?;
         if payload.len() as u64 != payload_len {
@@ -184,6 +181,16 @@ impl From<String> for Frame {
 impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Frame").field("opcode", &self.opcode()).field("len", &self.len()).finish()
+    }
+}
+
+/// The length of an unmasked frame's header, from its second byte: the
+/// 7-bit length 126 means 2 more length bytes, 127 means 8.
+fn header_len(second: u8) -> usize {
+    match second & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use log::{debug, info, warn};
 
-use crate::admission::{self, Admission, Permit, Turnaway};
+use crate::admission::{self, Admission, MachineLimit, Permit, Turnaway};
 use crate::backplane::Backplane;
 use crate::config::Config;
 use crate::connection::{self, Shared};
@@ -31,11 +31,10 @@ pub struct Server<H> {
     backplane: Option<Backplane>,
     stopping: Arc<AtomicBool>,
     admission: Arc<Admission>,
+    /// The most refused sockets held open at once while their answer
+    /// reaches the client.
+    held_refusals: usize,
 }
-
-/// The most refused sockets held open at once while their answer reaches
-/// the client (each holds a file descriptor).
-const TURNAWAY_CAPACITY: usize = 1024;
 
 /// Stops a running [`Server`] from any thread, such as a Ctrl-C handler.
 #[derive(Debug, Clone)]
@@ -83,10 +82,21 @@ impl<H: Handler> Server<H> {
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
         let gate = Gate::new(&config.access, &config.subprotocols);
-        let admission = Admission::new(max_connections(&config), config.limits.max_connections_per_ip);
+        let machine = admission::machine();
+        let admission =
+            Admission::new(max_connections(&config, machine.limit), config.limits.max_connections_per_ip);
         let shared = Arc::new(Shared { config, handler, hub: hub_handle, metrics, gate, tls });
         let stopping = Arc::new(AtomicBool::new(false));
-        Ok(Server { listener, local_addr, shared, hub_thread, backplane, stopping, admission })
+        Ok(Server {
+            listener,
+            local_addr,
+            shared,
+            hub_thread,
+            backplane,
+            stopping,
+            admission,
+            held_refusals: machine.held_refusals,
+        })
     }
 
     /// The address the server listens on, with the real port when the
@@ -121,26 +131,31 @@ impl<H: Handler> Server<H> {
         let (alive, all_gone) = bounded::<()>(0);
         let mut next_id = 1;
         let mut backoff = Duration::ZERO;
-        let mut turnaway = Turnaway::new(self.shared.config.timeouts.close, TURNAWAY_CAPACITY);
-        for stream in self.listener.incoming() {
+        let mut turnaway = Turnaway::new(self.shared.config.timeouts.close, self.held_refusals);
+        loop {
+            let accepted = self.listener.accept();
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
             turnaway.sweep();
-            match stream {
-                Ok(stream) => {
+            match accepted {
+                Ok((stream, peer)) => {
                     backoff = Duration::ZERO;
                     let id = ConnectionId(next_id);
                     next_id += 1;
-                    let refused = match self.admit(&stream) {
-                        Some(Ok(permit)) => self.spawn_connection(stream, id, permit, alive.clone()),
-                        Some(Err(refusal)) => Some((stream, refusal)),
-                        None => None,
-                    };
-                    if let Some((stream, refusal)) = refused {
-                        debug!("connection {id}: refused at the door: {refusal}");
-                        self.shared.metrics.connection_refused(refusal.status);
-                        turnaway.refuse(stream, refusal);
+                    match self.admit(peer) {
+                        Ok(permit) => {
+                            if let Some(stream) =
+                                self.spawn_connection(stream, peer, id, permit, alive.clone())
+                            {
+                                turnaway.refuse(stream, Refusal::new(503, "server busy"));
+                            }
+                        }
+                        Err(refusal) => {
+                            debug!("connection {id}: refused at the door: {refusal}");
+                            self.shared.metrics.connection_refused(refusal.status);
+                            turnaway.refuse(stream, refusal);
+                        }
                     }
                 }
                 Err(e) => {
@@ -169,24 +184,25 @@ impl<H: Handler> Server<H> {
         Ok(())
     }
 
-    /// Counts a new socket against the connection limits; `None` when the
-    /// peer is already gone. A trusted proxy's connection is counted against
-    /// its client's address later, once the request names it.
-    fn admit(&self, stream: &TcpStream) -> Option<Result<Permit, Refusal>> {
-        let peer = stream.peer_addr().ok()?.ip();
+    /// Counts a new connection from `peer` against the connection limits. A
+    /// trusted proxy's connection is counted against its client's address
+    /// later, once the request names it.
+    fn admit(&self, peer: SocketAddr) -> Result<Permit, Refusal> {
+        let peer = peer.ip();
         let address = (!self.shared.config.access.trusts(peer)).then_some(peer);
-        Some(self.admission.admit(address))
+        self.admission.admit(address)
     }
 
     /// Starts the thread for one accepted socket, or hands the socket back
-    /// with a 503 when no thread can be started.
+    /// when no thread can be started, to be answered 503.
     fn spawn_connection(
         &self,
         stream: TcpStream,
+        peer: SocketAddr,
         id: ConnectionId,
         permit: Permit,
         alive: Sender<()>,
-    ) -> Option<(TcpStream, Refusal)> {
+    ) -> Option<TcpStream> {
         let _ = stream.set_nodelay(true);
         // The socket reaches its thread through a one-slot channel, so that if
         // the thread cannot be started the loop still holds it and can say 503.
@@ -201,22 +217,22 @@ impl<H: Handler> Server<H> {
                 // The channel has done its work; a connection may live for days.
                 drop(received);
                 if let Ok(stream) = stream {
-                    connection::serve(stream, id, permit, &shared);
+                    connection::serve(stream, peer, id, permit, &shared);
                 }
             });
         let e = started.err()?;
         warn!("connection {id}: {e}; answering 503");
         self.shared.metrics.thread_refused();
-        Some((spare.try_recv().ok()?, Refusal::new(503, "server busy")))
+        spare.try_recv().ok()
     }
 }
 
 /// The configured connection limit, or less when the machine cannot hold
 /// that many: past the machine's limits a thread that cannot start aborts
 /// the whole process, so admission answers 503 before that.
-fn max_connections(config: &Config) -> usize {
+fn max_connections(config: &Config, machine: Option<MachineLimit>) -> usize {
     let wanted = config.limits.max_connections;
-    match admission::machine_limit() {
+    match machine {
         Some(limit) if limit.connections < wanted => {
             warn!(
                 "at most {} connections, not {wanted}: {}; raise that limit to hold more",

@@ -172,7 +172,7 @@ impl Write for Socket {
 /// forwards pings and closes to the writer instead, so that every byte a
 /// client receives comes from one thread, in one order. Over TLS this half
 /// never sends records either; see [`crate::tls`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct ReadHalf(Socket);
 
 impl Read for ReadHalf {

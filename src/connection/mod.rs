@@ -76,10 +76,13 @@ pub(crate) fn spawn<T: Send + 'static>(
 /// phase and the WebSocket phase should be sibling frames, not one frame
 /// holding the locals of both, to keep a long-lived connection's stack to a
 /// couple of pages.
-pub(crate) fn serve<H: Handler>(tcp: TcpStream, id: ConnectionId, mut permit: Permit, shared: &Shared<H>) {
-    let Ok(peer) = tcp.peer_addr() else {
-        return;
-    };
+pub(crate) fn serve<H: Handler>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    id: ConnectionId,
+    mut permit: Permit,
+    shared: &Shared<H>,
+) {
     // The TLS handshake and the request head share one deadline, so that a
     // peer trickling bytes cannot stretch the two.
     let deadline = Instant::now() + shared.config.timeouts.handshake;
@@ -210,8 +213,6 @@ fn converse<H: Handler>(
     shared.handler.on_open(&connection, &mut state);
 
     let reader = Reader {
-        socket: socket.read_half(),
-        rest,
         websocket: config.websocket,
         handler: &shared.handler,
         connection: &connection,
@@ -223,7 +224,7 @@ fn converse<H: Handler>(
             Instant::now(),
         ),
     };
-    let read_end = reader.run();
+    let read_end = reader.run(socket.read_half(), rest);
     drop(registration);
     let written = writer.join().ok().and_then(|result| result.ok()).flatten();
     let cause = match &read_end {

@@ -36,9 +36,6 @@ pub(crate) enum ReadEnd {
 
 /// One connection's reading side; [`Reader::run`] is the loop.
 pub(crate) struct Reader<'a, H: Handler> {
-    pub(crate) socket: ReadHalf,
-    /// Bytes the client sent right after its request head.
-    pub(crate) rest: Vec<u8>,
     pub(crate) websocket: WebSocketConfig,
     pub(crate) handler: &'a H,
     pub(crate) connection: &'a Connection,
@@ -49,15 +46,15 @@ pub(crate) struct Reader<'a, H: Handler> {
 }
 
 impl<H: Handler> Reader<'_, H> {
+    /// Reads `socket` until the connection ends; `rest` holds the bytes the
+    /// client sent right after its request head.
     #[inline(never)]
-    pub(crate) fn run(mut self) -> ReadEnd {
+    pub(crate) fn run(mut self, socket: ReadHalf, rest: Vec<u8>) -> ReadEnd {
         let mut client_close = None;
         // Built here rather than by the caller, so that only this frame
         // holds it: every page of stack a connection thread touches stays
         // resident while the connection lives.
-        let rest = std::mem::take(&mut self.rest);
-        let mut ws =
-            WebSocket::from_partially_read(self.socket.clone(), rest, Role::Server, Some(self.websocket));
+        let mut ws = WebSocket::from_partially_read(socket, rest, Role::Server, Some(self.websocket));
         loop {
             let error = match ws.read() {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {

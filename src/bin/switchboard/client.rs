@@ -137,7 +137,7 @@ pub fn run(args: ClientArgs, interrupted: Receiver<()>) -> Result<ExitCode, Box<
     let total = endpoints.len();
     let mut client = Client::start(endpoints, args.config()?)?;
     let input = read_stdin();
-    let waiting = crossbeam_channel::never();
+    let (waiting, deaf) = (crossbeam_channel::never(), crossbeam_channel::never());
     // Lines typed (or piped) before every connection has had its first try
     // wait for it, rather than being refused as "not connected".
     let mut settled = std::collections::HashSet::new();
@@ -153,7 +153,10 @@ pub fn run(args: ClientArgs, interrupted: Receiver<()>) -> Result<ExitCode, Box<
     while ended < total {
         // Once closing, the lines have a few seconds to say goodbye.
         let left = closing_since.map_or(Duration::MAX, |since| GOODBYE.saturating_sub(since.elapsed()));
-        let typed = if settled.len() == total { &input } else { &waiting };
+        // Once closing, stdin and interrupts have had their say: an ended
+        // stdin would be ready at every turn, and the loop would spin.
+        let typed = if settled.len() == total && closing_since.is_none() { &input } else { &waiting };
+        let interrupt = if closing_since.is_none() { &interrupted } else { &deaf };
         select! {
             recv(client.events()) -> event => {
                 let Ok(event) = event else { break };
@@ -179,13 +182,12 @@ pub fn run(args: ClientArgs, interrupted: Receiver<()>) -> Result<ExitCode, Box<
                         say(problem);
                     }
                 }
-                Ok(Input::End) | Err(_) if closing_since.is_none() => {
+                Ok(Input::End) | Err(_) => {
                     client.close();
                     closing_since = Some(Instant::now());
                 }
-                _ => {}
             },
-            recv(interrupted) -> _ => if closing_since.is_none() {
+            recv(interrupt) -> _ => {
                 client.close();
                 closing_since = Some(Instant::now());
             },

@@ -10,6 +10,7 @@ use std::fmt;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 use crate::config::Access;
 use crate::error::Refusal;
@@ -72,7 +73,7 @@ impl Credentials {
     /// there is none, 403 when it is wrong or expired.
     pub(crate) fn check(&self, request: &Request) -> Result<String, Refusal> {
         let token = presented_token(request).ok_or_else(|| Refusal::unauthorized("credentials required"))?;
-        if let Some(n) = self.tokens.iter().position(|t| constant_time_eq(t.expose(), token.as_bytes())) {
+        if let Some(n) = self.tokens.iter().position(|t| bool::from(t.expose().ct_eq(token.as_bytes()))) {
             return Ok(format!("token {}", n + 1));
         }
         let Some((key, validation)) = &self.jwt else {
@@ -118,12 +119,6 @@ fn presented_token(request: &Request) -> Option<Cow<'_, str>> {
         })
     };
     bearer.or_else(query).or_else(cookie).filter(|token| !token.is_empty())
-}
-
-/// Compares without stopping at the first difference, so that the time taken
-/// does not tell an attacker how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -35,9 +35,9 @@ impl HeadSource for Arrived<'_> {
 }
 
 /// What the router needs, made once per process: a running hub, and a gate
-/// with every check switched on.
-fn world() -> &'static (HubHandle, Gate, Arc<Metrics>) {
-    static WORLD: OnceLock<(HubHandle, Gate, Arc<Metrics>)> = OnceLock::new();
+/// with every check switched on, and the access rules it was made from.
+fn world() -> &'static (HubHandle, Gate, Arc<Metrics>, Access) {
+    static WORLD: OnceLock<(HubHandle, Gate, Arc<Metrics>, Access)> = OnceLock::new();
     WORLD.get_or_init(|| {
         let metrics = Arc::new(Metrics::default());
         let (hub, handle) = Hub::new(64, metrics.clone());
@@ -48,14 +48,15 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>) {
             jwt_secret: Some(Secret::new("key")),
             trusted_proxies: vec!["10.0.0.0/8".parse().expect("a valid network")],
         };
-        (handle, Gate::new(&access, &["chat.v1".to_owned()]), metrics)
+        let gate = Gate::new(&access, &["chat.v1".to_owned()]);
+        (handle, gate, metrics, access)
     })
 }
 
 /// Parses `bytes` as a request head from a trusted proxy, routes it, and
 /// renders the answer. Any panic is a bug.
 pub fn parse_and_route(bytes: &[u8]) {
-    let (hub, gate, metrics) = world();
+    let (hub, gate, metrics, access) = world();
     let peer: SocketAddr = "10.1.2.3:40000".parse().expect("a valid address");
     let limits =
         HeadLimits { max_size: 8192, max_headers: 64, deadline: Instant::now() + Duration::from_secs(5) };
@@ -67,8 +68,10 @@ pub fn parse_and_route(bytes: &[u8]) {
         }
         Err(HeadError::Gone) => return,
     };
-    head.request
-        .believe_forwarded_for(|address| address.is_loopback() || address.to_string().starts_with("10."));
+    // As the server does for a peer it trusts.
+    if access.trusts(peer.ip()) {
+        head.request.believe_forwarded_for(|address| access.trusts(address));
+    }
     match route(&mut head.request, &RoomsHandler, gate, hub, metrics) {
         Route::Answer(response) => {
             let _ = response.write_to(&mut io::sink(), head.request.method() == "HEAD");

@@ -77,21 +77,28 @@ impl Request {
     /// to its left were written by the client, or by proxies no one vouches
     /// for, and may be made up.
     pub(crate) fn believe_forwarded_for(&mut self, trusted: impl Fn(IpAddr) -> bool) {
-        let forwarded: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
-            .flat_map(|(_, value)| value.split(','))
-            .collect();
-        for address in forwarded.iter().rev() {
-            match address.trim().parse() {
+        let mut client = None;
+        for address in self.list("x-forwarded-for").rev() {
+            match address.parse() {
                 Ok(address) if trusted(address) => continue,
-                Ok(address) => self.client = address,
+                Ok(address) => client = Some(address),
                 // Nothing to the left of a malformed entry can be believed.
                 Err(_) => {}
             }
-            return;
+            break;
         }
+        if let Some(client) = client {
+            self.client = client;
+        }
+    }
+
+    /// The comma-separated items of every header `name`, trimmed, in order.
+    fn list(&self, name: &str) -> impl DoubleEndedIterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
     }
 
     /// Returns true if and only if the request is HTTP/1.1 (or a later 1.x).
@@ -103,22 +110,13 @@ impl Request {
     /// comma-separated values, compared without regard to case, as
     /// `Connection: keep-alive, Upgrade` lists `upgrade`.
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        self.list(name).any(|t| t.eq_ignore_ascii_case(token))
     }
 
     /// The subprotocols the client offers (`Sec-WebSocket-Protocol`), in its
     /// order of preference.
     pub fn subprotocols(&self) -> impl Iterator<Item = &str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
-            .flat_map(|(_, v)| v.split(','))
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
+        self.list("sec-websocket-protocol").filter(|p| !p.is_empty())
     }
 
     /// Returns true if and only if the client asks to switch to WebSocket

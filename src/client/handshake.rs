@@ -76,14 +76,11 @@ pub(crate) fn open(
     timeout: Duration,
 ) -> Result<Opened, ClientError> {
     let deadline = Instant::now() + timeout;
-    let tcp = connect(target, timeout)?;
+    let tcp = connect(target, deadline)?;
     let _ = tcp.set_nodelay(true);
-    let mut socket = match (target.secure, tls) {
-        (true, Some(tls)) => Socket::tls(tls.connect(tcp, &target.host, deadline).map_err(ClientError::Tls)?),
-        (true, None) => {
-            return Err(ClientError::Url { url: target.host.clone(), problem: "TLS is not set up" });
-        }
-        (false, _) => Socket::plain(tcp),
+    let mut socket = match tls {
+        Some(tls) => Socket::tls(tls.connect(tcp, &target.host, deadline).map_err(ClientError::Tls)?),
+        None => Socket::plain(tcp),
     };
     let key = generate_key();
     socket.write_all(request(target, endpoint, &key).as_bytes()).map_err(ClientError::Io)?;
@@ -124,15 +121,20 @@ pub(crate) fn open(
     Ok(Opened { socket, rest, subprotocol })
 }
 
-/// The first address of `target` that answers.
-fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, ClientError> {
+/// The first address of `target` that answers, all tries before `deadline`.
+fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, ClientError> {
     let where_to = format!("{}:{}", target.host, target.port);
     let addresses = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .map_err(|source| ClientError::Connect { address: where_to.clone(), source })?;
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address");
     for address in addresses {
-        match TcpStream::connect_timeout(&address, timeout) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            last = std::io::ErrorKind::TimedOut.into();
+            break;
+        }
+        match TcpStream::connect_timeout(&address, left) {
             Ok(tcp) => return Ok(tcp),
             Err(e) => last = e,
         }
@@ -171,11 +173,10 @@ fn read_head(socket: &mut Socket, deadline: Instant) -> Result<(Vec<u8>, Vec<u8>
         if buf.len() > MAX_HEAD {
             return Err(ClientError::Handshake { problem: "the answer's head is too large".into() });
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if Instant::now() >= deadline {
             return Err(ClientError::Timeout);
         }
-        socket.set_read_timeout(left).map_err(ClientError::Io)?;
+        socket.set_deadline(deadline).map_err(ClientError::Io)?;
         match socket.read(&mut chunk) {
             Ok(0) => {
                 return Err(ClientError::Handshake { problem: "the server closed before answering".into() });
@@ -193,8 +194,7 @@ fn read_body(socket: &mut Socket, mut body: Vec<u8>, length: Option<usize>, dead
     let want = length.unwrap_or(MAX_BODY).min(MAX_BODY);
     let mut chunk = [0u8; 512];
     while body.len() < want {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || socket.set_read_timeout(left).is_err() {
+        if socket.set_deadline(deadline).is_err() {
             break;
         }
         match socket.read(&mut chunk) {

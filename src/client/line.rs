@@ -30,6 +30,8 @@ pub(crate) struct Line {
     pub(crate) name: Arc<str>,
     pub(crate) endpoint: Endpoint,
     pub(crate) config: Arc<ClientConfig>,
+    /// TLS, shared by every line, when some line is wss://.
+    pub(crate) tls: Option<TlsConnector>,
     pub(crate) events: Sender<Event>,
     /// Messages from the application, for whichever connection is up.
     pub(crate) outgoing: Receiver<Message>,
@@ -100,13 +102,8 @@ impl Line {
 
     fn connect(&self) -> Result<Opened, ClientError> {
         let target = Target::parse(&self.endpoint.url)?;
-        let tls = if target.secure {
-            let roots = self.config.extra_roots_pem.as_deref();
-            Some(TlsConnector::new(roots).map_err(|e| ClientError::Tls(std::io::Error::other(e)))?)
-        } else {
-            None
-        };
-        open(&target, &self.endpoint, tls.as_ref(), self.config.connect_timeout)
+        let tls = target.secure.then(|| self.tls.as_ref().expect("Bug: a wss:// line without TLS set up"));
+        open(&target, &self.endpoint, tls, self.config.connect_timeout)
     }
 
     /// One connection's life, from its 101 to its end.
@@ -135,8 +132,11 @@ impl Line {
 
         // Silence longer than a ping interval and its pong timeout means the
         // server, which answers every ping, is gone.
+        // A write that long means the server has stopped reading: without a
+        // bound the writer would wait on it for ever, and so would join().
         let silence = self.config.ping_interval + self.config.pong_timeout;
-        let ending = match socket.set_read_timeout(silence) {
+        let timeouts = socket.set_read_timeout(silence).and_then(|()| socket.set_write_timeout(silence));
+        let ending = match timeouts {
             Ok(()) => {
                 let ws = WebSocket::from_partially_read(
                     socket.read_half(),
@@ -149,6 +149,11 @@ impl Line {
             Err(e) => Ending::Dropped(e.to_string()),
         };
         self.connected.store(false, Ordering::SeqCst);
+        if let Ending::Dropped(_) = ending {
+            // Nothing more will be read or answered: a writer blocked on a
+            // server that stopped reading must not hold up the end.
+            socket.hang_up();
+        }
         let _ = control.send_timeout(Control::Done, CLOSE_WAIT);
         let _ = writer.join();
         socket.hang_up();

@@ -49,7 +49,9 @@ use tungstenite::Message;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use self::handshake::Target;
 use self::line::Line;
+use crate::tls::TlsConnector;
 
 /// A type with no values: the stop channel carries nothing; dropping its
 /// sender is the signal.
@@ -187,6 +189,9 @@ pub enum ClientError {
     /// No line has this name.
     #[error("no connection named {0:?}")]
     NoSuchLine(String),
+    /// Two lines were given the same name.
+    #[error("two connections are named {0:?}")]
+    DuplicateLine(String),
     /// The line is not connected right now (it is reconnecting, or ended).
     #[error("{0} is not connected")]
     NotConnected(Arc<str>),
@@ -322,6 +327,20 @@ impl Client {
         let config = Arc::new(config);
         let (events_tx, events) = bounded(EVENTS);
         let (stop, stop_rx) = bounded::<Never>(0);
+        let mut names = std::collections::HashSet::new();
+        if let Some(twice) = endpoints.iter().find(|e| !names.insert(e.name.as_str())) {
+            return Err(ClientError::DuplicateLine(twice.name.clone()));
+        }
+        // Reading the system's certificate store takes a while: once for all
+        // lines, not once per connection attempt.
+        let secure = endpoints.iter().any(|e| Target::parse(&e.url).is_ok_and(|target| target.secure));
+        let tls = match secure {
+            true => Some(
+                TlsConnector::new(config.extra_roots_pem.as_deref())
+                    .map_err(|e| ClientError::Tls(io::Error::other(e)))?,
+            ),
+            false => None,
+        };
         let mut lines = Vec::new();
         let mut by_name = HashMap::new();
         for endpoint in endpoints {
@@ -332,6 +351,7 @@ impl Client {
                 name: name.clone(),
                 endpoint,
                 config: config.clone(),
+                tls: tls.clone(),
                 events: events_tx.clone(),
                 outgoing: outgoing_rx,
                 stop: stop_rx.clone(),
@@ -401,5 +421,20 @@ impl Client {
         }
         drop(self.events);
         let _ = drain.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_lines_with_one_name_are_refused_before_any_starts() {
+        let endpoints =
+            vec![Endpoint::new("a", "ws://127.0.0.1:1/"), Endpoint::new("a", "ws://127.0.0.1:2/")];
+        match Client::start(endpoints, ClientConfig::default()) {
+            Err(ClientError::DuplicateLine(name)) => assert_eq!(name, "a"),
+            other => panic!("expected DuplicateLine, got {:?}", other.map(|_| ())),
+        }
     }
 }

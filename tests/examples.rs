@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use switchboard::Message;
 
+use crate::support::raw::upgrade_request;
 use crate::support::{
     Client, PATIENCE, Process, Program, close_code, connect, http, recv, recv_close, recv_text, send_text,
 };
@@ -92,14 +93,6 @@ fn serve(name: &str) -> (Program, SocketAddr) {
     (example, addr)
 }
 
-/// A raw upgrade request for `target`, for reading a refusal's status and body.
-fn upgrade_request(target: &str) -> String {
-    format!(
-        "GET {target} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-}
-
 #[test]
 fn echo_echoes_and_exits_0_on_ctrl_c() {
     let (echo, addr) = serve("echo");
@@ -108,7 +101,7 @@ fn echo_echoes_and_exits_0_on_ctrl_c() {
     assert_eq!(recv_text(&mut client), "hello");
     client.send(Message::binary(vec![0, 1, 2])).unwrap();
     assert_eq!(recv(&mut client), Message::binary(vec![0, 1, 2]));
-    assert_eq!(http(addr, &upgrade_request("/elsewhere")).status, 404);
+    assert_eq!(http(addr, &upgrade_request("/elsewhere", "")).status, 404);
 
     echo.signal("INT");
     assert_eq!(close_code(&mut client), 1001);
@@ -172,7 +165,7 @@ fn custom_handler_refuses_bad_names_with_a_reason_and_answers_commands() {
         ("/ws?name=Admin", 403, "is reserved"),
         ("/elsewhere?name=alice", 404, "no such endpoint"),
     ] {
-        let reply = http(addr, &upgrade_request(target));
+        let reply = http(addr, &upgrade_request(target, ""));
         assert_eq!(reply.status, status, "{target}: {reply:?}");
         assert!(reply.body.contains(reason), "{target}: {:?}", reply.body);
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
-use crate::support::raw::{BINARY, CONTINUATION, PING, TEXT, frame};
+use crate::support::raw::{BINARY, CONTINUATION, PING, TEXT, frame, read_head, tcp, upgrade_request};
 use crate::support::tls::{self, handshake};
 use crate::support::{
     Client, PATIENCE, Process, RawClient, Reply, TestServer, close_code, config, ms, parse_reply, recv_text,
@@ -67,19 +67,7 @@ fn status_of(server: &TestServer, request: &str) -> u16 {
     let mut stream = server.stream().unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     stream.flush().unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8];
-    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
-        head.push(byte[0]);
-    }
-    parse_reply(&String::from_utf8_lossy(&head)).status
-}
-
-fn upgrade_request(path: &str, headers: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
-    )
+    parse_reply(&read_head(&mut stream)).status
 }
 
 #[test]
@@ -343,7 +331,7 @@ fn bad_origin_is_403_and_same_origin_is_served() {
         "GET /ws/bystanders HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    let mut stream = tcp(server.addr());
     stream.write_all(same.as_bytes()).unwrap();
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).unwrap();
@@ -414,7 +402,7 @@ fn tokens_never_reach_the_log() {
     std::fs::write(&tokens, "first-secret-token\ncorrect-horse-battery\n").unwrap();
     let process = Process::start_logging(&["--auth-token-file", tokens.to_str().unwrap()], "trace");
     let attempt = |path: &str, headers: &str| {
-        let mut stream = TcpStream::connect(process.addr).unwrap();
+        let mut stream = tcp(process.addr);
         stream.write_all(upgrade_request(path, headers).as_bytes()).unwrap();
         let mut status = [0u8; 12];
         stream.read_exact(&mut status).unwrap();
@@ -437,7 +425,7 @@ fn tokens_never_reach_the_log() {
 fn plain_text_on_the_tls_port_gets_a_plain_400() {
     let server = TestServer::start_tls(config());
     let bystanders = Bystanders::join(&server);
-    let reply = get_over(TcpStream::connect(server.addr()).unwrap(), "/healthz");
+    let reply = get_over(tcp(server.addr()), "/healthz");
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("TLS"), "{}", reply.body);
     assert_eq!(server.stats()["tls_handshakes_failed"], 1);

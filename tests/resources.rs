@@ -40,11 +40,7 @@ fn threads_and_fds_return_to_baseline_after_200_connections() {
         process.threads(),
         process.fds()
     );
-    let stats: serde_json::Value = serde_json::from_str(
-        &crate::support::http(process.addr, "GET /stats HTTP/1.1\r\nHost: t\r\n\r\n").body,
-    )
-    .unwrap();
-    assert_eq!(stats["connections_open"], 0);
+    assert_eq!(process.stats()["connections_open"], 0);
 }
 
 #[test]
@@ -57,11 +53,7 @@ fn hub_forgets_a_member_that_vanished() {
     }
     send_text(&mut stayer, "anyone?");
     assert_eq!(recv_text(&mut stayer), "anyone?");
-    let open = || {
-        let reply = crate::support::http(process.addr, "GET /stats HTTP/1.1\r\nHost: t\r\n\r\n");
-        serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()["connections_open"].clone()
-    };
-    assert!(wait_until(PATIENCE, || open() == 1));
+    assert!(wait_until(PATIENCE, || process.stats()["connections_open"] == 1));
     stayer.send(Message::text("still fine")).unwrap();
     assert_eq!(recv_text(&mut stayer), "still fine");
 }

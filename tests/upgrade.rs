@@ -88,21 +88,15 @@ crate::both_schemes!(same_port_serves_http_and_websocket_at_once, ws_and_http_cl
 
 /// The head of the answer to an upgrade on /echo offering `offered`.
 fn offer(server: &TestServer, offered: Option<&str>) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    use std::io::Write;
+    let mut stream = crate::support::raw::tcp(server.addr());
     let protocol = offered.map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n")).unwrap_or_default();
     let request = upgrade_request(
         "/echo",
         &format!("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{protocol}"),
     );
     stream.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    String::from_utf8(head).unwrap()
+    crate::support::raw::read_head(&mut stream)
 }
 
 #[test]

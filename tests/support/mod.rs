@@ -283,8 +283,7 @@ impl Reply {
 }
 
 pub fn http(addr: SocketAddr, request: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut stream = raw::tcp(addr);
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).expect("the server closes after its answer");

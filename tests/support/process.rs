@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, unbounded};
 
-use super::PATIENCE;
+use super::{PATIENCE, wait_until};
 
 pub struct Process {
     child: Child,
@@ -59,9 +59,7 @@ impl Process {
 
     /// Sends a signal by name (`INT`, `TERM`).
     pub fn signal(&self, name: &str) {
-        let status =
-            Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
-        assert!(status.success(), "kill -{name} failed");
+        signal(self.pid(), name);
     }
 
     /// Interrupts the server, waits for it to exit, and returns every line
@@ -79,16 +77,18 @@ impl Process {
 
     /// Waits for the process to exit, at most `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status
+    }
+
+    /// `/stats` as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        let reply = super::http(self.addr, "GET /stats HTTP/1.1\r\nHost: t\r\n\r\n");
+        serde_json::from_str(&reply.body).expect("/stats is JSON")
     }
 
     /// The number of threads the process has now.
@@ -101,6 +101,13 @@ impl Process {
     pub fn fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid())).unwrap().count()
     }
+}
+
+/// Sends `pid` a signal by name (`INT`, `TERM`), as Ctrl-C or a service
+/// manager does.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill -{name} failed");
 }
 
 impl Drop for Process {

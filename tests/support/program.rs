@@ -88,9 +88,7 @@ impl Program {
 
     /// Sends a signal by name (`INT`, `TERM`), as Ctrl-C or a service manager does.
     pub fn signal(&self, name: &str) {
-        let status =
-            Command::new("kill").arg(format!("-{name}")).arg(self.id().to_string()).status().unwrap();
-        assert!(status.success(), "kill -{name} failed");
+        super::process::signal(self.id(), name);
     }
 
     /// Closes stdin, as EOF does, and waits for the exit; returns the status

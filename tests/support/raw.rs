@@ -16,26 +16,45 @@ pub const CONTINUATION: u8 = 0x0;
 pub const CLOSE: u8 = 0x8;
 pub const PING: u8 = 0x9;
 
+/// A TCP connection to `addr` whose reads and writes give up after
+/// [`PATIENCE`], so that a server that never answers fails the test
+/// instead of hanging it.
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// A valid upgrade request for `path` (the RFC's sample key), with
+/// `headers` (each ending in CRLF) added.
+pub fn upgrade_request(path: &str, headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    )
+}
+
+/// Reads an answer's head, byte by byte so that nothing after it is taken:
+/// up to the blank line, or all there is if the server closes first.
+pub fn read_head(stream: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).expect("an answer in time") == 1 {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 impl RawClient {
     /// Upgrades on `path` and checks for the 101. `extra` is sent right
     /// after the request head, in the same write.
     pub fn upgrade(addr: SocketAddr, path: &str, extra: &[u8]) -> RawClient {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .into_bytes();
+        let mut stream = tcp(addr);
+        let mut request = upgrade_request(path, "").into_bytes();
         request.extend_from_slice(extra);
         stream.write_all(&request).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
+        let head = read_head(&mut stream);
         assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
         assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{head}");
         RawClient { stream }

@@ -101,7 +101,11 @@ def flood(addr, sources, attempts, results):
     """Connection attempts, each a GET whose answer is read in full."""
     statuses = {}
     for i in range(attempts):
-        s = connect(addr, sources[i % len(sources)])
+        try:
+            s = connect(addr, sources[i % len(sources)])
+        except OSError as e:
+            statuses[type(e).__name__] = statuses.get(type(e).__name__, 0) + 1
+            continue
         try:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             head = read_head(s)
@@ -121,7 +125,7 @@ def percentile(sorted_values, p):
 def run_flood(addr, sources, attempts, workers=4):
     results = mp.Queue()
     share = [attempts // workers + (1 if i < attempts % workers else 0) for i in range(workers)]
-    procs = [mp.Process(target=flood, args=(addr, sources, n, results)) for n in share]
+    procs = [mp.Process(target=flood, args=(addr, sources, n, results), daemon=True) for n in share]
     for p in procs:
         p.start()
     total = {}
@@ -133,33 +137,47 @@ def run_flood(addr, sources, attempts, workers=4):
     return total
 
 
+def started_in_time(event, seconds, what):
+    """Waits for a helper process to say it is ready; fails the run if it does not."""
+    if not event.wait(seconds):
+        raise SystemExit(f"FAIL: {what} not ready within {seconds} s")
+
+
 def main():
     host, port = sys.argv[1].rsplit(":", 1)
     addr = (host, int(port))
     attempts = int(sys.argv[2])
     stop = mp.Event()
+    try:
+        measure(addr, attempts, stop)
+    finally:
+        # Whatever failed, the helpers stop: they are daemons, and told so.
+        stop.set()
+
+
+def measure(addr, attempts, stop):
     probe_ready = mp.Event()
     probe_results = mp.Queue()
-    prober = mp.Process(target=probe, args=(addr, probe_ready, stop, probe_results))
+    prober = mp.Process(target=probe, args=(addr, probe_ready, stop, probe_results), daemon=True)
     prober.start()
-    probe_ready.wait(10)
+    started_in_time(probe_ready, 10, "the prober")
 
     # Three addresses take their 50 places each: 151 of 200 in use.
     holders = []
     for last in (2, 3, 4):
         ready = mp.Event()
-        p = mp.Process(target=hold, args=(addr, f"127.0.0.{last}", LIMIT_PER_ADDRESS, ready, stop))
+        p = mp.Process(target=hold, args=(addr, f"127.0.0.{last}", LIMIT_PER_ADDRESS, ready, stop), daemon=True)
         p.start()
-        ready.wait(30)
+        started_in_time(ready, 30, f"the holder on 127.0.0.{last}")
         holders.append(p)
 
     started = time.perf_counter()
     phase1 = run_flood(addr, ["127.0.0.2", "127.0.0.3", "127.0.0.4"], attempts // 2)
     # The last 49 places go, then fresh addresses find the server full.
     ready = mp.Event()
-    p = mp.Process(target=hold, args=(addr, "127.0.0.5", LIMIT_TOTAL - 151, ready, stop))
+    p = mp.Process(target=hold, args=(addr, "127.0.0.5", LIMIT_TOTAL - 151, ready, stop), daemon=True)
     p.start()
-    ready.wait(30)
+    started_in_time(ready, 30, "the holder on 127.0.0.5")
     holders.append(p)
     phase2 = run_flood(addr, [f"127.0.0.{i}" for i in range(10, 60)], attempts - attempts // 2)
     flood_seconds = time.perf_counter() - started

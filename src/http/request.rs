@@ -175,15 +175,19 @@ pub(crate) fn read_head(
     limits: HeadLimits,
 ) -> Result<Head, HeadError> {
     // Read straight into the heap buffer: a buffer on this thread's stack
-    // would stay resident for the whole life of a WebSocket connection.
-    let mut buf = Vec::with_capacity(1024);
+    // would stay resident for the whole life of a WebSocket connection. It
+    // is larger than glibc's per-thread cache takes (1 KiB), so once freed
+    // it goes back to the shared heap (it is the right size for the
+    // WebSocket's read buffer, allocated next) rather than stay cached for
+    // this thread, unused, for as long as the connection lives.
+    let mut buf = Vec::with_capacity(HEAD_BUFFER);
     loop {
         if Instant::now() >= limits.deadline {
             return Err(too_slow(&buf));
         }
         source.set_deadline(limits.deadline).map_err(|_| HeadError::Gone)?;
         let start = buf.len();
-        let room = (limits.max_size + 1 - start).min(1024);
+        let room = (limits.max_size + 1 - start).min(HEAD_BUFFER);
         buf.resize(start + room, 0);
         let read = source.read(&mut buf[start..]);
         buf.truncate(start + *read.as_ref().unwrap_or(&0));
@@ -203,6 +207,9 @@ pub(crate) fn read_head(
         }
     }
 }
+
+/// The request head is read in reads of at most this many bytes.
+const HEAD_BUFFER: usize = 2048;
 
 /// A client that sent nothing before the deadline is not answered (it may be
 /// a port scan or a preconnect); one that started a request gets 408.

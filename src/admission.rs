@@ -204,13 +204,14 @@ impl Turnaway {
     }
 }
 
-/// What one WebSocket connection costs the machine: two threads (reader and
-/// writer), each with a stack, a guard page, a signal stack and its guard
-/// page (four memory mappings), and one file descriptor.
-const MAPPINGS_PER_CONNECTION: usize = 8;
-const THREADS_PER_CONNECTION: usize = 2;
+/// What one WebSocket connection costs the machine: one thread, with a
+/// stack, its guard page, a signal stack and its guard page (four memory
+/// mappings), and one file descriptor.
+const MAPPINGS_PER_CONNECTION: usize = 4;
+const THREADS_PER_CONNECTION: usize = 1;
 /// Kept back from each limit for everything else the process does: the
-/// heap, the hub, the listener (refused sockets held open are counted apart).
+/// heap, the hub and drain threads, the listener (refused sockets held open
+/// are counted apart).
 const MAPPINGS_KEPT: usize = 1024;
 const FDS_KEPT: usize = 64;
 const THREADS_KEPT: usize = 2048;

@@ -40,7 +40,7 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>, Access) {
     static WORLD: OnceLock<(HubHandle, Gate, Arc<Metrics>, Access)> = OnceLock::new();
     WORLD.get_or_init(|| {
         let metrics = Arc::new(Metrics::default());
-        let (hub, handle) = Hub::new(64, metrics.clone());
+        let (hub, handle) = Hub::new(64);
         std::thread::spawn(move || hub.run());
         let access = Access {
             allowed_origins: vec!["https://app.example".into()],

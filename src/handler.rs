@@ -135,7 +135,7 @@ pub struct Connection {
     pub(crate) subprotocol: Option<String>,
     pub(crate) path: String,
     pub(crate) hub: HubHandle,
-    pub(crate) outbox: Outbox,
+    pub(crate) outbox: Arc<Outbox>,
 }
 
 impl Connection {
@@ -177,7 +177,8 @@ impl Connection {
     }
 
     /// Sends a message to this client, after whatever is already queued for
-    /// it. It never waits.
+    /// it: it goes out at once if the socket has room, and is queued
+    /// otherwise. It never waits.
     ///
     /// The outbox has a byte budget ([`Limits::outbox_bytes`]); a client
     /// whose outbox is full is not reading what it is sent, and is closed
@@ -191,16 +192,9 @@ impl Connection {
     ///
     /// [`Error::Closed`] if the connection is closed or is being closed.
     pub fn send(&self, message: impl Into<Frame>) -> Result<()> {
-        match self.outbox.push(message.into()) {
-            Ok(()) => {
-                self.outbox.ring();
-                Ok(())
-            }
-            Err(Refused::Full) => {
-                self.hub.evict(self.id);
-                Err(Error::Closed)
-            }
-            Err(Refused::Closed) => Err(Error::Closed),
+        match self.outbox.send(message.into()) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full | Refused::Closed) => Err(Error::Closed),
         }
     }
 

@@ -80,6 +80,8 @@ pub(crate) struct Metrics {
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
     slow_consumer_closes: AtomicU64,
+    writes_stalled: AtomicU64,
+    write_timeouts: AtomicU64,
     close_frames_sent: ByCloseCode,
     close_frames_received: AtomicU64,
     connections_dropped: AtomicU64,
@@ -118,6 +120,8 @@ impl Default for Metrics {
             messages_out: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             slow_consumer_closes: AtomicU64::new(0),
+            writes_stalled: AtomicU64::new(0),
+            write_timeouts: AtomicU64::new(0),
             close_frames_sent: ByCloseCode::default(),
             close_frames_received: AtomicU64::new(0),
             connections_dropped: AtomicU64::new(0),
@@ -216,6 +220,14 @@ impl Metrics {
         self.slow_consumer_closes.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn write_stalled(&self) {
+        self.writes_stalled.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn write_timed_out(&self) {
+        self.write_timeouts.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn close_sent(&self, code: CloseCode) {
         self.close_frames_sent.add(code);
     }
@@ -257,6 +269,8 @@ impl Metrics {
             messages_out: self.messages_out.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             slow_consumer_closes: self.slow_consumer_closes.load(Relaxed),
+            writes_stalled: self.writes_stalled.load(Relaxed),
+            write_timeouts: self.write_timeouts.load(Relaxed),
             close_frames_sent: self.close_frames_sent.snapshot(),
             close_frames_received: self.close_frames_received.load(Relaxed),
             connections_dropped: self.connections_dropped.load(Relaxed),
@@ -305,6 +319,8 @@ pub(crate) struct Stats {
     messages_out: u64,
     bytes_out: u64,
     slow_consumer_closes: u64,
+    writes_stalled: u64,
+    write_timeouts: u64,
     close_frames_sent: BTreeMap<String, u64>,
     close_frames_received: u64,
     connections_dropped: u64,
@@ -353,6 +369,18 @@ impl Stats {
             self.slow_consumer_closes,
         );
         one(
+            "writes_stalled_total",
+            "counter",
+            "Times a client's socket had no room and its outbox was handed to the drain thread.",
+            self.writes_stalled,
+        );
+        one(
+            "write_timeouts_total",
+            "counter",
+            "Clients hung up on because their socket took no bytes for the write timeout.",
+            self.write_timeouts,
+        );
+        one(
             "close_frames_received_total",
             "counter",
             "Close handshakes started by clients.",
@@ -367,7 +395,7 @@ impl Stats {
         one(
             "threads_refused_total",
             "counter",
-            "Connections answered 503 because no thread could be started.",
+            "Connections answered 503 because no thread could be started for them.",
             self.threads_refused,
         );
         one(

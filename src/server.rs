@@ -12,7 +12,7 @@ use log::{debug, info, warn};
 use crate::admission::{self, Admission, MachineLimit, Permit, Turnaway};
 use crate::backplane::Backplane;
 use crate::config::Config;
-use crate::connection::{self, Shared};
+use crate::connection::{self, Drain, Shared};
 use crate::error::{Error, Refusal, Result};
 use crate::handler::Handler;
 use crate::hub::{ConnectionId, Hub, HubHandle};
@@ -20,14 +20,15 @@ use crate::metrics::Metrics;
 use crate::tls::TlsAcceptor;
 use crate::upgrade::Gate;
 
-/// A WebSocket server: a listening socket, a hub thread, and a thread per
-/// connection once [`run`](Server::run) is called.
+/// A WebSocket server: a listening socket, a hub thread, a drain thread,
+/// and a thread per connection once [`run`](Server::run) is called.
 #[derive(Debug)]
 pub struct Server<H> {
     listener: TcpListener,
     local_addr: SocketAddr,
     shared: Arc<Shared<H>>,
     hub_thread: JoinHandle<()>,
+    drain_thread: JoinHandle<()>,
     backplane: Option<Backplane>,
     stopping: Arc<AtomicBool>,
     admission: Arc<Admission>,
@@ -45,7 +46,7 @@ pub struct ShutdownHandle {
 
 impl<H: Handler> Server<H> {
     /// Checks the configuration, listens on `config.listen` and starts the
-    /// hub, and the backplane's threads when it has one. A backplane does
+    /// hub and drain threads, and the backplane's threads when it has one. A backplane does
     /// not wait for Redis: it connects in the background, and meanwhile the
     /// server serves its own clients.
     ///
@@ -65,7 +66,7 @@ impl<H: Handler> Server<H> {
             Some(backplane) => Metrics::with_backplane(&backplane.node_id),
             None => Metrics::default(),
         });
-        let (mut hub, hub_handle) = Hub::new(config.limits.hub_capacity, metrics.clone());
+        let (mut hub, hub_handle) = Hub::new(config.limits.hub_capacity);
         let backplane = match &config.backplane {
             Some(backplane) => {
                 // The largest frame this node relays itself: a message and its header.
@@ -81,17 +82,24 @@ impl<H: Handler> Server<H> {
             .name("switchboard-hub".into())
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
+        let (drain, drain_handle) = Drain::new(config.timeouts.write, config.timeouts.close)?;
+        let drain_thread = thread::Builder::new()
+            .name("switchboard-drain".into())
+            .spawn(move || drain.run())
+            .map_err(|source| Error::Spawn { name: "switchboard-drain".into(), source })?;
         let gate = Gate::new(&config.access, &config.subprotocols);
         let machine = admission::machine();
         let admission =
             Admission::new(max_connections(&config, machine.limit), config.limits.max_connections_per_ip);
-        let shared = Arc::new(Shared { config, handler, hub: hub_handle, metrics, gate, tls });
+        let shared =
+            Arc::new(Shared { config, handler, hub: hub_handle, metrics, gate, tls, drain: drain_handle });
         let stopping = Arc::new(AtomicBool::new(false));
         Ok(Server {
             listener,
             local_addr,
             shared,
             hub_thread,
+            drain_thread,
             backplane,
             stopping,
             admission,
@@ -168,13 +176,17 @@ impl<H: Handler> Server<H> {
             }
         }
         turnaway.finish();
-        let Server { listener, shared, hub_thread, backplane, .. } = self;
+        let Server { listener, shared, hub_thread, drain_thread, backplane, .. } = self;
         drop(listener);
         drop(alive);
         let deadline = Instant::now() + shared.config.timeouts.shutdown;
         close_all(&shared, &all_gone);
         shared.hub.stop();
         let _ = hub_thread.join();
+        // Whatever the drain thread still holds belongs to clients that did
+        // not take their last bytes within the shutdown timeout.
+        shared.drain.stop();
+        let _ = drain_thread.join();
         // The hub has dropped its end of the backplane: the publisher sends
         // what is still queued, and both threads end.
         if let Some(backplane) = backplane {
@@ -211,9 +223,10 @@ impl<H: Handler> Server<H> {
         handoff.send(stream).expect("Bug: a fresh one-slot channel has room");
         let shared = self.shared.clone();
         let started =
-            connection::spawn(format!("conn-{}-read", id.0), shared.config.thread_stack_size, move || {
+            connection::spawn("switchboard-conn".into(), shared.config.thread_stack_size, move || {
                 let _alive = alive;
-                let stream = received.recv();
+                // The socket was sent before the thread started.
+                let stream = received.try_recv();
                 // The channel has done its work; a connection may live for days.
                 drop(received);
                 if let Ok(stream) = stream {

@@ -1,22 +1,32 @@
-//! One connection's byte stream, plain TCP or TLS, shared by its reader and
-//! writer without a lock on the socket.
+//! One connection's byte stream, plain TCP or TLS, shared by the threads
+//! that read and write it without a lock on the socket.
 //!
-//! `&TcpStream` implements both `Read` and `Write`, so the reader thread and
-//! the writer thread can each hold an `Arc` of the same stream and use it at
-//! the same time: the kernel keeps the two directions apart. That costs one
-//! file descriptor per connection, where `try_clone` would cost two. A TLS
-//! stream is shared the same way; see [`crate::tls`] for how its session is.
+//! `&TcpStream` implements both `Read` and `Write`, so one thread can read
+//! while another writes, each holding an `Arc` of the same stream: the kernel
+//! keeps the two directions apart. That costs one file descriptor per
+//! connection, where `try_clone` would cost two. A TLS stream is shared the
+//! same way; see [`crate::tls`] for how its session is.
+//!
+//! A server connection's writers use the stream as a [`Sink`]: every send
+//! returns at once, so that none of them ever waits on a client, and the
+//! connection's own thread can stay blocked reading the same socket.
 
+use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use socket2::SockRef;
 
 use crate::tls::TlsStream;
 
 /// A connected socket, cheap to clone. It is `Read + Write` itself for the
-/// HTTP phase, when one thread does everything; after an upgrade it is split
-/// into a [`ReadHalf`] for the reader and a [`WriteHalf`] for the writer.
+/// HTTP phase, when one thread does everything. After an upgrade a server
+/// connection's thread reads it with [`receive`](Socket::receive) while its
+/// outbox writes to it as a [`Sink`]; a client splits it into a [`ReadHalf`]
+/// for its reader and a [`WriteHalf`] for its writer thread.
 #[derive(Debug, Clone)]
 pub(crate) enum Socket {
     Plain(Arc<TcpStream>),
@@ -35,7 +45,47 @@ pub(crate) trait Hangup {
     fn end_output(&self);
 }
 
-/// The most bytes [`Socket::linger`] will read and discard.
+/// What a server connection's outbox writes to: a socket whose sends never
+/// wait, whichever thread makes them.
+pub(crate) trait Sink: Send + Sync + fmt::Debug {
+    /// Sends as much of `bufs` as the kernel takes now, in one system call,
+    /// without waiting: `WouldBlock` when its buffer is full.
+    fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Shuts down one direction or both. Errors are ignored: the peer may
+    /// already be gone, which is the goal anyway.
+    fn shutdown(&self, how: Shutdown);
+
+    /// The descriptor to wait on for room to write.
+    fn fd(&self) -> RawFd;
+
+    /// The TLS session that frames are sealed with before they are sent, if
+    /// the connection speaks TLS.
+    fn tls(&self) -> Option<&TlsStream> {
+        None
+    }
+}
+
+/// The flags of every send to a client: return at once rather than wait for
+/// room (this call only: the socket stays blocking for its reader), and
+/// report a vanished peer as an error rather than with SIGPIPE.
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+
+impl Sink for TcpStream {
+    fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        SockRef::from(self).send_vectored_with_flags(bufs, SEND_FLAGS)
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        let _ = TcpStream::shutdown(self, how);
+    }
+
+    fn fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+/// The most bytes [`Socket::discard_input`] will read and discard.
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 impl Socket {
@@ -78,25 +128,48 @@ impl Socket {
         self.tcp().set_write_timeout(Some(timeout))
     }
 
-    /// The reading side for tungstenite; see [`ReadHalf`].
+    /// Reads what the peer sent (decrypted, over TLS), and never writes:
+    /// records that reading produces wait in the TLS session for whoever
+    /// writes next.
+    pub(crate) fn receive(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Plain(tcp) => (&**tcp).read(buf),
+            Socket::Tls(tls) => tls.read(buf),
+        }
+    }
+
+    /// The reading side for a client's tungstenite; see [`ReadHalf`].
     pub(crate) fn read_half(&self) -> ReadHalf {
         ReadHalf(self.clone())
     }
 
-    /// The writing side for the writer thread.
+    /// The writing side for a client's writer thread.
     pub(crate) fn write_half(&self) -> WriteHalf {
         WriteHalf(self.clone())
     }
 
+    /// The socket as a server connection's outbox writes to it.
+    pub(crate) fn sink(&self) -> Arc<dyn Sink> {
+        match self {
+            Socket::Plain(tcp) => tcp.clone(),
+            Socket::Tls(tls) => tls.clone(),
+        }
+    }
+
     /// Closes gracefully: says so (FIN, and close_notify over TLS), then
-    /// reads and discards what the peer still sends until it closes too, at
-    /// most `timeout` and 64 KiB.
+    /// waits for the peer to close too; see [`discard_input`](Self::discard_input).
+    pub(crate) fn linger(&self, timeout: Duration) {
+        self.end_output();
+        self.discard_input(timeout);
+    }
+
+    /// Reads and discards what the peer still sends until it closes, at most
+    /// `timeout` and 64 KiB.
     ///
     /// Closing a socket that has unread bytes in its receive buffer makes the
     /// kernel send RST instead of FIN, and a peer receiving RST may discard
     /// the last response or close frame before its application reads it.
-    pub(crate) fn linger(&self, timeout: Duration) {
-        self.end_output();
+    pub(crate) fn discard_input(&self, timeout: Duration) {
         let tcp = self.tcp();
         let deadline = Instant::now() + timeout;
         let mut scratch = vec![0u8; 1024];
@@ -165,22 +238,19 @@ impl Write for Socket {
     }
 }
 
-/// The reading side of a connection, given to tungstenite.
+/// The reading side of a client connection, given to tungstenite.
 ///
 /// tungstenite answers pings and closes from inside `read()`, by writing to
-/// the stream it reads. On this half those writes go nowhere: the reader
-/// forwards pings and closes to the writer instead, so that every byte a
-/// client receives comes from one thread, in one order. Over TLS this half
-/// never sends records either; see [`crate::tls`].
+/// the stream it reads. On this half those writes go nowhere: the client's
+/// reader forwards pings and closes to its writer thread instead, so that
+/// frames from two threads never interleave. Over TLS this half never sends
+/// records either; see [`crate::tls`].
 #[derive(Debug)]
 pub(crate) struct ReadHalf(Socket);
 
 impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &self.0 {
-            Socket::Plain(tcp) => (&**tcp).read(buf),
-            Socket::Tls(tls) => tls.read(buf),
-        }
+        self.0.receive(buf)
     }
 }
 
@@ -194,7 +264,7 @@ impl Write for ReadHalf {
     }
 }
 
-/// The writing side of a connection, owned by its writer thread.
+/// The writing side of a client connection, owned by its writer thread.
 #[derive(Debug)]
 pub(crate) struct WriteHalf(Socket);
 

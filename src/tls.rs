@@ -2,20 +2,24 @@
 //! names TLS types.
 //!
 //! A TLS session is one state machine for both directions, and rustls offers
-//! no way to split it, so a connection's reader and writer share it behind a
-//! mutex. The lock is held only for work in memory (decrypting what was
-//! read, sealing what is to be sent), never across a socket read or write.
+//! no way to split it, so the thread that reads a connection and the threads
+//! that write it share it behind a mutex. The lock is held only for work in
+//! memory (decrypting what was read, sealing what is to be sent), never
+//! across a socket read or write.
 //!
-//! The single-writer rule holds one layer down: once a connection is split,
-//! only its writer thread moves sealed records from the session to the
-//! socket. Records leave in the order they were sealed, because the session
-//! queues them in that order and one thread drains the queue. Records the
-//! reader's side produces after the handshake (a TLS 1.3 key update, an
-//! alert) wait in the queue for the writer's next write, at most one ping
-//! interval.
+//! Records must reach the socket in the order they were sealed. On a server
+//! connection, every record leaves through the connection's outbox: frames
+//! are sealed, and the records waiting in the session moved out, only under
+//! the outbox's lock ([`TlsStream::seal`]), and the outbox sends them in that
+//! order. Records that reading produces (a TLS 1.3 key update, an alert) wait
+//! in the session until then; the connection's thread flushes its outbox
+//! after a read that left some ([`TlsStream::wants_write`]). A client's
+//! writer thread is the only one that writes its socket, and sends records
+//! in the order the session queued them.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -25,7 +29,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
-use crate::stream::set_deadline;
+use crate::stream::{Sink, set_deadline};
 
 /// The most bytes read from the socket at once, over TLS.
 const RAW_READ: usize = 4096;
@@ -180,7 +184,8 @@ impl Write for Before<'_> {
 /// passing it by value would make every caller's stack frame that large,
 /// plain connections' included.
 fn handshake(tcp: TcpStream, mut session: Connection, deadline: Instant) -> io::Result<Arc<TlsStream>> {
-    // The outbox bounds what a connection may queue; rustls need not.
+    // The outbox bounds what a connection may queue, and moves sealed
+    // records out of the session as it seals them; rustls need not.
     session.set_buffer_limit(None);
     while session.is_handshaking() {
         session.complete_io(&mut Before { tcp: &tcp, deadline })?;
@@ -281,6 +286,49 @@ impl TlsStream {
         self.session().connection.send_close_notify();
         let _ = self.send_pending();
     }
+
+    /// Seals `plaintext` and appends to `sealed` every record waiting in the
+    /// session, in order: those that reading produced first, then these.
+    /// With `close_notify`, the alert that ends the stream follows them.
+    pub(crate) fn seal(
+        &self,
+        plaintext: &[IoSlice<'_>],
+        close_notify: bool,
+        sealed: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        let mut session = self.session();
+        for buf in plaintext {
+            session.connection.writer().write_all(buf)?;
+        }
+        if close_notify {
+            session.connection.send_close_notify();
+        }
+        move_sealed(&mut session, sealed)
+    }
+
+    /// Returns true if and only if records are waiting to be sent, such as
+    /// a key update that reading produced.
+    pub(crate) fn wants_write(&self) -> bool {
+        self.session().connection.wants_write()
+    }
+}
+
+impl Sink for TlsStream {
+    fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.tcp.send(bufs)
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        Sink::shutdown(&self.tcp, how);
+    }
+
+    fn fd(&self) -> RawFd {
+        self.tcp.fd()
+    }
+
+    fn tls(&self) -> Option<&TlsStream> {
+        Some(self)
+    }
 }
 
 impl Session {
@@ -313,8 +361,14 @@ impl Session {
 /// Moves the sealed records out of the session, in order.
 fn take_sealed(session: &mut Session) -> io::Result<Vec<u8>> {
     let mut sealed = Vec::new();
-    while session.connection.wants_write() {
-        session.connection.write_tls(&mut sealed)?;
-    }
+    move_sealed(session, &mut sealed)?;
     Ok(sealed)
+}
+
+/// Appends the sealed records waiting in the session to `out`, in order.
+fn move_sealed(session: &mut Session, out: &mut Vec<u8>) -> io::Result<()> {
+    while session.connection.wants_write() {
+        session.connection.write_tls(out)?;
+    }
+    Ok(())
 }

@@ -17,7 +17,7 @@ fn threads_and_fds_return_to_baseline_after_200_connections() {
     let last = clients.last_mut().unwrap();
     send_text(last, "last");
     assert_eq!(recv_text(last), "last");
-    assert!(wait_until(PATIENCE, || process.threads() == threads + 400), "two threads per connection");
+    assert!(wait_until(PATIENCE, || process.threads() == threads + 200), "one thread per connection");
     assert_eq!(process.fds(), fds + 200, "one descriptor per connection");
 
     // A third close cleanly, a third vanish, a third are hung up mid-frame.

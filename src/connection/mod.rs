@@ -1,18 +1,22 @@
 //! One client's lifecycle, from the first byte of its request to the last byte of its close.
 //!
-//! The connection thread reads the request head and answers it. A plain HTTP
-//! request ends there. An upgrade gets its 101, a writer thread, an entry in
-//! the hub, and then this thread becomes the connection's reader. When the
-//! reader ends, for whatever reason, it takes the connection out of the hub,
-//! lets the writer finish, and waits for it: when `serve` returns, the
-//! connection's threads, socket and hub entry are all gone.
+//! A connection has one thread, the one that accepted it. It reads the
+//! request head and answers it; a plain HTTP request ends there. An upgrade
+//! gets an [`Outbox`] with the 101 at its front, an entry in the hub, its
+//! rooms, and then the thread becomes the connection's reader. Every byte
+//! the client receives goes through the outbox, whoever sends it: this
+//! thread, the hub, or the drain thread finishing a write the socket had no
+//! room for. When the reader ends, for whatever reason, it takes the
+//! connection out of the hub: when `serve` returns, the thread is free and
+//! the hub entry gone, and the socket closes once the last bytes queued for
+//! it have left (or the write timeout has given up on them).
 
+mod drain;
+mod heartbeat;
 mod outbox;
 mod reader;
 mod token_bucket;
-mod writer;
 
-use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -20,17 +24,18 @@ use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use log::{debug, error, info, warn};
-use tungstenite::protocol::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
 
-pub(crate) use self::outbox::{Outbox, Refused, Signal};
 #[cfg(test)]
-pub(crate) use self::outbox::{OutboxReceiver, outbox};
+pub(crate) use self::drain::Job;
+pub(crate) use self::drain::{Drain, DrainHandle};
+use self::heartbeat::Heartbeat;
+#[cfg(test)]
+pub(crate) use self::outbox::tests::{Recorded, recorded};
+pub(crate) use self::outbox::{Closing, Outbox, Refused, assert_unlocked};
 use self::reader::{ReadEnd, Reader};
 use self::token_bucket::TokenBucket;
-use self::writer::Writer;
 use crate::admission::Permit;
-use crate::close::Ending;
+use crate::close::{CloseReason, Ending};
 use crate::config::Config;
 use crate::error::{Error, Refusal, Result};
 use crate::frame::Frame;
@@ -53,6 +58,8 @@ pub(crate) struct Shared<H> {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) gate: Gate,
     pub(crate) tls: Option<TlsAcceptor>,
+    /// Where outboxes whose socket is full are finished.
+    pub(crate) drain: DrainHandle,
 }
 
 /// Starts a named thread with the configured stack size.
@@ -71,11 +78,13 @@ pub(crate) fn spawn<T: Send + 'static>(
 /// The body of a connection thread. `permit` is the connection's place
 /// within the connection limits; it is given back when this returns.
 ///
-/// The phases below are kept out of line (`#[inline(never)]`): the pages of
-/// stack a thread touches stay resident for its whole life, so the HTTP
-/// phase and the WebSocket phase should be sibling frames, not one frame
-/// holding the locals of both, to keep a long-lived connection's stack to a
-/// couple of pages.
+/// The phases are kept out of line (`#[inline(never)]`), and the HTTP phase
+/// returns before the WebSocket phase begins: the pages of stack a thread
+/// touches stay resident for its whole life, so a long-lived connection's
+/// thread should never have been deeper than its read loop needs. Measured,
+/// that keeps an idle connection's stack to two pages, one of which glibc
+/// fills with the thread's descriptor and thread-local storage.
+#[inline(never)]
 pub(crate) fn serve<H: Handler>(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -83,12 +92,35 @@ pub(crate) fn serve<H: Handler>(
     mut permit: Permit,
     shared: &Shared<H>,
 ) {
+    if let Some(upgraded) = handshake(tcp, peer, id, &mut permit, shared) {
+        converse(upgraded, shared);
+    }
+}
+
+/// A connection that the HTTP phase upgraded, on its way to the WebSocket
+/// phase.
+struct Upgraded<'a, S> {
+    socket: Socket,
+    line: Line<'a>,
+    state: S,
+    /// What the client sent after its request head.
+    rest: Vec<u8>,
+}
+
+/// The HTTP phase: TLS, the request head, and its answer. Returns the
+/// connection if it was upgraded.
+#[inline(never)]
+fn handshake<'a, H: Handler>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    id: ConnectionId,
+    permit: &mut Permit,
+    shared: &'a Shared<H>,
+) -> Option<Upgraded<'a, H::State>> {
     // The TLS handshake and the request head share one deadline, so that a
     // peer trickling bytes cannot stretch the two.
     let deadline = Instant::now() + shared.config.timeouts.handshake;
-    let Some(mut socket) = secure(tcp, id, peer, deadline, shared) else {
-        return;
-    };
+    let mut socket = secure(tcp, id, peer, deadline, shared)?;
     let limits = HeadLimits {
         max_size: shared.config.limits.max_head_size,
         max_headers: shared.config.limits.max_headers,
@@ -100,9 +132,9 @@ pub(crate) fn serve<H: Handler>(
             debug!("connection {id} from {peer}: {refusal}");
             shared.metrics.http_response(refusal.status);
             answer(&mut socket, &Response::from(refusal), false, shared);
-            return;
+            return None;
         }
-        Err(HeadError::Gone) => return,
+        Err(HeadError::Gone) => return None,
     };
     let access = &shared.config.access;
     if access.trusts(peer.ip()) {
@@ -111,7 +143,7 @@ pub(crate) fn serve<H: Handler>(
             debug!("connection {id} from {} via {peer}: {refusal}", head.request.client_ip());
             shared.metrics.connection_refused(refusal.status);
             answer(&mut socket, &Response::from(refusal), false, shared);
-            return;
+            return None;
         }
     }
     let client = head.request.client_ip();
@@ -143,16 +175,15 @@ pub(crate) fn serve<H: Handler>(
                 shared.metrics.http_response(status);
             }
             answer(&mut socket, &response, request.method() == "HEAD", shared);
+            None
         }
         Route::Upgrade(accept) => {
             let Head { request, rest } = head;
             let Accept { state, rooms, subprotocol } = accept;
-            let line = open(&mut socket, id, &request, rooms, subprotocol, shared);
-            // A connection may live for days; its request headers need not.
-            drop(request);
-            if let Some(line) = line {
-                converse(socket, id, line, state, rest, shared);
-            }
+            // The request is dropped here: a connection may live for days,
+            // its request headers need not.
+            let line = open(&mut socket, id, &request, rooms, subprotocol, shared)?;
+            Some(Upgraded { socket, line, state, rest })
         }
     }
 }
@@ -199,18 +230,10 @@ fn answer<H>(socket: &mut Socket, response: &Response, head_only: bool, shared: 
 
 /// The WebSocket phase, once [`open`]: the reader loop, and the end.
 #[inline(never)]
-fn converse<H: Handler>(
-    socket: Socket,
-    id: ConnectionId,
-    line: Line<'_>,
-    mut state: H::State,
-    rest: Vec<u8>,
-    shared: &Shared<H>,
-) {
+fn converse<H: Handler>(upgraded: Upgraded<'_, H::State>, shared: &Shared<H>) {
     let config = &shared.config;
-    let Line { registration, writer, connection } = line;
-    debug!("connection {id} from {}: open on {}", connection.client_ip, connection.path);
-    shared.handler.on_open(&connection, &mut state);
+    let Upgraded { socket, line: Line { registration, connection }, mut state, rest } = upgraded;
+    welcome(&connection, &mut state, shared);
 
     let reader = Reader {
         websocket: config.websocket,
@@ -223,35 +246,57 @@ fn converse<H: Handler>(
             config.limits.message_burst,
             Instant::now(),
         ),
+        heartbeat: Heartbeat::new(config.timeouts.ping_interval, config.timeouts.idle),
     };
-    let read_end = reader.run(socket.read_half(), rest);
+    let read_end = reader.run(&socket, rest);
     drop(registration);
-    let written = writer.join().ok().and_then(|result| result.ok()).flatten();
+    farewell(&socket, &connection, &mut state, read_end, shared);
+}
+
+/// The connection is open: says so, and tells the handler.
+#[inline(never)]
+fn welcome<H: Handler>(connection: &Connection, state: &mut H::State, shared: &Shared<H>) {
+    debug!("connection {} from {}: open on {}", connection.id, connection.client_ip, connection.path);
+    shared.handler.on_open(connection, state);
+}
+
+/// The connection is over: lets the client finish its side of our close,
+/// then says how it ended, and tells the handler.
+#[inline(never)]
+fn farewell<H: Handler>(
+    socket: &Socket,
+    connection: &Connection,
+    state: &mut H::State,
+    read_end: ReadEnd,
+    shared: &Shared<H>,
+) {
     let cause = match &read_end {
         ReadEnd::ServerClosed { cause, .. } => {
-            // The client should answer our close and hang up; let it, briefly.
-            socket.linger(config.timeouts.close);
+            // The client should answer our close and hang up; let it,
+            // briefly. The outbox sends the FIN once the close has left.
+            socket.discard_input(shared.config.timeouts.close);
             format!(" ({cause})")
         }
         _ => String::new(),
     };
-
-    let ending = ending(read_end, written);
+    let ending = ending(read_end, connection.outbox.closed_with());
     if ending == Ending::Dropped {
         shared.metrics.dropped();
     }
+    let (id, client) = (connection.id, connection.client_ip);
     if ending.is_fault() {
-        warn!("connection {id} from {}: {ending}{cause}", connection.client_ip);
+        warn!("connection {id} from {client}: {ending}{cause}");
     } else {
-        debug!("connection {id} from {}: {ending}{cause}", connection.client_ip);
+        debug!("connection {id} from {client}: {ending}{cause}");
     }
-    shared.handler.on_close(&connection, &mut state, &ending);
+    shared.handler.on_close(connection, state, &ending);
 }
 
-/// Plugs the connection in: its hub entry and rooms first, so that a client
-/// holding its 101 is already in its rooms; then the 101; then the writer,
-/// which takes over every write from here on. `None` if any step fails; the
-/// client has been told why where that is still possible.
+/// Plugs the connection in: an outbox holding the 101, then its hub entry
+/// and rooms, so that a client holding its 101 is already in its rooms; room
+/// frames relayed meanwhile wait behind the 101. Then the 101 leaves, with
+/// whatever is queued behind it. `None` if any step fails; the client has
+/// been told why where that is still possible.
 #[inline(never)]
 fn open<'a, H: Handler>(
     socket: &mut Socket,
@@ -262,40 +307,34 @@ fn open<'a, H: Handler>(
     shared: &'a Shared<H>,
 ) -> Option<Line<'a>> {
     let config = &shared.config;
-    socket.set_read_timeout(config.timeouts.idle).ok()?;
-    socket.set_write_timeout(config.timeouts.write).ok()?;
-    let (outbox, outbox_rx) = self::outbox::outbox(config.limits.outbox_bytes);
+    let switching = upgrade::switching_protocols(request, subprotocol.as_deref()).to_bytes(false);
+    let outbox = Outbox::new(
+        id,
+        socket.sink(),
+        switching,
+        config.limits.outbox_bytes,
+        shared.drain.clone(),
+        shared.metrics.clone(),
+    );
+    let outbox = match outbox {
+        Ok(outbox) => outbox,
+        Err(e) => {
+            debug!("connection {id}: cannot seal the 101: {e}");
+            return None;
+        }
+    };
     let Ok(registration) = Registration::new(id, &shared.hub, outbox.clone(), &shared.metrics) else {
-        // The hub has stopped: the server is shutting down.
-        answer(socket, &Response::from(Refusal::new(503, "server shutting down")), false, shared);
+        // The hub has stopped: the server is shutting down. The 101 is
+        // queued (and sealed, over TLS), so close after it.
+        let close = Frame::close(Some(CloseReason::Shutdown.frame()));
+        let _ = outbox.close(close, Closing::FromReader);
+        socket.discard_input(config.timeouts.close);
         return None;
     };
     for room in rooms {
         let _ = shared.hub.join(id, room);
     }
-    upgrade::switching_protocols(request, subprotocol.as_deref()).write_to(socket, false).ok()?;
-
-    let writer = Writer {
-        wire: socket.write_half(),
-        outbox: outbox_rx,
-        ping_interval: config.timeouts.ping_interval,
-        close_timeout: config.timeouts.close,
-        metrics: shared.metrics.clone(),
-    };
-    let writer = match spawn(format!("conn-{}-write", id.0), config.thread_stack_size, move || writer.run()) {
-        Ok(writer) => writer,
-        Err(e) => {
-            // No writer exists, so this thread may still write: tell the
-            // client to come back later rather than leave it waiting.
-            warn!("connection {id}: {e}; closing with 1013");
-            shared.metrics.thread_refused();
-            let close =
-                Frame::close(Some(CloseFrame { code: CloseCode::Again, reason: "server busy".into() }));
-            let _ = socket.write_all(close.as_bytes());
-            socket.linger(config.timeouts.close);
-            return None;
-        }
-    };
+    outbox.flush();
     let connection = Connection {
         id,
         peer: request.peer(),
@@ -306,21 +345,19 @@ fn open<'a, H: Handler>(
         hub: shared.hub.clone(),
         outbox,
     };
-    Some(Line { registration, writer, connection })
+    Some(Line { registration, connection })
 }
 
-/// An open connection's parts, held by its reader thread.
+/// An open connection's parts, held by its thread.
 struct Line<'a> {
     registration: Registration<'a>,
-    /// The writer thread; it returns the close frame it wrote, if any.
-    writer: JoinHandle<io::Result<Option<Frame>>>,
     connection: Connection,
 }
 
 /// Says how the connection ended, from what the reader saw and the close
-/// frame the writer wrote. When the writer wrote a close frame that is not
-/// the reader's reply, the server spoke first (a shutdown, a slow consumer,
-/// the application), whatever the client answered.
+/// frame the outbox queued first. When that is not the reader's reply, the
+/// server spoke first (a shutdown, a slow consumer, the application),
+/// whatever the client answered.
 fn ending(read_end: ReadEnd, written: Option<Frame>) -> Ending {
     let server_close = |written: Option<Frame>| written.and_then(|frame| frame.close_frame());
     match read_end {
@@ -337,17 +374,16 @@ fn ending(read_end: ReadEnd, written: Option<Frame>) -> Ending {
 
 /// A connection's entry in the hub, for as long as its reader runs. Dropping
 /// it (when the reader returns, or unwinds from a panicking handler) takes the
-/// connection out of the hub and tells the writer the reader is done.
+/// connection out of the hub and tells the outbox that nothing more is read.
 struct Registration<'a> {
     id: ConnectionId,
     hub: &'a HubHandle,
-    /// To tell the writer the reader is done.
-    outbox: Outbox,
+    outbox: Arc<Outbox>,
     metrics: &'a Metrics,
 }
 
 impl<'a> Registration<'a> {
-    fn new(id: ConnectionId, hub: &'a HubHandle, outbox: Outbox, metrics: &'a Metrics) -> Result<Self> {
+    fn new(id: ConnectionId, hub: &'a HubHandle, outbox: Arc<Outbox>, metrics: &'a Metrics) -> Result<Self> {
         hub.register(id, outbox.clone())?;
         metrics.connection_opened();
         Ok(Registration { id, hub, outbox, metrics })
@@ -357,7 +393,7 @@ impl<'a> Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.hub.unregister(self.id);
-        self.outbox.signal(Signal::ReaderDone);
+        self.outbox.finish();
         self.metrics.connection_closed();
     }
 }
@@ -365,7 +401,7 @@ impl Drop for Registration<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::close::CloseReason;
+    use tungstenite::protocol::CloseFrame;
 
     fn close(reason: CloseReason) -> Option<CloseFrame> {
         Some(reason.frame())

@@ -1,175 +1,880 @@
-//! A client's outbox: the frames waiting for its writer, bounded by bytes.
+//! A connection's outbox: the bytes waiting for its client, behind one lock,
+//! and the socket they leave by.
 //!
-//! The bound is a byte budget kept in an atomic counter beside a crossbeam
-//! channel, not the channel's own slot count, for two measured reasons:
+//! Every byte a client receives is appended here under the lock and leaves
+//! from the front, in order: its 101, the room frames the hub relays, the
+//! echoes, pongs and close frames of its own thread, its pings. Whoever holds
+//! the lock may send, and every send returns at once (`MSG_DONTWAIT`, for
+//! that call only): the connection's thread stays blocked reading the same
+//! socket, and no one ever waits on a client while holding the lock. So
+//! frames never interleave, and a frame is never cut in two by another.
 //!
-//! * crossbeam's `bounded(n)` allocates and touches all `n` slots when it is
-//!   created. A bound large enough to ride out a burst (a writer thread not
-//!   scheduled for a few milliseconds while the hub relays thousands of
-//!   frames) would cost every idle connection ~24 bytes per slot. The list
-//!   channel underneath allocates 31 slots at a time, as frames arrive, and
-//!   frees them as they leave: an idle outbox costs almost nothing.
-//! * Memory is bytes. Sixty-four queued 1 MiB messages and sixty-four queued
-//!   chat lines are not the same risk; a byte budget treats them as what they
-//!   are.
+//! When the kernel's buffer is full, what is left stays queued and the outbox
+//! is handed to the drain thread ([`super::drain`]), which finishes it when
+//! the socket has room again. Until then, others only append.
 //!
-//! Queuing a frame and waking the writer are separate steps. The writer
-//! sleeps on its signal line, not on the queue, so that whoever queues
-//! decides when to wake it: the reader rings after each frame, but the hub
-//! rings once after a batch of commands, so that a writer woken for a room
-//! busy with messages finds many frames waiting and writes them with one
-//! system call, instead of being woken (a futex wake and a context switch)
-//! for every frame.
+//! The queue is bounded by bytes, not by frames: sixty-four queued 1 MiB
+//! messages and sixty-four queued chat lines are not the same risk. A client
+//! whose queue would pass its budget is not reading what it is sent: it is
+//! closed as a slow consumer (1008), the close going ahead of every frame not
+//! yet started, rather than allowed to grow the server's memory.
+//!
+//! Two rules keep the locks from ever deadlocking: no thread holds two
+//! outboxes' locks at once, and no thread calls the hub (whose queue may be
+//! full) while holding one. Both are checked in debug builds.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use log::{debug, info};
+use tungstenite::protocol::frame::coding::CloseCode;
 
+use super::drain::DrainHandle;
+use crate::close::CloseReason;
 use crate::frame::Frame;
+use crate::hub::ConnectionId;
+use crate::metrics::Metrics;
+use crate::stream::Sink;
+use crate::tls::TlsStream;
 
-/// What each queued frame costs beyond its own bytes: its channel slot, and
-/// a share of the block and reference count around it.
+/// What each queued frame costs beyond its own bytes: its slot in the queue,
+/// and a share of the allocation and reference count around it.
 const FRAME_OVERHEAD: usize = 64;
+
+/// The most frames handed to the kernel in one system call: enough that a
+/// backlog goes out in few calls, few enough to bound the iovec array.
+const MAX_BATCH: usize = 64;
+
+/// Over TLS, the most plaintext sealed at once, so that the sealed bytes an
+/// outbox holds beside its queue stay small.
+const MAX_SEAL: usize = 64 * 1024;
 
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
-    /// The budget is spent: the client is not keeping up.
+    /// The budget is spent: the client is not keeping up, and has been
+    /// closed as a slow consumer.
     Full,
-    /// The writer has ended.
+    /// The connection is closing or over: nothing more is sent.
     Closed,
 }
 
-/// What a writer is told besides its frames, on its signal line.
-#[derive(Debug)]
-pub(crate) enum Signal {
-    /// Frames were queued: write them.
-    Wake,
-    /// Send this close frame now, ahead of whatever the outbox holds, and
-    /// end. The hub uses it when the outbox is full (slow consumer) or when
-    /// the application closes the connection.
-    Close(Frame),
-    /// The reader has finished: write what is already queued, then stop.
-    ReaderDone,
+/// Where a close frame goes, and who sees the closing handshake through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// Ahead of every frame not yet started (a slow consumer, the
+    /// application's close). If the client does not answer within the close
+    /// timeout, the drain thread hangs up, so that its reader stops waiting.
+    Now,
+    /// After everything queued, so that nothing accepted is lost (shutdown's
+    /// 1001); hung up on as for `Now`.
+    Last,
+    /// After everything queued, by the connection's own thread (a reply to
+    /// the client's close, or its own close), which keeps its own deadline.
+    FromReader,
 }
 
-/// Room on the signal line for two wake-ups (the hub's and the reader's,
-/// ringing at once), one close from the hub and the reader's "done": all it
-/// can ever hold, so that a close or a "done" is never turned away.
-const SIGNALS: usize = 4;
+/// What the drain thread's turn at an outbox came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resumed {
+    /// Everything is sent, or nothing more can be: the drain lets it go.
+    Done,
+    /// The socket is full again: the drain waits for room.
+    Waiting,
+}
 
-/// The sending side of an outbox. Cloned for the hub, the reader and the
-/// handler's [`Connection`](crate::Connection).
-#[derive(Debug, Clone)]
+/// A connection's outbox; see the module docs.
+///
+/// Every outgoing byte, pongs and closes included, is appended here under
+/// the lock and leaves from the front; no one blocks while holding the lock.
+#[derive(Debug)]
 pub(crate) struct Outbox {
-    frames: Sender<Frame>,
-    signals: Sender<Signal>,
-    queued: Arc<AtomicUsize>,
+    id: ConnectionId,
+    sink: Arc<dyn Sink>,
+    state: Mutex<State>,
     budget: usize,
+    drain: DrainHandle,
+    metrics: Arc<Metrics>,
 }
 
-/// The receiving side, owned by the writer.
+/// What the lock guards.
 #[derive(Debug)]
-pub(crate) struct OutboxReceiver {
-    pub(crate) frames: Receiver<Frame>,
-    pub(crate) signals: Receiver<Signal>,
-    queued: Arc<AtomicUsize>,
+struct State {
+    /// Bytes that leave before any queued frame: the 101 answer, and over
+    /// TLS the sealed records.
+    head: Vec<u8>,
+    head_sent: usize,
+    frames: VecDeque<Frame>,
+    /// Bytes of the first frame already sent. Over TLS frames are sealed
+    /// whole, so it stays 0.
+    front_sent: usize,
+    /// The budget `frames` use.
+    queued: usize,
+    /// The close frame, once one is queued: nothing is queued after it.
+    close: Option<Frame>,
+    /// Someone other than the connection's thread closed: once the close is
+    /// sent, the drain thread keeps the close timeout.
+    close_timed: bool,
+    output: Output,
+    /// The socket's buffer was full: the drain thread is finishing the queue.
+    stalled: bool,
+    /// When the socket last took bytes while stalled; the write timeout
+    /// counts from here.
+    progress: Instant,
+    /// The connection's thread has finished reading: nothing more is queued.
+    reader_done: bool,
 }
 
-/// A new outbox that holds at most `budget` bytes of frames.
-pub(crate) fn outbox(budget: usize) -> (Outbox, OutboxReceiver) {
-    let (frames, receiver) = unbounded();
-    let (signals, signals_rx) = bounded(SIGNALS);
-    let queued = Arc::new(AtomicUsize::new(0));
-    (
-        Outbox { frames, signals, queued: queued.clone(), budget },
-        OutboxReceiver { frames: receiver, signals: signals_rx, queued },
-    )
+/// Where the connection's output stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Open,
+    /// The close frame is sent and the FIN after it.
+    Ended,
+    /// A send failed or the connection was hung up: nothing more goes out.
+    Broken,
+}
+
+/// What one write left.
+#[derive(Debug)]
+enum Written {
+    /// Everything queued is sent.
+    Empty,
+    /// The kernel's buffer is full.
+    Full,
+    Failed(io::Error),
+}
+
+impl Outbox {
+    /// An outbox for connection `id` that sends `first` (the 101 answer)
+    /// before anything queued after it, and holds at most `budget` bytes of
+    /// frames.
+    ///
+    /// # Errors
+    ///
+    /// Over TLS, when the answer cannot be sealed.
+    pub(crate) fn new(
+        id: ConnectionId,
+        sink: Arc<dyn Sink>,
+        first: Vec<u8>,
+        budget: usize,
+        drain: DrainHandle,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Arc<Self>> {
+        let head = match sink.tls() {
+            Some(tls) => {
+                let mut sealed = Vec::new();
+                tls.seal(&[IoSlice::new(&first)], false, &mut sealed)?;
+                sealed
+            }
+            None => first,
+        };
+        let state = State {
+            head,
+            head_sent: 0,
+            frames: VecDeque::new(),
+            front_sent: 0,
+            queued: 0,
+            close: None,
+            close_timed: false,
+            output: Output::Open,
+            stalled: false,
+            progress: Instant::now(),
+            reader_done: false,
+        };
+        Ok(Arc::new(Outbox { id, sink, state: Mutex::new(state), budget, drain, metrics }))
+    }
+
+    /// Appends `frame` without sending it: the hub appends a whole batch of
+    /// frames, then [`flush`](Self::flush)es once.
+    ///
+    /// [`Refused::Full`] means the client has been closed as a slow
+    /// consumer; the caller should stop sending to it.
+    pub(crate) fn push(self: &Arc<Self>, frame: Frame) -> Result<(), Refused> {
+        let appended = {
+            let mut state = self.lock();
+            let appended = self.append(&mut state, frame);
+            if appended == Err(Refused::Full) {
+                self.flush_locked(&mut state);
+            }
+            appended
+        };
+        self.note_slow_consumer(appended);
+        appended
+    }
+
+    /// Appends `frame` and sends what the socket takes now.
+    pub(crate) fn send(self: &Arc<Self>, frame: Frame) -> Result<(), Refused> {
+        let appended = {
+            let mut state = self.lock();
+            let appended = self.append(&mut state, frame);
+            self.flush_locked(&mut state);
+            appended
+        };
+        self.note_slow_consumer(appended);
+        appended
+    }
+
+    /// Sends what is queued and the socket takes now, unless the drain
+    /// thread is at it.
+    pub(crate) fn flush(self: &Arc<Self>) {
+        self.flush_locked(&mut self.lock());
+    }
+
+    /// Queues a close frame, as `closing` says, and sends what the socket
+    /// takes now. Nothing is queued after it; once it is sent, the FIN
+    /// follows (close_notify first, over TLS).
+    ///
+    /// [`Refused::Closed`] if a close is already queued or the connection
+    /// is over.
+    pub(crate) fn close(self: &Arc<Self>, frame: Frame, closing: Closing) -> Result<(), Refused> {
+        let mut state = self.lock();
+        self.queue_close(&mut state, frame, closing)?;
+        self.flush_locked(&mut state);
+        Ok(())
+    }
+
+    /// The close frame queued first, if any: the one the client is sent.
+    pub(crate) fn closed_with(&self) -> Option<Frame> {
+        self.lock().close.clone()
+    }
+
+    /// The connection's thread has finished reading: nothing more is queued,
+    /// and no one need hang up to wake it. What is queued still goes out.
+    pub(crate) fn finish(&self) {
+        self.lock().reader_done = true;
+    }
+
+    /// The descriptor the drain thread waits on.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.sink.fd()
+    }
+
+    /// The connection this outbox belongs to.
+    pub(crate) fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// The drain thread's turn: the socket has room again, so write until
+    /// everything is sent or the buffer is full again.
+    pub(crate) fn resume(self: &Arc<Self>) -> Resumed {
+        let mut state = self.lock();
+        if !state.stalled {
+            return Resumed::Done;
+        }
+        let (written, sent) = self.write(&mut state);
+        if sent > 0 {
+            state.progress = Instant::now();
+        }
+        if let Written::Full = written {
+            return Resumed::Waiting;
+        }
+        state.stalled = false;
+        self.settle(&mut state, written);
+        Resumed::Done
+    }
+
+    /// For the drain thread: when a stalled outbox's socket has taken no
+    /// bytes for `timeout`, hangs up and returns `None`; otherwise returns
+    /// when to look again. `None` too when it is no longer stalled.
+    pub(crate) fn check_write_timeout(&self, timeout: Duration) -> Option<Instant> {
+        let mut state = self.lock();
+        if !state.stalled {
+            return None;
+        }
+        let due = state.progress + timeout;
+        if Instant::now() < due {
+            return Some(due);
+        }
+        self.metrics.write_timed_out();
+        debug!("connection {}: its socket took no bytes for {timeout:?}; hanging up", self.id);
+        self.break_off(&mut state);
+        None
+    }
+
+    /// For the drain thread, once the close timeout has passed since the
+    /// close was sent: hangs up unless the connection's thread is done, so
+    /// that it stops waiting for a client that does not answer.
+    pub(crate) fn close_timed_out(&self) {
+        let mut state = self.lock();
+        if !state.reader_done && state.output != Output::Broken {
+            self.break_off(&mut state);
+        }
+    }
+
+    /// Gives up on the connection: drops what is queued and shuts the socket
+    /// down both ways.
+    pub(crate) fn hang_up(&self) {
+        self.break_off(&mut self.lock());
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        Locked::new(&self.state)
+    }
+
+    /// Queues `frame` within the budget. Over it, the client is a slow
+    /// consumer: it is closed with 1008, ahead of the frames not yet started.
+    fn append(&self, state: &mut State, frame: Frame) -> Result<(), Refused> {
+        if state.close.is_some() || state.reader_done || state.output != Output::Open {
+            return Err(Refused::Closed);
+        }
+        let cost = cost(&frame);
+        if state.queued + cost > self.budget {
+            let close = Frame::close(Some(CloseReason::SlowConsumer.frame()));
+            self.queue_close(state, close, Closing::Now)?;
+            return Err(Refused::Full);
+        }
+        state.queued += cost;
+        state.frames.push_back(frame);
+        Ok(())
+    }
+
+    fn queue_close(&self, state: &mut State, frame: Frame, closing: Closing) -> Result<(), Refused> {
+        if state.close.is_some() || state.reader_done || state.output != Output::Open {
+            return Err(Refused::Closed);
+        }
+        if closing == Closing::Now {
+            // A frame partly sent must be finished, or the client would
+            // read the close as the rest of it.
+            let started = usize::from(state.front_sent > 0);
+            let dropped: usize = state.frames.drain(started..).map(|frame| cost(&frame)).sum();
+            state.queued -= dropped;
+        }
+        state.queued += cost(&frame);
+        state.frames.push_back(frame.clone());
+        state.close = Some(frame);
+        state.close_timed = closing != Closing::FromReader;
+        Ok(())
+    }
+
+    fn note_slow_consumer(&self, appended: Result<(), Refused>) {
+        if appended == Err(Refused::Full) {
+            self.metrics.slow_consumer();
+            info!("connection {}: outbox full, closing as a slow consumer", self.id);
+        }
+    }
+
+    /// Sends what the socket takes now, unless the drain thread has the
+    /// outbox or nothing more can go out.
+    fn flush_locked(self: &Arc<Self>, state: &mut State) {
+        if state.stalled || state.output != Output::Open {
+            return;
+        }
+        let (written, _) = self.write(state);
+        self.settle(state, written);
+    }
+
+    /// Acts on what a write left: the FIN after a close, the drain thread
+    /// for a full socket, or the end for a failed one.
+    fn settle(self: &Arc<Self>, state: &mut State, written: Written) {
+        match written {
+            Written::Empty => {
+                if state.close.is_some() && state.output == Output::Open {
+                    // Nothing is ever queued after a close frame: say so.
+                    self.sink.shutdown(Shutdown::Write);
+                    state.output = Output::Ended;
+                    if state.close_timed && !state.reader_done {
+                        self.drain.time_close(Arc::downgrade(self));
+                    }
+                }
+            }
+            Written::Full => {
+                if !state.stalled {
+                    state.stalled = true;
+                    state.progress = Instant::now();
+                    self.metrics.write_stalled();
+                    self.drain.finish(self.clone());
+                }
+            }
+            Written::Failed(e) => {
+                debug!("connection {}: send failed: {e}", self.id);
+                self.break_off(state);
+            }
+        }
+    }
+
+    /// Gives up on the connection's output: drops what is queued and shuts
+    /// the socket down both ways, so that its thread, blocked reading, wakes.
+    fn break_off(&self, state: &mut State) {
+        state.output = Output::Broken;
+        state.stalled = false;
+        state.head = Vec::new();
+        state.head_sent = 0;
+        state.frames = VecDeque::new();
+        state.front_sent = 0;
+        state.queued = 0;
+        self.sink.shutdown(Shutdown::Both);
+    }
+
+    /// Sends from the front, a batch per system call, until everything is
+    /// sent or the kernel's buffer is full; returns how it ended and how
+    /// many bytes went out.
+    fn write(&self, state: &mut State) -> (Written, usize) {
+        let tls = self.sink.tls();
+        let mut sent = Sent::default();
+        let mut bytes = 0;
+        let written = loop {
+            if let Some(tls) = tls {
+                if state.head_sent == state.head.len() {
+                    if let Err(e) = state.seal(tls, &mut sent) {
+                        break Written::Failed(e);
+                    }
+                }
+            }
+            let slices = state.slices(tls.is_none());
+            if slices.is_empty() {
+                break Written::Empty;
+            }
+            let wanted: usize = slices.iter().map(|slice| slice.len()).sum();
+            let result = self.sink.send(&slices);
+            drop(slices);
+            match result {
+                Ok(n) => {
+                    bytes += n;
+                    state.advance(n, &mut sent);
+                    // A short write: the buffer is full, and another try
+                    // would only be told so.
+                    if n < wanted {
+                        break Written::Full;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Written::Full,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Written::Failed(e),
+            }
+        };
+        sent.record(&self.metrics);
+        (written, bytes)
+    }
+}
+
+#[cfg(test)]
+impl Outbox {
+    /// The first frame waiting.
+    pub(crate) fn queued_front(&self) -> Option<Frame> {
+        self.lock().frames.front().cloned()
+    }
+
+    /// Runs `f` with the lock held.
+    pub(crate) fn while_locked(&self, f: impl FnOnce()) {
+        let _held = self.lock();
+        f();
+    }
+}
+
+impl State {
+    /// The next bytes to send, in order: what is left of the head, then, on
+    /// a plain socket, up to a batch of frames.
+    fn slices(&self, frames: bool) -> Vec<IoSlice<'_>> {
+        let batch = if frames { self.frames.len().min(MAX_BATCH) } else { 0 };
+        let mut slices = Vec::with_capacity(batch + 1);
+        if self.head_sent < self.head.len() {
+            slices.push(IoSlice::new(&self.head[self.head_sent..]));
+        }
+        for (i, frame) in self.frames.iter().take(batch).enumerate() {
+            let skip = if i == 0 { self.front_sent } else { 0 };
+            slices.push(IoSlice::new(&frame.as_bytes()[skip..]));
+        }
+        slices
+    }
+
+    /// Takes `n` sent bytes off the front.
+    fn advance(&mut self, mut n: usize, sent: &mut Sent) {
+        let from_head = n.min(self.head.len() - self.head_sent);
+        self.head_sent += from_head;
+        n -= from_head;
+        if self.head_sent == self.head.len() && !self.head.is_empty() {
+            // The 101, or a batch of records: not worth keeping for later.
+            self.head = Vec::new();
+            self.head_sent = 0;
+        }
+        while n > 0 {
+            let left = self.frames[0].len() - self.front_sent;
+            if n < left {
+                self.front_sent += n;
+                return;
+            }
+            n -= left;
+            self.front_sent = 0;
+            let frame = self.frames.pop_front().expect("Bug: bytes sent beyond the queue");
+            self.taken(&frame, sent);
+        }
+        self.shrink();
+    }
+
+    /// Over TLS, once the head is sent: seals the next frames (up to a batch
+    /// or 64 KiB), and whatever records are waiting, into the head. The
+    /// close frame is the last ever queued, so close_notify follows it.
+    fn seal(&mut self, tls: &TlsStream, sent: &mut Sent) -> io::Result<()> {
+        let mut count = 0;
+        let mut plaintext = 0;
+        for frame in self.frames.iter().take(MAX_BATCH) {
+            count += 1;
+            plaintext += frame.len();
+            if plaintext >= MAX_SEAL {
+                break;
+            }
+        }
+        let slices: Vec<IoSlice<'_>> =
+            self.frames.iter().take(count).map(|frame| IoSlice::new(frame.as_bytes())).collect();
+        let last = count == self.frames.len() && self.close.is_some();
+        self.head.clear();
+        self.head_sent = 0;
+        tls.seal(&slices, last, &mut self.head)?;
+        drop(slices);
+        for frame in self.frames.drain(..count).collect::<Vec<_>>() {
+            self.taken(&frame, sent);
+        }
+        self.shrink();
+        Ok(())
+    }
+
+    /// A frame has left the queue.
+    fn taken(&mut self, frame: &Frame, sent: &mut Sent) {
+        self.queued -= cost(frame);
+        sent.add(frame);
+    }
+
+    /// After a burst, gives back the queue's memory: an idle connection
+    /// should cost little.
+    fn shrink(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > MAX_BATCH {
+            self.frames = VecDeque::new();
+        }
+    }
 }
 
 fn cost(frame: &Frame) -> usize {
     frame.len() + FRAME_OVERHEAD
 }
 
-impl Outbox {
-    /// Queues `frame` if the budget allows, without waiting and without
-    /// waking the writer: [`ring`](Outbox::ring) when done queuing.
-    pub(crate) fn push(&self, frame: Frame) -> Result<(), Refused> {
-        let cost = cost(&frame);
-        let before = self.queued.fetch_add(cost, Ordering::AcqRel);
-        if before + cost > self.budget {
-            self.queued.fetch_sub(cost, Ordering::AcqRel);
-            return Err(Refused::Full);
+/// What one write sent, for the metrics: counted once per write rather than
+/// once per frame.
+#[derive(Debug, Default)]
+struct Sent {
+    messages: usize,
+    bytes: usize,
+    close: Option<CloseCode>,
+}
+
+impl Sent {
+    fn add(&mut self, frame: &Frame) {
+        if frame.is_message() {
+            self.messages += 1;
         }
-        self.frames.send(frame).map_err(|_| Refused::Closed)
-    }
-
-    /// Queues a close frame whatever the budget: it is at most 127 bytes, and
-    /// nothing is written after it, so it cannot be used to grow memory.
-    pub(crate) fn push_close(&self, close: Frame) -> Result<(), Refused> {
-        debug_assert!(close.is_close());
-        self.queued.fetch_add(cost(&close), Ordering::AcqRel);
-        self.frames.send(close).map_err(|_| Refused::Closed)
-    }
-
-    /// Wakes the writer, if it sleeps, to write what is queued. A wake-up
-    /// already waiting will do: rings before the writer looks cost nothing.
-    pub(crate) fn ring(&self) {
-        if self.signals.is_empty() {
-            let _ = self.signals.try_send(Signal::Wake);
+        self.bytes += frame.len();
+        if let Some(close) = frame.close_frame() {
+            self.close = Some(close.code);
         }
     }
 
-    /// Sends a close or the reader's "done" down the signal line.
-    pub(crate) fn signal(&self, signal: Signal) {
-        // Only full if the writer has stopped reading its signals: it has
-        // ended, and there is no one left to tell.
-        let _ = self.signals.try_send(signal);
+    fn record(&self, metrics: &Metrics) {
+        if self.bytes > 0 {
+            metrics.written(self.messages, self.bytes);
+        }
+        if let Some(code) = self.close {
+            metrics.close_sent(code);
+        }
     }
 }
 
-impl OutboxReceiver {
-    /// Gives back the budget of frames the writer has taken out.
-    pub(crate) fn release(&self, frames: &[Frame]) {
-        self.queued.fetch_sub(frames.iter().map(cost).sum(), Ordering::AcqRel);
-    }
+thread_local! {
+    /// True while this thread holds an outbox's lock.
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
+}
 
-    /// The number of frames waiting.
-    pub(crate) fn len(&self) -> usize {
-        self.frames.len()
+/// Checks, in debug builds, that this thread holds no outbox's lock: the hub
+/// calls it before it may wait on its queue.
+pub(crate) fn assert_unlocked() {
+    debug_assert!(
+        !HOLDING.with(Cell::get),
+        "Bug: waiting (on the hub, or on a second outbox) while holding an outbox's lock"
+    );
+}
+
+/// An outbox's lock, held; it notes that this thread holds one.
+struct Locked<'a>(MutexGuard<'a, State>);
+
+impl<'a> Locked<'a> {
+    fn new(state: &'a Mutex<State>) -> Self {
+        assert_unlocked();
+        // A thread that panicked while holding the lock left the queue in
+        // some state; the connection ends soon either way.
+        let guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+        HOLDING.with(|holding| holding.set(true));
+        Locked(guard)
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        HOLDING.with(|holding| holding.set(false));
+    }
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::connection::drain::{DrainHandle, Job};
+    use crossbeam_channel::Receiver;
 
-    #[test]
-    fn budget_counts_bytes_and_is_given_back() {
-        let frame = Frame::text("x".repeat(34));
-        assert_eq!(cost(&frame), 100);
-        let (outbox, receiver) = outbox(250);
-        assert_eq!(outbox.push(frame.clone()), Ok(()));
-        assert_eq!(outbox.push(frame.clone()), Ok(()));
-        assert_eq!(outbox.push(frame.clone()), Err(Refused::Full));
-        let taken: Vec<Frame> = receiver.frames.try_iter().take(1).collect();
-        receiver.release(&taken);
-        assert_eq!(outbox.push(frame), Ok(()));
+    /// A socket that records what it is sent, taking at most `room` bytes
+    /// (then `WouldBlock`), or failing, as told.
+    #[derive(Debug, Default)]
+    pub(crate) struct Recorder {
+        inner: Mutex<Log>,
+    }
+
+    #[derive(Debug, Default)]
+    struct Log {
+        bytes: Vec<u8>,
+        calls: usize,
+        room: Option<usize>,
+        fail: bool,
+        shutdowns: Vec<Shutdown>,
+    }
+
+    impl Recorder {
+        pub(crate) fn bytes(&self) -> Vec<u8> {
+            self.inner.lock().unwrap().bytes.clone()
+        }
+
+        pub(crate) fn calls(&self) -> usize {
+            self.inner.lock().unwrap().calls
+        }
+
+        /// Takes at most `room` more bytes, then reports a full buffer;
+        /// `None` takes everything.
+        pub(crate) fn set_room(&self, room: Option<usize>) {
+            self.inner.lock().unwrap().room = room;
+        }
+
+        fn fail(&self) {
+            self.inner.lock().unwrap().fail = true;
+        }
+
+        fn shutdowns(&self) -> Vec<Shutdown> {
+            self.inner.lock().unwrap().shutdowns.clone()
+        }
+    }
+
+    impl Sink for Recorder {
+        fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let mut inner = self.inner.lock().unwrap();
+            inner.calls += 1;
+            if inner.fail {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            let mut room = inner.room.unwrap_or(usize::MAX);
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let before = inner.bytes.len();
+            for buf in bufs {
+                let n = buf.len().min(room);
+                inner.bytes.extend_from_slice(&buf[..n]);
+                room -= n;
+            }
+            let n = inner.bytes.len() - before;
+            if let Some(left) = &mut inner.room {
+                *left -= n;
+            }
+            Ok(n)
+        }
+
+        fn shutdown(&self, how: Shutdown) {
+            self.inner.lock().unwrap().shutdowns.push(how);
+        }
+
+        fn fd(&self) -> RawFd {
+            -1
+        }
+    }
+
+    /// An outbox over a [`Recorder`], with the drain thread's jobs kept for
+    /// the test to look at.
+    pub(crate) struct Recorded {
+        pub(crate) outbox: Arc<Outbox>,
+        pub(crate) sink: Arc<Recorder>,
+        pub(crate) jobs: Receiver<Job>,
+    }
+
+    pub(crate) fn recorded(id: u64, first: &[u8], budget: usize, metrics: Arc<Metrics>) -> Recorded {
+        let sink = Arc::new(Recorder::default());
+        let (drain, jobs) = DrainHandle::detached();
+        let outbox =
+            Outbox::new(ConnectionId(id), sink.clone(), first.to_vec(), budget, drain, metrics).unwrap();
+        Recorded { outbox, sink, jobs }
+    }
+
+    fn outbox(budget: usize) -> Recorded {
+        recorded(1, b"HTTP/1.1 101\r\n\r\n", budget, Arc::new(Metrics::default()))
+    }
+
+    fn wire(frames: &[&Frame]) -> Vec<u8> {
+        frames.iter().flat_map(|frame| frame.as_bytes().to_vec()).collect()
     }
 
     #[test]
-    fn close_fits_even_when_full() {
-        let (outbox, receiver) = outbox(100);
-        assert_eq!(outbox.push(Frame::text("x".repeat(34))), Ok(()));
-        assert_eq!(outbox.push_close(Frame::close(None)), Ok(()));
-        assert_eq!(receiver.len(), 2);
+    fn the_101_goes_first_and_pushed_frames_wait_for_a_flush() {
+        let r = outbox(1 << 20);
+        let (a, b) = (Frame::text("a"), Frame::text("b"));
+        r.outbox.push(a.clone()).unwrap();
+        r.outbox.push(b.clone()).unwrap();
+        assert_eq!(r.sink.calls(), 0, "pushing does not send");
+        r.outbox.flush();
+        let mut expected = b"HTTP/1.1 101\r\n\r\n".to_vec();
+        expected.extend(wire(&[&a, &b]));
+        assert_eq!(r.sink.bytes(), expected);
+        assert_eq!(r.sink.calls(), 1, "the 101 and both frames in one send");
     }
 
     #[test]
-    fn writer_gone_is_closed() {
-        let (outbox, receiver) = outbox(1000);
-        drop(receiver);
-        assert_eq!(outbox.push(Frame::text("x")), Err(Refused::Closed));
+    fn a_backlog_goes_out_in_batches_of_64_frames() {
+        let r = outbox(1 << 20);
+        r.outbox.flush();
+        let frames: Vec<Frame> = (0..130).map(|i| Frame::text(i.to_string())).collect();
+        for frame in &frames {
+            r.outbox.push(frame.clone()).unwrap();
+        }
+        r.outbox.flush();
+        assert_eq!(r.sink.calls(), 1 + 3);
+        assert!(r.sink.bytes().ends_with(&wire(&frames.iter().collect::<Vec<_>>())));
+    }
+
+    #[test]
+    fn a_full_socket_is_handed_to_the_drain_once_and_resumed_in_order() {
+        let r = outbox(1 << 20);
+        r.outbox.flush();
+        let start = r.sink.bytes().len();
+        let frames: Vec<Frame> = (0..10).map(|i| Frame::text(format!("message {i}"))).collect();
+        r.sink.set_room(Some(15));
+        for frame in &frames[..5] {
+            r.outbox.send(frame.clone()).unwrap();
+        }
+        let handed: Vec<Job> = r.jobs.try_iter().collect();
+        assert!(matches!(handed.as_slice(), [Job::Finish(_)]), "{handed:?}");
+        let calls = r.sink.calls();
+        for frame in &frames[5..] {
+            r.outbox.send(frame.clone()).unwrap();
+        }
+        assert_eq!(r.sink.calls(), calls, "while stalled, only the drain thread sends");
+        r.sink.set_room(Some(30));
+        assert_eq!(r.outbox.resume(), Resumed::Waiting);
+        r.sink.set_room(None);
+        assert_eq!(r.outbox.resume(), Resumed::Done);
+        assert_eq!(&r.sink.bytes()[start..], wire(&frames.iter().collect::<Vec<_>>()));
+        assert_eq!(r.outbox.lock().queued, 0);
+        r.outbox.send(Frame::text("after")).unwrap();
+        assert!(r.sink.bytes().ends_with(Frame::text("after").as_bytes()), "sent directly again");
+    }
+
+    #[test]
+    fn over_budget_is_a_slow_consumer_whose_close_jumps_the_queue_but_not_a_started_frame() {
+        let metrics = Arc::new(Metrics::default());
+        let r = recorded(1, b"", 400, metrics.clone());
+        let big = Frame::binary(vec![7u8; 100]);
+        r.sink.set_room(Some(50));
+        r.outbox.send(big.clone()).unwrap();
+        r.outbox.push(big.clone()).unwrap();
+        assert_eq!(r.outbox.push(big.clone()), Err(Refused::Full));
+        assert_eq!(r.outbox.push(Frame::text("x")), Err(Refused::Closed), "nothing after a close");
+        r.sink.set_room(None);
+        assert_eq!(r.outbox.resume(), Resumed::Done);
+        let close = Frame::close(Some(CloseReason::SlowConsumer.frame()));
+        assert_eq!(r.sink.bytes(), wire(&[&big, &close]), "the started frame, then the close");
+        assert_eq!(r.sink.shutdowns(), [Shutdown::Write], "the FIN after the close");
+        assert_eq!(
+            r.outbox.closed_with().and_then(|close| close.close_frame()),
+            Some(CloseReason::SlowConsumer.frame())
+        );
+        let json = metrics.stats().to_json();
+        assert!(json.contains("\"slow_consumer_closes\": 1"), "{json}");
+    }
+
+    #[test]
+    fn a_close_after_queued_frames_keeps_them_and_ends_with_a_fin() {
+        let r = outbox(1 << 20);
+        r.outbox.push(Frame::text("pending")).unwrap();
+        let close = Frame::close(Some(CloseReason::Shutdown.frame()));
+        r.outbox.close(close.clone(), Closing::Last).unwrap();
+        assert!(r.sink.bytes().ends_with(&wire(&[&Frame::text("pending"), &close])));
+        assert_eq!(r.sink.shutdowns(), [Shutdown::Write]);
+        let timed: Vec<Job> = r.jobs.try_iter().collect();
+        assert!(matches!(timed.as_slice(), [Job::TimeClose(_)]), "{timed:?}");
+        assert_eq!(r.outbox.close(Frame::close(None), Closing::Now), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn the_readers_own_close_needs_no_timer() {
+        let r = outbox(1 << 20);
+        r.outbox.close(Frame::close(None), Closing::FromReader).unwrap();
+        assert_eq!(r.sink.shutdowns(), [Shutdown::Write]);
+        assert!(r.jobs.is_empty());
+    }
+
+    #[test]
+    fn a_failed_send_drops_the_queue_and_hangs_up() {
+        let r = outbox(1 << 20);
+        r.sink.fail();
+        r.outbox.send(Frame::text("lost")).unwrap();
+        assert_eq!(r.sink.shutdowns(), [Shutdown::Both]);
+        assert_eq!(r.outbox.push(Frame::text("more")), Err(Refused::Closed));
+        assert_eq!(r.outbox.lock().queued, 0);
+    }
+
+    #[test]
+    fn a_stalled_socket_that_takes_nothing_is_hung_up_after_the_write_timeout() {
+        let r = outbox(1 << 20);
+        r.sink.set_room(Some(0));
+        r.outbox.send(Frame::text("stuck")).unwrap();
+        let timeout = Duration::from_secs(60);
+        assert!(r.outbox.check_write_timeout(timeout).is_some());
+        assert_eq!(r.outbox.check_write_timeout(Duration::ZERO), None);
+        assert_eq!(r.sink.shutdowns(), [Shutdown::Both]);
+        assert_eq!(r.outbox.resume(), Resumed::Done);
+    }
+
+    #[test]
+    fn after_the_reader_is_done_nothing_more_is_queued_but_the_queue_still_goes() {
+        let r = outbox(1 << 20);
+        r.sink.set_room(Some(0));
+        r.outbox.send(Frame::text("last words")).unwrap();
+        r.outbox.finish();
+        assert_eq!(r.outbox.push(Frame::text("too late")), Err(Refused::Closed));
+        r.sink.set_room(None);
+        assert_eq!(r.outbox.resume(), Resumed::Done);
+        assert!(r.sink.bytes().ends_with(Frame::text("last words").as_bytes()));
+        r.outbox.close_timed_out();
+        assert!(r.sink.shutdowns().is_empty(), "no one to wake");
+    }
+
+    #[test]
+    #[should_panic(expected = "holding an outbox's lock")]
+    #[cfg(debug_assertions)]
+    fn holding_two_outbox_locks_is_a_bug() {
+        let (a, b) = (outbox(100), outbox(100));
+        let _first = a.outbox.lock();
+        let _second = b.outbox.lock();
     }
 }

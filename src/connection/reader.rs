@@ -1,31 +1,36 @@
-//! The reader: the loop that reads one client's frames and hands its messages to the handler.
+//! The reader: the loop in which a connection's thread reads its client's
+//! frames and hands its messages to the handler.
 //!
 //! tungstenite does the protocol work inside `read()`: unmasking, reassembling
 //! fragments, checking UTF-8 and sizes, tracking the close handshake. The
-//! answers it would write itself (pongs, close replies) are swallowed by
-//! [`ReadHalf`] and sent here through the outbox instead, so that the writer
-//! stays the only thread that writes.
+//! answers it would write itself (pongs, close replies) go nowhere
+//! ([`Incoming`] swallows them); the reader sends them through the outbox
+//! instead, under its lock and behind what is already queued, so that they
+//! count against the budget and never interleave with the hub's frames.
 
+use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::debug;
-use tungstenite::Message;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
+use tungstenite::{Error as WsError, Message};
 
-use super::outbox::Refused;
+use super::heartbeat::{Beat, Heartbeat};
+use super::outbox::{Closing, Outbox};
 use super::token_bucket::TokenBucket;
-use crate::close::CloseReason;
+use crate::close::{CloseReason, is_timeout};
 use crate::frame::Frame;
 use crate::handler::{Connection, Handler};
 use crate::metrics::Metrics;
-use crate::stream::ReadHalf;
+use crate::stream::Socket;
 
 /// How the reading side of a connection ended.
 #[derive(Debug)]
 pub(crate) enum ReadEnd {
     /// The client sent a close frame; `reply` is the frame queued in answer,
-    /// unless the writer had already ended.
+    /// unless a close was already queued.
     ClientClosed { close: Option<CloseFrame>, reply: Option<Frame> },
     /// The reader closed the connection with `close` because of `cause` (a
     /// limit, a protocol error, an idle timeout, a panicking handler).
@@ -43,18 +48,24 @@ pub(crate) struct Reader<'a, H: Handler> {
     pub(crate) metrics: &'a Metrics,
     /// The message rate limit, if there is one.
     pub(crate) bucket: Option<TokenBucket>,
+    pub(crate) heartbeat: Heartbeat,
 }
 
 impl<H: Handler> Reader<'_, H> {
     /// Reads `socket` until the connection ends; `rest` holds the bytes the
     /// client sent right after its request head.
     #[inline(never)]
-    pub(crate) fn run(mut self, socket: ReadHalf, rest: Vec<u8>) -> ReadEnd {
-        let mut client_close = None;
+    pub(crate) fn run(mut self, socket: &Socket, rest: Vec<u8>) -> ReadEnd {
+        if let Err(e) = socket.set_read_timeout(self.heartbeat.wait()) {
+            debug!("connection {}: cannot set its read timeout: {e}", self.connection.id);
+            return ReadEnd::Dropped;
+        }
+        let incoming = Incoming { socket, outbox: &self.connection.outbox, heard: false };
         // Built here rather than by the caller, so that only this frame
         // holds it: every page of stack a connection thread touches stays
         // resident while the connection lives.
-        let mut ws = WebSocket::from_partially_read(socket, rest, Role::Server, Some(self.websocket));
+        let mut ws = WebSocket::from_partially_read(incoming, rest, Role::Server, Some(self.websocket));
+        let mut client_close = None;
         loop {
             let error = match ws.read() {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
@@ -79,6 +90,13 @@ impl<H: Handler> Reader<'_, H> {
                     continue;
                 }
                 Ok(Message::Pong(_) | Message::Frame(_)) => continue,
+                Err(WsError::Io(e)) if is_timeout(&e) && client_close.is_none() => {
+                    let heard = std::mem::take(&mut ws.get_mut().heard);
+                    match self.quiet(socket, heard) {
+                        Ok(()) => continue,
+                        Err(end) => return end,
+                    }
+                }
                 Err(error) => error,
             };
             // After the client's close, tungstenite reports the end of the
@@ -106,9 +124,38 @@ impl<H: Handler> Reader<'_, H> {
         Err(self.close(CloseReason::RateLimited, "over its message rate limit".into()))
     }
 
+    /// The client has sent nothing for a read timeout: pings it, or closes it
+    /// as idle.
+    #[inline(never)]
+    fn quiet(&mut self, socket: &Socket, heard: bool) -> Result<(), ReadEnd> {
+        match self.heartbeat.timed_out(heard) {
+            Beat::Ping { rewait } => {
+                let _ = self.connection.outbox.send(Frame::ping());
+                if let Some(wait) = rewait {
+                    let _ = socket.set_read_timeout(wait);
+                }
+                Ok(())
+            }
+            Beat::Idle => Err(self.close(CloseReason::IdleTimeout, "idle".into())),
+        }
+    }
+
+    /// A pong counts against the budget, so a ping flood from a client that
+    /// does not read cannot grow memory: past it, the client is closed as a
+    /// slow consumer.
+    #[inline(never)]
+    fn pong(&self, payload: tungstenite::Bytes) {
+        let _ = self.connection.outbox.send(Frame::pong(payload));
+    }
+
     /// Hands a message to the handler. A panicking handler takes down its own
-    /// connection (1011), and nothing else: the hub entry, the writer and the
-    /// socket are still released in order.
+    /// connection (1011), and nothing else: the hub entry and the socket are
+    /// still released in order.
+    ///
+    /// Out of line, like every path off the read loop, so that the loop's
+    /// own frame stays small: its thread sits in it for the connection's
+    /// whole life, and every page of stack it has touched stays resident.
+    #[inline(never)]
     fn deliver(&mut self, message: Message) -> Result<(), ReadEnd> {
         self.metrics.message_in(message.len());
         let (handler, connection, state) = (self.handler, self.connection, &mut *self.state);
@@ -118,28 +165,53 @@ impl<H: Handler> Reader<'_, H> {
         handled.map_err(|_| self.close(CloseReason::Internal, "the handler panicked".into()))
     }
 
-    /// Pongs count against the outbox budget, so a ping flood cannot grow
-    /// memory; a client too slow to take its pongs is a slow consumer.
-    fn pong(&self, payload: tungstenite::Bytes) {
-        let outbox = &self.connection.outbox;
-        match outbox.push(Frame::pong(payload)) {
-            Err(Refused::Full) => self.connection.hub.evict(self.connection.id),
-            _ => outbox.ring(),
-        }
-    }
-
+    #[inline(never)]
     fn close(&self, reason: CloseReason, cause: String) -> ReadEnd {
         self.queue_close(Some(reason.frame()));
         ReadEnd::ServerClosed { close: reason.frame(), cause }
     }
 
     /// Queues a close frame behind what the outbox holds; returns it unless
-    /// the writer has already ended.
+    /// a close was already queued.
+    #[inline(never)]
     fn queue_close(&self, close: Option<CloseFrame>) -> Option<Frame> {
         let frame = Frame::close(close);
-        let outbox = &self.connection.outbox;
-        let queued = outbox.push_close(frame.clone()).ok().map(|()| frame);
-        outbox.ring();
-        queued
+        self.connection.outbox.close(frame.clone(), Closing::FromReader).ok().map(|()| frame)
+    }
+}
+
+/// The socket as tungstenite reads it on a connection's thread.
+///
+/// Reads note that the client spoke, for the heartbeat. Writes go nowhere:
+/// the reader sends through the outbox. Over TLS, a read can leave records
+/// in the session (a key update, an alert) that must go out even if nothing
+/// else is sent: they are flushed through the outbox, in order.
+struct Incoming<'a> {
+    socket: &'a Socket,
+    outbox: &'a Arc<Outbox>,
+    /// Bytes arrived since the heartbeat last looked.
+    heard: bool,
+}
+
+impl Read for Incoming<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.socket.receive(buf);
+        self.heard |= read.as_ref().is_ok_and(|n| *n > 0);
+        if let Socket::Tls(tls) = self.socket {
+            if tls.wants_write() {
+                self.outbox.flush();
+            }
+        }
+        read
+    }
+}
+
+impl Write for Incoming<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -65,20 +65,25 @@ impl Response {
     /// Writes the response; with `head_only` (a `HEAD` request) the headers
     /// are sent as for `GET`, without the body.
     pub(crate) fn write_to(&self, out: &mut impl Write, head_only: bool) -> io::Result<()> {
+        out.write_all(&self.to_bytes(head_only))?;
+        out.flush()
+    }
+
+    /// The response as it goes on the wire; see [`write_to`](Self::write_to).
+    pub(crate) fn to_bytes(&self, head_only: bool) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(256 + self.body.len());
-        write!(bytes, "HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status))?;
+        let _ = write!(bytes, "HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status));
         for (name, value) in &self.headers {
-            write!(bytes, "{name}: {value}\r\n")?;
+            let _ = write!(bytes, "{name}: {value}\r\n");
         }
         if self.status != 101 {
-            write!(bytes, "Content-Length: {}\r\nConnection: close\r\n", self.body.len())?;
+            let _ = write!(bytes, "Content-Length: {}\r\nConnection: close\r\n", self.body.len());
         }
         bytes.extend_from_slice(b"\r\n");
         if !head_only {
             bytes.extend_from_slice(&self.body);
         }
-        out.write_all(&bytes)?;
-        out.flush()
+        bytes
     }
 }
 

@@ -1,12 +1,15 @@
 //! The hub: the one thread that owns room membership and relays frames to outboxes.
 //!
 //! Like the operator at a telephone switchboard, the hub knows every line and
-//! which rooms it is plugged into; it never reads or writes a socket. Other
-//! threads talk to it only through [`HubHandle`], which sends it [`Command`]s
-//! over a bounded channel. It hands each frame to every recipient's bounded
-//! outbox without waiting on any of them: a recipient whose outbox is full is
-//! closed as a slow consumer, so one stalled client cannot delay the rest of
-//! its room.
+//! which rooms it is plugged into. Other threads talk to it only through
+//! [`HubHandle`], which sends it [`Command`]s over a bounded channel. It
+//! never reads a socket, and never waits on one: for each batch of commands
+//! it appends every frame (encoded once, shared by reference) to each
+//! recipient's outbox, then flushes each outbox it touched with one
+//! non-blocking vectored send. A socket with no room is finished by the drain
+//! thread; a recipient whose outbox is over its budget is closed as a slow
+//! consumer, so one stalled client cannot delay the rest of its room. No
+//! thread is woken on the way.
 //!
 //! With a backplane ([`Config::backplane`](crate::Config::backplane)), rooms
 //! span server nodes: every room message is also handed to the backplane's
@@ -28,10 +31,9 @@ use tungstenite::protocol::CloseFrame;
 use self::room::Room;
 use crate::backplane::Relay;
 use crate::close::CloseReason;
-use crate::connection::{Outbox, Refused, Signal};
+use crate::connection::{Closing, Outbox, Refused, assert_unlocked};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::metrics::Metrics;
 
 /// A connection's number, unique for the life of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,7 +51,7 @@ pub(crate) enum Command {
     /// A connection has opened, with its outbox.
     Register {
         id: ConnectionId,
-        outbox: Outbox,
+        outbox: Arc<Outbox>,
     },
     /// A connection has ended.
     Unregister {
@@ -90,10 +92,6 @@ pub(crate) enum Command {
         id: ConnectionId,
         frame: Frame,
     },
-    /// Close one connection as a slow consumer: its outbox is full.
-    Evict {
-        id: ConnectionId,
-    },
     /// Answer how many connections are in a room.
     RoomSize {
         room: Arc<str>,
@@ -120,6 +118,8 @@ pub struct HubHandle {
 
 impl HubHandle {
     fn send(&self, command: Command) -> Result<()> {
+        // The hub takes outbox locks, and this may wait for it.
+        assert_unlocked();
         self.commands.send(command).map_err(|_| Error::HubStopped)
     }
 
@@ -213,17 +213,13 @@ impl HubHandle {
         self.send(Command::Deliver { room, frame })
     }
 
-    pub(crate) fn register(&self, id: ConnectionId, outbox: Outbox) -> Result<()> {
+    pub(crate) fn register(&self, id: ConnectionId, outbox: Arc<Outbox>) -> Result<()> {
         self.send(Command::Register { id, outbox })
     }
 
     pub(crate) fn unregister(&self, id: ConnectionId) {
         // After a shutdown the hub may be gone, and then so is the entry.
         let _ = self.send(Command::Unregister { id });
-    }
-
-    pub(crate) fn evict(&self, id: ConnectionId) {
-        let _ = self.send(Command::Evict { id });
     }
 
     pub(crate) fn shutdown(&self) -> Result<()> {
@@ -238,7 +234,7 @@ impl HubHandle {
 /// One open connection, as the hub knows it.
 #[derive(Debug)]
 struct Member {
-    outbox: Outbox,
+    outbox: Arc<Outbox>,
     rooms: Vec<Arc<str>>,
 }
 
@@ -248,37 +244,35 @@ pub(crate) struct Hub {
     commands: Receiver<Command>,
     members: HashMap<ConnectionId, Member>,
     rooms: HashMap<Arc<str>, Room>,
-    metrics: Arc<Metrics>,
     /// The 1001 frame, once a shutdown has begun.
     closing: Option<Frame>,
     /// Scratch list of members found with a full outbox.
     full: Vec<ConnectionId>,
-    /// Rooms and members given frames since the writers were last woken.
+    /// Rooms and members given frames since their outboxes were last flushed.
     dirty_rooms: Vec<Arc<str>>,
     dirty_members: Vec<ConnectionId>,
-    ring_everyone: bool,
+    flush_everyone: bool,
     /// The way to the other nodes, when there is a backplane.
     relay: Option<Relay>,
 }
 
-/// The most commands applied before the writers they concern are woken: a
-/// bound on the delay batching can add.
+/// The most commands applied before the outboxes they concern are flushed:
+/// a bound on the delay batching can add.
 const BATCH: usize = 256;
 
 impl Hub {
     /// A hub whose inbox holds up to `capacity` commands, and its handle.
-    pub(crate) fn new(capacity: usize, metrics: Arc<Metrics>) -> (Hub, HubHandle) {
+    pub(crate) fn new(capacity: usize) -> (Hub, HubHandle) {
         let (commands_tx, commands) = bounded(capacity);
         let hub = Hub {
             commands,
             members: HashMap::new(),
             rooms: HashMap::new(),
-            metrics,
             closing: None,
             full: Vec::new(),
             dirty_rooms: Vec::new(),
             dirty_members: Vec::new(),
-            ring_everyone: false,
+            flush_everyone: false,
             relay: None,
         };
         (hub, HubHandle { commands: commands_tx })
@@ -294,8 +288,8 @@ impl Hub {
     pub(crate) fn run(mut self) {
         'commands: while let Ok(first) = self.commands.recv() {
             // Apply what else is already waiting, up to a batch, before
-            // waking any writer: a writer woken once for a busy room writes
-            // the batch's frames with one system call.
+            // flushing any outbox: a busy room's members are each sent the
+            // batch's frames with one system call.
             let mut next = Some(first);
             let mut applied = 0;
             while let Some(command) = next.take() {
@@ -308,29 +302,29 @@ impl Hub {
                     next = self.commands.try_recv().ok();
                 }
             }
-            self.ring();
+            self.flush();
         }
         debug!("hub stopped with {} connections registered", self.members.len());
     }
 
-    /// Wakes the writers that frames were queued for since the last time,
-    /// and lets the backplane catch up on rooms it could not be told about.
-    fn ring(&mut self) {
+    /// Sends what the batch queued, one system call per outbox, and lets the
+    /// backplane catch up on rooms it could not be told about.
+    fn flush(&mut self) {
         if let Some(relay) = &mut self.relay {
             relay.catch_up(|| self.rooms.keys().cloned().collect());
         }
         for name in self.dirty_rooms.drain(..) {
             if let Some(room) = self.rooms.get_mut(&name) {
-                room.ring();
+                room.flush();
             }
         }
         for id in self.dirty_members.drain(..) {
             if let Some(member) = self.members.get(&id) {
-                member.outbox.ring();
+                member.outbox.flush();
             }
         }
-        if std::mem::take(&mut self.ring_everyone) {
-            self.members.values().for_each(|member| member.outbox.ring());
+        if std::mem::take(&mut self.flush_everyone) {
+            self.members.values().for_each(|member| member.outbox.flush());
         }
     }
 
@@ -338,8 +332,7 @@ impl Hub {
         match command {
             Command::Register { id, outbox } => {
                 if let Some(closing) = &self.closing {
-                    let _ = outbox.push_close(closing.clone());
-                    outbox.ring();
+                    let _ = outbox.close(closing.clone(), Closing::Last);
                 }
                 self.members.insert(id, Member { outbox, rooms: Vec::new() });
             }
@@ -364,7 +357,7 @@ impl Hub {
                         _ => self.dirty_members.push(id),
                     }
                 }
-                self.evict_full();
+                self.forget_full();
             }
             Command::Broadcast { frame } => {
                 for (id, member) in &self.members {
@@ -372,18 +365,14 @@ impl Hub {
                         self.full.push(*id);
                     }
                 }
-                self.ring_everyone = true;
-                self.evict_full();
+                self.flush_everyone = true;
+                self.forget_full();
             }
             Command::Close { id, frame } => {
                 if let Some(member) = self.members.remove(&id) {
                     self.leave_all(id, &member.rooms);
-                    member.outbox.signal(Signal::Close(frame));
+                    let _ = member.outbox.close(frame, Closing::Now);
                 }
-            }
-            Command::Evict { id } => {
-                self.full.push(id);
-                self.evict_full();
             }
             Command::RoomSize { room, reply } => {
                 let _ = reply.send(self.rooms.get(&room).map_or(0, Room::len));
@@ -400,7 +389,7 @@ impl Hub {
                 self.dirty_rooms.push(name);
             }
         }
-        self.evict_full();
+        self.forget_full();
     }
 
     fn join(&mut self, id: ConnectionId, room: Arc<str>) {
@@ -421,8 +410,8 @@ impl Hub {
     fn leave(&mut self, id: ConnectionId, room: &str) {
         if let Some(member) = self.members.get_mut(&id) {
             member.rooms.retain(|r| &**r != room);
-            // The room's ring at the end of the batch will not reach it now,
-            // and this batch may have queued a frame for it there.
+            // The room's flush at the end of the batch will not reach it
+            // now, and this batch may have queued a frame for it there.
             self.dirty_members.push(id);
         }
         self.leave_all(id, &[room.into()]);
@@ -443,18 +432,13 @@ impl Hub {
         }
     }
 
-    /// Closes every member found with a full outbox with 1008. The close
-    /// frame goes on the writer's signal line, because the outbox has no room.
-    fn evict_full(&mut self) {
+    /// Forgets every member found with a full outbox: each has closed
+    /// itself as a slow consumer (1008), so nothing more is sent to it.
+    fn forget_full(&mut self) {
         while let Some(id) = self.full.pop() {
-            let Some(member) = self.members.remove(&id) else {
-                continue;
-            };
-            self.leave_all(id, &member.rooms);
-            self.metrics.slow_consumer();
-            info!("connection {id}: outbox full, closing as a slow consumer");
-            let close = Frame::close(Some(CloseReason::SlowConsumer.frame()));
-            member.outbox.signal(Signal::Close(close));
+            if let Some(member) = self.members.remove(&id) {
+                self.leave_all(id, &member.rooms);
+            }
         }
     }
 
@@ -463,8 +447,7 @@ impl Hub {
     fn shutdown(&mut self) {
         let close = Frame::close(Some(CloseReason::Shutdown.frame()));
         for member in self.members.values() {
-            let _ = member.outbox.push_close(close.clone());
-            member.outbox.ring();
+            let _ = member.outbox.close(close.clone(), Closing::Last);
         }
         info!("shutdown: 1001 queued for {} connections", self.members.len());
         self.closing = Some(close);
@@ -475,30 +458,31 @@ impl Hub {
 mod tests {
     use super::*;
 
-    use crate::connection::{OutboxReceiver, outbox};
+    use crate::connection::{Job, Recorded, recorded};
+    use crate::metrics::Metrics;
 
-    /// A fake connection: the receiving end the writer thread would own.
-    struct Line {
-        outbox: OutboxReceiver,
+    /// Registers a connection whose outbox holds `budget` bytes and records
+    /// what it is sent.
+    fn register(hub: &mut Hub, id: u64, budget: usize) -> Recorded {
+        let line = recorded(id, b"", budget, Arc::new(Metrics::default()));
+        hub.apply(Command::Register { id: ConnectionId(id), outbox: line.outbox.clone() });
+        line
     }
 
-    /// Registers a connection whose outbox holds `budget` bytes.
-    fn register(hub: &mut Hub, id: u64, budget: usize) -> Line {
-        let (outbox, outbox_rx) = outbox(budget);
-        hub.apply(Command::Register { id: ConnectionId(id), outbox });
-        Line { outbox: outbox_rx }
+    fn wire(frames: &[Frame]) -> Vec<u8> {
+        frames.iter().flat_map(|frame| frame.as_bytes().to_vec()).collect()
     }
 
-    fn texts(line: &Line) -> Vec<String> {
-        line.outbox.frames.try_iter().map(|f| String::from_utf8(f.payload().to_vec()).unwrap()).collect()
+    fn texts(items: &[&str]) -> Vec<u8> {
+        wire(&items.iter().map(|text| Frame::text(*text)).collect::<Vec<_>>())
     }
 
     fn hub() -> Hub {
-        Hub::new(16, Arc::new(Metrics::default())).0
+        Hub::new(16).0
     }
 
     #[test]
-    fn publish_reaches_only_the_room() {
+    fn publish_reaches_only_the_room_once_flushed() {
         let mut hub = hub();
         let a = register(&mut hub, 1, 1000);
         let b = register(&mut hub, 2, 1000);
@@ -507,9 +491,13 @@ mod tests {
         hub.apply(Command::Join { id: ConnectionId(2), room: "x".into() });
         hub.apply(Command::Join { id: ConnectionId(3), room: "y".into() });
         hub.apply(Command::Publish { room: "x".into(), frame: Frame::text("hi"), except: None });
-        assert_eq!(texts(&a), ["hi"]);
-        assert_eq!(texts(&b), ["hi"]);
-        assert!(texts(&c).is_empty());
+        hub.apply(Command::Publish { room: "x".into(), frame: Frame::text("there"), except: None });
+        assert!(a.sink.bytes().is_empty(), "nothing is sent before the batch ends");
+        hub.flush();
+        assert_eq!(a.sink.bytes(), texts(&["hi", "there"]));
+        assert_eq!(a.sink.calls(), 1, "the batch in one send");
+        assert_eq!(b.sink.bytes(), texts(&["hi", "there"]));
+        assert!(c.sink.bytes().is_empty());
     }
 
     #[test]
@@ -517,44 +505,51 @@ mod tests {
         let mut hub = hub();
         let a = register(&mut hub, 1, 1000);
         let b = register(&mut hub, 2, 1000);
+        a.sink.set_room(Some(0));
+        b.sink.set_room(Some(0));
         hub.apply(Command::Broadcast { frame: Frame::text("all") });
-        let (fa, fb) = (a.outbox.frames.try_recv().unwrap(), b.outbox.frames.try_recv().unwrap());
-        assert!(fa.same_as(&fb));
+        hub.flush();
+        let queued = |line: &Recorded| match line.jobs.try_recv() {
+            Ok(Job::Finish(outbox)) => outbox.queued_front(),
+            other => panic!("expected a stalled outbox, got {other:?}"),
+        };
+        assert!(queued(&a).unwrap().same_as(&queued(&b).unwrap()));
     }
 
     #[test]
     fn full_outbox_is_closed_with_1008_and_others_still_served() {
         let mut hub = hub();
-        let slow = register(&mut hub, 1, 100);
+        let metrics = Arc::new(Metrics::default());
+        let slow = recorded(1, b"", 100, metrics.clone());
+        hub.apply(Command::Register { id: ConnectionId(1), outbox: slow.outbox.clone() });
         let fast = register(&mut hub, 2, 1000);
+        slow.sink.set_room(Some(0));
         for id in [1, 2] {
             hub.apply(Command::Join { id: ConnectionId(id), room: "r".into() });
         }
         for text in ["1", "2", "3"] {
             hub.apply(Command::Publish { room: "r".into(), frame: Frame::text(text), except: None });
         }
-        assert_eq!(texts(&fast), ["1", "2", "3"]);
-        assert_eq!(texts(&slow), ["1"]);
-        match slow.outbox.signals.try_recv() {
-            Ok(Signal::Close(frame)) => {
-                assert_eq!(u16::from(frame.close_frame().unwrap().code), 1008)
-            }
-            other => panic!("expected a close signal, got {other:?}"),
-        }
+        hub.flush();
+        assert_eq!(fast.sink.bytes(), texts(&["1", "2", "3"]));
+        slow.sink.set_room(None);
+        slow.outbox.resume();
+        let close = Frame::close(Some(CloseReason::SlowConsumer.frame()));
+        assert_eq!(slow.sink.bytes(), wire(&[close]), "the close went ahead of the frames queued");
         assert!(!hub.members.contains_key(&ConnectionId(1)));
-        assert!(hub.metrics.stats().to_json().contains("\"slow_consumer_closes\": 1"));
+        assert!(hub.rooms["r"].len() == 1);
+        assert!(metrics.stats().to_json().contains("\"slow_consumer_closes\": 1"));
     }
 
     #[test]
-    fn a_member_that_leaves_after_a_message_in_the_same_batch_is_still_woken() {
+    fn a_member_that_leaves_after_a_message_in_the_same_batch_is_still_flushed() {
         let mut hub = hub();
         let a = register(&mut hub, 1, 1000);
         hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
         hub.apply(Command::Publish { room: "r".into(), frame: Frame::text("hi"), except: None });
         hub.apply(Command::Leave { id: ConnectionId(1), room: "r".into() });
-        hub.ring();
-        assert!(matches!(a.outbox.signals.try_recv(), Ok(Signal::Wake)));
-        assert_eq!(texts(&a), ["hi"]);
+        hub.flush();
+        assert_eq!(a.sink.bytes(), texts(&["hi"]));
     }
 
     #[test]
@@ -575,35 +570,52 @@ mod tests {
         hub.apply(Command::SendTo { id: ConnectionId(1), frame: Frame::text("pending") });
         hub.apply(Command::Shutdown);
         let late = register(&mut hub, 2, 1000);
-        let frames: Vec<Frame> = a.outbox.frames.try_iter().collect();
-        assert_eq!(frames.len(), 2);
-        assert!(frames[0].is_message());
-        assert_eq!(u16::from(frames[1].close_frame().unwrap().code), 1001);
-        assert!(late.outbox.frames.try_recv().unwrap().is_close());
+        let close = Frame::close(Some(CloseReason::Shutdown.frame()));
+        assert_eq!(a.sink.bytes(), wire(&[Frame::text("pending"), close.clone()]));
+        assert_eq!(late.sink.bytes(), wire(&[close]));
+    }
+
+    #[test]
+    fn an_application_close_jumps_the_queue() {
+        let mut hub = hub();
+        let a = register(&mut hub, 1, 1000);
+        a.sink.set_room(Some(0));
+        hub.apply(Command::SendTo { id: ConnectionId(1), frame: Frame::text("never sent") });
+        hub.flush();
+        let close = CloseFrame {
+            code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "bye".into(),
+        };
+        hub.apply(Command::Close { id: ConnectionId(1), frame: Frame::close(Some(close.clone())) });
+        a.sink.set_room(None);
+        a.outbox.resume();
+        assert_eq!(a.sink.bytes(), wire(&[Frame::close(Some(close))]));
+        assert!(hub.members.is_empty());
     }
 
     mod backplane {
         use super::*;
         use crate::backplane::{Interest, Outgoing};
 
-        fn hub_with_relay(queue: usize) -> (Hub, Receiver<Outgoing>, Receiver<Interest>) {
+        fn hub_with_relay(queue: usize) -> (Hub, Receiver<Outgoing>, Receiver<Interest>, Arc<Metrics>) {
             let metrics = Arc::new(Metrics::with_backplane("test"));
             let (relay, published, told) = Relay::detached(queue, metrics.clone());
-            let mut hub = Hub::new(16, metrics).0;
+            let mut hub = Hub::new(16).0;
             hub.relay_to(relay);
-            (hub, published, told)
+            (hub, published, told, metrics)
         }
 
         #[test]
         fn room_messages_are_delivered_here_and_relayed_once() {
-            let (mut hub, published, _told) = hub_with_relay(16);
+            let (mut hub, published, _told, _) = hub_with_relay(16);
             let a = register(&mut hub, 1, 1000);
             hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
             let frame = Frame::text("hi");
             hub.apply(Command::Publish { room: "r".into(), frame: frame.clone(), except: None });
             // A room with no one here is still relayed: others may have members.
             hub.apply(Command::Publish { room: "empty".into(), frame: Frame::text("x"), except: None });
-            assert_eq!(texts(&a), ["hi"]);
+            hub.flush();
+            assert_eq!(a.sink.bytes(), texts(&["hi"]));
             let relayed: Vec<Outgoing> = published.try_iter().collect();
             assert_eq!(relayed.len(), 2);
             assert_eq!((&*relayed[0].room, &*relayed[1].room), ("r", "empty"));
@@ -612,32 +624,34 @@ mod tests {
 
         #[test]
         fn deliveries_from_other_nodes_reach_members_here_and_are_not_relayed() {
-            let (mut hub, published, _told) = hub_with_relay(16);
+            let (mut hub, published, _told, _) = hub_with_relay(16);
             let a = register(&mut hub, 1, 1000);
             let b = register(&mut hub, 2, 1000);
             hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
             hub.apply(Command::Deliver { room: "r".into(), frame: Frame::text("from afar") });
-            assert_eq!(texts(&a), ["from afar"]);
-            assert!(texts(&b).is_empty());
+            hub.flush();
+            assert_eq!(a.sink.bytes(), texts(&["from afar"]));
+            assert!(b.sink.bytes().is_empty());
             assert!(published.is_empty());
         }
 
         #[test]
         fn a_full_publish_queue_is_counted_not_waited_on() {
-            let (mut hub, published, _told) = hub_with_relay(1);
+            let (mut hub, published, _told, metrics) = hub_with_relay(1);
             let a = register(&mut hub, 1, 1000);
             hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
             for text in ["1", "2", "3"] {
                 hub.apply(Command::Publish { room: "r".into(), frame: Frame::text(text), except: None });
             }
-            assert_eq!(texts(&a), ["1", "2", "3"]);
+            hub.flush();
+            assert_eq!(a.sink.bytes(), texts(&["1", "2", "3"]));
             assert_eq!(published.len(), 1);
-            assert!(hub.metrics.stats().to_json().contains("\"not_relayed\": 2"));
+            assert!(metrics.stats().to_json().contains("\"not_relayed\": 2"));
         }
 
         #[test]
         fn the_backplane_hears_of_first_and_last_members_only() {
-            let (mut hub, _published, told) = hub_with_relay(16);
+            let (mut hub, _published, told, _) = hub_with_relay(16);
             let _a = register(&mut hub, 1, 1000);
             let _b = register(&mut hub, 2, 1000);
             hub.apply(Command::Join { id: ConnectionId(1), room: "r".into() });
@@ -659,7 +673,19 @@ mod tests {
         }
         let frame = Frame::text("from a");
         hub.apply(Command::Publish { room: "r".into(), frame, except: Some(ConnectionId(1)) });
-        assert!(texts(&a).is_empty());
-        assert_eq!(texts(&b), ["from a"]);
+        hub.flush();
+        assert!(a.sink.bytes().is_empty());
+        assert_eq!(b.sink.bytes(), texts(&["from a"]));
+    }
+
+    #[test]
+    #[should_panic(expected = "holding an outbox's lock")]
+    #[cfg(debug_assertions)]
+    fn calling_the_hub_while_holding_an_outbox_lock_is_a_bug() {
+        let (_hub, handle) = Hub::new(16);
+        let line = recorded(1, b"", 1000, Arc::new(Metrics::default()));
+        line.outbox.while_locked(|| {
+            let _ = handle.broadcast("deadlock?");
+        });
     }
 }

@@ -1,6 +1,7 @@
 //! One room's membership: who is in it, and their outboxes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::ConnectionId;
 use crate::connection::{Outbox, Refused};
@@ -11,15 +12,15 @@ use crate::frame::Frame;
 /// cost O(1) even in a room of ten thousand.
 #[derive(Debug, Default)]
 pub(crate) struct Room {
-    members: Vec<(ConnectionId, Outbox)>,
+    members: Vec<(ConnectionId, Arc<Outbox>)>,
     index: HashMap<ConnectionId, usize>,
-    /// Frames were queued that the members' writers have not been woken for.
+    /// Frames were queued that the members' outboxes have not sent yet.
     dirty: bool,
 }
 
 impl Room {
     /// Adds a member; returns false if it was already in.
-    pub(crate) fn insert(&mut self, id: ConnectionId, outbox: Outbox) -> bool {
+    pub(crate) fn insert(&mut self, id: ConnectionId, outbox: Arc<Outbox>) -> bool {
         if self.index.contains_key(&id) {
             return false;
         }
@@ -48,10 +49,11 @@ impl Room {
         self.members.len()
     }
 
-    /// Hands `frame` to every member without waiting on any of them, and
-    /// lists in `full` the members whose outbox had no room. The writers are
-    /// not woken: [`ring`](Room::ring) does that. Returns true if and only
-    /// if the room was clean before, so that the caller notes it once.
+    /// Appends `frame` to every member's outbox without sending it, and
+    /// lists in `full` the members whose outbox had no room (each has closed
+    /// itself as a slow consumer). [`flush`](Room::flush) sends. Returns true
+    /// if and only if the room was clean before, so that the caller notes it
+    /// once.
     pub(crate) fn deliver(
         &mut self,
         frame: &Frame,
@@ -63,18 +65,18 @@ impl Room {
             match outbox.push(frame.clone()) {
                 Ok(()) => {}
                 Err(Refused::Full) => full.push(*id),
-                // The writer has ended; the reader is about to unregister.
+                // The connection is closing; it unregisters when it ends.
                 Err(Refused::Closed) => {}
             }
         }
         was_clean
     }
 
-    /// Wakes every member's writer for the frames delivered since the last
-    /// time.
-    pub(crate) fn ring(&mut self) {
+    /// Sends every member the frames delivered since the last time, one
+    /// system call each.
+    pub(crate) fn flush(&mut self) {
         if std::mem::take(&mut self.dirty) {
-            self.members.iter().for_each(|(_, outbox)| outbox.ring());
+            self.members.iter().for_each(|(_, outbox)| outbox.flush());
         }
     }
 }
@@ -82,24 +84,27 @@ impl Room {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::outbox;
+    use crate::connection::recorded;
+    use crate::metrics::Metrics;
 
     #[test]
     fn leave_keeps_the_index_consistent() {
         let mut room = Room::default();
-        let outboxes: Vec<_> = (0..4).map(|_| outbox(1000)).collect();
-        for (i, (tx, _)) in outboxes.iter().enumerate() {
-            assert!(room.insert(ConnectionId(i as u64), tx.clone()));
+        let metrics = Arc::new(Metrics::default());
+        let lines: Vec<_> = (0..4).map(|i| recorded(i, b"", 1000, metrics.clone())).collect();
+        for (i, line) in lines.iter().enumerate() {
+            assert!(room.insert(ConnectionId(i as u64), line.outbox.clone()));
         }
-        assert!(!room.insert(ConnectionId(0), outboxes[0].0.clone()));
+        assert!(!room.insert(ConnectionId(0), lines[0].outbox.clone()));
         assert!(room.remove(ConnectionId(0)));
         assert!(!room.remove(ConnectionId(0)));
         let mut full = Vec::new();
         room.deliver(&Frame::text("x"), None, &mut full);
+        room.flush();
         assert!(full.is_empty());
-        assert_eq!(outboxes[0].1.len(), 0);
-        for (_, rx) in &outboxes[1..] {
-            assert_eq!(rx.len(), 1);
+        assert!(lines[0].sink.bytes().is_empty());
+        for line in &lines[1..] {
+            assert_eq!(line.sink.bytes(), Frame::text("x").as_bytes());
         }
         for i in 1..4 {
             assert!(room.remove(ConnectionId(i)));
@@ -110,14 +115,16 @@ mod tests {
     #[test]
     fn full_outboxes_are_reported_not_waited_on() {
         let mut room = Room::default();
-        let (slow, _keep) = outbox(100);
-        let (fast, fast_rx) = outbox(1000);
-        room.insert(ConnectionId(1), slow);
-        room.insert(ConnectionId(2), fast);
+        let metrics = Arc::new(Metrics::default());
+        let slow = recorded(1, b"", 100, metrics.clone());
+        let fast = recorded(2, b"", 1000, metrics);
+        room.insert(ConnectionId(1), slow.outbox.clone());
+        room.insert(ConnectionId(2), fast.outbox.clone());
         let mut full = Vec::new();
         room.deliver(&Frame::text("a"), None, &mut full);
         room.deliver(&Frame::text("b"), None, &mut full);
         assert_eq!(full, vec![ConnectionId(1)]);
-        assert_eq!(fast_rx.len(), 2);
+        room.flush();
+        assert_eq!(fast.sink.calls(), 1);
     }
 }

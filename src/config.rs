@@ -64,10 +64,10 @@ pub struct Config {
     /// Share rooms with other server nodes through Redis pub/sub. Default
     /// `None`: one node keeps everything in process and needs no service.
     pub backplane: Option<BackplaneConfig>,
-    /// Stack size in bytes of every connection thread (reader and writer).
-    /// Default 128 KiB. Only the pages a thread touches count towards memory;
-    /// a small size keeps address space low with thousands of threads, and
-    /// still leaves a handler ample room.
+    /// Stack size in bytes of every connection thread. Default 128 KiB. Only
+    /// the pages a thread touches count towards memory (an idle connection's
+    /// thread has touched two); a small size keeps address space low with
+    /// thousands of threads, and still leaves a handler ample room.
     pub thread_stack_size: usize,
 }
 
@@ -103,11 +103,14 @@ pub struct Timeouts {
     /// A WebSocket peer that sends nothing at all (pongs included) for this
     /// long is closed with 1001. Default 60 s.
     pub idle: Duration,
-    /// The server pings every client this often, so a live client always has
-    /// something to answer. Default 20 s; must be less than `idle`.
+    /// A client that has sent nothing for this long is pinged, so that a live
+    /// client that only listens has something to answer before `idle` runs
+    /// out. A client that talks is never pinged. Default 20 s; must be less
+    /// than `idle`.
     pub ping_interval: Duration,
-    /// A single write to a client may block this long before the client is
-    /// dropped (its receive window stayed closed). Default 10 s.
+    /// A client whose socket takes no bytes for this long, while bytes are
+    /// waiting for it, is dropped: its receive window stayed closed. The
+    /// drain thread keeps this time. Default 10 s.
     pub write: Duration,
     /// After the server sends a close frame, how long it waits for the peer's
     /// reply before dropping the TCP connection. Default 1 s.
@@ -143,8 +146,8 @@ pub struct Limits {
     /// bytes of bookkeeping. A client whose outbox is full is not keeping up:
     /// it is closed with 1008 rather than allowed to grow memory or slow down
     /// the others. Default 4 MiB: four of the largest messages, or some 25,000
-    /// chat lines, enough to ride out a writer thread that was not scheduled
-    /// for a while. An empty outbox costs almost nothing, and frames sent to a
+    /// chat lines, enough to ride out a burst while the client's socket
+    /// buffer is full. An empty outbox costs almost nothing, and frames sent to a
     /// room are shared by all its members' outboxes. Must hold the largest
     /// message.
     pub outbox_bytes: usize,
@@ -154,8 +157,10 @@ pub struct Limits {
     pub hub_capacity: usize,
     /// Connections open at once, all clients together, plain HTTP included.
     /// Over it the accept loop answers 503 with `Retry-After` before any
-    /// thread is spent. Default 10,000: with two threads per WebSocket
-    /// connection, that fits a machine allowing ~32,000 threads.
+    /// thread is spent. Default 10,000: one thread each, that fits Linux's
+    /// default limits on threads (`kernel.pid_max` 32,768) and memory maps
+    /// (`vm.max_map_count` 65,530, four per connection). The server lowers
+    /// it at start to what the machine's limits allow.
     pub max_connections: usize,
     /// Connections open at once from one client address (an IPv6 client
     /// counts as its /64); over it, 429. 0 turns the limit off. Default 256,

@@ -9,16 +9,20 @@
 //!    │                   admission: connection limits (over: 503 or 429, close)
 //!    ▼
 //! connection thread      read the HTTP request head (deadline, size cap), parse with httparse
-//!    │   plain HTTP ───► /healthz, /metrics, /stats, or the handler; respond; close
-//!    │   Upgrade   ───► RFC 6455, Origin and credential checks; Handler::on_upgrade
-//!    │                   decides; register with the hub and join rooms; answer 101
-//!    │                   ourselves; WebSocket::from_partially_read; Handler::on_open
-//!    ├──► writer thread  owns the socket's writing side: drains the outbox,
-//!    │                   one vectored write per batch; pings on a ticker
-//!    └──  reader loop    ws.read(): messages to Handler::on_message; pongs and
-//!                        close replies to the outbox, never to the socket
-//! hub thread             owns the rooms; hands each frame, encoded once, to
-//!                        every member's bounded outbox without waiting
+//!   (one per client)     plain HTTP ───► /healthz, /metrics, /stats, or the handler; respond; close
+//!                        Upgrade   ───► RFC 6455, Origin and credential checks;
+//!                                       Handler::on_upgrade decides; an outbox with the
+//!                                       101 at its front; register with the hub and join
+//!                                       rooms; send the 101; WebSocket::from_partially_read
+//!                        then loop { ws.read() }: messages to Handler::on_message; its
+//!                        echoes, pongs, pings and close frames go out through the
+//!                        connection's outbox, under its lock
+//! hub thread             owns the rooms; per batch, appends each frame (encoded once) to
+//!                        every member's outbox and flushes each with one non-blocking
+//!                        vectored send
+//! drain thread           one per server: outboxes whose socket was full wait here (epoll,
+//!                        writable) and are finished under their lock; keeps the write
+//!                        timeout and the close timeout
 //! ```
 //!
 //! The programs in `examples/` take these pieces one at a time: `echo` (the
@@ -85,21 +89,33 @@
 //!   against the connection limits, and starts a named thread for it. It
 //!   reads nothing: a socket over a limit gets its 503 or 429 from the loop
 //!   itself, before any thread is spent on it.
-//! * The **connection thread** reads and answers the request head. After an
-//!   upgrade it becomes the connection's **reader**: it owns tungstenite's
-//!   `WebSocket` and the handler's per-connection [`Handler::State`], and
-//!   every [`Handler`] method for that connection runs on it. So the state
-//!   needs no lock, and a slow handler holds up only its own client.
-//! * The **writer thread** is the only thread that writes to the socket. The
-//!   reader never does, not even the pongs and close replies that tungstenite
-//!   produces inside `read()`: those go through the writer's outbox like every
-//!   other frame, so frames from two threads can never interleave.
+//! * The **connection thread**, one per client, reads and answers the
+//!   request head. After an upgrade it becomes the connection's **reader**:
+//!   it owns tungstenite's `WebSocket` and the handler's per-connection
+//!   [`Handler::State`], and every [`Handler`] method for that connection
+//!   runs on it. So the state needs no lock, and a slow handler holds up
+//!   only its own client. It also pings its client when it has been quiet,
+//!   and closes it when it has been quiet too long.
+//! * Each connection's **outbox** is the one way to its socket. Every byte
+//!   the client receives, pongs and close replies included, is appended
+//!   under the outbox's lock and leaves from the front, in order, so frames
+//!   from two threads never interleave. Whoever holds the lock sends, and no
+//!   send waits: it takes what the kernel's buffer has room for now
+//!   (`MSG_DONTWAIT`), so the connection thread stays blocked reading the
+//!   same socket and no thread ever waits on a client while holding a lock.
 //! * The **hub thread** owns room membership. Other threads reach it with a
 //!   [`HubHandle`] (send to one connection, a room, or everyone), which a
 //!   handler gets from [`Connection::hub`] and any other code from
 //!   [`Server::hub`]. The sender's thread encodes the message into a
-//!   [`Frame`] once; the hub waits on nobody: it hands that same frame to
-//!   every recipient's outbox without blocking.
+//!   [`Frame`] once; the hub appends that same frame to every recipient's
+//!   outbox and sends each a batch with one system call. No thread is woken
+//!   on the way.
+//! * The **drain thread** finishes what the kernel had no room for: an
+//!   outbox whose socket is full waits there until the socket has room
+//!   (epoll), and is written under its lock. It serves no client itself.
+//!   It also hangs up on a socket that takes no bytes for
+//!   [`Timeouts::write`], and on a client that does not answer a close
+//!   within [`Timeouts::close`].
 //!
 //! * With a backplane ([`Config::backplane`], `--redis`), two more threads
 //!   share the rooms with other nodes through Redis pub/sub: a
@@ -109,10 +125,11 @@
 //!   never waits on Redis: if it is slow or down, room messages are still
 //!   delivered on their own node, and counted as not relayed.
 //!
-//! No thread shares mutable state with another except through a channel or
-//! an atomic counter. The handler itself is shared by every connection (it
-//! is `Sync`): keep what all connections share in it behind atomics or
-//! channels, or in the hub.
+//! Threads share mutable state only through channels, atomic counters, and
+//! each connection's outbox, behind its own lock. No thread holds two
+//! outboxes' locks at once, or calls the hub while holding one. The handler
+//! itself is shared by every connection (it is `Sync`): keep what all
+//! connections share in it behind atomics or channels, or in the hub.
 //!
 //! # Shutdown
 //!
@@ -121,8 +138,9 @@
 //! accepting. The hub then queues a 1001 close for every client behind what
 //! its outbox already holds, so nothing accepted for a client is dropped on
 //! the way, and [`Server::run`] waits for the connections to end, at most
-//! [`Timeouts::shutdown`]. Then it stops the hub and returns. From then on
-//! every [`HubHandle`] call returns [`Error::HubStopped`].
+//! [`Timeouts::shutdown`]. Then it stops the hub and the drain thread and
+//! returns. From then on every [`HubHandle`] call returns
+//! [`Error::HubStopped`].
 //!
 //! # Limits
 //!
@@ -131,7 +149,8 @@
 //!
 //! * A client whose outbox holds more than [`Limits::outbox_bytes`] is not
 //!   reading what it is sent: it is closed with 1008 rather than allowed to
-//!   grow memory or hold up its room.
+//!   grow memory or hold up its room. One whose socket takes no bytes for
+//!   [`Timeouts::write`] is hung up on.
 //! * A client that sends faster than the hub relays is slowed down by TCP
 //!   itself: when the hub's inbox ([`Limits::hub_capacity`]) is full, its
 //!   reader waits, and stops reading its socket meanwhile. One that sends
@@ -143,9 +162,11 @@
 //! * Connections over [`Limits::max_connections`] get 503, and over
 //!   [`Limits::max_connections_per_ip`] from one address 429. The server
 //!   lowers the first to what the machine's limits on threads, open files
-//!   and memory maps can hold, and says so in its log.
+//!   and memory maps can hold (a connection costs one thread, four memory
+//!   mappings and one file descriptor), and says so in its log.
 //! * A request head must arrive within [`Timeouts::handshake`] (else 408)
 //!   and fit [`Limits::max_head_size`] (else 431); a client that sends
+//!   nothing for [`Timeouts::ping_interval`] is pinged, and one that sends
 //!   nothing, pongs included, for [`Timeouts::idle`] is closed with 1001.
 //!
 //! # The client side
@@ -153,8 +174,9 @@
 //! [`client::Client`] holds several connections at once, each kept up by a
 //! thread of its own that, by default, reconnects after a backoff when its
 //! connection drops (one that never connected is given up at once, so that a
-//! wrong address shows). Each live connection also has a writer thread, for
-//! the same reason the server has one. Everything that happens on every connection arrives on
+//! wrong address shows). Each live connection also has a writer thread, so
+//! that the application's sends never wait on the network. Everything that
+//! happens on every connection arrives on
 //! one channel of [`client::Event`]s, each tagged with its connection's
 //! name. [`Client::join`](client::Client::join) closes every connection with
 //! 1000 and waits for them to end.
@@ -203,11 +225,12 @@
 //!   there is no "everyone but me". Let clients recognise their own
 //!   messages, as the `chat` example does by naming the sender.
 //! * **Saying goodbye from `on_close`.** By then the connection has left the
-//!   hub and its writer has finished: [`Connection::send`] returns
+//!   hub and its outbox takes nothing more: [`Connection::send`] returns
 //!   [`Error::Closed`]. Tell the others instead; a room message sent from
 //!   [`Handler::on_close`] reaches only the members still there.
 //! * **Taking `Ok` for delivered, or an error for a fault.** Sending returns
-//!   once the message is queued, not once the client has it. An
+//!   once the message is queued (and sent, if the socket had room), not once
+//!   the client has it. An
 //!   [`Error::Closed`] or [`Error::HubStopped`] is an ordinary ending (the
 //!   client left, the server is stopping), so do not `unwrap` it: a panic in
 //!   [`Handler::on_message`] closes that connection with 1011.

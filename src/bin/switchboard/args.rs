@@ -53,11 +53,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().idle.into())]
     pub idle_timeout: Duration,
 
-    /// Ping every client this often; must be less than --idle-timeout.
+    /// Ping a client that has sent nothing for this long; must be less than --idle-timeout.
     #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().ping_interval.into())]
     pub ping_interval: Duration,
 
-    /// Drop a client whose socket accepts no bytes for this long.
+    /// Drop a client whose socket accepts no bytes for this long while bytes wait for it.
     #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().write.into())]
     pub write_timeout: Duration,
 

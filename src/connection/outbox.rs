@@ -508,9 +508,9 @@ impl State {
         self.shrink();
     }
 
-    /// Over TLS, once the head is sent: seals the next frames (up to a batch
-    /// or 64 KiB), and whatever records are waiting, into the head. The
-    /// close frame is the last ever queued, so close_notify follows it.
+    /// Over TLS, once the head is sent: seals the records waiting in the
+    /// session, then the next frames (up to a batch or 64 KiB), into the
+    /// head. close_notify follows the close frame.
     fn seal(&mut self, tls: &TlsStream, sent: &mut Sent) -> io::Result<()> {
         let mut count = 0;
         let mut plaintext = 0;
@@ -523,7 +523,8 @@ impl State {
         }
         let slices: Vec<IoSlice<'_>> =
             self.frames.iter().take(count).map(|frame| IoSlice::new(frame.as_bytes())).collect();
-        let last = count == self.frames.len() && self.close.is_some();
+        // The batch ends with the close frame, the last ever queued.
+        let last = count > 0 && count == self.frames.len() && self.close.is_some();
         self.head.clear();
         self.head_sent = 0;
         tls.seal(&slices, last, &mut self.head)?;
@@ -567,11 +568,10 @@ impl Sent {
     fn add(&mut self, frame: &Frame) {
         if frame.is_message() {
             self.messages += 1;
+        } else if frame.is_close() {
+            self.close = frame.close_frame().map(|close| close.code);
         }
         self.bytes += frame.len();
-        if let Some(close) = frame.close_frame() {
-            self.close = Some(close.code);
-        }
     }
 
     fn record(&self, metrics: &Metrics) {

@@ -16,6 +16,7 @@ use crate::scenario::churn::ChurnSettings;
 use crate::scenario::echo::EchoSettings;
 use crate::scenario::fanout::{FanoutSettings, Pace};
 use crate::scenario::idle::IdleSettings;
+use crate::source::Sources;
 use crate::system::open_files_limit;
 use crate::target::{Reach, Target};
 
@@ -73,6 +74,20 @@ pub struct LoadArgs {
     /// refuses, because it generates heavy load.
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// Connect from this local address (such as 127.0.0.2) rather than the
+    /// one the system picks; repeat it, or give an IPv4 range such as
+    /// 127.0.0.2-127.0.0.9, to spread the connections over several.
+    ///
+    /// Connection i leaves from address i mod n, in the order given. A range
+    /// is inclusive and stays within one /24 (only the last number changes).
+    /// To one server port, each source address has its own ~28,000 local
+    /// ports and counts once against the server's per-address limits, so
+    /// tens of thousands of connections from one machine need several
+    /// (all of 127.0.0.0/8 is this machine). Loopback addresses only, unless
+    /// --allow-remote is given.
+    #[arg(long = "from", value_name = "ADDR[-ADDR]")]
+    pub from: Vec<String>,
 
     /// The measured interval (for idle: how long the connections are held), at most 10m.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
@@ -266,13 +281,18 @@ impl LoadArgs {
     /// # Errors
     ///
     /// [`Error::OutOfRange`] or [`Error::Invalid`] for an option outside its
-    /// bounds; [`Error::Resolve`] or [`Error::NotLoopback`] for the server.
+    /// bounds; [`Error::Resolve`] or [`Error::NotLoopback`] for the server;
+    /// [`Error::SourceNotLoopback`] for a `--from` address.
     pub fn settings(&self, command: String) -> Result<LoadSettings> {
-        let reach = if self.allow_remote { Reach::Remote } else { Reach::LoopbackOnly };
+        let reach = self.reach();
         let default_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = self.threads.unwrap_or(default_threads);
+        let target = Target::resolve(&self.server, reach)?;
+        let sources = Sources::parse(&self.from, reach)?;
+        sources.check_family(target.addr())?;
         Ok(LoadSettings {
-            target: Target::resolve(&self.server, reach)?,
+            target,
+            sources,
             duration: within_time(
                 "duration",
                 self.duration.into(),
@@ -293,6 +313,10 @@ impl LoadArgs {
             server_pid: self.server_pid,
             command,
         })
+    }
+
+    fn reach(&self) -> Reach {
+        if self.allow_remote { Reach::Remote } else { Reach::LoopbackOnly }
     }
 }
 
@@ -319,11 +343,15 @@ impl FanoutArgs {
     /// # Errors
     ///
     /// [`Error::OutOfRange`] or [`Error::Invalid`] for an option outside its
-    /// bounds; [`Error::Resolve`] or [`Error::NotLoopback`] for `--publish-to`.
+    /// bounds, or a `--from` address of the other family than `--publish-to`;
+    /// [`Error::Resolve`] or [`Error::NotLoopback`] for `--publish-to`.
     pub fn settings(&self) -> Result<FanoutSettings> {
-        let reach = if self.load.allow_remote { Reach::Remote } else { Reach::LoopbackOnly };
+        let reach = self.load.reach();
         let publish_to =
             self.publish_to.as_deref().map(|server| Target::resolve(server, reach)).transpose()?;
+        if let Some(target) = publish_to {
+            Sources::parse(&self.load.from, reach)?.check_family(target.addr())?;
+        }
         within("subscribers", self.subscribers as u64, 1, MAX_CONNECTIONS as u64 - 1)?;
         let pace = match self.rate {
             None => Pace::Flat,
@@ -426,6 +454,39 @@ mod tests {
         assert!(matches!(refused, Err(Error::NotLoopback { .. })), "{refused:?}");
         let allowed = load(&parse("b echo --server 10.1.2.3:80 --allow-remote")).settings(String::new());
         assert!(allowed.is_ok(), "{allowed:?}");
+    }
+
+    #[test]
+    fn connections_may_come_from_several_loopback_addresses() {
+        let line = "b idle --from 127.0.0.2-127.0.0.4 --from 127.0.0.9";
+        let sources = load(&parse(line)).settings(String::new()).unwrap().sources;
+        let picked: Vec<_> = (0..5).map(|i| sources.pick(i).unwrap().to_string()).collect();
+        assert_eq!(picked, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.9", "127.0.0.2"]);
+        let none = load(&parse("b churn")).settings(String::new()).unwrap().sources;
+        assert_eq!(none.pick(0), None);
+    }
+
+    #[test]
+    fn a_remote_source_is_refused_unless_allowed() {
+        let refused = load(&parse("b echo --from 10.1.2.3")).settings(String::new());
+        assert!(matches!(refused, Err(Error::SourceNotLoopback { .. })), "{refused:?}");
+        let allowed = load(&parse("b echo --from 10.1.2.3 --allow-remote")).settings(String::new());
+        assert!(allowed.is_ok(), "{allowed:?}");
+    }
+
+    #[test]
+    fn sources_must_be_of_the_servers_family() {
+        let mixed = load(&parse("b fanout --server [::1]:9001 --from 127.0.0.2")).settings(String::new());
+        assert!(matches!(mixed, Err(Error::Invalid { name: "from", .. })), "{mixed:?}");
+        let line = "b fanout --server [::1]:9001 --from ::1 --publish-to 127.0.0.1:9002";
+        let Command::Fanout(fanout) = parse(line) else { unreachable!() };
+        assert!(matches!(fanout.settings(), Err(Error::Invalid { name: "from", .. })));
+    }
+
+    #[test]
+    fn a_malformed_range_is_refused() {
+        let refused = load(&parse("b echo --from 127.0.0.9-127.0.1.2")).settings(String::new());
+        assert!(matches!(refused, Err(Error::Invalid { name: "from", .. })), "{refused:?}");
     }
 
     #[test]

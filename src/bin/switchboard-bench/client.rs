@@ -15,7 +15,7 @@
 
 use std::io::{self, ErrorKind};
 use std::mem;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -25,6 +25,8 @@ use tungstenite::handshake::client::{ClientHandshake, Request, Response};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message, WebSocket};
+
+use crate::source;
 
 /// Who started a close handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,16 +130,27 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Starts connecting to `addr` and registers the socket with `registry`
-    /// under `token`, for both readiness directions, for its whole life.
+    /// Starts connecting to `addr`, from the local address `from` if given,
+    /// and registers the socket with `registry` under `token`, for both
+    /// readiness directions, for its whole life.
     ///
     /// # Errors
     ///
     /// The [`Ending`] if the connection could not even be started: a bad URL
     /// (`UpgradeFailed`) or a socket the system refused (`ConnectFailed`).
-    pub fn connect(registry: &Registry, token: Token, addr: SocketAddr, url: &str) -> Result<Client, Ending> {
+    pub fn connect(
+        registry: &Registry,
+        token: Token,
+        from: Option<IpAddr>,
+        addr: SocketAddr,
+        url: &str,
+    ) -> Result<Client, Ending> {
         let request = url.into_client_request().map_err(Ending::UpgradeFailed)?;
-        let mut stream = TcpStream::connect(addr).map_err(Ending::ConnectFailed)?;
+        let stream = match from {
+            Some(from) => source::connect_from(from, addr),
+            None => TcpStream::connect(addr),
+        };
+        let mut stream = stream.map_err(Ending::ConnectFailed)?;
         registry
             .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(Ending::ConnectFailed)?;

@@ -5,7 +5,7 @@
 //! the tool cannot run or finish a scenario at all.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,6 +49,21 @@ pub enum Error {
     NotLoopback {
         /// The address the target resolved to.
         addr: SocketAddr,
+    },
+    /// A `--from` address is not on this machine, and `--allow-remote` was not given.
+    #[error("--from {addr} is not a loopback address; pass --allow-remote to connect from another address")]
+    SourceNotLoopback {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// No socket can be bound to a `--from` address: it is not one of this machine's.
+    #[error("--from {addr}: cannot bind a socket to it")]
+    Bind {
+        /// The address.
+        addr: IpAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
     /// A thread of the tool could not be started.
     #[error("cannot start thread {name}")]

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -137,6 +137,8 @@ pub struct EventLoop<D> {
     waker: Arc<Waker>,
     /// Per slot, where it connects.
     addrs: Vec<SocketAddr>,
+    /// Per slot, the local address it connects from, if not the system's choice.
+    sources: Vec<Option<IpAddr>>,
     urls: Vec<String>,
     slots: Vec<Option<Client>>,
     /// Slots in the order they started connecting, until they open or end.
@@ -182,6 +184,7 @@ impl<D: Driver> EventLoop<D> {
             poll,
             waker,
             addrs: dials.iter().map(|dial| dial.target.addr()).collect(),
+            sources: dials.iter().map(|dial| dial.from).collect(),
             urls: dials.iter().map(Dial::url).collect(),
             slots: dials.iter().map(|_| None).collect(),
             pending: VecDeque::new(),
@@ -270,7 +273,13 @@ impl<D: Driver> EventLoop<D> {
             self.next_slot += 1;
             self.connecting += 1;
             let registry = self.poll.registry();
-            match Client::connect(registry, Token(slot), self.addrs[slot], &self.urls[slot]) {
+            match Client::connect(
+                registry,
+                Token(slot),
+                self.sources[slot],
+                self.addrs[slot],
+                &self.urls[slot],
+            ) {
                 Ok(client) => {
                     self.slots[slot] = Some(client);
                     self.pending.push_back(slot);

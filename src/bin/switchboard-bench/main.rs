@@ -28,6 +28,7 @@ mod report;
 mod run;
 mod scenario;
 mod sequence;
+mod source;
 mod system;
 mod target;
 
@@ -35,8 +36,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Args, Command, fits_open_files};
+use crate::args::{Args, Command, LoadArgs, fits_open_files};
 use crate::error::Result;
+use crate::scenario::LoadSettings;
 use switchboard::error_chain;
 
 fn main() -> ExitCode {
@@ -57,19 +59,19 @@ fn run(args: Args) -> Result<()> {
         Command::Echo(a) => {
             let echo = a.settings()?;
             fits_open_files(echo.connections)?;
-            (scenario::echo::run(&a.load.settings(command)?, &echo)?, a.load.json)
+            (scenario::echo::run(&load(&a.load, command)?, &echo)?, a.load.json)
         }
         Command::Fanout(a) => {
             let fanout = a.settings()?;
             fits_open_files(fanout.subscribers + 1)?;
-            (scenario::fanout::run(&a.load.settings(command)?, &fanout)?, a.load.json)
+            (scenario::fanout::run(&load(&a.load, command)?, &fanout)?, a.load.json)
         }
         Command::Idle(a) => {
             let idle = a.settings()?;
             fits_open_files(idle.connections)?;
-            (scenario::idle::run(&a.load.settings(command)?, &idle)?, a.load.json)
+            (scenario::idle::run(&load(&a.load, command)?, &idle)?, a.load.json)
         }
-        Command::Churn(a) => (scenario::churn::run(&a.load.settings(command)?, &a.settings()?)?, a.load.json),
+        Command::Churn(a) => (scenario::churn::run(&load(&a.load, command)?, &a.settings()?)?, a.load.json),
         Command::Report(a) => return compare::run(&a),
     };
     println!("{report}");
@@ -77,6 +79,14 @@ fn run(args: Args) -> Result<()> {
         report.write_json(&path)?;
     }
     Ok(())
+}
+
+/// The load options, checked, and their source addresses tried on this
+/// machine (as the open-file limit is, when a run starts).
+fn load(args: &LoadArgs, command: String) -> Result<LoadSettings> {
+    let load = args.settings(command)?;
+    load.sources.check_bindable()?;
+    Ok(load)
 }
 
 /// `arg`, quoted for a POSIX shell if it needs to be.

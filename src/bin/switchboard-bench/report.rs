@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::latency::LatencySummary;
 use crate::numbers::{grouped, millis};
 use crate::outcome::Endings;
+use crate::run::Measured;
 use crate::sequence::SequenceCounts;
 use crate::system::{CpuUse, Machine, ProcessSample};
 
@@ -78,6 +79,36 @@ pub struct Throughput {
     pub per_second: f64,
     /// What is counted, plural (`messages`, `deliveries`, `handshakes`).
     pub unit: String,
+    /// Per second of the server's CPU time: `per_second` divided by the
+    /// server's CPU use over the same interval, as a fraction of one core
+    /// (3,000,000 per second at 60 % of a core is 5,000,000). Where the load
+    /// generator is the bottleneck, this rather than `per_second` compares
+    /// servers. Only for echo, fanout and churn, and only when `--server-pid`
+    /// was given and the server used some CPU; absent (null) otherwise, and
+    /// in files written before it existed.
+    #[serde(default)]
+    pub per_server_cpu_second: Option<f64>,
+}
+
+impl Throughput {
+    /// `count` over the measured interval, also per second of the server's
+    /// CPU time in it.
+    pub fn over(count: u64, measured: &Measured, unit: &str) -> Throughput {
+        let per_second = count as f64 / measured.seconds;
+        Throughput {
+            per_second,
+            unit: unit.to_owned(),
+            per_server_cpu_second: per_cpu_second(per_second, measured.cpu.server_percent),
+        }
+    }
+}
+
+/// `per_second` per second of the server's CPU time, the server using
+/// `server_percent` of one core; `None` unless that is known and above zero.
+fn per_cpu_second(per_second: f64, server_percent: Option<f64>) -> Option<f64> {
+    let cores = server_percent? / 100.0;
+    let figure = per_second / cores;
+    (cores > 0.0 && figure.is_finite()).then_some(figure)
 }
 
 /// What holding the connections cost, per connection.
@@ -133,6 +164,18 @@ impl Report {
             fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
         serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_owned(), source })
     }
+
+    /// The throughput per second of server CPU time: as recorded, or for a
+    /// file written before it was, worked out the same way from the
+    /// throughput and the server's CPU use. `idle`'s rate (connections
+    /// opened, while setting up) and its CPU use (while holding them) are
+    /// not of the same interval, so it has none.
+    pub fn per_server_cpu_second(&self) -> Option<f64> {
+        self.throughput.per_server_cpu_second.or_else(|| {
+            let comparable = self.scenario != "idle";
+            per_cpu_second(self.throughput.per_second, self.cpu.server_percent.filter(|_| comparable))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +194,11 @@ impl Report {
             started_unix: 0,
             measured_s: 10.0,
             connections: Connections { wanted: 100, opened: 100, upgrade: LatencySummary::default() },
-            throughput: Throughput { per_second: 1000.0, unit: "messages".to_owned() },
+            throughput: Throughput {
+                per_second: 1000.0,
+                unit: "messages".to_owned(),
+                per_server_cpu_second: None,
+            },
             latency_of: "round trip".to_owned(),
             latency: LatencySummary {
                 count: 10_000,
@@ -189,6 +236,10 @@ impl fmt::Display for Report {
         )?;
         row(f, "measured", format!("{:.2} s", self.measured_s))?;
         row(f, "throughput", format!("{} {}/s", grouped(self.throughput.per_second), self.throughput.unit))?;
+        if let Some(per_cpu_second) = self.per_server_cpu_second() {
+            let unit = &self.throughput.unit;
+            row(f, "server CPU", format!("{} {unit} per second of server CPU", grouped(per_cpu_second)))?;
+        }
         let l = &self.latency;
         row(
             f,
@@ -300,6 +351,50 @@ mod tests {
         assert_eq!(back.endings, report.endings);
         assert_eq!(back.resources.and_then(|r| r.rss_kib_per_connection), Some(32.5));
         assert_eq!(back.latency, report.latency);
+    }
+
+    #[test]
+    fn throughput_per_server_cpu_second() {
+        assert_eq!(per_cpu_second(3_000_000.0, Some(60.0)), Some(5_000_000.0));
+        assert_eq!(per_cpu_second(1000.0, Some(200.0)), Some(500.0));
+        assert_eq!(per_cpu_second(1000.0, None), None);
+        assert_eq!(per_cpu_second(1000.0, Some(0.0)), None);
+        assert_eq!(per_cpu_second(1000.0, Some(f64::NAN)), None);
+        let cpu = CpuUse { server_percent: Some(50.0), ..CpuUse::default() };
+        let throughput = Throughput::over(3000, &Measured { seconds: 2.0, cpu }, "deliveries");
+        assert_eq!((throughput.per_second, throughput.per_server_cpu_second), (1500.0, Some(3000.0)));
+    }
+
+    #[test]
+    fn the_table_gives_throughput_per_server_cpu_second_when_measured() {
+        let mut report = Report::example("fanout-max", "switchboard");
+        assert!(!report.to_string().contains("CPU-second"));
+        report.throughput = Throughput {
+            per_second: 3_000_000.0,
+            unit: "deliveries".to_owned(),
+            per_server_cpu_second: None,
+        };
+        report.cpu.server_percent = Some(60.0);
+        let table = report.to_string();
+        assert!(table.contains("  server CPU    5,000,000 deliveries per second of server CPU\n"), "{table}");
+        report.cpu.server_percent = Some(0.0);
+        assert!(!report.to_string().contains("CPU-second"));
+    }
+
+    #[test]
+    fn files_without_the_per_cpu_second_figure_still_load() {
+        let mut report = Report::example("echo", "switchboard");
+        report.cpu.server_percent = Some(25.0);
+        let mut json = serde_json::to_value(&report).unwrap();
+        json["throughput"].as_object_mut().unwrap().remove("per_server_cpu_second");
+        let old: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(old.throughput.per_server_cpu_second, None);
+        // Worked out from what the file has.
+        assert_eq!(old.per_server_cpu_second(), Some(4000.0));
+        let mut idle = Report::example("idle", "switchboard");
+        idle.scenario = "idle".to_owned();
+        idle.cpu.server_percent = Some(25.0);
+        assert_eq!(idle.per_server_cpu_second(), None);
     }
 
     #[test]

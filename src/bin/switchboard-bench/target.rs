@@ -5,7 +5,7 @@
 //! target that is not a loopback address needs `--allow-remote`.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use crate::error::{Error, Result};
 
@@ -16,6 +16,13 @@ pub enum Reach {
     LoopbackOnly,
     /// Any server (`--allow-remote`).
     Remote,
+}
+
+impl Reach {
+    /// Returns true if and only if the tool may load or connect from `ip`.
+    pub fn allows(self, ip: IpAddr) -> bool {
+        self == Reach::Remote || ip.is_loopback()
+    }
 }
 
 /// A resolved server address that the tool is allowed to load.
@@ -45,7 +52,7 @@ impl Target {
     /// [`Error::NotLoopback`] if `addr` is off this machine and `reach` does
     /// not allow that.
     pub fn new(addr: SocketAddr, reach: Reach) -> Result<Target> {
-        if reach == Reach::LoopbackOnly && !addr.ip().is_loopback() {
+        if !reach.allows(addr.ip()) {
             return Err(Error::NotLoopback { addr });
         }
         Ok(Target { addr })
@@ -62,13 +69,15 @@ impl Target {
     }
 }
 
-/// Where one connection goes: a server, and a path on it.
+/// Where one connection goes: a server, and a path on it; and where it leaves from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dial {
     /// The server.
     pub target: Target,
     /// The path to upgrade on.
     pub path: String,
+    /// The local address to bind to, if not the system's choice.
+    pub from: Option<IpAddr>,
 }
 
 impl Dial {

@@ -17,7 +17,8 @@ pub enum Better {
 /// One row of a comparison.
 #[derive(Debug)]
 pub struct Figure {
-    /// The row's name; `{latency}` is replaced by what the latency times.
+    /// The row's name; `{latency}` is replaced by what the latency times,
+    /// `{unit}` by what the throughput counts.
     pub name: &'static str,
     /// Which way is better.
     pub better: Better,
@@ -46,6 +47,14 @@ fn per_second(report: &Report) -> Option<f64> {
 /// Every figure, in the order the rows appear; a case shows those its runs have.
 pub const FIGURES: &[Figure] = &[
     Figure { name: "throughput (per second)", better: Better::Higher, value: per_second, show: grouped },
+    // Where the load generator's core is the limit, throughput measures the
+    // tool; this measures what each server makes of the CPU it used.
+    Figure {
+        name: "{unit} per server CPU-second",
+        better: Better::Higher,
+        value: Report::per_server_cpu_second,
+        show: grouped,
+    },
     Figure {
         name: "published (per second)",
         better: Better::Higher,
@@ -127,9 +136,9 @@ pub const FIGURES: &[Figure] = &[
 ];
 
 impl Figure {
-    /// The row name for a case whose latency times `latency_of`.
-    pub fn title(&self, latency_of: &str) -> String {
-        self.name.replace("{latency}", latency_of)
+    /// The row name in a case of which `run` is one.
+    pub fn title(&self, run: &Report) -> String {
+        self.name.replace("{latency}", &run.latency_of).replace("{unit}", &run.throughput.unit)
     }
 }
 

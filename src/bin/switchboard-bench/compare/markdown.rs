@@ -58,7 +58,7 @@ pub fn render(comparison: &Comparison) -> String {
             if values.iter().all(Option::is_none) {
                 continue;
             }
-            let mut row = format!("| {} |", figure.title(&first.latency_of));
+            let mut row = format!("| {} |", figure.title(first));
             for value in &values {
                 let _ = write!(row, " {} |", value.map_or("–".to_owned(), figure.show));
             }
@@ -117,5 +117,32 @@ mod tests {
         assert!(table.contains("| throughput (per second) | 1,000 | 500 | 2.00× |"), "{table}");
         assert!(table.contains("| round trip p50 (ms) | 0.100 | 0.200 | 0.50× |"), "{table}");
         assert!(table.contains("| lost / duplicated / out of order | 0 / 0 / 0 | 0 / 0 / 0 | |"), "{table}");
+        assert!(!table.contains("CPU-second"), "no server CPU measured: {table}");
+    }
+
+    #[test]
+    fn throughput_per_server_cpu_second_follows_throughput() {
+        let mut baseline = Report::example("fanout-max", "switchboard");
+        baseline.throughput.unit = "deliveries".to_owned();
+        baseline.cpu.server_percent = Some(50.0);
+        let mut other = baseline.clone();
+        other.label = "other".to_owned();
+        other.cpu.server_percent = Some(100.0);
+        // A server whose CPU was not measured has no figure, not an infinite one.
+        let mut unmeasured = baseline.clone();
+        unmeasured.label = "unmeasured".to_owned();
+        unmeasured.cpu.server_percent = None;
+        let table = render(&Comparison::new(vec![baseline, other, unmeasured], "switchboard"));
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
+        let at = |name: &str| rows.iter().position(|row| row.starts_with(name)).unwrap();
+        assert_eq!(
+            at("| deliveries per server CPU-second |"),
+            at("| throughput (per second) |") + 1,
+            "{table}"
+        );
+        assert!(
+            table.contains("| deliveries per server CPU-second | 2,000 | 1,000 | – | 2.00× | – |"),
+            "{table}"
+        );
     }
 }

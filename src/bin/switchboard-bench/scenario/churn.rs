@@ -7,7 +7,7 @@
 //! straight-line blocking code, and every blocking call has a timeout.
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use crate::report::{Connections, Report, Throughput};
 use crate::run::{Phase, Run, Shared};
 use crate::scenario::LoadSettings;
 use crate::sequence::{SequenceCounts, SequenceTracker};
+use crate::source::{self, Sources};
 
 /// After a failed cycle, a worker waits this long, so that a server that
 /// refuses connections is not hammered in a tight loop.
@@ -62,8 +63,11 @@ pub fn run(load: &LoadSettings, churn: &ChurnSettings) -> Result<Report> {
     let budget = per_worker * churn.workers as u64;
     for id in 0..churn.workers {
         let worker = Worker {
+            id,
+            workers: churn.workers,
             stream: u32::try_from(id).unwrap_or(u32::MAX),
             addr: load.target.addr(),
+            sources: load.sources.clone(),
             url: load.target.url(&churn.path),
             websocket: WebSocketConfig::default().read_buffer_size(load.read_buffer),
             size: churn.size,
@@ -101,7 +105,7 @@ pub fn run(load: &LoadSettings, churn: &ChurnSettings) -> Result<Report> {
     report.cpu = measured.cpu;
     report.connections =
         Connections { wanted: cycles, opened: upgrades.summary().count, upgrade: upgrades.summary() };
-    report.throughput = Throughput { per_second: in_measure as f64 / seconds, unit: "handshakes".to_owned() };
+    report.throughput = Throughput::over(in_measure, &measured, "handshakes");
     report.latency_of = "whole cycle".to_owned();
     report.latency = latency.summary();
     report.messages = messages;
@@ -111,8 +115,11 @@ pub fn run(load: &LoadSettings, churn: &ChurnSettings) -> Result<Report> {
 
 /// One churn worker: its settings, then its thread body.
 struct Worker {
+    id: usize,
+    workers: usize,
     stream: u32,
     addr: SocketAddr,
+    sources: Sources,
     url: String,
     websocket: WebSocketConfig,
     size: usize,
@@ -150,7 +157,9 @@ impl Worker {
         while self.shared.phase() <= Phase::Measure && result.cycles < self.budget {
             let phase = self.shared.phase();
             let began = Instant::now();
-            let outcome = self.cycle(&mut result.sent, &mut result.tracker, &mut result.upgrades);
+            // The workers' connections, numbered in turn, take the source addresses round robin.
+            let from = self.sources.pick(result.cycles as usize * self.workers + self.id);
+            let outcome = self.cycle(from, &mut result.sent, &mut result.tracker, &mut result.upgrades);
             result.cycles += 1;
             tally.sent += 1;
             match outcome {
@@ -180,22 +189,27 @@ impl Worker {
         result
     }
 
-    /// One connection's life, its echo request numbered `sent` (counted
-    /// once it is sent). Returns how it went wrong, if it did.
+    /// One connection's life, from the local address `from` if given, its
+    /// echo request numbered `sent` (counted once it is sent). Returns how it
+    /// went wrong, if it did.
     ///
     /// Each step has the I/O timeout, and the whole cycle three of them, so
     /// that a server that keeps talking without answering (pings, other
     /// frames) cannot hold the worker past the end of the run.
     fn cycle(
         &self,
+        from: Option<IpAddr>,
         sent: &mut u64,
         tracker: &mut SequenceTracker,
         upgrades: &mut Latency,
     ) -> Result<(), Ending> {
         let began = Instant::now();
         let deadline = began + self.io_timeout * 3;
-        let stream =
-            TcpStream::connect_timeout(&self.addr, self.io_timeout).map_err(Ending::ConnectFailed)?;
+        let stream = match from {
+            Some(from) => source::connect_timeout_from(from, self.addr, self.io_timeout),
+            None => TcpStream::connect_timeout(&self.addr, self.io_timeout),
+        };
+        let stream = stream.map_err(Ending::ConnectFailed)?;
         let configure = || {
             stream.set_nodelay(true)?;
             stream.set_read_timeout(Some(self.io_timeout))?;

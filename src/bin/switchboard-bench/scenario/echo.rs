@@ -46,9 +46,7 @@ pub fn run(load: &LoadSettings, echo: &EchoSettings) -> Result<Report> {
     let budget = per_loop * loops.len() as u64;
     let plans = loops
         .into_iter()
-        .map(|streams| {
-            (load.dials(&echo.path, streams.len()), EchoDriver::new(&streams, echo.size, per_loop))
-        })
+        .map(|streams| (load.dials(&echo.path, &streams), EchoDriver::new(&streams, echo.size, per_loop)))
         .collect();
     start_loops(&mut run, "echo", load, plans, &shared, clock)?;
 
@@ -85,8 +83,7 @@ pub fn run(load: &LoadSettings, echo: &EchoSettings) -> Result<Report> {
     report.measured_s = measured.seconds;
     report.cpu = measured.cpu;
     report.connections = Connections { wanted, opened, upgrade: merged.upgrades.summary() };
-    report.throughput =
-        Throughput { per_second: in_measure as f64 / measured.seconds, unit: "messages".to_owned() };
+    report.throughput = Throughput::over(in_measure, &measured, "messages");
     report.latency_of = "round trip".to_owned();
     report.latency = latency.summary();
     report.messages = messages;

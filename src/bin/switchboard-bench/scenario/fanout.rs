@@ -35,7 +35,7 @@ use crate::report::{Connections, Report, Throughput};
 use crate::run::{Phase, Run, Shared};
 use crate::scenario::{CLOSE_TIMEOUT, LoadSettings, Merged, deal, start_loops};
 use crate::sequence::{Arrival, SequenceCounts, SequenceTracker};
-use crate::target::{Dial, Target};
+use crate::target::Target;
 
 /// How often the publisher sends a marker while subscribers join.
 const MARKER_EVERY: Duration = Duration::from_millis(50);
@@ -127,10 +127,11 @@ pub fn run(load: &LoadSettings, fanout: &FanoutSettings) -> Result<Report> {
         .map(|(i, subscribers)| {
             // The publisher is the first connection of the first loop.
             let publisher = i == 0;
-            let mut dials = load.dials(&fanout.path, subscribers.len());
+            let mut dials = load.dials(&fanout.path, &subscribers);
             if publisher {
+                // Numbered after the subscribers, whose numbers are their ids.
                 let target = fanout.publish_to.unwrap_or(load.target);
-                dials.insert(0, Dial { target, path: fanout.path.clone() });
+                dials.insert(0, load.dial(target, &fanout.path, fanout.subscribers));
             }
             (dials, FanoutDriver::new(publisher, &subscribers, fanout, Arc::clone(&room)))
         })
@@ -192,7 +193,7 @@ pub fn run(load: &LoadSettings, fanout: &FanoutSettings) -> Result<Report> {
     report.measured_s = seconds;
     report.cpu = measured.cpu;
     report.connections = Connections { wanted: wanted + 1, opened, upgrade: merged.upgrades.summary() };
-    report.throughput = Throughput { per_second: in_measure as f64 / seconds, unit: "deliveries".to_owned() };
+    report.throughput = Throughput::over(in_measure, &measured, "deliveries");
     report.latency_of = match fanout.pace {
         Pace::Flat => "publish to delivery".to_owned(),
         Pace::Rate(_) => "scheduled publish to delivery".to_owned(),

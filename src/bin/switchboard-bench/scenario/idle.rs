@@ -95,7 +95,7 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
     let plans = deal(idle.connections, load.threads)
         .into_iter()
         .enumerate()
-        .map(|(i, conns)| (load.dials(&idle.path, conns.len()), IdleDriver::new(conns.len(), i == 0)))
+        .map(|(i, conns)| (load.dials(&idle.path, &conns), IdleDriver::new(conns.len(), i == 0)))
         .collect();
     // The loops start connecting as soon as they start.
     let began = Instant::now();
@@ -193,6 +193,8 @@ pub fn run(load: &LoadSettings, idle: &IdleSettings) -> Result<Report> {
     report.throughput = Throughput {
         per_second: opened as f64 / setup.as_secs_f64().max(1e-9),
         unit: "connections opened".to_owned(),
+        // Opened while setting up; the CPU is measured while holding them.
+        per_server_cpu_second: None,
     };
     report.latency_of = "connect and upgrade".to_owned();
     report.latency = upgrades;

@@ -18,6 +18,7 @@ use crate::outcome::Endings;
 use crate::report::{Connections, Report, Throughput};
 use crate::run::{Run, Shared};
 use crate::sequence::SequenceCounts;
+use crate::source::Sources;
 use crate::system::{CpuUse, Machine};
 use crate::target::{Dial, Target};
 
@@ -31,6 +32,8 @@ const CONNECTS_AT_ONCE: usize = 64;
 pub struct LoadSettings {
     /// The server.
     pub target: Target,
+    /// The local addresses connections leave from, round robin.
+    pub sources: Sources,
     /// The measured interval.
     pub duration: Duration,
     /// How long to wait, after it, for messages in flight.
@@ -60,9 +63,15 @@ impl LoadSettings {
         }
     }
 
-    /// `count` connections to `path` on the server.
-    fn dials(&self, path: &str, count: usize) -> Vec<Dial> {
-        vec![Dial { target: self.target, path: path.to_owned() }; count]
+    /// Connections to `path` on the server, one for each of the scenario's
+    /// connection `numbers` (which pick their source addresses).
+    fn dials(&self, path: &str, numbers: &[usize]) -> Vec<Dial> {
+        numbers.iter().map(|&i| self.dial(self.target, path, i)).collect()
+    }
+
+    /// Connection number `i`, to `path` on `target`.
+    fn dial(&self, target: Target, path: &str, i: usize) -> Dial {
+        Dial { target, path: path.to_owned(), from: self.sources.pick(i) }
     }
 
     fn title(&self, case: &str) -> String {
@@ -70,7 +79,10 @@ impl LoadSettings {
     }
 
     /// A report with the fields every scenario fills the same way.
-    fn report(&self, scenario: &str, default_case: String, path: &str, description: String) -> Report {
+    fn report(&self, scenario: &str, default_case: String, path: &str, mut description: String) -> Report {
+        if !self.sources.is_empty() {
+            description.push_str(&format!(", connecting from {}", self.sources));
+        }
         Report {
             tool: concat!("switchboard-bench ", env!("CARGO_PKG_VERSION")).to_owned(),
             scenario: scenario.to_owned(),

@@ -13,7 +13,8 @@
 //! the outbox's lock ([`TlsStream::seal`]), and the outbox sends them in that
 //! order. Records that reading produces (a TLS 1.3 key update, an alert) wait
 //! in the session until then; the connection's thread flushes its outbox
-//! after a read that left some ([`TlsStream::wants_write`]). A client's
+//! after each read of the socket that left some, before it waits on the
+//! socket again ([`TlsStream::read_step`], [`TlsStream::wants_write`]). A client's
 //! writer thread is the only one that writes its socket, and sends records
 //! in the order the session queued them.
 
@@ -235,30 +236,42 @@ impl TlsStream {
     /// writes: records this produces are left for [`send_pending`](Self::send_pending).
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            // The socket is read without the lock, into the session's own
-            // buffer (empty whenever the session wants more), lent out for
-            // the read: no buffer on the reader's stack, no allocation.
-            let (mut raw, deadline) = {
-                let mut session = self.session();
-                if let Some(result) = session.read_plaintext(buf) {
-                    return result;
-                }
-                (std::mem::take(&mut session.unread), session.deadline)
-            };
-            if let Some(deadline) = deadline {
-                set_deadline(&self.tcp, deadline)?;
-            }
-            raw.resize(RAW_READ, 0);
-            let read = (&self.tcp).read(&mut raw);
-            raw.truncate(*read.as_ref().unwrap_or(&0));
-            let mut session = self.session();
-            session.unread = raw;
-            if read? == 0 {
-                // A zero-byte read_tls tells rustls the socket has ended:
-                // the next read says whether it ended cleanly.
-                session.connection.read_tls(&mut &[][..])?;
+            if let Some(n) = self.read_step(buf)? {
+                return Ok(n);
             }
         }
+    }
+
+    /// One step of [`read`](Self::read): the plaintext that the bytes
+    /// already read hold, if any; otherwise one read of the socket, and the
+    /// plaintext that brought, if any. `None` when there is none yet: the
+    /// caller may then send the records that reading produced (a key
+    /// update's answer) before it waits on the socket again.
+    pub(crate) fn read_step(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        // The socket is read without the lock, into the session's own
+        // buffer (empty whenever the session wants more), lent out for
+        // the read: no buffer on the reader's stack, no allocation.
+        let (mut raw, deadline) = {
+            let mut session = self.session();
+            if let Some(result) = session.read_plaintext(buf) {
+                return result.map(Some);
+            }
+            (std::mem::take(&mut session.unread), session.deadline)
+        };
+        if let Some(deadline) = deadline {
+            set_deadline(&self.tcp, deadline)?;
+        }
+        raw.resize(RAW_READ, 0);
+        let read = (&self.tcp).read(&mut raw);
+        raw.truncate(*read.as_ref().unwrap_or(&0));
+        let mut session = self.session();
+        session.unread = raw;
+        if read? == 0 {
+            // A zero-byte read_tls tells rustls the socket has ended: the
+            // plaintext read says whether it ended cleanly.
+            session.connection.read_tls(&mut &[][..])?;
+        }
+        session.read_plaintext(buf).transpose()
     }
 
     /// Seals `bufs` and sends them, with any records already waiting, in
@@ -354,6 +367,10 @@ impl Session {
             if let Err(e) = self.connection.process_new_packets() {
                 return Some(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
             }
+            // rustls keeps the answer to a peer's key update until the next
+            // record it seals; writing nothing moves it to the records
+            // waiting, so that it goes out now even if nothing else does.
+            let _ = self.connection.writer().write(&[]);
         }
     }
 }

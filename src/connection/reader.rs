@@ -183,9 +183,10 @@ impl<H: Handler> Reader<'_, H> {
 /// The socket as tungstenite reads it on a connection's thread.
 ///
 /// Reads note that the client spoke, for the heartbeat. Writes go nowhere:
-/// the reader sends through the outbox. Over TLS, a read can leave records
-/// in the session (a key update, an alert) that must go out even if nothing
-/// else is sent: they are flushed through the outbox, in order.
+/// the reader sends through the outbox. Over TLS, a read of the socket can
+/// leave records in the session (a key update's answer, an alert) that must
+/// go out even if nothing else is sent: they are flushed through the
+/// outbox, in order, before the next wait on the socket.
 struct Incoming<'a> {
     socket: &'a Socket,
     outbox: &'a Arc<Outbox>,
@@ -195,14 +196,22 @@ struct Incoming<'a> {
 
 impl Read for Incoming<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.socket.receive(buf);
-        self.heard |= read.as_ref().is_ok_and(|n| *n > 0);
-        if let Socket::Tls(tls) = self.socket {
-            if tls.wants_write() {
-                self.outbox.flush();
-            }
-        }
-        read
+        let n = match self.socket {
+            Socket::Plain(_) => self.socket.receive(buf)?,
+            Socket::Tls(tls) => loop {
+                let step = tls.read_step(buf);
+                // Before waiting on the socket again, not whenever
+                // something else is next sent.
+                if tls.wants_write() {
+                    self.outbox.flush();
+                }
+                if let Some(n) = step? {
+                    break n;
+                }
+            },
+        };
+        self.heard |= n > 0;
+        Ok(n)
     }
 }
 

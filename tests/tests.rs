@@ -9,6 +9,8 @@ mod http;
 mod upgrade;
 // Rooms, echo, ordering, and the hub handle.
 mod broadcast;
+// One writer at a time: the 101 first, TLS records in order, stalled sockets, no deadlocks.
+mod outbox;
 // Sizes, UTF-8, protocol errors, idle peers and slow consumers.
 mod limits;
 // Ctrl-C, SIGTERM and the library's shutdown.

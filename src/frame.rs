@@ -151,6 +151,46 @@ impl Frame {
     }
 }
 
+/// Frames encoded back to back, once, for every member of a room: what the
+/// hub appends to each member's outbox when several messages for one room
+/// arrive in one batch. Each member's outbox then sends them with one
+/// buffer, copied once for the room, where one buffer per frame would have
+/// the kernel walk them one by one for every member.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Run {
+    bytes: Arc<[u8]>,
+    frames: usize,
+}
+
+impl Run {
+    /// The frames, in order, as one buffer. Every one of them is a message:
+    /// runs are made of room messages only.
+    pub(crate) fn new(frames: &[Frame]) -> Run {
+        debug_assert!(frames.iter().all(Frame::is_message));
+        let mut bytes = Vec::with_capacity(frames.iter().map(Frame::len).sum());
+        for frame in frames {
+            bytes.extend_from_slice(frame.as_bytes());
+        }
+        Run { bytes: bytes.into(), frames: frames.len() }
+    }
+
+    /// The frames, back to back, exactly as they go on the wire.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The number of frames (all messages) in the run.
+    pub(crate) fn frames(&self) -> usize {
+        self.frames
+    }
+}
+
+impl fmt::Debug for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run").field("frames", &self.frames).field("len", &self.bytes.len()).finish()
+    }
+}
+
 impl From<Message> for Frame {
     fn from(message: Message) -> Self {
         use tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -252,6 +292,14 @@ mod tests {
             assert_eq!(Frame::from_wire(bytes), None, "{bytes:?}");
         }
         assert_eq!(Frame::from_wire(b"\x88\x00"), None, "a close frame");
+    }
+
+    #[test]
+    fn a_run_is_its_frames_back_to_back() {
+        let frames = [Frame::text("one"), Frame::binary(vec![2u8; 300])];
+        let run = Run::new(&frames);
+        assert_eq!(run.frames(), 2);
+        assert_eq!(run.as_bytes(), [frames[0].as_bytes(), frames[1].as_bytes()].concat());
     }
 
     #[test]

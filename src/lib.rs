@@ -107,9 +107,10 @@
 //!   [`HubHandle`] (send to one connection, a room, or everyone), which a
 //!   handler gets from [`Connection::hub`] and any other code from
 //!   [`Server::hub`]. The sender's thread encodes the message into a
-//!   [`Frame`] once; the hub appends that same frame to every recipient's
-//!   outbox and sends each a batch with one system call. No thread is woken
-//!   on the way.
+//!   [`Frame`] once; the hub appends that same frame (or, for a room's
+//!   messages that arrive together, one buffer holding them all) to every
+//!   recipient's outbox and sends each a batch with one system call. No
+//!   thread is woken on the way.
 //! * The **drain thread** finishes what the kernel had no room for: an
 //!   outbox whose socket is full waits there until the socket has room
 //!   (epoll), and is written under its lock. It serves no client itself.

@@ -31,7 +31,7 @@ pub(crate) use self::drain::{Drain, DrainHandle};
 use self::heartbeat::Heartbeat;
 #[cfg(test)]
 pub(crate) use self::outbox::tests::{Recorded, recorded};
-pub(crate) use self::outbox::{Closing, Outbox, Refused, assert_unlocked};
+pub(crate) use self::outbox::{Closing, Outbox, Queued, Refused, assert_unlocked};
 use self::reader::{ReadEnd, Reader};
 use self::token_bucket::TokenBucket;
 use crate::admission::Permit;

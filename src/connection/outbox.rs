@@ -37,7 +37,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::drain::DrainHandle;
 use crate::close::CloseReason;
-use crate::frame::Frame;
+use crate::frame::{Frame, Run};
 use crate::hub::ConnectionId;
 use crate::metrics::Metrics;
 use crate::stream::Sink;
@@ -80,6 +80,47 @@ pub(crate) enum Closing {
     FromReader,
 }
 
+/// What an outbox queues: a frame, or a run of a room's messages that the
+/// room's members share.
+#[derive(Debug, Clone)]
+pub(crate) enum Queued {
+    Frame(Frame),
+    Run(Run),
+}
+
+impl Queued {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Queued::Frame(frame) => frame.as_bytes(),
+            Queued::Run(run) => run.as_bytes(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// The number of frames it holds.
+    fn frames(&self) -> usize {
+        match self {
+            Queued::Frame(_) => 1,
+            Queued::Run(run) => run.frames(),
+        }
+    }
+}
+
+impl From<Frame> for Queued {
+    fn from(frame: Frame) -> Self {
+        Queued::Frame(frame)
+    }
+}
+
+impl From<Run> for Queued {
+    fn from(run: Run) -> Self {
+        Queued::Run(run)
+    }
+}
+
 /// What the drain thread's turn at an outbox came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resumed {
@@ -110,7 +151,7 @@ struct State {
     /// TLS the sealed records.
     head: Vec<u8>,
     head_sent: usize,
-    frames: VecDeque<Frame>,
+    frames: VecDeque<Queued>,
     /// Bytes of the first frame already sent. Over TLS frames are sealed
     /// whole, so it stays 0.
     front_sent: usize,
@@ -191,15 +232,15 @@ impl Outbox {
         Ok(Arc::new(Outbox { id, sink, state: Mutex::new(state), budget, drain, metrics }))
     }
 
-    /// Appends `frame` without sending it: the hub appends a whole batch of
-    /// frames, then [`flush`](Self::flush)es once.
+    /// Appends a frame or a run without sending it: the hub appends a whole
+    /// batch, then [`flush`](Self::flush)es once.
     ///
     /// [`Refused::Full`] means the client has been closed as a slow
     /// consumer; the caller should stop sending to it.
-    pub(crate) fn push(self: &Arc<Self>, frame: Frame) -> Result<(), Refused> {
+    pub(crate) fn push(self: &Arc<Self>, queued: impl Into<Queued>) -> Result<(), Refused> {
         let appended = {
             let mut state = self.lock();
-            let appended = self.append(&mut state, frame);
+            let appended = self.append(&mut state, queued.into());
             if appended == Err(Refused::Full) {
                 self.flush_locked(&mut state);
             }
@@ -213,7 +254,7 @@ impl Outbox {
     pub(crate) fn send(self: &Arc<Self>, frame: Frame) -> Result<(), Refused> {
         let appended = {
             let mut state = self.lock();
-            let appended = self.append(&mut state, frame);
+            let appended = self.append(&mut state, frame.into());
             self.flush_locked(&mut state);
             appended
         };
@@ -318,20 +359,21 @@ impl Outbox {
         Locked::new(&self.state)
     }
 
-    /// Queues `frame` within the budget. Over it, the client is a slow
-    /// consumer: it is closed with 1008, ahead of the frames not yet started.
-    fn append(&self, state: &mut State, frame: Frame) -> Result<(), Refused> {
+    /// Queues a frame or a run within the budget. Over it, the client is a
+    /// slow consumer: it is closed with 1008, ahead of the frames not yet
+    /// started.
+    fn append(&self, state: &mut State, queued: Queued) -> Result<(), Refused> {
         if state.close.is_some() || state.reader_done || state.output != Output::Open {
             return Err(Refused::Closed);
         }
-        let cost = cost(&frame);
+        let cost = cost(&queued);
         if state.queued + cost > self.budget {
             let close = Frame::close(Some(CloseReason::SlowConsumer.frame()));
             self.queue_close(state, close, Closing::Now)?;
             return Err(Refused::Full);
         }
         state.queued += cost;
-        state.frames.push_back(frame);
+        state.frames.push_back(queued);
         Ok(())
     }
 
@@ -343,11 +385,12 @@ impl Outbox {
             // A frame partly sent must be finished, or the client would
             // read the close as the rest of it.
             let started = usize::from(state.front_sent > 0);
-            let dropped: usize = state.frames.drain(started..).map(|frame| cost(&frame)).sum();
+            let dropped: usize = state.frames.drain(started..).map(|queued| cost(&queued)).sum();
             state.queued -= dropped;
         }
-        state.queued += cost(&frame);
-        state.frames.push_back(frame.clone());
+        let queued = Queued::Frame(frame.clone());
+        state.queued += cost(&queued);
+        state.frames.push_back(queued);
         state.close = Some(frame);
         state.close_timed = closing != Closing::FromReader;
         Ok(())
@@ -455,9 +498,17 @@ impl Outbox {
 }
 
 #[cfg(test)]
+impl Queued {
+    /// Returns true if and only if both hold the very same bytes, not a copy.
+    pub(crate) fn shares_bytes_with(&self, other: &Queued) -> bool {
+        std::ptr::eq(self.as_bytes(), other.as_bytes())
+    }
+}
+
+#[cfg(test)]
 impl Outbox {
-    /// The first frame waiting.
-    pub(crate) fn queued_front(&self) -> Option<Frame> {
+    /// The first frame or run waiting.
+    pub(crate) fn queued_front(&self) -> Option<Queued> {
         self.lock().frames.front().cloned()
     }
 
@@ -477,9 +528,9 @@ impl State {
         if self.head_sent < self.head.len() {
             slices.push(IoSlice::new(&self.head[self.head_sent..]));
         }
-        for (i, frame) in self.frames.iter().take(batch).enumerate() {
+        for (i, queued) in self.frames.iter().take(batch).enumerate() {
             let skip = if i == 0 { self.front_sent } else { 0 };
-            slices.push(IoSlice::new(&frame.as_bytes()[skip..]));
+            slices.push(IoSlice::new(&queued.as_bytes()[skip..]));
         }
         slices
     }
@@ -502,8 +553,8 @@ impl State {
             }
             n -= left;
             self.front_sent = 0;
-            let frame = self.frames.pop_front().expect("Bug: bytes sent beyond the queue");
-            self.taken(&frame, sent);
+            let queued = self.frames.pop_front().expect("Bug: bytes sent beyond the queue");
+            self.taken(&queued, sent);
         }
         self.shrink();
     }
@@ -514,32 +565,32 @@ impl State {
     fn seal(&mut self, tls: &TlsStream, sent: &mut Sent) -> io::Result<()> {
         let mut count = 0;
         let mut plaintext = 0;
-        for frame in self.frames.iter().take(MAX_BATCH) {
+        for queued in self.frames.iter().take(MAX_BATCH) {
             count += 1;
-            plaintext += frame.len();
+            plaintext += queued.len();
             if plaintext >= MAX_SEAL {
                 break;
             }
         }
         let slices: Vec<IoSlice<'_>> =
-            self.frames.iter().take(count).map(|frame| IoSlice::new(frame.as_bytes())).collect();
+            self.frames.iter().take(count).map(|queued| IoSlice::new(queued.as_bytes())).collect();
         // The batch ends with the close frame, the last ever queued.
         let last = count > 0 && count == self.frames.len() && self.close.is_some();
         self.head.clear();
         self.head_sent = 0;
         tls.seal(&slices, last, &mut self.head)?;
         drop(slices);
-        for frame in self.frames.drain(..count).collect::<Vec<_>>() {
-            self.taken(&frame, sent);
+        for queued in self.frames.drain(..count).collect::<Vec<_>>() {
+            self.taken(&queued, sent);
         }
         self.shrink();
         Ok(())
     }
 
-    /// A frame has left the queue.
-    fn taken(&mut self, frame: &Frame, sent: &mut Sent) {
-        self.queued -= cost(frame);
-        sent.add(frame);
+    /// A frame or run has left the queue.
+    fn taken(&mut self, queued: &Queued, sent: &mut Sent) {
+        self.queued -= cost(queued);
+        sent.add(queued);
     }
 
     /// After a burst, gives back the queue's memory: an idle connection
@@ -551,8 +602,10 @@ impl State {
     }
 }
 
-fn cost(frame: &Frame) -> usize {
-    frame.len() + FRAME_OVERHEAD
+/// What a frame or run counts against the budget: its bytes, and the
+/// overhead of a queued frame for each frame in it.
+fn cost(queued: &Queued) -> usize {
+    queued.len() + FRAME_OVERHEAD * queued.frames()
 }
 
 /// What one write sent, for the metrics: counted once per write rather than
@@ -565,13 +618,16 @@ struct Sent {
 }
 
 impl Sent {
-    fn add(&mut self, frame: &Frame) {
-        if frame.is_message() {
-            self.messages += 1;
-        } else if frame.is_close() {
-            self.close = frame.close_frame().map(|close| close.code);
+    fn add(&mut self, queued: &Queued) {
+        match queued {
+            Queued::Run(run) => self.messages += run.frames(),
+            Queued::Frame(frame) if frame.is_message() => self.messages += 1,
+            Queued::Frame(frame) if frame.is_close() => {
+                self.close = frame.close_frame().map(|close| close.code);
+            }
+            Queued::Frame(_) => {}
         }
-        self.bytes += frame.len();
+        self.bytes += queued.len();
     }
 
     fn record(&self, metrics: &Metrics) {

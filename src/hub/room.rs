@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::ConnectionId;
-use crate::connection::{Outbox, Refused};
-use crate::frame::Frame;
+use crate::connection::{Outbox, Queued, Refused};
 
 /// The members of a room, kept in a `Vec` so that a broadcast is a straight
 /// walk over outboxes, with an index beside it so that joining and leaving
@@ -49,20 +48,20 @@ impl Room {
         self.members.len()
     }
 
-    /// Appends `frame` to every member's outbox without sending it, and
+    /// Appends a frame or run to every member's outbox without sending it, and
     /// lists in `full` the members whose outbox had no room (each has closed
     /// itself as a slow consumer). [`flush`](Room::flush) sends. Returns true
     /// if and only if the room was clean before, so that the caller notes it
     /// once.
     pub(crate) fn deliver(
         &mut self,
-        frame: &Frame,
+        queued: &Queued,
         except: Option<ConnectionId>,
         full: &mut Vec<ConnectionId>,
     ) -> bool {
         let was_clean = !std::mem::replace(&mut self.dirty, true);
         for (id, outbox) in self.members.iter().filter(|(id, _)| Some(*id) != except) {
-            match outbox.push(frame.clone()) {
+            match outbox.push(queued.clone()) {
                 Ok(()) => {}
                 Err(Refused::Full) => full.push(*id),
                 // The connection is closing; it unregisters when it ends.
@@ -85,6 +84,7 @@ impl Room {
 mod tests {
     use super::*;
     use crate::connection::recorded;
+    use crate::frame::Frame;
     use crate::metrics::Metrics;
 
     #[test]
@@ -99,7 +99,7 @@ mod tests {
         assert!(room.remove(ConnectionId(0)));
         assert!(!room.remove(ConnectionId(0)));
         let mut full = Vec::new();
-        room.deliver(&Frame::text("x"), None, &mut full);
+        room.deliver(&Frame::text("x").into(), None, &mut full);
         room.flush();
         assert!(full.is_empty());
         assert!(lines[0].sink.bytes().is_empty());
@@ -121,8 +121,8 @@ mod tests {
         room.insert(ConnectionId(1), slow.outbox.clone());
         room.insert(ConnectionId(2), fast.outbox.clone());
         let mut full = Vec::new();
-        room.deliver(&Frame::text("a"), None, &mut full);
-        room.deliver(&Frame::text("b"), None, &mut full);
+        room.deliver(&Frame::text("a").into(), None, &mut full);
+        room.deliver(&Frame::text("b").into(), None, &mut full);
         assert_eq!(full, vec![ConnectionId(1)]);
         room.flush();
         assert_eq!(fast.sink.calls(), 1);

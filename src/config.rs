@@ -105,8 +105,10 @@ pub struct Timeouts {
     pub idle: Duration,
     /// A client that has sent nothing for this long is pinged, so that a live
     /// client that only listens has something to answer before `idle` runs
-    /// out. A client that talks is never pinged. Default 20 s; must be less
-    /// than `idle`.
+    /// out. A client that talks is never pinged. The drain thread looks at
+    /// every connection four times per interval, so pings and the idle close
+    /// come up to a quarter of it late. Default 20 s; must be less than
+    /// `idle`.
     pub ping_interval: Duration,
     /// A client whose socket takes no bytes for this long, while bytes are
     /// waiting for it, is dropped: its receive window stayed closed. The

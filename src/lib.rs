@@ -15,14 +15,14 @@
 //!                                       101 at its front; register with the hub and join
 //!                                       rooms; send the 101; WebSocket::from_partially_read
 //!                        then loop { ws.read() }: messages to Handler::on_message; its
-//!                        echoes, pongs, pings and close frames go out through the
+//!                        echoes, pongs and close frames go out through the
 //!                        connection's outbox, under its lock
 //! hub thread             owns the rooms; per batch, appends each frame (encoded once) to
 //!                        every member's outbox and flushes each with one non-blocking
 //!                        vectored send
 //! drain thread           one per server: outboxes whose socket was full wait here (epoll,
 //!                        writable) and are finished under their lock; keeps the write
-//!                        timeout and the close timeout
+//!                        timeout, the close timeout, pings and the idle timeout
 //! ```
 //!
 //! The programs in `examples/` take these pieces one at a time: `echo` (the
@@ -94,8 +94,7 @@
 //!   it owns tungstenite's `WebSocket` and the handler's per-connection
 //!   [`Handler::State`], and every [`Handler`] method for that connection
 //!   runs on it. So the state needs no lock, and a slow handler holds up
-//!   only its own client. It also pings its client when it has been quiet,
-//!   and closes it when it has been quiet too long.
+//!   only its own client.
 //! * Each connection's **outbox** is the one way to its socket. Every byte
 //!   the client receives, pongs and close replies included, is appended
 //!   under the outbox's lock and leaves from the front, in order, so frames
@@ -114,9 +113,12 @@
 //! * The **drain thread** finishes what the kernel had no room for: an
 //!   outbox whose socket is full waits there until the socket has room
 //!   (epoll), and is written under its lock. It serves no client itself.
-//!   It also hangs up on a socket that takes no bytes for
-//!   [`Timeouts::write`], and on a client that does not answer a close
-//!   within [`Timeouts::close`].
+//!   It also keeps the deadlines that no connection thread can, blocked as
+//!   it is in `read()`: it pings a client quiet for
+//!   [`Timeouts::ping_interval`], closes one quiet for [`Timeouts::idle`],
+//!   and hangs up on a socket that takes no bytes for [`Timeouts::write`]
+//!   and on a client that does not answer a close within
+//!   [`Timeouts::close`].
 //!
 //! * With a backplane ([`Config::backplane`], `--redis`), two more threads
 //!   share the rooms with other nodes through Redis pub/sub: a

@@ -82,7 +82,7 @@ impl<H: Handler> Server<H> {
             .name("switchboard-hub".into())
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
-        let (drain, drain_handle) = Drain::new(config.timeouts.write, config.timeouts.close)?;
+        let (drain, drain_handle) = Drain::new(&config.timeouts)?;
         let drain_thread = thread::Builder::new()
             .name("switchboard-drain".into())
             .spawn(move || drain.run())

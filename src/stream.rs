@@ -104,12 +104,13 @@ impl Socket {
         }
     }
 
-    /// Makes every read wait at most `timeout` for bytes.
-    pub(crate) fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+    /// Makes every read wait at most `timeout` for bytes, or for as long as
+    /// it takes with `None`.
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         if let Socket::Tls(tls) = self {
             tls.set_deadline(None);
         }
-        self.tcp().set_read_timeout(Some(timeout))
+        self.tcp().set_read_timeout(timeout)
     }
 
     /// Makes every read give up at `deadline`, however the peer spreads its

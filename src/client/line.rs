@@ -135,7 +135,8 @@ impl Line {
         // A write that long means the server has stopped reading: without a
         // bound the writer would wait on it for ever, and so would join().
         let silence = self.config.ping_interval + self.config.pong_timeout;
-        let timeouts = socket.set_read_timeout(silence).and_then(|()| socket.set_write_timeout(silence));
+        let timeouts =
+            socket.set_read_timeout(Some(silence)).and_then(|()| socket.set_write_timeout(silence));
         let ending = match timeouts {
             Ok(()) => {
                 let ws = WebSocket::from_partially_read(

@@ -11,15 +11,17 @@
 //! No client is ever served from here: this thread only finishes writes that
 //! others started.
 //!
-//! It also keeps two deadlines that no connection thread can keep, since
+//! It also keeps the deadlines that no connection thread can keep, since
 //! that thread is blocked reading:
 //!
 //! * the write timeout: a socket that takes no bytes for that long is hung
 //!   up on, and its connection ends;
 //! * the close timeout: once a close frame that the connection's thread did
-//!   not send itself has left (a slow consumer, the application, shutdown),
-//!   the client has that long to answer before it is hung up on, so that its
-//!   thread stops waiting.
+//!   not send itself has left (a slow consumer, the application, shutdown,
+//!   the idle timeout), the client has that long to answer before it is hung
+//!   up on, so that its thread stops waiting;
+//! * every connection's heartbeat ([`super::heartbeat`]): a quiet client is
+//!   pinged, and one quiet for the idle timeout is closed.
 //!
 //! An outbox is held here by an `Arc` for as long as its socket is
 //! registered: its descriptor cannot be closed, and its number reused by a
@@ -36,7 +38,9 @@ use log::warn;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::heartbeat::Heartbeats;
 use super::outbox::{Outbox, Resumed};
+use crate::config::Timeouts;
 
 /// The waker's token; outboxes use their connection's number, which starts at 1.
 const WAKE: Token = Token(0);
@@ -49,13 +53,15 @@ pub(crate) enum Job {
     /// This outbox's close has been sent: hang up after the close timeout,
     /// unless its connection's thread is done by then.
     TimeClose(Weak<Outbox>),
+    /// A new connection: keep its heartbeat.
+    Watch(Weak<Outbox>),
     /// End the thread.
     Stop,
 }
 
 /// A cloneable way to hand work to the drain thread. It never waits: the
-/// queue holds each outbox at most twice (once full, once closing), so it is
-/// bounded by the number of connections.
+/// queue holds each outbox at most three times (new, full, closing), so it
+/// is bounded by the number of connections.
 #[derive(Debug, Clone)]
 pub(crate) struct DrainHandle {
     jobs: Sender<Job>,
@@ -72,6 +78,12 @@ impl DrainHandle {
     /// thread has finished by then.
     pub(crate) fn time_close(&self, outbox: Weak<Outbox>) {
         self.hand(Job::TimeClose(outbox));
+    }
+
+    /// Keeps the heartbeat of a new connection. The drain thread is not
+    /// woken for it: it takes it at its next turn, within a tick.
+    pub(crate) fn watch(&self, outbox: Weak<Outbox>) {
+        let _ = self.jobs.send(Job::Watch(outbox));
     }
 
     /// Ends the drain thread; what it still holds is dropped.
@@ -112,6 +124,7 @@ pub(crate) struct Drain {
     counter: u64,
     write_timeout: Duration,
     close_timeout: Duration,
+    heartbeats: Heartbeats,
 }
 
 /// An outbox waiting for room, and the stall it is waiting in.
@@ -165,7 +178,7 @@ impl Drain {
     /// # Errors
     ///
     /// When epoll cannot be set up.
-    pub(crate) fn new(write_timeout: Duration, close_timeout: Duration) -> io::Result<(Drain, DrainHandle)> {
+    pub(crate) fn new(timeouts: &Timeouts) -> io::Result<(Drain, DrainHandle)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (jobs_tx, jobs) = unbounded();
@@ -175,8 +188,9 @@ impl Drain {
             waiting: HashMap::new(),
             timers: BinaryHeap::new(),
             counter: 0,
-            write_timeout,
-            close_timeout,
+            write_timeout: timeouts.write,
+            close_timeout: timeouts.close,
+            heartbeats: Heartbeats::new(timeouts.ping_interval, timeouts.idle),
         };
         Ok((drain, DrainHandle { jobs: jobs_tx, waker: Some(waker) }))
     }
@@ -186,8 +200,11 @@ impl Drain {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout =
-                self.timers.peek().map(|Reverse(timer)| timer.at.saturating_duration_since(Instant::now()));
+            let next = self
+                .timers
+                .peek()
+                .map_or(self.heartbeats.due(), |Reverse(timer)| timer.at.min(self.heartbeats.due()));
+            let timeout = Some(next.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -206,11 +223,13 @@ impl Drain {
                         let at = Instant::now() + self.close_timeout;
                         self.set_timer(at, Due::Close(outbox));
                     }
+                    Ok(Job::Watch(outbox)) => self.heartbeats.watch(outbox),
                     Ok(Job::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => return,
                     Err(crossbeam_channel::TryRecvError::Empty) => break,
                 }
             }
             self.expire();
+            self.heartbeats.tick(Instant::now());
         }
     }
 

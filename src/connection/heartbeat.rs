@@ -1,64 +1,128 @@
-//! Pings and the idle close: what a connection's thread does when its client
-//! has been quiet.
+//! Pings and the idle close: every connection's quiet time, kept by the
+//! drain thread.
 //!
-//! The thread spends the connection's life blocked reading its socket, with
-//! a read timeout. A read that times out means the client has sent nothing,
-//! not even a pong, for that long: past the idle timeout in all, it is
-//! closed; otherwise it is pinged, and a live client answers. So a client
-//! that talks is never pinged, and no timer thread is needed, nor a system
-//! call while data flows.
+//! A connection's thread spends the connection's life blocked reading its
+//! socket, and marks its outbox each time the client sends anything. The
+//! drain thread looks at every connection once a tick (a quarter of the
+//! ping interval): a client that has sent nothing, not even a pong, for the
+//! ping interval is pinged, and one quiet for the idle timeout is closed
+//! with 1001. So a client that talks is never pinged, and the connection's
+//! thread reads with no timeout: a blocking read with a timeout arms a
+//! kernel timer every time it waits, which cost 3% of the server's time
+//! with a hundred echo clients.
 
-use std::time::Duration;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
 
-/// One connection's quiet time, counted in read timeouts.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Heartbeat {
+use log::debug;
+
+use super::outbox::{Closing, Outbox};
+use crate::close::CloseReason;
+use crate::frame::Frame;
+
+/// Every connection's heartbeat; [`Heartbeats::tick`] is the drain
+/// thread's turn at them.
+#[derive(Debug)]
+pub(crate) struct Heartbeats {
     ping_interval: Duration,
     idle: Duration,
-    /// How long the client has been quiet.
-    quiet: Duration,
-    /// The read timeout in force.
-    wait: Duration,
+    /// How often connections are looked at.
+    every: Duration,
+    next: Instant,
+    beating: Vec<Beating>,
 }
 
-/// What to do about a read that timed out.
+/// One connection, as its heartbeat knows it.
+#[derive(Debug)]
+struct Beating {
+    outbox: Weak<Outbox>,
+    quiet: Quiet,
+}
+
+/// How long one client has been quiet, counted in ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Quiet {
+    quiet: Duration,
+    /// How quiet the client will have been at its next ping.
+    pings_at: Duration,
+}
+
+/// What to do about a client, once a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Beat {
-    /// Ping the client, and from now on wait `rewait` for each read, if set.
-    Ping { rewait: Option<Duration> },
-    /// The client has been quiet for the idle timeout: close it.
+enum Beat {
+    Nothing,
+    Ping,
+    /// Quiet for the idle timeout: close it.
     Idle,
 }
 
-impl Heartbeat {
+impl Heartbeats {
     /// Pings after `ping_interval` of quiet, closes after `idle`; the ping
     /// interval is less than the idle timeout (the configuration checks).
     pub(crate) fn new(ping_interval: Duration, idle: Duration) -> Self {
-        let wait = ping_interval.min(idle);
-        Heartbeat { ping_interval, idle, quiet: Duration::ZERO, wait }
+        let every = (ping_interval / 4).max(Duration::from_millis(1));
+        Heartbeats { ping_interval, idle, every, next: Instant::now() + every, beating: Vec::new() }
     }
 
-    /// The read timeout to start with.
-    pub(crate) fn wait(&self) -> Duration {
-        self.wait
+    /// Keeps the heartbeat of the connection `outbox` belongs to, until it
+    /// is gone.
+    pub(crate) fn watch(&mut self, outbox: Weak<Outbox>) {
+        let quiet = Quiet { quiet: Duration::ZERO, pings_at: self.ping_interval };
+        self.beating.push(Beating { outbox, quiet });
     }
 
-    /// A read timed out; `heard` says whether the client sent anything
-    /// since the previous time out.
-    pub(crate) fn timed_out(&mut self, heard: bool) -> Beat {
+    /// When the next tick is due.
+    pub(crate) fn due(&self) -> Instant {
+        self.next
+    }
+
+    /// Pings the clients quiet for a ping interval and closes those quiet
+    /// for the idle timeout, if a tick is due; forgets connections that are
+    /// gone.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        if now < self.next {
+            return;
+        }
+        self.next = now + self.every;
+        let (every, ping_interval, idle) = (self.every, self.ping_interval, self.idle);
+        self.beating.retain_mut(|beating| {
+            let Some(outbox) = beating.outbox.upgrade() else {
+                return false;
+            };
+            match beating.quiet.ticked(outbox.take_heard(), every, ping_interval, idle) {
+                Beat::Nothing => true,
+                Beat::Ping => {
+                    let _ = outbox.send(Frame::ping());
+                    true
+                }
+                Beat::Idle => {
+                    debug!("connection {}: quiet for {idle:?}; closing", outbox.id());
+                    let close = Frame::close(Some(CloseReason::IdleTimeout.frame()));
+                    let _ = outbox.close(close, Closing::Last);
+                    false
+                }
+            }
+        });
+    }
+}
+
+impl Quiet {
+    /// A tick of `every` has passed; `heard` says whether the client sent
+    /// anything during it.
+    fn ticked(&mut self, heard: bool, every: Duration, ping_interval: Duration, idle: Duration) -> Beat {
         if heard {
-            self.quiet = Duration::ZERO;
+            *self = Quiet { quiet: Duration::ZERO, pings_at: ping_interval };
+            return Beat::Nothing;
         }
-        self.quiet += self.wait;
-        if self.quiet >= self.idle {
-            return Beat::Idle;
+        self.quiet += every;
+        if self.quiet >= idle {
+            Beat::Idle
+        } else if self.quiet >= self.pings_at {
+            self.pings_at += ping_interval;
+            Beat::Ping
+        } else {
+            Beat::Nothing
         }
-        // The last wait before the idle timeout may be shorter than a ping
-        // interval, so that the close comes on time.
-        let wait = self.ping_interval.min(self.idle - self.quiet);
-        let rewait = (wait != self.wait).then_some(wait);
-        self.wait = wait;
-        Beat::Ping { rewait }
     }
 }
 
@@ -70,29 +134,40 @@ mod tests {
         Duration::from_secs(n)
     }
 
+    /// Ticks of 5 s, pings after 20 s of quiet, closes after 60 s.
+    fn tick(quiet: &mut Quiet, heard: bool) -> Beat {
+        quiet.ticked(heard, secs(5), secs(20), secs(60))
+    }
+
     #[test]
-    fn a_silent_client_is_pinged_then_closed_on_time() {
-        let mut heart = Heartbeat::new(secs(20), secs(50));
-        assert_eq!(heart.wait(), secs(20));
-        assert_eq!(heart.timed_out(false), Beat::Ping { rewait: None });
-        assert_eq!(heart.timed_out(false), Beat::Ping { rewait: Some(secs(10)) });
-        assert_eq!(heart.timed_out(false), Beat::Idle, "20 + 20 + 10 seconds of quiet");
+    fn a_silent_client_is_pinged_every_interval_then_closed_on_time() {
+        let mut quiet = Quiet { quiet: Duration::ZERO, pings_at: secs(20) };
+        let beats: Vec<Beat> = (0..12).map(|_| tick(&mut quiet, false)).collect();
+        let pings: Vec<usize> =
+            beats.iter().enumerate().filter(|(_, b)| **b == Beat::Ping).map(|(i, _)| i).collect();
+        assert_eq!(pings, [3, 7], "at 20 s and 40 s of quiet");
+        assert_eq!(beats[11], Beat::Idle, "at 60 s");
+        assert!(beats[..11].iter().all(|b| *b != Beat::Idle));
     }
 
     #[test]
     fn a_client_that_answers_is_never_idle() {
-        let mut heart = Heartbeat::new(secs(20), secs(30));
-        assert_eq!(heart.timed_out(false), Beat::Ping { rewait: Some(secs(10)) });
-        for _ in 0..10 {
-            assert!(matches!(heart.timed_out(true), Beat::Ping { .. }));
+        let mut quiet = Quiet { quiet: Duration::ZERO, pings_at: secs(20) };
+        for round in 0..10 {
+            for _ in 0..3 {
+                assert_eq!(tick(&mut quiet, false), Beat::Nothing, "round {round}");
+            }
+            assert_eq!(tick(&mut quiet, false), Beat::Ping);
+            // The pong.
+            assert_eq!(tick(&mut quiet, true), Beat::Nothing);
         }
     }
 
     #[test]
-    fn after_a_short_wait_the_next_quiet_spell_waits_a_whole_interval() {
-        let mut heart = Heartbeat::new(secs(20), secs(50));
-        heart.timed_out(false);
-        heart.timed_out(false);
-        assert_eq!(heart.timed_out(true), Beat::Ping { rewait: Some(secs(20)) });
+    fn a_client_that_talks_is_never_pinged() {
+        let mut quiet = Quiet { quiet: Duration::ZERO, pings_at: secs(20) };
+        for _ in 0..100 {
+            assert_eq!(tick(&mut quiet, true), Beat::Nothing);
+        }
     }
 }

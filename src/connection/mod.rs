@@ -28,7 +28,6 @@ use log::{debug, error, info, warn};
 #[cfg(test)]
 pub(crate) use self::drain::Job;
 pub(crate) use self::drain::{Drain, DrainHandle};
-use self::heartbeat::Heartbeat;
 #[cfg(test)]
 pub(crate) use self::outbox::tests::{Recorded, recorded};
 pub(crate) use self::outbox::{Closing, Outbox, Queued, Refused, assert_unlocked};
@@ -246,7 +245,6 @@ fn converse<H: Handler>(upgraded: Upgraded<'_, H::State>, shared: &Shared<H>) {
             config.limits.message_burst,
             Instant::now(),
         ),
-        heartbeat: Heartbeat::new(config.timeouts.ping_interval, config.timeouts.idle),
     };
     let read_end = reader.run(&socket, rest);
     drop(registration);

@@ -29,6 +29,7 @@ use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -142,6 +143,9 @@ pub(crate) struct Outbox {
     budget: usize,
     drain: DrainHandle,
     metrics: Arc<Metrics>,
+    /// The client has sent something since its heartbeat last looked; set
+    /// by the connection's thread without the lock.
+    heard: AtomicBool,
 }
 
 /// What the lock guards.
@@ -229,7 +233,17 @@ impl Outbox {
             progress: Instant::now(),
             reader_done: false,
         };
-        Ok(Arc::new(Outbox { id, sink, state: Mutex::new(state), budget, drain, metrics }))
+        let outbox = Arc::new(Outbox {
+            id,
+            sink,
+            state: Mutex::new(state),
+            budget,
+            drain,
+            metrics,
+            heard: AtomicBool::new(false),
+        });
+        outbox.drain.watch(Arc::downgrade(&outbox));
+        Ok(outbox)
     }
 
     /// Appends a frame or a run without sending it: the hub appends a whole
@@ -290,6 +304,17 @@ impl Outbox {
     /// and no one need hang up to wake it. What is queued still goes out.
     pub(crate) fn finish(&self) {
         self.lock().reader_done = true;
+    }
+
+    /// The client has sent something: its connection is alive.
+    pub(crate) fn hear(&self) {
+        self.heard.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the client has sent anything since the last look, for its
+    /// heartbeat.
+    pub(crate) fn take_heard(&self) -> bool {
+        self.heard.swap(false, Ordering::Relaxed)
     }
 
     /// The descriptor the drain thread waits on.
@@ -780,6 +805,8 @@ pub(crate) mod tests {
         let (drain, jobs) = DrainHandle::detached();
         let outbox =
             Outbox::new(ConnectionId(id), sink.clone(), first.to_vec(), budget, drain, metrics).unwrap();
+        // Every new outbox asks the drain thread to keep its heartbeat.
+        assert!(matches!(jobs.try_recv(), Ok(Job::Watch(_))));
         Recorded { outbox, sink, jobs }
     }
 

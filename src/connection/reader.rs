@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use log::debug;
+use tungstenite::Message;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
-use tungstenite::{Error as WsError, Message};
 
-use super::heartbeat::{Beat, Heartbeat};
 use super::outbox::{Closing, Outbox};
 use super::token_bucket::TokenBucket;
-use crate::close::{CloseReason, is_timeout};
+use crate::close::CloseReason;
 use crate::frame::Frame;
 use crate::handler::{Connection, Handler};
 use crate::metrics::Metrics;
@@ -48,7 +47,6 @@ pub(crate) struct Reader<'a, H: Handler> {
     pub(crate) metrics: &'a Metrics,
     /// The message rate limit, if there is one.
     pub(crate) bucket: Option<TokenBucket>,
-    pub(crate) heartbeat: Heartbeat,
 }
 
 impl<H: Handler> Reader<'_, H> {
@@ -56,11 +54,13 @@ impl<H: Handler> Reader<'_, H> {
     /// client sent right after its request head.
     #[inline(never)]
     pub(crate) fn run(mut self, socket: &Socket, rest: Vec<u8>) -> ReadEnd {
-        if let Err(e) = socket.set_read_timeout(self.heartbeat.wait()) {
-            debug!("connection {}: cannot set its read timeout: {e}", self.connection.id);
+        // Reads wait for as long as it takes: pings and the idle timeout are
+        // the drain thread's (see heartbeat.rs).
+        if let Err(e) = socket.set_read_timeout(None) {
+            debug!("connection {}: cannot clear its read timeout: {e}", self.connection.id);
             return ReadEnd::Dropped;
         }
-        let incoming = Incoming { socket, outbox: &self.connection.outbox, heard: false };
+        let incoming = Incoming { socket, outbox: &self.connection.outbox };
         // Built here rather than by the caller, so that only this frame
         // holds it: every page of stack a connection thread touches stays
         // resident while the connection lives.
@@ -90,13 +90,6 @@ impl<H: Handler> Reader<'_, H> {
                     continue;
                 }
                 Ok(Message::Pong(_) | Message::Frame(_)) => continue,
-                Err(WsError::Io(e)) if is_timeout(&e) && client_close.is_none() => {
-                    let heard = std::mem::take(&mut ws.get_mut().heard);
-                    match self.quiet(socket, heard) {
-                        Ok(()) => continue,
-                        Err(end) => return end,
-                    }
-                }
                 Err(error) => error,
             };
             // After the client's close, tungstenite reports the end of the
@@ -122,22 +115,6 @@ impl<H: Handler> Reader<'_, H> {
         }
         self.metrics.rate_limited();
         Err(self.close(CloseReason::RateLimited, "over its message rate limit".into()))
-    }
-
-    /// The client has sent nothing for a read timeout: pings it, or closes it
-    /// as idle.
-    #[inline(never)]
-    fn quiet(&mut self, socket: &Socket, heard: bool) -> Result<(), ReadEnd> {
-        match self.heartbeat.timed_out(heard) {
-            Beat::Ping { rewait } => {
-                let _ = self.connection.outbox.send(Frame::ping());
-                if let Some(wait) = rewait {
-                    let _ = socket.set_read_timeout(wait);
-                }
-                Ok(())
-            }
-            Beat::Idle => Err(self.close(CloseReason::IdleTimeout, "idle".into())),
-        }
     }
 
     /// A pong counts against the budget, so a ping flood from a client that
@@ -182,7 +159,7 @@ impl<H: Handler> Reader<'_, H> {
 
 /// The socket as tungstenite reads it on a connection's thread.
 ///
-/// Reads note that the client spoke, for the heartbeat. Writes go nowhere:
+/// Reads tell the outbox that the client spoke, for its heartbeat. Writes go nowhere:
 /// the reader sends through the outbox. Over TLS, a read of the socket can
 /// leave records in the session (a key update's answer, an alert) that must
 /// go out even if nothing else is sent: they are flushed through the
@@ -190,8 +167,6 @@ impl<H: Handler> Reader<'_, H> {
 struct Incoming<'a> {
     socket: &'a Socket,
     outbox: &'a Arc<Outbox>,
-    /// Bytes arrived since the heartbeat last looked.
-    heard: bool,
 }
 
 impl Read for Incoming<'_> {
@@ -210,7 +185,9 @@ impl Read for Incoming<'_> {
                 }
             },
         };
-        self.heard |= n > 0;
+        if n > 0 {
+            self.outbox.hear();
+        }
         Ok(n)
     }
 }

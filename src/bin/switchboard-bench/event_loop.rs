@@ -252,7 +252,14 @@ impl<D: Driver> EventLoop<D> {
             }
             ready.clear();
             ready.extend(self.behind.drain(..).map(Token));
-            ready.extend(events.iter().map(|event| event.token()).filter(|&token| token != WAKE));
+            for event in events.iter().filter(|event| event.token() != WAKE) {
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    if let Some(client) = self.slots.get_mut(event.token().0).and_then(Option::as_mut) {
+                        client.readable(event.is_read_closed() || event.is_error());
+                    }
+                }
+                ready.push(event.token());
+            }
             // The phase may have moved on while the loop slept (that is what
             // the waker is for): handle the events in the phase they arrived in.
             let phase = self.shared.phase();

@@ -1,7 +1,6 @@
 //! A frame encoded once and shared by reference among all its recipients.
 
 use std::fmt;
-use std::sync::Arc;
 
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
@@ -13,7 +12,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 /// Server frames are never masked, so the bytes are the same for every
 /// recipient: a message for a room of a thousand is encoded once, and each
 /// member's outbox holds a reference to the same bytes. Cloning a `Frame` is
-/// a reference-count increment.
+/// a reference-count increment. Encoding one allocates once.
 ///
 /// ```
 /// use switchboard::Frame;
@@ -23,7 +22,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
-    bytes: Arc<[u8]>,
+    bytes: tungstenite::Bytes,
 }
 
 const OPCODE_TEXT: u8 = 0x1;
@@ -57,6 +56,7 @@ impl Frame {
     fn encode(frame: WireFrame) -> Self {
         let mut bytes = Vec::with_capacity(frame.len());
         frame.format(&mut bytes).expect("Bug: formatting a frame into a Vec cannot fail");
+        // Bytes takes the Vec's allocation as it is: no second copy.
         Frame { bytes: bytes.into() }
     }
 
@@ -138,7 +138,7 @@ impl Frame {
         }
         match first & 0x0f {
             OPCODE_TEXT if std::str::from_utf8(payload).is_err() => None,
-            OPCODE_TEXT | OPCODE_BINARY => Some(Frame { bytes: bytes.into() }),
+            OPCODE_TEXT | OPCODE_BINARY => Some(Frame { bytes: tungstenite::Bytes::copy_from_slice(bytes) }),
             _ => None,
         }
     }
@@ -147,7 +147,7 @@ impl Frame {
     /// equal bytes): a connection uses it to tell its own close reply from a
     /// close the server started.
     pub(crate) fn same_as(&self, other: &Frame) -> bool {
-        Arc::ptr_eq(&self.bytes, &other.bytes)
+        std::ptr::eq(self.as_bytes(), other.as_bytes())
     }
 }
 
@@ -158,7 +158,7 @@ impl Frame {
 /// the kernel walk them one by one for every member.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Run {
-    bytes: Arc<[u8]>,
+    bytes: tungstenite::Bytes,
     frames: usize,
 }
 

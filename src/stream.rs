@@ -73,7 +73,12 @@ const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 
 impl Sink for TcpStream {
     fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        SockRef::from(self).send_vectored_with_flags(bufs, SEND_FLAGS)
+        match bufs {
+            // send(2) spares the kernel the message header and iovec that
+            // sendmsg(2) must copy in: the usual case, one frame or one run.
+            [one] => SockRef::from(self).send_with_flags(one, SEND_FLAGS),
+            _ => SockRef::from(self).send_vectored_with_flags(bufs, SEND_FLAGS),
+        }
     }
 
     fn shutdown(&self, how: Shutdown) {

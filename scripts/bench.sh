@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # switchboard against the reference servers, on loopback, in one run:
-#   scripts/bench.sh
+#   PEERS_DIR=path/to/bench-peers scripts/bench.sh
 #
-# Builds release binaries, starts switchboard and (when present) the two
-# reference servers of ../shared/bench-peers, each on a free port and pinned
-# to CPU 0, and runs switchboard-bench pinned to CPU 1 against each of them:
+# Builds release binaries, starts switchboard and (when PEERS_DIR names a
+# directory holding them) the two reference servers, tungstenite-threads/
+# and tokio-tungstenite/, each started with its run.sh PORT (run.sh
+# --prepare builds it), each on a free port and pinned to CPU 0, and runs
+# switchboard-bench pinned to CPU 1 against each of them:
 # echo, fanout as fast as possible, fanout at 100 publishes/s, churn, and
 # last idle with 10,000 connections, one server at a time, stopping each
 # server after its turn so that its threads are freed before the next.
@@ -15,15 +17,15 @@
 # results.md at the end.
 #
 # Environment: DURATION (measured time per run, default 8s),
-# IDLE_CONNECTIONS (10000), SUBSCRIBERS (1000), PEERS_DIR
-# (../shared/bench-peers), SERVER_CPU (0), LOAD_CPU (1).
+# IDLE_CONNECTIONS (10000), SUBSCRIBERS (1000), PEERS_DIR (none: switchboard
+# alone), SERVER_CPU (0), LOAD_CPU (1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 duration="${DURATION:-8s}"
 idle_connections="${IDLE_CONNECTIONS:-10000}"
 subscribers="${SUBSCRIBERS:-1000}"
-peers_dir="${PEERS_DIR:-../shared/bench-peers}"
+peers_dir="${PEERS_DIR:-}"
 server_cpu="${SERVER_CPU:-0}"
 load_cpu="${LOAD_CPU:-1}"
 out=target/bench
@@ -163,7 +165,10 @@ say "building (cargo build --release --features bench)"
 cargo build --release --bins --features bench --quiet
 peers=()
 for peer in tungstenite-threads tokio-tungstenite; do
-  if [ -x "$peers_dir/$peer/run.sh" ]; then
+  if [ -z "$peers_dir" ]; then
+    echo "warning: PEERS_DIR not set; measuring switchboard alone" >&2
+    break
+  elif [ -x "$peers_dir/$peer/run.sh" ]; then
     "$peers_dir/$peer/run.sh" --prepare
     peers+=("$peer")
   else

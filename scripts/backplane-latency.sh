@@ -40,9 +40,8 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=lib/loopback.sh
+source scripts/lib/loopback.sh
 
 echo "== building release binaries"
 cargo build --release --quiet --bin switchboard
@@ -68,13 +67,7 @@ start_server() {
   RUST_LOG=info target/release/switchboard --listen 127.0.0.1:0 --max-connections-per-ip 0 --max-messages-per-sec 0 "$@" \
     >/dev/null 2>"$log" &
   pids+=($!)
-  addr=""
-  local deadline=$((SECONDS + 10))
-  until [ -n "$addr" ]; do
-    [ "$SECONDS" -lt "$deadline" ] || { echo "$name did not start; see $log" >&2; exit 1; }
-    sleep 0.1
-    addr="$(grep -o 'listening on http://[0-9.:]*' "$log" | sed 's|.*http://||' || true)"
-  done
+  addr="$(listening_address "$log" "${pids[-1]}")" || { echo "$name did not start" >&2; exit 1; }
   echo "$name on $addr" >&2
 }
 redis="redis://127.0.0.1:$redis_port"

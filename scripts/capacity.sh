@@ -32,14 +32,9 @@ trap cleanup EXIT
 RUST_LOG=info target/release/switchboard --listen 127.0.0.1:0 --max-connections "$((connections + 100))" \
   --max-connections-per-ip 0 >"$log" 2>&1 &
 server_pid=$!
-addr=""
-for _ in $(seq 1 200); do
-  addr="$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's|listening on http://||' || true)"
-  [ -n "$addr" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.05
-done
-[ -n "$addr" ] || { echo "the server did not say where it listens" >&2; cat "$log" >&2; exit 1; }
+# shellcheck source=lib/loopback.sh
+source scripts/lib/loopback.sh
+addr="$(listening_address "$log" "$server_pid")"
 until curl -fsS --max-time 1 "http://$addr/healthz" >/dev/null 2>&1; do sleep 0.05; done
 # The server's own start-up warnings, such as a connection limit lowered to
 # what the machine allows.

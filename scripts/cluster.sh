@@ -32,9 +32,8 @@ fi
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 command -v python3 >/dev/null || { echo "FAIL: python3 is needed for the check" >&2; exit 1; }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=lib/loopback.sh
+source scripts/lib/loopback.sh
 
 pids=()
 stop_all() {

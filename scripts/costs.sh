@@ -42,19 +42,8 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# A port nothing listens on, below the ephemeral range the clients use.
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 12000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
+# shellcheck source=lib/loopback.sh
+source scripts/lib/loopback.sh
 
 # Runs one scenario against a fresh server; prints "unit throughput cpu_ms
 # context_switches syscalls".

@@ -31,14 +31,9 @@ trap cleanup EXIT
 RUST_LOG=info ./target/release/switchboard --listen 127.0.0.1:0 \
   --max-connections 200 --max-connections-per-ip 50 >"$log" 2>&1 &
 server_pid=$!
-addr=""
-for _ in $(seq 1 200); do
-  addr="$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's|listening on http://||' || true)"
-  [ -n "$addr" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.05
-done
-[ -n "$addr" ] || { echo "server did not report its address" >&2; exit 1; }
+# shellcheck source=lib/loopback.sh
+source scripts/lib/loopback.sh
+addr="$(listening_address "$log" "$server_pid")"
 python3 scripts/flood_latency.py "$addr" "$attempts"
 echo "server log, refusal summaries:"
 grep -E 'refused' "$log" | tail -5 || true

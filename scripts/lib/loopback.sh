@@ -1,0 +1,33 @@
+# Shell functions for the scripts that run servers on loopback; source it.
+
+# A TCP port on 127.0.0.1 that nothing listens on now, below the ephemeral
+# range that clients' own ports are taken from.
+free_port() {
+  local p
+  for _ in $(seq 100); do
+    p=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# The address a switchboard started with `--listen 127.0.0.1:0` says it
+# listens on, read from its log LOG; waits at most 10 s, and fails if the
+# process PID ends first.
+listening_address() {
+  local log="$1" pid="$2" addr="" deadline=$((SECONDS + 10))
+  until [ -n "$addr" ]; do
+    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "the server did not say where it listens; its log:" >&2
+      tail -20 "$log" >&2
+      return 1
+    fi
+    sleep 0.05
+    addr="$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's|.*http://||' || true)"
+  done
+  echo "$addr"
+}

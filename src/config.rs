@@ -123,6 +123,9 @@ pub struct Timeouts {
     pub shutdown: Duration,
 }
 
+/// The longest any timeout may be.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
@@ -386,7 +389,17 @@ impl Config {
         let ws = &self.websocket;
         // The largest frame the server may have to relay: payload and header.
         let largest = ws.max_message_size.unwrap_or(usize::MAX).saturating_add(14);
-        let checks: [(bool, &'static str, &'static str); 17] = [
+        // Deadlines are instants: a timeout past this could not be added to
+        // the clock.
+        let too_long = |timeout: Duration| timeout > MAX_TIMEOUT;
+        let checks: [(bool, &'static str, &'static str); 18] = [
+            (
+                [t.handshake, t.idle, t.ping_interval, t.write, t.close, t.shutdown]
+                    .into_iter()
+                    .any(too_long),
+                "timeouts",
+                "must each be at most 30 days",
+            ),
             (t.handshake.is_zero(), "timeouts.handshake", "must be more than zero"),
             (t.idle.is_zero(), "timeouts.idle", "must be more than zero"),
             (t.write.is_zero(), "timeouts.write", "must be more than zero"),
@@ -454,6 +467,15 @@ mod tests {
         };
         let err = config.validate().unwrap_err();
         assert!(matches!(err, Error::Config { field: "timeouts.ping_interval", .. }), "{err}");
+    }
+
+    #[test]
+    fn a_timeout_past_30_days_is_refused() {
+        let config = Config {
+            timeouts: Timeouts { idle: Duration::from_secs(31 * 24 * 60 * 60), ..Timeouts::default() },
+            ..Config::default()
+        };
+        assert!(matches!(config.validate(), Err(Error::Config { field: "timeouts", .. })));
     }
 
     #[test]

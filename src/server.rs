@@ -53,7 +53,8 @@ impl<H: Handler> Server<H> {
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid configuration, [`Error::Bind`] when
-    /// the address cannot be listened on, [`Error::Spawn`] when the hub
+    /// the address cannot be listened on, [`Error::Io`] when epoll cannot be
+    /// set up for the drain thread, [`Error::Spawn`] when the hub or drain
     /// thread cannot start.
     pub fn bind(config: Config, handler: H) -> Result<Self> {
         config.validate()?;
@@ -66,6 +67,13 @@ impl<H: Handler> Server<H> {
             Some(backplane) => Metrics::with_backplane(&backplane.node_id),
             None => Metrics::default(),
         });
+        // The drain thread first: it holds nothing of the others', so that
+        // if anything after it fails, it ends with its last handle.
+        let (drain, drain_handle) = Drain::new(&config.timeouts)?;
+        let drain_thread = thread::Builder::new()
+            .name("switchboard-drain".into())
+            .spawn(move || drain.run())
+            .map_err(|source| Error::Spawn { name: "switchboard-drain".into(), source })?;
         let (mut hub, hub_handle) = Hub::new(config.limits.hub_capacity);
         let backplane = match &config.backplane {
             Some(backplane) => {
@@ -82,11 +90,6 @@ impl<H: Handler> Server<H> {
             .name("switchboard-hub".into())
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
-        let (drain, drain_handle) = Drain::new(&config.timeouts)?;
-        let drain_thread = thread::Builder::new()
-            .name("switchboard-drain".into())
-            .spawn(move || drain.run())
-            .map_err(|source| Error::Spawn { name: "switchboard-drain".into(), source })?;
         let gate = Gate::new(&config.access, &config.subprotocols);
         let machine = admission::machine();
         let admission =

@@ -195,7 +195,7 @@ fn handshake(tcp: TcpStream, mut session: Connection, deadline: Instant) -> io::
     Ok(Arc::new(TlsStream { tcp, session: Mutex::new(session) }))
 }
 
-/// A TLS connection that its reader and writer threads share.
+/// A TLS connection, shared by the thread that reads it and those that write it.
 #[derive(Debug)]
 pub(crate) struct TlsStream {
     tcp: TcpStream,

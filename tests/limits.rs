@@ -70,7 +70,7 @@ fn fragmented_ping_is_closed_with_1002() {
 }
 
 #[test]
-fn ping_is_answered_with_pong_by_the_writer() {
+fn ping_is_answered_with_pong() {
     let server = TestServer::start(config());
     let mut client = RawClient::upgrade(server.addr(), "/echo", b"");
     client.send(true, PING, b"are you there");

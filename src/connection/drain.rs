@@ -15,53 +15,73 @@
 //! that thread is blocked reading:
 //!
 //! * the write timeout: a socket that takes no bytes for that long is hung
-//!   up on, and its connection ends;
+//!   up on, and its connection ends; the outboxes waiting here are looked at
+//!   four times per write timeout;
 //! * the close timeout: once a close frame that the connection's thread did
 //!   not send itself has left (a slow consumer, the application, shutdown,
 //!   the idle timeout), the client has that long to answer before it is hung
-//!   up on, so that its thread stops waiting;
+//!   up on, so that its thread stops waiting; and a close that has not even
+//!   left within the write timeout and the close timeout together is given
+//!   up on too, however slowly the client takes bytes meanwhile;
 //! * every connection's heartbeat ([`super::heartbeat`]): a quiet client is
 //!   pinged, and one quiet for the idle timeout is closed.
 //!
 //! An outbox is held here by an `Arc` for as long as its socket is
 //! registered: its descriptor cannot be closed, and its number reused by a
-//! new connection, before it is deregistered.
+//! new connection, before it is deregistered. When the server stops, every
+//! connection still open is hung up on, so that no thread outlives it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
-use log::warn;
+use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
+use log::{debug, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::heartbeat::Heartbeats;
-use super::outbox::{Outbox, Resumed};
+use super::outbox::{Failure, Outbox, Resumed, Stall};
 use crate::config::Timeouts;
 
 /// The waker's token; outboxes use their connection's number, which starts at 1.
 const WAKE: Token = Token(0);
+
+/// Jobs handed over without waking the drain thread, which takes them at
+/// its next turn (a heartbeat tick at the latest), until this many wait.
+const LAZY_JOBS: usize = 1024;
 
 /// What the drain thread is asked to do.
 #[derive(Debug)]
 pub(crate) enum Job {
     /// This outbox's socket is full: finish writing it when it has room.
     Finish(Arc<Outbox>),
-    /// This outbox's close has been sent: hang up after the close timeout,
+    /// This outbox has a close to see through: hang up when its time is up,
     /// unless its connection's thread is done by then.
-    TimeClose(Weak<Outbox>),
+    TimeClose(Weak<Outbox>, CloseStage),
     /// A new connection: keep its heartbeat.
     Watch(Weak<Outbox>),
-    /// End the thread.
+    /// End the thread, hanging up on every connection still open.
     Stop,
 }
 
-/// A cloneable way to hand work to the drain thread. It never waits: the
-/// queue holds each outbox at most three times (new, full, closing), so it
-/// is bounded by the number of connections.
+/// How far a close has got, which says how long it has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseStage {
+    /// Queued: it has the write timeout to leave and the close timeout to be
+    /// answered.
+    Queued,
+    /// Sent, with the FIN after it: it has the close timeout to be answered.
+    Sent,
+}
+
+/// A cloneable way to hand work to the drain thread. It never waits. The
+/// queue holds at most four jobs per connection (new, full, two closes),
+/// and only for connections opened since the drain thread's last turn,
+/// which comes at least once a heartbeat tick and as soon as a thousand
+/// jobs wait: it is bounded by the number of connections.
 #[derive(Debug, Clone)]
 pub(crate) struct DrainHandle {
     jobs: Sender<Job>,
@@ -71,34 +91,38 @@ pub(crate) struct DrainHandle {
 impl DrainHandle {
     /// Finishes writing `outbox`, whose socket's buffer is full.
     pub(crate) fn finish(&self, outbox: Arc<Outbox>) {
-        self.hand(Job::Finish(outbox));
+        self.hand(Job::Finish(outbox), true);
     }
 
-    /// Hangs up on `outbox`'s connection after the close timeout, unless its
-    /// thread has finished by then.
-    pub(crate) fn time_close(&self, outbox: Weak<Outbox>) {
-        self.hand(Job::TimeClose(outbox));
+    /// Hangs up on `outbox`'s connection when the close at `stage` has had
+    /// its time, unless its thread has finished by then.
+    pub(crate) fn time_close(&self, outbox: Weak<Outbox>, stage: CloseStage) {
+        // A queued close has seconds to go: no hurry to tell the thread.
+        self.hand(Job::TimeClose(outbox, stage), stage == CloseStage::Sent);
     }
 
-    /// Keeps the heartbeat of a new connection. The drain thread is not
-    /// woken for it: it takes it at its next turn, within a tick.
+    /// Keeps the heartbeat of a new connection.
     pub(crate) fn watch(&self, outbox: Weak<Outbox>) {
-        let _ = self.jobs.send(Job::Watch(outbox));
+        self.hand(Job::Watch(outbox), false);
     }
 
-    /// Ends the drain thread; what it still holds is dropped.
+    /// Ends the drain thread; every connection it knows of is hung up on.
     pub(crate) fn stop(&self) {
-        self.hand(Job::Stop);
+        self.hand(Job::Stop, true);
     }
 
-    fn hand(&self, job: Job) {
+    /// Queues `job`, and wakes the thread if `urgent` or enough jobs wait.
+    fn hand(&self, job: Job, urgent: bool) {
         // Fails only once the thread has ended, at the end of a shutdown:
         // the job is dropped with everything else.
-        if self.jobs.send(job).is_ok() {
+        if self.jobs.send(job).is_err() {
+            return;
+        }
+        if urgent || self.jobs.len() >= LAZY_JOBS {
             if let Some(waker) = &self.waker {
-                if let Err(e) = waker.wake() {
-                    warn!("cannot wake the drain thread: {e}");
-                }
+                // An eventfd write: it fails only when the counter is full,
+                // and mio then resets it and writes again.
+                let _ = waker.wake();
             }
         }
     }
@@ -117,56 +141,39 @@ pub(crate) struct Drain {
     poll: Poll,
     jobs: Receiver<Job>,
     /// The outboxes whose socket is registered, by token.
-    waiting: HashMap<Token, Waiting>,
-    timers: BinaryHeap<Reverse<Timer>>,
-    /// Numbers the timers, and each stall, so that a timer set for an
-    /// earlier stall of the same outbox is recognised as stale.
+    waiting: HashMap<Token, Arc<Outbox>>,
+    /// When the outboxes waiting are next looked at for the write timeout.
+    next_write_check: Instant,
+    closes: BinaryHeap<Reverse<CloseTimer>>,
+    /// Numbers the close timers, to order those due at the same instant.
     counter: u64,
-    write_timeout: Duration,
-    close_timeout: Duration,
+    timeouts: Timeouts,
     heartbeats: Heartbeats,
 }
 
-/// An outbox waiting for room, and the stall it is waiting in.
+/// When a close has had its time.
 #[derive(Debug)]
-struct Waiting {
-    outbox: Arc<Outbox>,
-    stall: u64,
-}
-
-/// A deadline.
-#[derive(Debug)]
-struct Timer {
+struct CloseTimer {
     at: Instant,
     seq: u64,
-    due: Due,
+    outbox: Weak<Outbox>,
 }
 
-#[derive(Debug)]
-enum Due {
-    /// The write timeout of the stall numbered `stall`.
-    Write {
-        token: Token,
-        stall: u64,
-    },
-    Close(Weak<Outbox>),
-}
-
-impl PartialEq for Timer {
+impl PartialEq for CloseTimer {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
 
-impl Eq for Timer {}
+impl Eq for CloseTimer {}
 
-impl PartialOrd for Timer {
+impl PartialOrd for CloseTimer {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Timer {
+impl Ord for CloseTimer {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
     }
@@ -186,10 +193,10 @@ impl Drain {
             poll,
             jobs,
             waiting: HashMap::new(),
-            timers: BinaryHeap::new(),
+            next_write_check: Instant::now() + timeouts.write / 4,
+            closes: BinaryHeap::new(),
             counter: 0,
-            write_timeout: timeouts.write,
-            close_timeout: timeouts.close,
+            timeouts: *timeouts,
             heartbeats: Heartbeats::new(timeouts.ping_interval, timeouts.idle),
         };
         Ok((drain, DrainHandle { jobs: jobs_tx, waker: Some(waker) }))
@@ -200,12 +207,8 @@ impl Drain {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
-            let next = self
-                .timers
-                .peek()
-                .map_or(self.heartbeats.due(), |Reverse(timer)| timer.at.min(self.heartbeats.due()));
-            let timeout = Some(next.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let timeout = self.next_due().saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -219,18 +222,30 @@ impl Drain {
             loop {
                 match self.jobs.try_recv() {
                     Ok(Job::Finish(outbox)) => self.take(outbox),
-                    Ok(Job::TimeClose(outbox)) => {
-                        let at = Instant::now() + self.close_timeout;
-                        self.set_timer(at, Due::Close(outbox));
-                    }
+                    Ok(Job::TimeClose(outbox, stage)) => self.time_close(outbox, stage),
                     Ok(Job::Watch(outbox)) => self.heartbeats.watch(outbox),
-                    Ok(Job::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Ok(Job::Stop) | Err(TryRecvError::Disconnected) => return self.stop(),
+                    Err(TryRecvError::Empty) => break,
                 }
             }
-            self.expire();
-            self.heartbeats.tick(Instant::now());
+            let now = Instant::now();
+            self.check_writes(now);
+            self.expire_closes(now);
+            self.heartbeats.tick(now);
         }
+    }
+
+    /// When something is next due: a close, a look at the outboxes waiting,
+    /// a heartbeat tick.
+    fn next_due(&self) -> Instant {
+        let mut due = self.heartbeats.due();
+        if let Some(Reverse(close)) = self.closes.peek() {
+            due = due.min(close.at);
+        }
+        if !self.waiting.is_empty() {
+            due = due.min(self.next_write_check);
+        }
+        due
     }
 
     /// Starts waiting for room on `outbox`'s socket. Registering reports a
@@ -246,23 +261,23 @@ impl Drain {
             }
             other => other,
         };
-        if let Err(e) = registered {
-            warn!("connection {}: cannot wait for its socket: {e}; hanging up", outbox.id());
-            outbox.hang_up();
-            return;
+        match registered {
+            Ok(()) => {
+                self.waiting.insert(token, outbox);
+            }
+            Err(e) => {
+                warn!("connection {}: cannot wait for its socket: {e}; hanging up", outbox.id());
+                outbox.hang_up(Failure::Send(e));
+            }
         }
-        self.counter += 1;
-        let stall = self.counter;
-        self.waiting.insert(token, Waiting { outbox, stall });
-        self.set_timer(Instant::now() + self.write_timeout, Due::Write { token, stall });
     }
 
     /// The socket behind `token` has room: write.
     fn resume(&mut self, token: Token) {
-        let Some(waiting) = self.waiting.get(&token) else {
+        let Some(outbox) = self.waiting.get(&token) else {
             return;
         };
-        if waiting.outbox.resume() == Resumed::Done {
+        if outbox.resume() == Resumed::Done {
             self.release(token);
         }
     }
@@ -270,38 +285,68 @@ impl Drain {
     /// Stops waiting on an outbox's socket and lets the outbox go: its
     /// descriptor is deregistered while the `Arc` still keeps it open.
     fn release(&mut self, token: Token) {
-        if let Some(waiting) = self.waiting.remove(&token) {
-            let fd = waiting.outbox.fd();
+        if let Some(outbox) = self.waiting.remove(&token) {
+            let fd = outbox.fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
     }
 
-    fn set_timer(&mut self, at: Instant, due: Due) {
-        self.counter += 1;
-        self.timers.push(Reverse(Timer { at, seq: self.counter, due }));
-    }
-
-    /// Acts on the deadlines that have passed.
-    fn expire(&mut self) {
-        let now = Instant::now();
-        while self.timers.peek().is_some_and(|Reverse(timer)| timer.at <= now) {
-            let Some(Reverse(timer)) = self.timers.pop() else { break };
-            match timer.due {
-                Due::Write { token, stall } => {
-                    let Some(waiting) = self.waiting.get(&token).filter(|w| w.stall == stall) else {
-                        continue;
-                    };
-                    match waiting.outbox.check_write_timeout(self.write_timeout) {
-                        Some(next) => self.set_timer(next, Due::Write { token, stall }),
-                        None => self.release(token),
-                    }
-                }
-                Due::Close(outbox) => {
-                    if let Some(outbox) = outbox.upgrade() {
-                        outbox.close_timed_out();
-                    }
+    /// Hangs up on the outboxes waiting whose socket has taken no bytes for
+    /// the write timeout, if it is time to look.
+    fn check_writes(&mut self, now: Instant) {
+        if now < self.next_write_check {
+            return;
+        }
+        self.next_write_check = now + self.timeouts.write / 4;
+        let timeout = self.timeouts.write;
+        let mut done = Vec::new();
+        for (token, outbox) in &self.waiting {
+            match outbox.check_write_timeout(timeout) {
+                Stall::Waiting => {}
+                Stall::Over => done.push(*token),
+                Stall::TimedOut => {
+                    debug!("connection {}: its socket took no bytes for {timeout:?}; hung up", outbox.id());
+                    done.push(*token);
                 }
             }
+        }
+        for token in done {
+            self.release(token);
+        }
+    }
+
+    fn time_close(&mut self, outbox: Weak<Outbox>, stage: CloseStage) {
+        let after = match stage {
+            CloseStage::Queued => self.timeouts.write + self.timeouts.close,
+            CloseStage::Sent => self.timeouts.close,
+        };
+        self.counter += 1;
+        self.closes.push(Reverse(CloseTimer { at: Instant::now() + after, seq: self.counter, outbox }));
+    }
+
+    /// Hangs up on the connections whose close has had its time.
+    fn expire_closes(&mut self, now: Instant) {
+        while self.closes.peek().is_some_and(|Reverse(close)| close.at <= now) {
+            let Some(Reverse(close)) = self.closes.pop() else { break };
+            if let Some(outbox) = close.outbox.upgrade() {
+                outbox.close_timed_out();
+            }
+        }
+    }
+
+    /// The server has stopped: hangs up on every connection still open, so
+    /// that its thread, blocked reading, ends, and its socket is closed.
+    fn stop(mut self) {
+        let open = self.heartbeats.open();
+        if !open.is_empty() {
+            debug!("drain stopping: hanging up on {} connections still open", open.len());
+        }
+        for outbox in open {
+            outbox.hang_up(Failure::Stopped);
+        }
+        let tokens: Vec<Token> = self.waiting.keys().copied().collect();
+        for token in tokens {
+            self.release(token);
         }
     }
 }

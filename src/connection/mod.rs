@@ -6,9 +6,9 @@
 //! rooms, and then the thread becomes the connection's reader. Every byte
 //! the client receives goes through the outbox, whoever sends it: this
 //! thread, the hub, or the drain thread finishing a write the socket had no
-//! room for. When the reader ends, for whatever reason, it takes the
-//! connection out of the hub: when `serve` returns, the thread is free and
-//! the hub entry gone, and the socket closes once the last bytes queued for
+//! room for. When the reader ends, for whatever reason, it asks the hub to
+//! take the connection out: when `serve` returns, the thread is free, and
+//! the socket closes once the hub has let go and the last bytes queued for
 //! it have left (or the write timeout has given up on them).
 
 mod drain;
@@ -275,7 +275,7 @@ fn farewell<H: Handler>(
             socket.discard_input(shared.config.timeouts.close);
             format!(" ({cause})")
         }
-        _ => String::new(),
+        _ => connection.outbox.failure().map_or_else(String::new, |failure| format!(" ({failure})")),
     };
     let ending = ending(read_end, connection.outbox.closed_with());
     if ending == Ending::Dropped {
@@ -391,7 +391,7 @@ impl<'a> Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.hub.unregister(self.id);
-        self.outbox.finish();
+        self.outbox.reader_ended();
         self.metrics.connection_closed();
     }
 }

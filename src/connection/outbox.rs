@@ -25,6 +25,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::ops::{Deref, DerefMut};
@@ -33,10 +34,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::info;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use super::drain::DrainHandle;
+use super::drain::{CloseStage, DrainHandle};
 use crate::close::CloseReason;
 use crate::frame::{Frame, Run};
 use crate::hub::ConnectionId;
@@ -122,6 +123,17 @@ impl From<Run> for Queued {
     }
 }
 
+/// Where a stalled outbox stands against the write timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stall {
+    /// Still waiting for room, within the timeout.
+    Waiting,
+    /// No longer stalled: sent, or given up on.
+    Over,
+    /// Its socket took no bytes for the timeout: hung up on just now.
+    TimedOut,
+}
+
 /// What the drain thread's turn at an outbox came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resumed {
@@ -146,6 +158,9 @@ pub(crate) struct Outbox {
     /// The client has sent something since its heartbeat last looked; set
     /// by the connection's thread without the lock.
     heard: AtomicBool,
+    /// The connection's thread is busy with a message, not reading: time
+    /// spent there (waiting on a full hub, say) is not the client's silence.
+    busy: AtomicBool,
 }
 
 /// What the lock guards.
@@ -159,8 +174,8 @@ struct State {
     /// Bytes of the first frame already sent. Over TLS frames are sealed
     /// whole, so it stays 0.
     front_sent: usize,
-    /// The budget `frames` use.
-    queued: usize,
+    /// The bytes of the budget that `frames` use.
+    budget_used: usize,
     /// The close frame, once one is queued: nothing is queued after it.
     close: Option<Frame>,
     /// Someone other than the connection's thread closed: once the close is
@@ -174,6 +189,32 @@ struct State {
     progress: Instant,
     /// The connection's thread has finished reading: nothing more is queued.
     reader_done: bool,
+    /// Why the output broke off, if it did.
+    failure: Option<Failure>,
+}
+
+/// Why a connection's output broke off.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// A send failed, as the peer reset the connection, say.
+    Send(io::Error),
+    /// The socket took no bytes for the write timeout.
+    WriteTimeout,
+    /// The client did not answer the close in time.
+    CloseTimeout,
+    /// The server stopped with the connection still open.
+    Stopped,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Send(e) => write!(f, "a send failed: {e}"),
+            Failure::WriteTimeout => write!(f, "its socket took no bytes for the write timeout"),
+            Failure::CloseTimeout => write!(f, "it did not answer the close in time"),
+            Failure::Stopped => write!(f, "the server stopped"),
+        }
+    }
 }
 
 /// Where the connection's output stands.
@@ -225,13 +266,14 @@ impl Outbox {
             head_sent: 0,
             frames: VecDeque::new(),
             front_sent: 0,
-            queued: 0,
+            budget_used: 0,
             close: None,
             close_timed: false,
             output: Output::Open,
             stalled: false,
             progress: Instant::now(),
             reader_done: false,
+            failure: None,
         };
         let outbox = Arc::new(Outbox {
             id,
@@ -241,6 +283,7 @@ impl Outbox {
             drain,
             metrics,
             heard: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
         });
         outbox.drain.watch(Arc::downgrade(&outbox));
         Ok(outbox)
@@ -255,7 +298,10 @@ impl Outbox {
         let appended = {
             let mut state = self.lock();
             let appended = self.append(&mut state, queued.into());
-            if appended == Err(Refused::Full) {
+            // One batch may bring a few of the largest messages: past half
+            // the budget, what the socket takes now goes, so that a client
+            // keeping up is not counted as slow for what one batch held.
+            if appended == Err(Refused::Full) || state.budget_used > self.budget / 2 {
                 self.flush_locked(&mut state);
             }
             appended
@@ -302,7 +348,7 @@ impl Outbox {
 
     /// The connection's thread has finished reading: nothing more is queued,
     /// and no one need hang up to wake it. What is queued still goes out.
-    pub(crate) fn finish(&self) {
+    pub(crate) fn reader_ended(&self) {
         self.lock().reader_done = true;
     }
 
@@ -311,10 +357,15 @@ impl Outbox {
         self.heard.store(true, Ordering::Relaxed);
     }
 
+    /// The connection's thread starts or ends handling a message.
+    pub(crate) fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Relaxed);
+    }
+
     /// Whether the client has sent anything since the last look, for its
-    /// heartbeat.
+    /// heartbeat; a thread busy with its message counts as having heard.
     pub(crate) fn take_heard(&self) -> bool {
-        self.heard.swap(false, Ordering::Relaxed)
+        self.heard.swap(false, Ordering::Relaxed) | self.busy.load(Ordering::Relaxed)
     }
 
     /// The descriptor the drain thread waits on.
@@ -346,38 +397,41 @@ impl Outbox {
         Resumed::Done
     }
 
-    /// For the drain thread: when a stalled outbox's socket has taken no
-    /// bytes for `timeout`, hangs up and returns `None`; otherwise returns
-    /// when to look again. `None` too when it is no longer stalled.
-    pub(crate) fn check_write_timeout(&self, timeout: Duration) -> Option<Instant> {
+    /// For the drain thread: hangs up when a stalled outbox's socket has
+    /// taken no bytes for `timeout`.
+    pub(crate) fn check_write_timeout(&self, timeout: Duration) -> Stall {
         let mut state = self.lock();
         if !state.stalled {
-            return None;
+            return Stall::Over;
         }
-        let due = state.progress + timeout;
-        if Instant::now() < due {
-            return Some(due);
+        if state.progress.elapsed() < timeout {
+            return Stall::Waiting;
         }
         self.metrics.write_timed_out();
-        debug!("connection {}: its socket took no bytes for {timeout:?}; hanging up", self.id);
-        self.break_off(&mut state);
-        None
+        self.hang_up_locked(&mut state, Failure::WriteTimeout);
+        Stall::TimedOut
     }
 
-    /// For the drain thread, once the close timeout has passed since the
-    /// close was sent: hangs up unless the connection's thread is done, so
-    /// that it stops waiting for a client that does not answer.
+    /// For the drain thread, once a close has had its time: hangs up unless
+    /// the connection's thread is done, so that it stops waiting for a
+    /// client that does not answer.
     pub(crate) fn close_timed_out(&self) {
         let mut state = self.lock();
         if !state.reader_done && state.output != Output::Broken {
-            self.break_off(&mut state);
+            self.hang_up_locked(&mut state, Failure::CloseTimeout);
         }
     }
 
-    /// Gives up on the connection: drops what is queued and shuts the socket
-    /// down both ways.
-    pub(crate) fn hang_up(&self) {
-        self.break_off(&mut self.lock());
+    /// Gives up on the connection, for `failure`: drops what is queued and
+    /// shuts the socket down both ways.
+    pub(crate) fn hang_up(&self, failure: Failure) {
+        self.hang_up_locked(&mut self.lock(), failure);
+    }
+
+    /// Why the output broke off, if it did: for the log line that ends the
+    /// connection, written once no lock is held.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.lock().failure.as_ref().map(Failure::to_string)
     }
 
     fn lock(&self) -> Locked<'_> {
@@ -387,22 +441,34 @@ impl Outbox {
     /// Queues a frame or a run within the budget. Over it, the client is a
     /// slow consumer: it is closed with 1008, ahead of the frames not yet
     /// started.
-    fn append(&self, state: &mut State, queued: Queued) -> Result<(), Refused> {
+    fn append(self: &Arc<Self>, state: &mut State, queued: Queued) -> Result<(), Refused> {
+        // A close frame sent as a message still ends the conversation:
+        // nothing may follow it, and the FIN and the close timeout do.
+        if let Queued::Frame(frame) = &queued {
+            if frame.is_close() {
+                return self.queue_close(state, frame.clone(), Closing::Last);
+            }
+        }
         if state.close.is_some() || state.reader_done || state.output != Output::Open {
             return Err(Refused::Closed);
         }
         let cost = cost(&queued);
-        if state.queued + cost > self.budget {
+        if state.budget_used + cost > self.budget {
             let close = Frame::close(Some(CloseReason::SlowConsumer.frame()));
             self.queue_close(state, close, Closing::Now)?;
             return Err(Refused::Full);
         }
-        state.queued += cost;
+        state.budget_used += cost;
         state.frames.push_back(queued);
         Ok(())
     }
 
-    fn queue_close(&self, state: &mut State, frame: Frame, closing: Closing) -> Result<(), Refused> {
+    fn queue_close(
+        self: &Arc<Self>,
+        state: &mut State,
+        frame: Frame,
+        closing: Closing,
+    ) -> Result<(), Refused> {
         if state.close.is_some() || state.reader_done || state.output != Output::Open {
             return Err(Refused::Closed);
         }
@@ -411,13 +477,16 @@ impl Outbox {
             // read the close as the rest of it.
             let started = usize::from(state.front_sent > 0);
             let dropped: usize = state.frames.drain(started..).map(|queued| cost(&queued)).sum();
-            state.queued -= dropped;
+            state.budget_used -= dropped;
         }
         let queued = Queued::Frame(frame.clone());
-        state.queued += cost(&queued);
+        state.budget_used += cost(&queued);
         state.frames.push_back(queued);
         state.close = Some(frame);
         state.close_timed = closing != Closing::FromReader;
+        if state.close_timed {
+            self.drain.time_close(Arc::downgrade(self), CloseStage::Queued);
+        }
         Ok(())
     }
 
@@ -448,7 +517,7 @@ impl Outbox {
                     self.sink.shutdown(Shutdown::Write);
                     state.output = Output::Ended;
                     if state.close_timed && !state.reader_done {
-                        self.drain.time_close(Arc::downgrade(self));
+                        self.drain.time_close(Arc::downgrade(self), CloseStage::Sent);
                     }
                 }
             }
@@ -460,23 +529,22 @@ impl Outbox {
                     self.drain.finish(self.clone());
                 }
             }
-            Written::Failed(e) => {
-                debug!("connection {}: send failed: {e}", self.id);
-                self.break_off(state);
-            }
+            Written::Failed(e) => self.hang_up_locked(state, Failure::Send(e)),
         }
     }
 
     /// Gives up on the connection's output: drops what is queued and shuts
     /// the socket down both ways, so that its thread, blocked reading, wakes.
-    fn break_off(&self, state: &mut State) {
+    /// The first failure is kept, to be logged once no lock is held.
+    fn hang_up_locked(&self, state: &mut State, failure: Failure) {
+        state.failure.get_or_insert(failure);
         state.output = Output::Broken;
         state.stalled = false;
         state.head = Vec::new();
         state.head_sent = 0;
         state.frames = VecDeque::new();
         state.front_sent = 0;
-        state.queued = 0;
+        state.budget_used = 0;
         self.sink.shutdown(Shutdown::Both);
     }
 
@@ -614,7 +682,7 @@ impl State {
 
     /// A frame or run has left the queue.
     fn taken(&mut self, queued: &Queued, sent: &mut Sent) {
-        self.queued -= cost(queued);
+        self.budget_used -= cost(queued);
         sent.add(queued);
     }
 
@@ -867,7 +935,7 @@ pub(crate) mod tests {
         r.sink.set_room(None);
         assert_eq!(r.outbox.resume(), Resumed::Done);
         assert_eq!(&r.sink.bytes()[start..], wire(&frames.iter().collect::<Vec<_>>()));
-        assert_eq!(r.outbox.lock().queued, 0);
+        assert_eq!(r.outbox.lock().budget_used, 0);
         r.outbox.send(Frame::text("after")).unwrap();
         assert!(r.sink.bytes().ends_with(Frame::text("after").as_bytes()), "sent directly again");
     }
@@ -904,7 +972,14 @@ pub(crate) mod tests {
         assert!(r.sink.bytes().ends_with(&wire(&[&Frame::text("pending"), &close])));
         assert_eq!(r.sink.shutdowns(), [Shutdown::Write]);
         let timed: Vec<Job> = r.jobs.try_iter().collect();
-        assert!(matches!(timed.as_slice(), [Job::TimeClose(_)]), "{timed:?}");
+        let stages: Vec<CloseStage> = timed
+            .iter()
+            .filter_map(|job| match job {
+                Job::TimeClose(_, stage) => Some(*stage),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stages, [CloseStage::Queued, CloseStage::Sent], "{timed:?}");
         assert_eq!(r.outbox.close(Frame::close(None), Closing::Now), Err(Refused::Closed));
     }
 
@@ -923,7 +998,7 @@ pub(crate) mod tests {
         r.outbox.send(Frame::text("lost")).unwrap();
         assert_eq!(r.sink.shutdowns(), [Shutdown::Both]);
         assert_eq!(r.outbox.push(Frame::text("more")), Err(Refused::Closed));
-        assert_eq!(r.outbox.lock().queued, 0);
+        assert_eq!(r.outbox.lock().budget_used, 0);
     }
 
     #[test]
@@ -932,8 +1007,10 @@ pub(crate) mod tests {
         r.sink.set_room(Some(0));
         r.outbox.send(Frame::text("stuck")).unwrap();
         let timeout = Duration::from_secs(60);
-        assert!(r.outbox.check_write_timeout(timeout).is_some());
-        assert_eq!(r.outbox.check_write_timeout(Duration::ZERO), None);
+        assert_eq!(r.outbox.check_write_timeout(timeout), Stall::Waiting);
+        assert_eq!(r.outbox.check_write_timeout(Duration::ZERO), Stall::TimedOut);
+        assert_eq!(r.outbox.check_write_timeout(Duration::ZERO), Stall::Over);
+        assert_eq!(r.outbox.failure().as_deref(), Some("its socket took no bytes for the write timeout"));
         assert_eq!(r.sink.shutdowns(), [Shutdown::Both]);
         assert_eq!(r.outbox.resume(), Resumed::Done);
     }
@@ -943,7 +1020,7 @@ pub(crate) mod tests {
         let r = outbox(1 << 20);
         r.sink.set_room(Some(0));
         r.outbox.send(Frame::text("last words")).unwrap();
-        r.outbox.finish();
+        r.outbox.reader_ended();
         assert_eq!(r.outbox.push(Frame::text("too late")), Err(Refused::Closed));
         r.sink.set_room(None);
         assert_eq!(r.outbox.resume(), Resumed::Done);

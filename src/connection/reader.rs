@@ -32,7 +32,7 @@ pub(crate) enum ReadEnd {
     /// unless a close was already queued.
     ClientClosed { close: Option<CloseFrame>, reply: Option<Frame> },
     /// The reader closed the connection with `close` because of `cause` (a
-    /// limit, a protocol error, an idle timeout, a panicking handler).
+    /// limit, a protocol error, a panicking handler).
     ServerClosed { close: CloseFrame, cause: String },
     /// The client is gone, or the socket was hung up on.
     Dropped,
@@ -136,9 +136,13 @@ impl<H: Handler> Reader<'_, H> {
     fn deliver(&mut self, message: Message) -> Result<(), ReadEnd> {
         self.metrics.message_in(message.len());
         let (handler, connection, state) = (self.handler, self.connection, &mut *self.state);
+        // However long the handler takes (a full hub makes it wait), the
+        // client is not quiet meanwhile.
+        connection.outbox.set_busy(true);
         let handled = panic::catch_unwind(AssertUnwindSafe(|| {
             handler.on_message(connection, state, message);
         }));
+        connection.outbox.set_busy(false);
         handled.map_err(|_| self.close(CloseReason::Internal, "the handler panicked".into()))
     }
 

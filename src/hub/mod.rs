@@ -349,6 +349,9 @@ impl Hub {
             Command::Unregister { id } => {
                 if let Some(member) = self.members.remove(&id) {
                     self.leave_all(id, &member.rooms);
+                    // This batch may have queued frames for it: no flush at
+                    // the end of the batch will reach it now.
+                    member.outbox.flush();
                 }
             }
             Command::Join { id, room } => self.join(id, room),
@@ -457,8 +460,9 @@ impl Hub {
         }
     }
 
-    /// Forgets every member found with a full outbox: each has closed
-    /// itself as a slow consumer (1008), so nothing more is sent to it.
+    /// Forgets every member whose outbox took nothing more: each has closed
+    /// itself as a slow consumer (1008), or is closing, so nothing more is
+    /// sent to it.
     fn forget_full(&mut self) {
         while let Some(id) = self.full.pop() {
             if let Some(member) = self.members.remove(&id) {

@@ -49,8 +49,9 @@ impl Room {
     }
 
     /// Appends a frame or run to every member's outbox without sending it, and
-    /// lists in `full` the members whose outbox had no room (each has closed
-    /// itself as a slow consumer). [`flush`](Room::flush) sends. Returns true
+    /// lists in `full` the members whose outbox took nothing more: each has
+    /// closed itself as a slow consumer, or is closing. [`flush`](Room::flush)
+    /// sends. Returns true
     /// if and only if the room was clean before, so that the caller notes it
     /// once.
     pub(crate) fn deliver(
@@ -61,11 +62,10 @@ impl Room {
     ) -> bool {
         let was_clean = !std::mem::replace(&mut self.dirty, true);
         for (id, outbox) in self.members.iter().filter(|(id, _)| Some(*id) != except) {
-            match outbox.push(queued.clone()) {
-                Ok(()) => {}
-                Err(Refused::Full) => full.push(*id),
-                // The connection is closing; it unregisters when it ends.
-                Err(Refused::Closed) => {}
+            // A member that is closed as a slow consumer, or closing, is
+            // forgotten now rather than asked again until it unregisters.
+            if let Err(Refused::Full | Refused::Closed) = outbox.push(queued.clone()) {
+                full.push(*id);
             }
         }
         was_clean
@@ -118,6 +118,8 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let slow = recorded(1, b"", 100, metrics.clone());
         let fast = recorded(2, b"", 1000, metrics);
+        // The slow client's socket takes nothing.
+        slow.sink.set_room(Some(0));
         room.insert(ConnectionId(1), slow.outbox.clone());
         room.insert(ConnectionId(2), fast.outbox.clone());
         let mut full = Vec::new();

@@ -350,3 +350,128 @@ impl Drain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+    use std::time::Duration;
+
+    use socket2::SockRef;
+
+    use crate::frame::Frame;
+    use crate::hub::ConnectionId;
+    use crate::metrics::Metrics;
+
+    /// A drain thread running with these timeouts.
+    struct Running {
+        handle: DrainHandle,
+        thread: Option<thread::JoinHandle<()>>,
+    }
+
+    impl Running {
+        fn start(timeouts: Timeouts) -> Self {
+            let (drain, handle) = Drain::new(&timeouts).unwrap();
+            Running { handle, thread: Some(thread::spawn(move || drain.run())) }
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.handle.stop();
+            let _ = self.thread.take().map(thread::JoinHandle::join);
+        }
+    }
+
+    /// An outbox over one end of a loopback connection whose buffers are
+    /// small, so that a few kilobytes fill it; and the other end.
+    fn connection(drain: &DrainHandle) -> (Arc<Outbox>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        SockRef::from(&ours).set_send_buffer_size(4096).unwrap();
+        SockRef::from(&peer).set_recv_buffer_size(4096).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let outbox = Outbox::new(
+            ConnectionId(7),
+            Arc::new(ours),
+            Vec::new(),
+            1 << 20,
+            drain.clone(),
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        (outbox, peer)
+    }
+
+    fn timeouts(write: Duration) -> Timeouts {
+        Timeouts { write, close: Duration::from_millis(100), ..Timeouts::default() }
+    }
+
+    /// Sends 1 KiB frames until the socket is full; returns what they make.
+    fn fill(outbox: &Arc<Outbox>) -> Vec<u8> {
+        let mut sent = Vec::new();
+        for i in 0..1000 {
+            let frame = Frame::binary(vec![(i % 251) as u8; 1024]);
+            sent.extend_from_slice(frame.as_bytes());
+            outbox.send(frame).unwrap();
+            if outbox.is_stalled() {
+                return sent;
+            }
+        }
+        panic!("1000 KiB never filled a 4 KiB socket");
+    }
+
+    #[test]
+    fn a_full_socket_is_finished_once_its_peer_reads() {
+        let drain = Running::start(timeouts(Duration::from_secs(10)));
+        let (outbox, mut peer) = connection(&drain.handle);
+        let mut expected = fill(&outbox);
+        // Queued behind the stall, for the drain thread to send.
+        let more = Frame::text("and the rest");
+        outbox.send(more.clone()).unwrap();
+        expected.extend_from_slice(more.as_bytes());
+        let mut received = vec![0u8; expected.len()];
+        peer.read_exact(&mut received).unwrap();
+        assert!(received == expected, "the bytes arrive whole and in order");
+        // Let go, the outbox sends directly again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while outbox.is_stalled() && Instant::now() < deadline {
+            thread::yield_now();
+        }
+        let last = Frame::text("direct");
+        outbox.send(last.clone()).unwrap();
+        let mut received = vec![0u8; last.len()];
+        peer.read_exact(&mut received).unwrap();
+        assert_eq!(received, last.as_bytes());
+    }
+
+    #[test]
+    fn a_socket_that_takes_nothing_is_hung_up_after_the_write_timeout() {
+        let drain = Running::start(timeouts(Duration::from_millis(100)));
+        let (outbox, _peer) = connection(&drain.handle);
+        fill(&outbox);
+        // More than the peer's socket can hold, queued behind the stall.
+        for _ in 0..512 {
+            outbox.send(Frame::binary(vec![0u8; 1024])).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while outbox.failure().is_none() && Instant::now() < deadline {
+            thread::yield_now();
+        }
+        assert_eq!(outbox.failure().as_deref(), Some("its socket took no bytes for the write timeout"));
+        assert!(!outbox.is_stalled());
+    }
+
+    #[test]
+    fn stopping_hangs_up_on_every_connection() {
+        let drain = Running::start(timeouts(Duration::from_secs(10)));
+        let (outbox, mut peer) = connection(&drain.handle);
+        drop(drain);
+        assert_eq!(outbox.failure().as_deref(), Some("the server stopped"));
+        let mut byte = [0u8];
+        assert_eq!(peer.read(&mut byte).unwrap(), 0, "the peer sees the end");
+    }
+}

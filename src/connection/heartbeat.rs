@@ -134,6 +134,45 @@ impl Quiet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::recorded;
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn a_quiet_connection_is_pinged_then_closed_and_then_forgotten() {
+        let (ping_interval, idle) = (Duration::from_millis(40), Duration::from_millis(100));
+        let start = Instant::now();
+        let mut heartbeats = Heartbeats::new(ping_interval, idle);
+        let line = recorded(1, b"", 1000, Arc::new(Metrics::default()));
+        heartbeats.watch(Arc::downgrade(&line.outbox));
+        let tick = |n: u32| start + Duration::from_millis(10) * n + Duration::from_millis(1);
+        for n in 1..=4 {
+            heartbeats.tick(tick(n));
+        }
+        assert_eq!(line.sink.bytes(), Frame::ping().as_bytes(), "pinged after 40 ms of quiet");
+        for n in 5..=10 {
+            heartbeats.tick(tick(n));
+        }
+        let close = Frame::close(Some(CloseReason::IdleTimeout.frame()));
+        assert!(line.sink.bytes().ends_with(close.as_bytes()), "closed after 100 ms");
+        assert!(heartbeats.beating.is_empty(), "a closed connection is no longer watched");
+    }
+
+    #[test]
+    fn a_connection_that_speaks_is_left_alone_and_a_gone_one_forgotten() {
+        let start = Instant::now();
+        let mut heartbeats = Heartbeats::new(Duration::from_millis(40), Duration::from_millis(100));
+        let talker = recorded(1, b"", 1000, Arc::new(Metrics::default()));
+        let leaver = recorded(2, b"", 1000, Arc::new(Metrics::default()));
+        heartbeats.watch(Arc::downgrade(&talker.outbox));
+        heartbeats.watch(Arc::downgrade(&leaver.outbox));
+        drop(leaver);
+        for n in 1..=20 {
+            talker.outbox.hear();
+            heartbeats.tick(start + Duration::from_millis(10) * n + Duration::from_millis(1));
+        }
+        assert!(talker.sink.bytes().is_empty(), "never pinged, never closed");
+        assert_eq!(heartbeats.open().len(), 1);
+    }
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)

@@ -600,6 +600,11 @@ impl Queued {
 
 #[cfg(test)]
 impl Outbox {
+    /// Returns true if and only if the drain thread has it.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.lock().stalled
+    }
+
     /// The first frame or run waiting.
     pub(crate) fn queued_front(&self) -> Option<Queued> {
         self.lock().frames.front().cloned()

@@ -467,6 +467,9 @@ impl Hub {
         while let Some(id) = self.full.pop() {
             if let Some(member) = self.members.remove(&id) {
                 self.leave_all(id, &member.rooms);
+                // What this batch queued for it (its close, say) would
+                // otherwise wait for a flush that no longer reaches it.
+                member.outbox.flush();
             }
         }
     }

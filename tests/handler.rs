@@ -1,14 +1,20 @@
-//! Verifies the library API: a custom handler decides upgrades, keeps state
-//! per connection, and hears how each connection ended.
+//! Verifies that, through the library API, a custom handler decides
+//! upgrades, keeps state per connection, hears how each connection ended,
+//! and ends one with a close frame of its own that the client cannot outlast.
 
-use std::sync::Mutex;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use crate::support::{PATIENCE, TestServer, close_code, config, recv_text, send_text};
+use crate::support::raw::{CLOSE, PING, TEXT};
+use crate::support::{PATIENCE, RawClient, TestServer, close_code, config, ms, recv_text, send_text};
 use switchboard::{
-    Accept, CloseCode, CloseFrame, Connection, Ending, Handler, HubHandle, Message, Refusal, Request,
-    Response,
+    Accept, CloseCode, CloseFrame, Config, Connection, Ending, Frame, Handler, HubHandle, Limits, Message,
+    Refusal, Request, Response, Timeouts,
 };
 
 /// Lets in `/count?name=...` with a name, counts each client's messages in
@@ -59,9 +65,13 @@ impl Handler for Counter {
     }
 }
 
-fn counter() -> (TestServer, crossbeam_channel::Receiver<(String, Ending)>) {
+fn counter() -> (TestServer, Receiver<(String, Ending)>) {
+    counter_with(config())
+}
+
+fn counter_with(config: Config) -> (TestServer, Receiver<(String, Ending)>) {
     let (endings, ended) = unbounded();
-    (TestServer::start_with(config(), Counter { endings: Mutex::new(endings) }), ended)
+    (TestServer::start_with(config, Counter { endings: Mutex::new(endings) }), ended)
 }
 
 #[test]
@@ -116,6 +126,160 @@ fn endings_say_who_closed() {
     let (name, ending) = ended.recv_timeout(PATIENCE).unwrap();
     assert_eq!(name, "vanished");
     assert_eq!(ending, Ending::Dropped);
+}
+
+#[test]
+fn a_client_that_does_not_answer_the_applications_close_is_hung_up_on_after_the_close_timeout() {
+    let close_timeout = ms(200);
+    let (server, ended) = counter_with(Config {
+        timeouts: Timeouts { close: close_timeout, ..Timeouts::default() },
+        ..config()
+    });
+    let mut mute = RawClient::upgrade(server.addr(), "/count?name=mute", b"");
+    let (opcode, payload) = mute.read_frame().unwrap();
+    assert_eq!((opcode, &payload[..]), (TEXT, &b"welcome mute"[..]));
+    mute.send(true, TEXT, b"kick me");
+    let (opcode, payload) = mute.read_frame().unwrap();
+    assert_eq!((opcode, &payload[..2]), (CLOSE, &1008u16.to_be_bytes()[..]));
+    assert_eq!(&payload[2..], b"asked for it");
+    // The client never answers. Its side of the socket ends: the FIN after
+    // the close, then the hang-up.
+    let closed = Instant::now();
+    let within = close_timeout + ms(800);
+    let deadline = closed + within;
+    mute.stream.set_read_timeout(Some(within)).unwrap();
+    let mut rest = Vec::new();
+    match mute.stream.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("expected the end of the stream after the close, got {e}"),
+    }
+    assert!(rest.is_empty(), "{} bytes after the close", rest.len());
+    // And the server's side: its thread stops waiting for the answer.
+    let (name, ending) = ended
+        .recv_deadline(deadline)
+        .unwrap_or_else(|_| panic!("still open {:?} after the close: {}", closed.elapsed(), server.stats()));
+    assert_eq!(name, "mute");
+    assert!(matches!(ending, Ending::ByServer(ref c) if c.code == CloseCode::Policy), "{ending:?}");
+    assert_eq!(server.stats()["connections_open"], 0);
+}
+
+/// Lets `/listen` into the room `news`, and `/publish` into no room: what a
+/// publisher sends goes to `news` and back to the publisher. A listener
+/// that says `bye` is sent a close frame, as an ordinary message.
+struct Closer {
+    endings: Mutex<Sender<(String, Ending)>>,
+}
+
+fn bye() -> CloseFrame {
+    CloseFrame { code: CloseCode::Normal, reason: "bye".into() }
+}
+
+impl Handler for Closer {
+    type State = String;
+
+    fn on_upgrade(&self, request: &Request) -> Result<Accept<String>, Refusal> {
+        let path = request.path().to_owned();
+        match request.path() {
+            "/listen" => Ok(Accept::new(path).join("news")),
+            "/publish" => Ok(Accept::new(path)),
+            _ => Err(Refusal::not_found()),
+        }
+    }
+
+    fn on_message(&self, connection: &Connection, path: &mut String, message: Message) {
+        if path == "/publish" {
+            let _ = connection.hub().send_to_room("news", message.clone());
+            let _ = connection.send(message);
+        } else if message.to_text().ok() == Some("bye") {
+            let _ = connection.send(Message::Close(Some(bye())));
+        }
+    }
+
+    fn on_close(&self, _: &Connection, path: &mut String, ending: &Ending) {
+        let _ = self.endings.lock().unwrap().send((path.clone(), ending.clone()));
+    }
+}
+
+/// A publisher that keeps `news` fed, one message at a time, until told to
+/// stop; returns how many it sent.
+fn keep_publishing(server: &TestServer) -> (Arc<AtomicBool>, JoinHandle<usize>) {
+    let mut publisher = server.connect("/publish");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = thread::spawn(move || {
+        let started = Instant::now();
+        let mut sent = 0;
+        while !stopped.load(Ordering::Relaxed) && sent < 1_000_000 && started.elapsed() < PATIENCE {
+            send_text(&mut publisher, &sent.to_string());
+            assert_eq!(recv_text(&mut publisher), sent.to_string());
+            sent += 1;
+        }
+        sent
+    });
+    (stop, thread)
+}
+
+/// A listener in a busy room is sent `bye` as a close frame by `close_it`:
+/// it gets that one close, nothing after it, and once it answers, the
+/// connection ends as closed by the server.
+fn a_close_sent_as_a_message_ends_the_conversation(close_it: impl FnOnce(&TestServer, &mut RawClient)) {
+    let (endings, ended) = unbounded();
+    let server = TestServer::start_with(
+        Config { limits: Limits { max_messages_per_sec: 0, ..Limits::default() }, ..config() },
+        Closer { endings: Mutex::new(endings) },
+    );
+    let mut listener = RawClient::upgrade(server.addr(), "/listen", b"");
+    let (stop, publisher) = keep_publishing(&server);
+    // The room's messages flow.
+    for _ in 0..3 {
+        let (opcode, _) = listener.read_frame().unwrap();
+        assert_eq!(opcode, TEXT);
+    }
+    close_it(&server, &mut listener);
+    let wait = Duration::from_secs(2);
+    let deadline = Instant::now() + wait;
+    let close = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no close frame within {wait:?}");
+        listener.stream.set_read_timeout(Some(left)).unwrap();
+        let read = listener.read_frame();
+        match read.unwrap_or_else(|e| panic!("no close frame within {wait:?}: {e}; {}", server.stats())) {
+            (TEXT | PING, _) => continue,
+            (CLOSE, payload) => break payload,
+            (other, payload) => panic!("unexpected opcode {other:#x} ({} bytes)", payload.len()),
+        }
+    };
+    let mut expected = 1000u16.to_be_bytes().to_vec();
+    expected.extend_from_slice(b"bye");
+    assert_eq!(close, expected);
+    // The answer, then the end: no room message after the close, and no
+    // second close in reply to the answer.
+    listener.send(true, CLOSE, &close);
+    listener.stream.set_read_timeout(Some(wait)).unwrap();
+    let mut rest = Vec::new();
+    listener.stream.read_to_end(&mut rest).expect("the end of the stream after the answer");
+    assert!(rest.is_empty(), "{} bytes after the close: {:02x?}", rest.len(), &rest[..rest.len().min(32)]);
+    let (path, ending) = ended.recv_timeout(wait).expect("the listener's on_close");
+    assert_eq!(path, "/listen");
+    assert_eq!(ending, Ending::ByServer(bye()));
+    stop.store(true, Ordering::Relaxed);
+    assert!(publisher.join().unwrap() > 0);
+}
+
+#[test]
+fn a_close_frame_the_handler_sends_as_a_message_closes_the_connection() {
+    a_close_sent_as_a_message_ends_the_conversation(|_, listener| listener.send(true, TEXT, b"bye"));
+}
+
+#[test]
+fn a_close_frame_sent_to_a_room_through_the_hub_closes_its_members() {
+    a_close_sent_as_a_message_ends_the_conversation(|server, _| {
+        // A room message right behind the close, most likely in the same
+        // hub batch: it must not follow the close, and must not hold it up.
+        server.hub().send_to_room("news", Frame::close(Some(bye()))).unwrap();
+        server.hub().send_to_room("news", "after the close").unwrap();
+    });
 }
 
 /// Panics on the message `panic`, and on an upgrade to `/boom`.

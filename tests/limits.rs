@@ -1,14 +1,21 @@
-//! Verifies that limits and protocol errors close with the right code, and
-//! that idle and slow clients are closed without hurting anyone else.
+//! Verifies that limits and protocol errors close with the right code, that
+//! idle and slow clients are closed without hurting anyone else, and that a
+//! busy handler is not taken for an idle client.
 
 use std::io::Read;
 use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::support::raw::{BINARY, CONTINUATION, PING, TEXT};
 use crate::support::{
     PATIENCE, RawClient, Scheme, TestServer, close_code, config, ms, recv_text, send_text, wait_until,
 };
-use switchboard::{Config, Limits, Message, Timeouts, WebSocketConfig};
+use switchboard::tungstenite::Error as WsError;
+use switchboard::{
+    Accept, Config, Connection, Handler, Limits, Message, Refusal, Request, Timeouts, WebSocketConfig,
+};
 
 fn small_messages() -> Config {
     Config {
@@ -135,6 +142,60 @@ fn client_answering_pings_stays_open_past_the_idle_timeout() {
     client.get_ref().tcp().set_read_timeout(Some(PATIENCE)).unwrap();
     send_text(&mut client, "still here");
     assert_eq!(recv_text(&mut client), "still here");
+}
+
+/// Echoes every message; on `hold`, says it has started, then waits until
+/// the test lets it go.
+struct Holder {
+    started: Sender<()>,
+    release: Receiver<()>,
+}
+
+impl Handler for Holder {
+    type State = ();
+
+    fn on_upgrade(&self, _: &Request) -> Result<Accept<()>, Refusal> {
+        Ok(Accept::new(()))
+    }
+
+    fn on_message(&self, connection: &Connection, _: &mut (), message: Message) {
+        if message.to_text().ok() == Some("hold") {
+            let _ = self.started.send(());
+            let _ = self.release.recv_timeout(PATIENCE);
+        }
+        let _ = connection.send(message);
+    }
+}
+
+#[test]
+fn connection_whose_handler_is_busy_past_the_idle_timeout_is_not_closed_as_idle() {
+    let idle = ms(300);
+    let (started, has_started) = unbounded();
+    let (release, released) = unbounded();
+    let server = TestServer::start_with(
+        Config { timeouts: Timeouts { idle, ping_interval: ms(100), ..Timeouts::default() }, ..config() },
+        Holder { started, release: released },
+    );
+    let mut client = server.connect("/busy");
+    send_text(&mut client, "hold");
+    has_started.recv_timeout(PATIENCE).expect("the handler took the message");
+    // The handler holds the connection's thread for three idle timeouts:
+    // nothing the client sends meanwhile is read, its pongs included.
+    client.get_ref().tcp().set_read_timeout(Some(ms(50))).unwrap();
+    let until = Instant::now() + 3 * idle;
+    while Instant::now() < until {
+        match client.read() {
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(other) => panic!("while the handler was busy: {other:?}"),
+            Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("connection ended while the handler was busy: {e}"),
+        }
+    }
+    release.send(()).unwrap();
+    client.get_ref().tcp().set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(recv_text(&mut client), "hold");
+    send_text(&mut client, "still open");
+    assert_eq!(recv_text(&mut client), "still open");
 }
 
 fn slow_consumer_is_closed_with_1008_without_delaying_its_room(scheme: Scheme) {

@@ -1,8 +1,9 @@
 //! Verifies that every byte a client receives leaves through its outbox, one
 //! writer at a time: the 101 before any room frame, TLS records in the order
 //! they were sealed (key updates included), stalled sockets finished or hung
-//! up by the drain thread, no deadlock when every queue is full, and no byte
-//! of a dead connection reaching the one that reuses its descriptor.
+//! up by the drain thread, a batch of the largest messages not taken for a
+//! slow consumer, no deadlock when every queue is full, and no byte of a
+//! dead connection reaching the one that reuses its descriptor.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -11,55 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Socket, Type};
-
-use crate::support::raw::{CLOSE, PING, TEXT, frame, read_head, upgrade_request};
-use crate::support::{Client, PATIENCE, RawClient, TestServer, config, ms, recv_text, send_text, wait_until};
+use crate::support::raw::{CLOSE, PING, TEXT, frame, read_head, sleeper, upgrade_request};
+use crate::support::{
+    Client, PATIENCE, RawClient, TestServer, config, ms, recv, recv_text, send_text, wait_until,
+};
 use switchboard::tungstenite::WebSocket;
 use switchboard::tungstenite::protocol::Role;
-use switchboard::{Config, Limits, Message, Timeouts};
-
-/// What a client that never reads asks for as its receive buffer: the
-/// kernel doubles it, and a few kilobytes fill at once.
-const SMALL_RCVBUF: usize = 4096;
-
-/// The segment size such a client offers. Loopback's segments are 64 KiB,
-/// and the server's send buffer grows with them to megabytes before a send
-/// finds it full; with small segments it stays at tens of kilobytes.
-const SMALL_MSS: u32 = 1024;
+use switchboard::{Config, Frame, Limits, Message, Timeouts};
 
 /// The rate limit lifted: these tests flood on purpose.
 fn unlimited() -> Config {
     Config { limits: Limits { max_messages_per_sec: 0, ..Limits::default() }, ..config() }
-}
-
-/// A TCP connection to `addr` whose receive buffer is [`SMALL_RCVBUF`] and
-/// segments [`SMALL_MSS`], both set before connecting so that the window it
-/// offers and the server's send buffer are small too: a few hundred
-/// kilobytes sent to it and left unread fill the server's socket.
-fn small_buffer_tcp(addr: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(SMALL_RCVBUF).unwrap();
-    socket.set_tcp_mss(SMALL_MSS).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    stream.set_write_timeout(Some(PATIENCE)).unwrap();
-    stream
-}
-
-/// Upgrades over `stream` on `path`; the first bytes must be the 101's head.
-fn upgrade_over(mut stream: TcpStream, path: &str) -> RawClient {
-    stream.write_all(upgrade_request(path, "").as_bytes()).unwrap();
-    let head = read_head(&mut stream);
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head:?}");
-    RawClient { stream }
-}
-
-/// A client on `path` with a small receive buffer, which the test then
-/// leaves unread.
-fn sleeper(addr: SocketAddr, path: &str) -> RawClient {
-    upgrade_over(small_buffer_tcp(addr), path)
 }
 
 /// Message `i`, `len` bytes long: its number, then a filler that differs
@@ -384,6 +347,59 @@ fn a_socket_that_takes_nothing_is_hung_up_after_the_write_timeout() {
     }
     assert!(read < sent * (LEN + 4), "the hung-up client was sent everything");
     publish_in_step(&mut keeper, sent, 1, LEN);
+}
+
+#[test]
+fn a_hub_batch_of_the_largest_messages_does_not_close_readers_as_slow_consumers() {
+    // A quarter of the default sizes: the budget holds four of the largest
+    // messages, but not four with the bookkeeping of each.
+    const LARGEST: usize = 256 * 1024;
+    const COUNT: usize = 5;
+    let base = config();
+    let server = TestServer::start(Config {
+        limits: Limits { outbox_bytes: 4 * LARGEST, ..base.limits },
+        websocket: base.websocket.max_message_size(Some(LARGEST)).max_frame_size(Some(LARGEST)),
+        ..base
+    });
+    // Two members that read what they are sent, as it comes.
+    let readers: Vec<JoinHandle<(Client, Vec<Message>)>> = (0..2)
+        .map(|_| {
+            let mut member = server.connect("/ws/large");
+            thread::spawn(move || {
+                // Up to COUNT messages, or up to a close.
+                let mut messages = Vec::new();
+                while messages.len() < COUNT && !matches!(messages.last(), Some(Message::Close(_))) {
+                    messages.push(recv(&mut member));
+                }
+                (member, messages)
+            })
+        })
+        .collect();
+    // Encoded first, then handed to the hub back to back, so that they
+    // reach it together and are applied in one batch.
+    let frames: Vec<Frame> = (0..COUNT).map(|i| Frame::binary(vec![i as u8; LARGEST])).collect();
+    for frame in frames {
+        server.hub().send_to_room("large", frame).unwrap();
+    }
+    let mut members = Vec::new();
+    for (member, reader) in readers.into_iter().enumerate() {
+        let (client, messages) = reader.join().unwrap();
+        members.push(client);
+        assert_eq!(messages.len(), COUNT, "member {member}: {:?}; {}", messages.last(), server.stats());
+        for (i, message) in messages.iter().enumerate() {
+            let Message::Binary(data) = message else {
+                panic!("member {member}, message {i}: {message:?}; {}", server.stats())
+            };
+            assert_eq!(data.len(), LARGEST, "member {member}, message {i}");
+            assert!(
+                data.iter().all(|&b| usize::from(b) == i),
+                "member {member}, message {i} is not what was sent"
+            );
+        }
+    }
+    let stats = server.stats();
+    assert_eq!(stats["slow_consumer_closes"], 0, "{stats}");
+    assert_eq!(stats["connections_open"], 2, "{stats}");
 }
 
 #[test]

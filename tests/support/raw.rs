@@ -3,6 +3,8 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
+use socket2::{Domain, Socket, Type};
+
 use super::PATIENCE;
 
 /// A client that speaks frames byte by byte.
@@ -16,6 +18,15 @@ pub const CONTINUATION: u8 = 0x0;
 pub const CLOSE: u8 = 0x8;
 pub const PING: u8 = 0x9;
 
+/// What a client that never reads asks for as its receive buffer: the
+/// kernel doubles it, and a few kilobytes fill at once.
+const SMALL_RCVBUF: usize = 4096;
+
+/// The segment size such a client offers. Loopback's segments are 64 KiB,
+/// and the server's send buffer grows with them to megabytes before a send
+/// finds it full; with small segments it stays at tens of kilobytes.
+const SMALL_MSS: u32 = 1024;
+
 /// A TCP connection to `addr` whose reads and writes give up after
 /// [`PATIENCE`], so that a server that never answers fails the test
 /// instead of hanging it.
@@ -24,6 +35,35 @@ pub fn tcp(addr: SocketAddr) -> TcpStream {
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     stream.set_write_timeout(Some(PATIENCE)).unwrap();
     stream
+}
+
+/// A TCP connection to `addr` whose receive buffer is [`SMALL_RCVBUF`] and
+/// segments [`SMALL_MSS`], both set before connecting so that the window it
+/// offers and the server's send buffer are small too: a few hundred
+/// kilobytes sent to it and left unread fill the server's socket.
+pub fn small_buffer_tcp(addr: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(SMALL_RCVBUF).unwrap();
+    socket.set_tcp_mss(SMALL_MSS).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// A client on `path` with a small receive buffer, which the test then
+/// leaves unread.
+pub fn sleeper(addr: SocketAddr, path: &str) -> RawClient {
+    upgrade_over(small_buffer_tcp(addr), path)
+}
+
+/// Upgrades over `stream` on `path`; the first bytes must be the 101's head.
+fn upgrade_over(mut stream: TcpStream, path: &str) -> RawClient {
+    stream.write_all(upgrade_request(path, "").as_bytes()).unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head:?}");
+    RawClient { stream }
 }
 
 /// A valid upgrade request for `path` (the RFC's sample key), with

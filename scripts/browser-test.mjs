@@ -1,5 +1,6 @@
 // Drives the chat page in headless Chromium through playwright-core, as a
-// person would: type, press Enter or click Send, read what is on screen.
+// person would: type, press Enter or click Send, read what is on screen. Any
+// Content-Security-Policy violation on a page, at any step, fails the run.
 // Run by scripts/browser-test.sh, which passes:
 //   --server BIN  --chromium PATH  --playwright DIR  --out DIR
 //
@@ -116,15 +117,34 @@ function recordStates() {
   });
 }
 
+// Installed into every page before its own script runs: records everything
+// the page's Content-Security-Policy refuses (or would refuse, if it were
+// only reported), each as the event describes it.
+function recordViolations() {
+  window.__violations = [];
+  document.addEventListener("securitypolicyviolation", (e) => {
+    const where = e.sourceFile ? ` at ${e.sourceFile}:${e.lineNumber}` : "";
+    window.__violations.push(`${e.effectiveDirective} (${e.disposition}) refused ${e.blockedURI || "?"}${where}`);
+  });
+}
+
 class Person {
   static async open(browser, server, name) {
     const context = await browser.newContext({ viewport: { width: 760, height: 720 } });
     await context.addInitScript(recordStates);
+    await context.addInitScript(recordViolations);
     const page = await context.newPage();
     const person = new Person(name, context, page);
+    // What the server sent, by path, as the browser received it.
+    page.on("response", (r) => person.responses.set(new URL(r.url()).pathname, r));
     // Anything going wrong inside the page fails the test, as does a request
-    // for anything but the server itself (no CDN, fonts or images elsewhere).
+    // for anything but the server itself (no CDN, fonts or images elsewhere)
+    // and anything its Content-Security-Policy refuses: Chromium says so on
+    // the console as well as with the event recorded above.
     page.on("pageerror", (e) => person.problems.push(`uncaught error: ${e.message}`));
+    page.on("console", (m) => {
+      if (/content security policy/i.test(m.text())) person.problems.push(`console: ${m.text()}`);
+    });
     page.on("dialog", (d) => {
       person.problems.push(`a ${d.type()} dialog opened: ${d.message()}`);
       d.dismiss().catch(() => {});
@@ -143,6 +163,7 @@ class Person {
     this.context = context;
     this.page = page;
     this.problems = [];
+    this.responses = new Map();
   }
 
   async join(room) {
@@ -216,6 +237,10 @@ class Person {
     return this.page.evaluate(() => window.__states);
   }
 
+  async violations() {
+    return this.page.evaluate(() => window.__violations);
+  }
+
   async screenshot(file) {
     await this.page.screenshot({ path: path.join(opts.out, file) });
   }
@@ -249,6 +274,82 @@ async function main() {
   const bob = await Person.open(browser, server, "bob");
   const carol = await Person.open(browser, server, "carol");
   people = [alice, bob, carol];
+
+  await check("/ carries a CSP with frame-ancestors 'none', nosniff and X-Frame-Options", async () => {
+    const page = alice.responses.get("/");
+    assert(page, `alice's page saw the response for /: ${[...alice.responses.keys()]}`);
+    const headers = await page.allHeaders();
+    const policy = headers["content-security-policy"] ?? "";
+    const directives = new Map(
+      policy.split(";").map((d) => d.trim().split(/\s+/)).map(([name, ...sources]) => [name, sources.join(" ")]),
+    );
+    for (const [name, sources] of [
+      ["default-src", "'none'"],
+      ["script-src", "'self'"],
+      ["style-src", "'self'"],
+      ["frame-ancestors", "'none'"],
+      ["base-uri", "'none'"],
+    ]) {
+      assert(directives.get(name) === sources, `${name} ${sources} in ${JSON.stringify(policy)}`);
+    }
+    assert(headers["x-content-type-options"] === "nosniff", `/ nosniff: ${JSON.stringify(headers)}`);
+    assert(headers["x-frame-options"] === "DENY", `/ X-Frame-Options: ${JSON.stringify(headers)}`);
+    // The script and style sheet the policy allows come from files of their own.
+    for (const [file, type] of [
+      ["/page.js", "text/javascript; charset=utf-8"],
+      ["/page.css", "text/css; charset=utf-8"],
+    ]) {
+      const response = alice.responses.get(file);
+      assert(response?.status() === 200, `${file} loaded: ${response?.status()}`);
+      const got = await response.allHeaders();
+      assert(got["content-type"] === type, `${file} is ${type}: ${got["content-type"]}`);
+      assert(got["x-content-type-options"] === "nosniff", `${file} nosniff: ${JSON.stringify(got)}`);
+    }
+  });
+
+  // A test that an inline script is refused, and that the two ways this test
+  // hears of a violation (the page's event, the console) both work: the
+  // check at the end, that there were none, means something.
+  await check("the policy is enforced: an inline script added to the page is refused and reported", async () => {
+    const probe = await Person.open(browser, server, "probe");
+    try {
+      const logged = probe.page.waitForEvent("console", {
+        predicate: (m) => /content security policy/i.test(m.text()),
+        timeout: PATIENCE_MS,
+      });
+      const ran = await probe.page.evaluate(() => {
+        const script = document.createElement("script");
+        script.textContent = "window.__injected = true";
+        document.body.append(script);
+        return window.__injected === true;
+      });
+      assert(!ran, "an inline script ran on the page");
+      await probe.page.waitForFunction(() => window.__violations.length > 0, null, { timeout: PATIENCE_MS });
+      const seen = await probe.violations();
+      assert(seen.some((v) => v.startsWith("script-src")), `a script-src violation: ${JSON.stringify(seen)}`);
+      await logged;
+    } finally {
+      await probe.context.close();
+    }
+  });
+
+  await check("no other page can frame the chat page", async () => {
+    const context = await browser.newContext();
+    try {
+      const framer = await context.newPage();
+      const refused = framer.waitForEvent("console", {
+        predicate: (m) => /frame-ancestors/.test(m.text()),
+        timeout: PATIENCE_MS,
+      });
+      await framer.setContent(`<iframe src="${server.url}"></iframe>`);
+      await refused;
+      const framed = framer.frames().find((f) => f !== framer.mainFrame());
+      const shown = await framed.locator("#join").count().catch(() => 0);
+      assert(shown === 0, `the framed page shows its join form (${framed.url()})`);
+    } finally {
+      await context.close();
+    }
+  });
 
   // "café" is sent percent-encoded, in the WebSocket path and in /rooms/ alike:
   // the count of 2 shows that both pages meet in the one room.
@@ -353,8 +454,10 @@ async function main() {
     await alice.waitForMembers(1);
   });
 
-  await check("no page had an error, a dialog, or a request to anywhere else", async () => {
+  await check("no page had an error, a dialog, a CSP violation, or a request to anywhere else", async () => {
     for (const person of people) {
+      const violations = await person.violations();
+      assert(violations.length === 0, `${person.name}'s CSP refused: ${violations.join("; ")}`);
       assert(person.problems.length === 0, `${person.name}: ${person.problems.join("; ")}`);
     }
   });

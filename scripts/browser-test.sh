@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Drives the chat page at / in a real headless Chromium, as a person would:
 # three pages in two rooms chat, see who is there, get HTML shown as text, and
-# reconnect by themselves when the server is interrupted and started again.
+# reconnect by themselves when the server is interrupted and started again;
+# and none of it breaks the page's Content-Security-Policy, which Chromium is
+# seen to enforce (an injected script is refused, framing the page fails).
 #   scripts/browser-test.sh
 # Screenshots and server logs go to target/browser-test/. Exit status 0 iff
 # every check passed (or, outside CI, if Chromium is missing: SKIPPED).

@@ -19,6 +19,19 @@ use crate::hub::HubHandle;
 
 /// The chat page served at `/`.
 const PAGE: &str = include_str!("page/index.html");
+/// The page's script, served at `/page.js`.
+const PAGE_SCRIPT: &str = include_str!("page/page.js");
+/// The page's style sheet, served at `/page.css`.
+const PAGE_STYLE: &str = include_str!("page/page.css");
+
+/// What the page may do, sent with it as its `Content-Security-Policy`: run
+/// the script and apply the style sheet of its own origin (never inline
+/// ones, so that HTML slipped into the page cannot run), talk to its own
+/// origin (the WebSocket, `ws:`/`wss:` included, and `/rooms/`), show its
+/// empty `data:` icon, and nothing else. It sets no `<base>`, its forms never
+/// submit (the script handles them), and no other page may frame it.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                           img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The longest room name, in bytes.
 pub const MAX_ROOM_NAME: usize = 128;
@@ -53,8 +66,18 @@ impl Handler for RoomsHandler {
     }
 
     fn on_request(&self, request: &Request, hub: &HubHandle) -> Option<Response> {
-        if request.path() == "/" {
-            return Some(Response::html(PAGE));
+        match request.path() {
+            // X-Frame-Options says frame-ancestors 'none' to browsers too old for CSP.
+            "/" => {
+                return Some(
+                    Response::html(PAGE)
+                        .header("Content-Security-Policy", PAGE_POLICY)
+                        .header("X-Frame-Options", "DENY"),
+                );
+            }
+            "/page.js" => return Some(Response::embedded("text/javascript; charset=utf-8", PAGE_SCRIPT)),
+            "/page.css" => return Some(Response::embedded("text/css; charset=utf-8", PAGE_STYLE)),
+            _ => {}
         }
         let room = request.path().strip_prefix("/rooms/").filter(|room| is_room_name(room))?;
         let members = hub.room_size(room).ok()?;

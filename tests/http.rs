@@ -62,7 +62,88 @@ fn root_serves_the_chat_page() {
     let reply = server.get("/");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some("text/html; charset=utf-8"));
-    assert!(reply.body.contains("new WebSocket("));
+    assert!(reply.body.contains("<script src=\"/page.js\"></script>"));
+}
+
+#[test]
+fn chat_page_carries_a_content_security_policy_and_refuses_framing() {
+    let server = TestServer::start(config());
+    let get = server.get("/");
+    let head = server.http("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    for reply in [&get, &head] {
+        assert_eq!(reply.status, 200);
+        let policy = reply.header("content-security-policy").expect("a Content-Security-Policy");
+        let directives: Vec<&str> = policy.split(';').map(str::trim).collect();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(directives.contains(&directive), "{directive} in {policy}");
+        }
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    }
+}
+
+#[test]
+fn chat_page_has_no_inline_script_or_style() {
+    // The policy allows only the page's own files: anything inline would be
+    // refused by the browser, and the page would silently break.
+    let page = TestServer::start(config()).get("/").body.to_ascii_lowercase();
+    assert!(!page.contains("javascript:"), "no javascript: URL");
+    let tags = page
+        .split('<')
+        .skip(1)
+        .filter(|tag| !tag.starts_with("!--"))
+        .map(|tag| tag.split('>').next().unwrap());
+    let mut scripts = 0;
+    for tag in tags {
+        let mut words = tag.split_whitespace();
+        let element = words.next().unwrap_or("");
+        let attributes: Vec<&str> = words.map(|word| word.split('=').next().unwrap()).collect();
+        if element == "script" {
+            scripts += 1;
+            assert!(attributes.contains(&"src"), "the script is a file: <{tag}>");
+        }
+        assert_ne!(element, "style", "no style element");
+        assert!(!attributes.contains(&"style"), "no style attribute: <{tag}>");
+        assert!(!attributes.iter().any(|a| a.starts_with("on")), "no event handler attribute: <{tag}>");
+    }
+    assert_eq!(scripts, 1);
+}
+
+#[test]
+fn chat_page_script_and_style_are_served_with_their_types() {
+    let server = TestServer::start(config());
+    for (path, content_type, sample) in [
+        ("/page.js", "text/javascript; charset=utf-8", "new WebSocket("),
+        ("/page.css", "text/css; charset=utf-8", "#log"),
+    ] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.header("content-type"), Some(content_type), "{path}");
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert!(reply.body.contains(sample), "{path}");
+    }
+}
+
+#[test]
+fn every_plain_answer_says_nosniff() {
+    // A browser must never take a JSON or text answer, in which a client
+    // may have put what it likes, for a script or a style sheet.
+    let server = TestServer::start(config());
+    for path in ["/healthz", "/metrics", "/stats", "/rooms/lobby", "/nothing/here", "/ws/lobby"] {
+        let reply = server.get(path);
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{path}: {}", reply.head);
+    }
+    let refused = server.http("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(refused.status, 405);
+    assert_eq!(refused.header("x-content-type-options"), Some("nosniff"));
 }
 
 #[test]

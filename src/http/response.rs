@@ -9,7 +9,10 @@ use crate::error::Refusal;
 ///
 /// Every response but `101 Switching Protocols` carries `Content-Length` and
 /// `Connection: close`: the server answers one request per connection, which
-/// keeps a thread from being held by an idle keep-alive client.
+/// keeps a thread from being held by an idle keep-alive client. It also
+/// carries `X-Content-Type-Options: nosniff`, so that a browser takes each
+/// body for what its `Content-Type` says: a JSON or text answer, whatever a
+/// client put in it, is never run as a script or applied as a style sheet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     status: u16,
@@ -32,7 +35,13 @@ impl Response {
 
     /// A `200 text/html` response from a page embedded in the binary.
     pub fn html(page: &'static str) -> Self {
-        Response::new(200).header("Content-Type", "text/html; charset=utf-8").body(page.as_bytes())
+        Response::embedded("text/html; charset=utf-8", page)
+    }
+
+    /// A `200` response from a file embedded in the binary, of this
+    /// `Content-Type`.
+    pub fn embedded(content_type: &'static str, file: &'static str) -> Self {
+        Response::new(200).header("Content-Type", content_type).body(file.as_bytes())
     }
 
     /// A `200 application/json` response.
@@ -77,6 +86,7 @@ impl Response {
             let _ = write!(bytes, "{name}: {value}\r\n");
         }
         if self.status != 101 {
+            bytes.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
             let _ = write!(bytes, "Content-Length: {}\r\nConnection: close\r\n", self.body.len());
         }
         bytes.extend_from_slice(b"\r\n");
@@ -141,7 +151,8 @@ mod tests {
         let text = written(&Response::text(200, "ok\n"), false);
         assert_eq!(
             text,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n\
+             Content-Length: 3\r\nConnection: close\r\n\r\nok\n"
         );
     }
 

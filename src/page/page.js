@@ -1,0 +1,205 @@
+"use strict";
+// The chat page's script, served at /page.js (see index.html). It joins
+// /ws/<room>, where every message goes to everyone in the room (the sender
+// included), and asks /rooms/<room> how many are there.
+//
+// Everything shown is set with textContent, never innerHTML: a message that
+// contains HTML is displayed as text, not run.
+const $ = (id) => document.getElementById(id);
+
+// Reconnecting: 0.5 s, 1 s, 2 s ... up to 10 s, each scaled by a random 0.75
+// to 1.25, so that the tabs of a restarted server do not all return at once.
+const BACKOFF_FIRST_MS = 500;
+const BACKOFF_MAX_MS = 10000;
+// A connection that stayed open this long resets the backoff; one that a
+// server accepts and drops at once keeps backing off.
+const STABLE_MS = 10000;
+const PRESENCE_EVERY_MS = 2000;
+// The server's longest room name, in bytes of the path segment.
+const MAX_ROOM_BYTES = 128;
+
+let wanted = null;        // { name, room, path, focusOnOpen } while the user wants to be in a room
+let socket = null;
+let openedAt = 0;
+let attempt = 0;          // failed connections in a row
+let retryTimer = null;
+let countdownTimer = null;
+let presenceTimer = null;
+
+function setState(state, text) {
+  $("state").dataset.state = state;
+  $("state").textContent = text;
+  const open = state === "open";
+  $("text").disabled = !open;
+  $("send-button").disabled = !open;
+  $("leave-button").disabled = wanted === null;
+}
+
+function show(text, { who = null, mine = false } = {}) {
+  const item = document.createElement("li");
+  if (who === null) {
+    item.className = "system";
+    item.textContent = text;
+  } else {
+    if (mine) item.className = "mine";
+    const name = document.createElement("span");
+    name.className = "who";
+    name.textContent = who;
+    item.append(name, document.createTextNode(text));
+  }
+  const log = $("log");
+  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  log.append(item);
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+function showMembers(count) {
+  $("members").dataset.count = count === null ? "" : String(count);
+  $("members").textContent =
+    wanted === null ? "no room" : count === null ? "who is here: ?" : `${count} connected`;
+}
+
+// Presence: asked on open, every PRESENCE_EVERY_MS while open, and on close.
+// Only the latest question's answer is shown, and only while the user is
+// still in the room it was about.
+let presenceAsked = 0;
+async function refreshMembers() {
+  const asked = wanted;
+  if (asked === null) return;
+  const ticket = ++presenceAsked;
+  const current = () => ticket === presenceAsked && wanted === asked;
+  try {
+    const reply = await fetch(`/rooms/${asked.path}`, { cache: "no-store" });
+    if (!reply.ok) throw new Error(`HTTP ${reply.status}`);
+    const { members } = await reply.json();
+    if (current()) showMembers(Number.isInteger(members) ? members : null);
+  } catch {
+    if (current()) showMembers(null);
+  }
+}
+
+function stopTimers() {
+  clearTimeout(retryTimer);
+  clearInterval(countdownTimer);
+  clearInterval(presenceTimer);
+  retryTimer = countdownTimer = presenceTimer = null;
+}
+
+function describeClose(event) {
+  return `closed (${event.code}${event.reason ? " " + event.reason : ""})`;
+}
+
+function connect() {
+  const here = wanted;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  setState("connecting", `connecting to “${here.room}”…`);
+  const ws = new WebSocket(`${scheme}//${location.host}/ws/${here.path}`);
+  socket = ws;
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => {
+    openedAt = Date.now();
+    setState("open", `open: room “${here.room}”`);
+    show(`connected to “${here.room}”`);
+    // Once per join, move to the message box; a later reconnect leaves the focus alone.
+    if (here.focusOnOpen) { here.focusOnOpen = false; $("text").focus(); }
+    refreshMembers();
+    presenceTimer = setInterval(refreshMembers, PRESENCE_EVERY_MS);
+  };
+  ws.onmessage = (event) => receive(event.data);
+  ws.onclose = (event) => {
+    if (socket !== ws) return; // a room the user has switched away from
+    socket = null;
+    stopTimers();
+    const why = describeClose(event);
+    if (openedAt !== 0) show(`connection ${why}`);
+    if (openedAt !== 0 && Date.now() - openedAt >= STABLE_MS) attempt = 0;
+    openedAt = 0;
+    if (wanted === null) {
+      setState("closed", why); // the user left: the server's answer to our close
+      return;
+    }
+    refreshMembers();
+    scheduleReconnect(why);
+  };
+}
+
+function scheduleReconnect(why) {
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt);
+  const delay = base * (0.75 + Math.random() / 2);
+  attempt += 1;
+  const due = Date.now() + delay;
+  const countdown = () => {
+    const seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+    setState("reconnecting", `${why}; reconnecting in ${seconds} s`);
+  };
+  countdown();
+  countdownTimer = setInterval(countdown, 250);
+  retryTimer = setTimeout(() => {
+    clearInterval(countdownTimer);
+    connect();
+  }, delay);
+}
+
+function receive(data) {
+  if (typeof data !== "string") {
+    show(`(a binary message of ${data.byteLength} bytes)`);
+    return;
+  }
+  let message = null;
+  try { message = JSON.parse(data); } catch { /* not ours: shown as it came */ }
+  if (message === null || typeof message !== "object") {
+    show(data, { who: "?" });
+    return;
+  }
+  const who = typeof message.name === "string" ? message.name : "?";
+  const text = typeof message.text === "string" ? message.text : JSON.stringify(message.text ?? "");
+  show(text, { who, mine: wanted !== null && who === wanted.name });
+}
+
+
+$("join").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("name").value.trim() || "anonymous";
+  const room = $("room").value.trim() || "lobby";
+  // The server takes the path segment as written; encoding it here means two
+  // tabs that type the same room meet, whatever characters it has.
+  const path = encodeURIComponent(room);
+  if (path.length > MAX_ROOM_BYTES) {
+    show(`the room name is too long (at most ${MAX_ROOM_BYTES} bytes once encoded)`);
+    return;
+  }
+  stopTimers();
+  if (socket !== null) {
+    const old = socket;
+    socket = null;
+    old.close(1000, "switching rooms");
+  }
+  openedAt = 0;
+  wanted = { name, room, path, focusOnOpen: true };
+  attempt = 0;
+  $("log").replaceChildren();
+  show(`joining “${room}” as ${name}`);
+  showMembers(null);
+  connect();
+});
+
+$("leave-button").addEventListener("click", () => {
+  wanted = null;
+  stopTimers();
+  showMembers(null);
+  if (socket === null) {
+    setState("idle", "not connected");
+  } else {
+    // The close handler shows how the server answered.
+    setState("closing", "closing…");
+    socket.close(1000, "left the room");
+  }
+});
+
+$("send").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("text").value;
+  if (text === "" || socket === null || socket.readyState !== WebSocket.OPEN) return;
+  socket.send(JSON.stringify({ name: wanted.name, text }));
+  $("text").value = "";
+});

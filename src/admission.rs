@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use log::warn;
+use log::Level;
 
 use crate::error::Refusal;
 use crate::http::Response;
+use crate::refusal_log::RefusalLog;
 
 /// The number of per-address counters.
 const SLOTS: usize = 1 << 16;
@@ -81,8 +82,10 @@ impl Admission {
     }
 
     fn slot(&self, address: IpAddr) -> usize {
+        // A dual-stack listener sees every IPv4 client as ::ffff:a.b.c.d,
+        // and all of those share one /64: count each as its IPv4 address.
         // An IPv6 client usually owns a whole /64: count it as one address.
-        let key = match address {
+        let key = match address.to_canonical() {
             IpAddr::V4(v4) => u128::from(v4.to_bits()),
             IpAddr::V6(v6) => v6.to_bits() >> 64 | 1 << 127,
         };
@@ -128,29 +131,30 @@ impl Drop for Permit {
 /// expired ones as it goes, without a thread of its own.
 ///
 /// A flood would fill the log with one line per refusal; instead the first
-/// refusal is logged at once and the rest are summed up, at most once every
-/// [`REPORT_EVERY`].
+/// refusal is logged at once and the rest are summed up by status (503 at
+/// the connection limit, 429 at the per-address limit), at most once every
+/// ten seconds ([`RefusalLog`]).
 #[derive(Debug)]
 pub(crate) struct Turnaway {
     held: VecDeque<(Instant, TcpStream)>,
     linger: Duration,
     capacity: usize,
-    /// Refusals since the last report: at the global limit, per address.
-    unreported: (u64, u64),
-    last_report: Option<Instant>,
+    log: RefusalLog,
 }
-
-/// How often refusals are summed up in the log.
-const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 impl Turnaway {
     pub(crate) fn new(linger: Duration, capacity: usize) -> Self {
-        Turnaway { held: VecDeque::new(), linger, capacity, unreported: (0, 0), last_report: None }
+        Turnaway {
+            held: VecDeque::new(),
+            linger,
+            capacity,
+            log: RefusalLog::new(Level::Warn, module_path!(), "connection", " at the door"),
+        }
     }
 
     /// Answers `refusal` on `stream` without blocking, and holds it.
     pub(crate) fn refuse(&mut self, stream: TcpStream, refusal: Refusal) {
-        self.note(&refusal);
+        self.log.note(refusal.status);
         if stream.set_nonblocking(true).is_err() {
             return;
         }
@@ -172,35 +176,12 @@ impl Turnaway {
         while self.held.front().is_some_and(|(until, _)| *until <= now) {
             self.held.pop_front();
         }
-        if self.last_report.is_none_or(|last| now - last >= REPORT_EVERY) {
-            self.report(now);
-        }
-    }
-
-    fn report(&mut self, now: Instant) {
-        if self.unreported != (0, 0) {
-            let (full, per_address) = std::mem::take(&mut self.unreported);
-            let since =
-                self.last_report.map_or(String::new(), |last| format!(" in the last {:.0?}", now - last));
-            warn!(
-                "refused {} connections at the door{since}: {full} at the connection limit (503), \
-                 {per_address} at the per-address limit (429)",
-                full + per_address
-            );
-            self.last_report = Some(now);
-        }
+        self.log.sweep();
     }
 
     /// Reports what is left to report, as the accept loop ends.
-    pub(crate) fn finish(mut self) {
-        self.report(Instant::now());
-    }
-
-    fn note(&mut self, refusal: &Refusal) {
-        match refusal.status {
-            429 => self.unreported.1 += 1,
-            _ => self.unreported.0 += 1,
-        }
+    pub(crate) fn finish(self) {
+        self.log.finish();
     }
 }
 
@@ -317,6 +298,30 @@ mod tests {
         let _one = admission.admit(Some(ip("2001:db8:1:2::1"))).unwrap();
         assert_eq!(admission.admit(Some(ip("2001:db8:1:2::ffff"))).unwrap_err().status, 429);
         assert!(admission.admit(Some(ip("2001:db8:1:3::1"))).is_ok());
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_and_its_ipv4_form_share_one_slot() {
+        let admission = Admission::new(100, 1);
+        assert_eq!(admission.slot(ip("::ffff:192.0.2.7")), admission.slot(ip("192.0.2.7")));
+        let _mapped = admission.admit(Some(ip("::ffff:192.0.2.7"))).unwrap();
+        assert_eq!(admission.admit(Some(ip("192.0.2.7"))).unwrap_err().status, 429);
+    }
+
+    #[test]
+    fn ipv4_clients_seen_as_mapped_addresses_do_not_share_a_slot() {
+        let admission = Admission::new(100, 1);
+        let slots: std::collections::HashSet<usize> =
+            (1..=200u8).map(|last| admission.slot(ip(&format!("::ffff:10.0.0.{last}")))).collect();
+        // Two of 200 addresses may land in one of 65,536 slots by chance
+        // (a 26% chance that some pair does), never all in one.
+        assert!(slots.len() >= 195, "200 mapped IPv4 addresses took {} slots", slots.len());
+        let _first = admission.admit(Some(ip("::ffff:10.0.0.1"))).unwrap();
+        let second = admission.admit(Some(ip("::ffff:10.0.0.2")));
+        assert!(
+            second.is_ok() || admission.slot(ip("10.0.0.1")) == admission.slot(ip("10.0.0.2")),
+            "a second IPv4 client was refused without a hash collision"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::fmt;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Access;
@@ -42,16 +43,55 @@ impl fmt::Debug for Secret {
 /// The name of the query parameter and cookie that may carry a token.
 const TOKEN_NAME: &str = "access_token";
 
+/// The claim that names the user when [`Access::jwt_name_claim`] is not set.
+const DEFAULT_NAME_CLAIM: &str = "sub";
+
+/// How far a JWT's `exp` and `nbf` may be off, in seconds, for the clocks of
+/// the issuer and of this server to disagree: a token is taken from 30 s
+/// before its `nbf` to 30 s after its `exp`. Hosts kept by NTP agree to
+/// well under a second, but one whose clock drifted, or a client that asks
+/// for a token and connects in the same breath to a server a little behind,
+/// would otherwise be turned away at random; 30 s covers that, and is small
+/// beside the minutes to hours tokens live, so an expired token gains
+/// little. (jsonwebtoken's default is 60 s; RFC 7519 asks for "no more than
+/// a few minutes".)
+const JWT_LEEWAY_SECS: u64 = 30;
+
+/// A configured token's SHA-256.
+type TokenDigest = [u8; 32];
+
 /// The credentials an upgrade must present, built once from [`Access`].
 pub(crate) struct Credentials {
-    tokens: Vec<Secret>,
-    jwt: Option<(DecodingKey, Validation)>,
+    /// The SHA-256 of each configured token, made once at start. What the
+    /// client presents is hashed and compared with these, rather than with
+    /// the tokens themselves: `subtle` compares byte strings of one length
+    /// in constant time, but answers at once when the lengths differ, so
+    /// the time taken would tell a client how long a token is. Digests are
+    /// always 32 bytes, whatever was presented.
+    token_digests: Vec<TokenDigest>,
+    jwt: Option<Jwt>,
 }
 
-/// The claims read from a JWT; `exp` is required and checked by `Validation`.
-#[derive(Deserialize)]
-struct Claims {
-    sub: Option<String>,
+/// How a JWT is checked, and the claim that names its holder.
+struct Jwt {
+    key: DecodingKey,
+    validation: Validation,
+    name_claim: String,
+}
+
+/// Who a client proved to be at the upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Proof {
+    /// A JWT's `sub` (`jwt` without one), or `token <n>` for the n-th
+    /// configured token: see [`Request::identity`].
+    pub(crate) identity: String,
+    /// The name a JWT vouches for, from its name claim; `None` for a bearer
+    /// token, which names no one.
+    pub(crate) verified_name: Option<String>,
+}
+
+fn digest(token: &[u8]) -> TokenDigest {
+    Sha256::digest(token).into()
 }
 
 impl Credentials {
@@ -62,38 +102,60 @@ impl Credentials {
         }
         let jwt = access.jwt_secret.as_ref().map(|secret| {
             let mut validation = Validation::new(Algorithm::HS256);
-            validation.leeway = 0;
-            (DecodingKey::from_secret(secret.expose()), validation)
+            validation.leeway = JWT_LEEWAY_SECS;
+            // Off by default in jsonwebtoken: a token before its `nbf` would
+            // be taken. It is checked when present, and not required.
+            validation.validate_nbf = true;
+            Jwt {
+                key: DecodingKey::from_secret(secret.expose()),
+                validation,
+                name_claim: access.jwt_name_claim.clone().unwrap_or_else(|| DEFAULT_NAME_CLAIM.to_owned()),
+            }
         });
-        Some(Credentials { tokens: access.tokens.clone(), jwt })
+        let token_digests = access.tokens.iter().map(|token| digest(token.expose())).collect();
+        Some(Credentials { token_digests, jwt })
     }
 
-    /// Checks the request's token: the caller's identity when it is good (a
-    /// JWT's `sub`, or `token <n>` for the n-th configured token), 401 when
-    /// there is none, 403 when it is wrong or expired.
-    pub(crate) fn check(&self, request: &Request) -> Result<String, Refusal> {
+    /// Checks the request's token: who the caller is when it is good, 401
+    /// when there is none, 403 when it is wrong, expired, not yet valid, or
+    /// a JWT without a name in its name claim.
+    pub(crate) fn check(&self, request: &Request) -> Result<Proof, Refusal> {
         let token = presented_token(request).ok_or_else(|| Refusal::unauthorized("credentials required"))?;
-        if let Some(n) = self.tokens.iter().position(|t| bool::from(t.expose().ct_eq(token.as_bytes()))) {
-            return Ok(format!("token {}", n + 1));
+        let presented = digest(token.as_bytes());
+        if let Some(n) = self.token_digests.iter().position(|d| bool::from(d[..].ct_eq(&presented[..]))) {
+            return Ok(Proof { identity: format!("token {}", n + 1), verified_name: None });
         }
-        let Some((key, validation)) = &self.jwt else {
+        let Some(jwt) = &self.jwt else {
             return Err(Refusal::forbidden("invalid credentials"));
         };
-        match jsonwebtoken::decode::<Claims>(token.as_bytes(), key, validation) {
-            Ok(data) => Ok(data.claims.sub.unwrap_or_else(|| "jwt".into())),
-            Err(e) if *e.kind() == ErrorKind::ExpiredSignature => {
-                Err(Refusal::forbidden("expired credentials"))
-            }
-            Err(_) => Err(Refusal::forbidden("invalid credentials")),
-        }
+        let claims =
+            match jsonwebtoken::decode::<Map<String, Value>>(token.as_bytes(), &jwt.key, &jwt.validation) {
+                Ok(data) => data.claims,
+                Err(e) if *e.kind() == ErrorKind::ExpiredSignature => {
+                    return Err(Refusal::forbidden("expired credentials"));
+                }
+                Err(e) if *e.kind() == ErrorKind::ImmatureSignature => {
+                    return Err(Refusal::forbidden("credentials not yet valid"));
+                }
+                Err(_) => return Err(Refusal::forbidden("invalid credentials")),
+            };
+        let name = claims.get(&jwt.name_claim).and_then(Value::as_str).filter(|name| !name.is_empty());
+        let Some(name) = name else {
+            return Err(Refusal::forbidden(format!(
+                "the token's {:?} claim, which names the user, is missing or not a non-empty string",
+                jwt.name_claim
+            )));
+        };
+        let identity = claims.get("sub").and_then(Value::as_str).unwrap_or("jwt");
+        Ok(Proof { identity: identity.to_owned(), verified_name: Some(name.to_owned()) })
     }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
-            .field("tokens", &self.tokens.len())
-            .field("jwt", &self.jwt.is_some())
+            .field("tokens", &self.token_digests.len())
+            .field("jwt", &self.jwt.as_ref().map(|jwt| &jwt.name_claim))
             .finish()
     }
 }
@@ -137,24 +199,43 @@ mod tests {
         .unwrap()
     }
 
-    fn jwt(key: &str, exp_from_now: i64, sub: &str) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-        let claims = serde_json::json!({ "sub": sub, "exp": now + exp_from_now });
+    fn now() -> i64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+
+    /// A token signed with `key` holding `claims`, and an `exp` an hour
+    /// ahead unless `claims` has one.
+    fn signed(key: &str, claims: serde_json::Value) -> String {
+        let mut claims = claims;
+        claims.as_object_mut().unwrap().entry("exp").or_insert(serde_json::json!(now() + 3600));
         encode(&Header::default(), &claims, &EncodingKey::from_secret(key.as_bytes())).unwrap()
     }
 
-    fn status(result: Result<String, Refusal>) -> u16 {
+    fn jwt(key: &str, exp_from_now: i64, sub: &str) -> String {
+        signed(key, serde_json::json!({ "sub": sub, "exp": now() + exp_from_now }))
+    }
+
+    /// What `c` says of `token` presented in the query string.
+    fn check_query(c: &Credentials, token: &str) -> Result<Proof, Refusal> {
+        c.check(&request(&format!("/ws/a?access_token={token}"), &[]))
+    }
+
+    fn identity(result: Result<Proof, Refusal>) -> String {
+        result.unwrap().identity
+    }
+
+    fn status(result: Result<Proof, Refusal>) -> u16 {
         result.map(|_| 200).unwrap_or_else(|r| r.status)
     }
 
     #[test]
     fn token_is_read_from_header_query_and_cookie() {
         let c = credentials();
-        assert_eq!(c.check(&request("/ws/a", &[("Authorization", "Bearer s3cret")])).unwrap(), "token 2");
-        assert_eq!(c.check(&request("/ws/a?x=1&access_token=s3cret", &[])).unwrap(), "token 2");
-        assert_eq!(c.check(&request("/ws/a?access_token=s3cr%65t", &[])).unwrap(), "token 2");
+        assert_eq!(identity(c.check(&request("/ws/a", &[("Authorization", "Bearer s3cret")]))), "token 2");
+        assert_eq!(identity(c.check(&request("/ws/a?x=1&access_token=s3cret", &[]))), "token 2");
+        assert_eq!(identity(c.check(&request("/ws/a?access_token=s3cr%65t", &[]))), "token 2");
         assert_eq!(
-            c.check(&request("/ws/a", &[("Cookie", "theme=dark; access_token=first")])).unwrap(),
+            identity(c.check(&request("/ws/a", &[("Cookie", "theme=dark; access_token=first")]))),
             "token 1"
         );
     }
@@ -168,15 +249,82 @@ mod tests {
     }
 
     #[test]
+    fn a_token_of_another_length_is_refused_and_an_equal_one_accepted() {
+        let c = credentials();
+        for other in ["s3cre", "s3crett", "S3CRET", "s3cret-and-then-some", "x"] {
+            assert_eq!(status(check_query(&c, other)), 403, "{other:?}");
+        }
+        assert_eq!(
+            check_query(&c, "s3cret").unwrap(),
+            Proof { identity: "token 2".into(), verified_name: None }
+        );
+    }
+
+    #[test]
     fn jwt_is_checked_for_signature_and_expiry() {
         let c = credentials();
         let good = jwt("jwt key", 60, "alice");
-        assert_eq!(c.check(&request(&format!("/ws/a?access_token={good}"), &[])).unwrap(), "alice");
+        assert_eq!(identity(check_query(&c, &good)), "alice");
         let expired = jwt("jwt key", -60, "alice");
-        let refusal = c.check(&request(&format!("/ws/a?access_token={expired}"), &[])).unwrap_err();
+        let refusal = check_query(&c, &expired).unwrap_err();
         assert_eq!((refusal.status, refusal.reason.as_ref()), (403, "expired credentials"));
         let forged = jwt("other key", 60, "mallory");
-        assert_eq!(status(c.check(&request(&format!("/ws/a?access_token={forged}"), &[]))), 403);
+        assert_eq!(status(check_query(&c, &forged)), 403);
+    }
+
+    #[test]
+    fn jwt_before_its_nbf_is_refused_beyond_the_leeway() {
+        let c = credentials();
+        let leeway = JWT_LEEWAY_SECS as i64;
+        let tomorrow = signed("jwt key", serde_json::json!({ "sub": "alice", "nbf": now() + 86_400 }));
+        let refusal = check_query(&c, &tomorrow).unwrap_err();
+        assert_eq!((refusal.status, refusal.reason.as_ref()), (403, "credentials not yet valid"));
+        let just_past = signed("jwt key", serde_json::json!({ "sub": "alice", "nbf": now() + leeway + 60 }));
+        assert_eq!(status(check_query(&c, &just_past)), 403);
+        let skewed = signed("jwt key", serde_json::json!({ "sub": "alice", "nbf": now() + 5 }));
+        assert_eq!(identity(check_query(&c, &skewed)), "alice");
+        let started = signed("jwt key", serde_json::json!({ "sub": "alice", "nbf": now() - 60 }));
+        assert_eq!(identity(check_query(&c, &started)), "alice");
+    }
+
+    #[test]
+    fn jwt_expiry_has_the_same_leeway() {
+        let c = credentials();
+        let leeway = JWT_LEEWAY_SECS as i64;
+        assert_eq!(identity(check_query(&c, &jwt("jwt key", -5, "alice"))), "alice");
+        assert_eq!(status(check_query(&c, &jwt("jwt key", -leeway - 60, "alice"))), 403);
+    }
+
+    #[test]
+    fn jwt_vouches_for_the_name_in_its_name_claim() {
+        let c = credentials();
+        let proof = check_query(&c, &jwt("jwt key", 60, "alice")).unwrap();
+        assert_eq!(proof, Proof { identity: "alice".into(), verified_name: Some("alice".into()) });
+
+        let by_name = Credentials::new(&Access {
+            jwt_secret: Some(Secret::new("jwt key")),
+            jwt_name_claim: Some("preferred_username".into()),
+            ..Access::default()
+        })
+        .unwrap();
+        let token = signed("jwt key", serde_json::json!({ "sub": "u-17", "preferred_username": "Alice" }));
+        let proof = check_query(&by_name, &token).unwrap();
+        assert_eq!(proof, Proof { identity: "u-17".into(), verified_name: Some("Alice".into()) });
+    }
+
+    #[test]
+    fn jwt_without_its_name_claim_as_a_string_is_403() {
+        let c = credentials();
+        for claims in [
+            serde_json::json!({}),
+            serde_json::json!({ "sub": 17 }),
+            serde_json::json!({ "sub": "" }),
+            serde_json::json!({ "name": "alice" }),
+        ] {
+            let refusal = check_query(&c, &signed("jwt key", claims.clone())).unwrap_err();
+            assert_eq!(refusal.status, 403, "{claims}");
+            assert!(refusal.reason.contains("\"sub\" claim"), "{claims}: {}", refusal.reason);
+        }
     }
 
     #[test]

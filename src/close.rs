@@ -17,6 +17,8 @@ use tungstenite::error::{CapacityError, Error as WsError};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::log_text::Untrusted;
+
 /// The reasons the server itself closes a connection, each with its close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -95,6 +97,10 @@ pub(crate) fn is_timeout(error: &io::Error) -> bool {
 }
 
 /// How a WebSocket connection ended, as [`Handler::on_close`](crate::Handler::on_close) sees it.
+///
+/// Its `Display` is one phrase for a log line, such as `closed by client:
+/// 1000 bye`; the close reason in it is escaped and cut short, as the
+/// client chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
     /// The client started the close handshake, with this frame (the server
@@ -122,12 +128,14 @@ impl Ending {
 impl fmt::Display for Ending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // The reason is the client's own text, or the application's:
+            // it is written escaped and cut short, as it goes to the log.
             Ending::ByClient(Some(close)) => {
-                write!(f, "closed by client: {} {}", close.code, close.reason)
+                write!(f, "closed by client: {} {}", close.code, Untrusted(&close.reason))
             }
             Ending::ByClient(None) => write!(f, "closed by client"),
             Ending::ByServer(close) => {
-                write!(f, "closed by server: {} {}", close.code, close.reason)
+                write!(f, "closed by server: {} {}", close.code, Untrusted(&close.reason))
             }
             Ending::Dropped => write!(f, "dropped without a close handshake"),
         }
@@ -138,6 +146,13 @@ impl fmt::Display for Ending {
 mod tests {
     use super::*;
     use tungstenite::error::ProtocolError;
+
+    #[test]
+    fn a_client_close_reason_cannot_forge_a_log_line() {
+        let close = CloseFrame { code: CloseCode::Normal, reason: "bye\n[INFO] forged\u{202e}".into() };
+        let text = Ending::ByClient(Some(close)).to_string();
+        assert_eq!(text, "closed by client: 1000 bye\\n[INFO] forged\\u{202e}");
+    }
 
     #[test]
     fn read_errors_map_to_rfc_codes() {

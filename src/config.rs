@@ -168,7 +168,8 @@ pub struct Limits {
     /// it at start to what the machine's limits allow.
     pub max_connections: usize,
     /// Connections open at once from one client address (an IPv6 client
-    /// counts as its /64); over it, 429. 0 turns the limit off. Default 256,
+    /// counts as its /64, an IPv4 client as its address, also on a
+    /// dual-stack listener where it arrives as `::ffff:a.b.c.d`); over it, 429. 0 turns the limit off. Default 256,
     /// so that one client cannot take every place; behind a proxy, see
     /// [`Access::trusted_proxies`].
     pub max_connections_per_ip: usize,
@@ -214,20 +215,54 @@ pub struct Access {
     /// the `access_token` query parameter (browsers cannot set headers on a
     /// WebSocket), or the `access_token` cookie. Default: none.
     pub tokens: Vec<Secret>,
-    /// The HS256 key of accepted JSON Web Tokens; their signature and `exp`
-    /// are checked, and their `sub` becomes the connection's identity.
+    /// The HS256 key of accepted JSON Web Tokens. Their signature is
+    /// checked, and their `exp` and (when present) `nbf`, each with 30
+    /// seconds of leeway for the issuer's clock and this server's to differ:
+    /// a token is taken from 30 s before its `nbf` until 30 s after its
+    /// `exp`, and otherwise gets 403. Their `sub` becomes the connection's
+    /// identity, and the claim named by `jwt_name_claim` its verified name.
     /// Default `None`.
     pub jwt_secret: Option<Secret>,
+    /// The JWT claim that names the user to others: its value, which must be
+    /// a non-empty string (else 403), is the connection's
+    /// [`verified_name`](crate::Connection::verified_name), the name the
+    /// rooms show whatever the client writes. `None`, the default, means
+    /// `sub`. Only with `jwt_secret`.
+    pub jwt_name_claim: Option<String>,
     /// Proxies whose `X-Forwarded-For` is believed: connections from these
     /// networks are counted and logged under the client address they
-    /// forward. From anyone else the header is ignored. Default: none.
+    /// forward. From anyone else the header is ignored. An IPv4 proxy is
+    /// recognised on a dual-stack listener too, where it connects as
+    /// `::ffff:a.b.c.d`. Default: none.
     pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Access {
     /// Returns true if and only if `address` is one of the trusted proxies.
+    /// An IPv4 address and its IPv4-mapped IPv6 form (`::ffff:a.b.c.d`, as
+    /// a dual-stack listener sees IPv4 peers) are the same address, whichever
+    /// form the network is written in.
     pub fn trusts(&self, address: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(&address))
+        let address = address.to_canonical();
+        let mapped = match address {
+            IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            IpAddr::V6(_) => None,
+        };
+        self.trusted_proxies
+            .iter()
+            .any(|net| net.contains(&address) || mapped.is_some_and(|mapped| net.contains(&mapped)))
+    }
+}
+
+impl Access {
+    fn problem(&self) -> Option<(&'static str, &'static str)> {
+        match &self.jwt_name_claim {
+            Some(_) if self.jwt_secret.is_none() => {
+                Some(("access.jwt_name_claim", "needs access.jwt_secret: only a JWT names its holder"))
+            }
+            Some(claim) if claim.is_empty() => Some(("access.jwt_name_claim", "must not be empty")),
+            _ => None,
+        }
     }
 }
 
@@ -283,8 +318,10 @@ impl std::fmt::Debug for TlsConfig {
 #[derive(Clone, PartialEq, Eq)]
 pub struct BackplaneConfig {
     /// The Redis server: `redis://[[user]:password@]host[:port][/db]`, or
-    /// `redis+unix:///path/to/socket`. No default. TLS to Redis (`rediss://`)
-    /// is not built in. A password in it is never logged.
+    /// `redis+unix:///path/to/socket[?db=N&user=U&pass=P]`. No default. TLS
+    /// to Redis (`rediss://`) is not built in. A password in it is never
+    /// logged, in whichever of these places it is written; nor is the value
+    /// of a `password` query parameter.
     pub url: String,
     /// This node's name, carried in every message it publishes so that it
     /// can tell its own messages from the others' when Redis echoes them
@@ -351,24 +388,10 @@ fn random_node_id() -> String {
     format!("{:016x}", state.hash_one((std::time::SystemTime::now(), std::process::id())))
 }
 
-/// `url` with any password replaced by `***`, for logs and `Debug`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((user_info, host)) if user_info.contains(':') => {
-            let user = user_info.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl std::fmt::Debug for BackplaneConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackplaneConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &crate::backplane::redact_url(&self.url))
             .field("node_id", &self.node_id)
             .field("channel_prefix", &self.channel_prefix)
             .field("publish_queue", &self.publish_queue)
@@ -439,7 +462,10 @@ impl Config {
             (self.thread_stack_size < 64 * 1024, "thread_stack_size", "must be at least 64 KiB"),
         ];
         let found = checks.into_iter().find(|(bad, ..)| *bad).map(|(_, field, problem)| (field, problem));
-        match found.or_else(|| self.backplane.as_ref().and_then(BackplaneConfig::problem)) {
+        let found = found
+            .or_else(|| self.access.problem())
+            .or_else(|| self.backplane.as_ref().and_then(BackplaneConfig::problem));
+        match found {
             Some((field, problem)) => Err(Error::Config { field, problem }),
             None => Ok(()),
         }
@@ -453,6 +479,19 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_trusted_ipv4_proxy_is_trusted_as_an_ipv4_mapped_peer() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let access = |net: &str| Access { trusted_proxies: vec![net.parse().unwrap()], ..Access::default() };
+        for net in ["127.0.0.1/32", "::ffff:127.0.0.1/128"] {
+            let access = access(net);
+            assert!(access.trusts(ip("127.0.0.1")), "{net}");
+            assert!(access.trusts(ip("::ffff:127.0.0.1")), "{net}");
+            assert!(!access.trusts(ip("::ffff:127.0.0.2")), "{net}");
+            assert!(!access.trusts(ip("::1")), "{net}");
+        }
     }
 
     #[test]
@@ -516,12 +555,27 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact_url("redis://:hunter2@db:6379/0"), "redis://:***@db:6379/0");
-        assert_eq!(redact_url("redis://app:hunter2@db"), "redis://app:***@db");
-        assert_eq!(redact_url("redis://db:6379"), "redis://db:6379");
-        let debug = format!("{:?}", BackplaneConfig::new("redis://u:hunter2@db"));
-        assert!(!debug.contains("hunter2"), "{debug}");
+    fn backplane_debug_redacts_passwords() {
+        for url in ["redis://u:hunter2@db", "redis+unix:///run/redis.sock?db=0&user=app&pass=hunter2"] {
+            let debug = format!("{:?}", BackplaneConfig::new(url));
+            assert!(!debug.contains("hunter2"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn jwt_name_claim_needs_a_jwt_secret_and_a_name() {
+        let with = |access: Access| Config { access, ..Config::default() }.validate();
+        let claim = Some("preferred_username".to_owned());
+        let secret = Some(Secret::new("key"));
+        with(Access { jwt_secret: secret.clone(), jwt_name_claim: claim.clone(), ..Access::default() })
+            .unwrap();
+        for access in [
+            Access { jwt_name_claim: claim, ..Access::default() },
+            Access { jwt_secret: secret, jwt_name_claim: Some(String::new()), ..Access::default() },
+        ] {
+            let err = with(access).unwrap_err();
+            assert!(matches!(err, Error::Config { field: "access.jwt_name_claim", .. }), "{err}");
+        }
     }
 
     #[test]

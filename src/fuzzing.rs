@@ -46,6 +46,7 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>, Access) {
             allowed_origins: vec!["https://app.example".into()],
             tokens: vec![Secret::new("token")],
             jwt_secret: Some(Secret::new("key")),
+            jwt_name_claim: None,
             trusted_proxies: vec!["10.0.0.0/8".parse().expect("a valid network")],
         };
         let gate = Gate::new(&access, &["chat.v1".to_owned()]);

@@ -132,6 +132,7 @@ pub struct Connection {
     pub(crate) peer: SocketAddr,
     pub(crate) client_ip: IpAddr,
     pub(crate) identity: Option<String>,
+    pub(crate) verified_name: Option<String>,
     pub(crate) subprotocol: Option<String>,
     pub(crate) path: String,
     pub(crate) hub: HubHandle,
@@ -159,6 +160,13 @@ impl Connection {
     /// [`Request::identity`] tells it.
     pub fn identity(&self) -> Option<&str> {
         self.identity.as_deref()
+    }
+
+    /// The name a JWT vouched for at the upgrade, as
+    /// [`Request::verified_name`] tells it: `None` for a bearer token or no
+    /// credentials.
+    pub fn verified_name(&self) -> Option<&str> {
+        self.verified_name.as_deref()
     }
 
     /// The path of the upgrade request, such as `/ws/lobby`.

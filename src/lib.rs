@@ -163,7 +163,9 @@
 //!   `max_frame_size` ([`Config::websocket`]) closes the connection with
 //!   1009, checked on the frame header before the payload is read.
 //! * Connections over [`Limits::max_connections`] get 503, and over
-//!   [`Limits::max_connections_per_ip`] from one address 429. The server
+//!   [`Limits::max_connections_per_ip`] from one address 429 (an IPv4
+//!   client of a dual-stack listener, seen as `::ffff:a.b.c.d`, counts as
+//!   its IPv4 address). The server
 //!   lowers the first to what the machine's limits on threads, open files
 //!   and memory maps can hold (a connection costs one thread, four memory
 //!   mappings and one file descriptor), and says so in its log.
@@ -281,8 +283,10 @@ pub mod fuzzing;
 mod handler;
 mod http;
 mod hub;
+mod log_text;
 mod metrics;
 mod origin;
+mod refusal_log;
 pub mod rooms;
 mod server;
 mod stream;

@@ -2,14 +2,31 @@
 //!
 //! | path | behaviour |
 //! | --- | --- |
-//! | `GET /` | the chat page, embedded in the binary |
+//! | `GET /` | the chat page, embedded in the binary, with its Content-Security-Policy |
+//! | `GET /page.js`, `GET /page.css` | the page's script and style sheet |
 //! | `GET /rooms/<room>` | `{"room": "<room>", "members": N}`: who is in a room, for the page |
 //! | `/ws/<room>` | every message goes to every member of `<room>`, the sender included |
 //! | `/echo` | every message goes back to its sender |
+//!
+//! **Names are vouched for.** The page sends `{"name": ..., "text": ...}`
+//! and shows the `name` of what it receives, so without credentials anyone
+//! can post under any name. When a client was admitted with a JWT, its
+//! [`verified_name`](Connection::verified_name) (the token's `sub`, or the
+//! claim [`Access::jwt_name_claim`](crate::Access::jwt_name_claim) names)
+//! replaces the `name` of every JSON object it sends to a room, and is
+//! added to one that has none: the room sees who the token says, not who
+//! the client says. Its other messages go to the room as they are: the
+//! page shows text that is not a JSON object as it came, under no name, so
+//! it impersonates no one. One exception: a text that a browser would read
+//! as a JSON object (it starts with `{`) but that the server cannot read
+//! as one, or that would grow past the name when written again, is not
+//! relayed, as the server cannot put the name in it. Clients admitted with
+//! a bearer token or none are relayed as they are.
 
 use std::sync::Arc;
 
 use log::debug;
+use serde_json::{Map, Value};
 use tungstenite::Message;
 
 use crate::error::Refusal;
@@ -87,12 +104,64 @@ impl Handler for RoomsHandler {
     fn on_message(&self, connection: &Connection, endpoint: &mut Endpoint, message: Message) {
         let sent = match endpoint {
             Endpoint::Echo => connection.send(message),
-            Endpoint::Room(room) => connection.hub().send_to_room(room.clone(), message),
+            Endpoint::Room(room) => {
+                let message = match connection.verified_name() {
+                    Some(name) => match named(name, message) {
+                        Ok(message) => message,
+                        Err(Unnamable) => {
+                            debug!(
+                                "connection {}: message not relayed: it starts like a JSON object, \
+                                 but cannot be given the sender's verified name",
+                                connection.id()
+                            );
+                            return;
+                        }
+                    },
+                    None => message,
+                };
+                connection.hub().send_to_room(room.clone(), message)
+            }
         };
         if let Err(e) = sent {
             debug!("connection {}: message not relayed: {e}", connection.id());
         }
     }
+}
+
+/// A text a browser would read as a JSON object, which the server cannot
+/// give a name to.
+#[derive(Debug, PartialEq, Eq)]
+struct Unnamable;
+
+/// `message` with its `"name"` set to `name`, when it is a JSON object;
+/// any other message as it is.
+///
+/// A browser's `JSON.parse` reads some texts that serde_json refuses (an
+/// escaped lone surrogate, a number past `f64`, nesting deeper than 128),
+/// and reads a text as an object exactly when it starts with `{` after
+/// whitespace. So a text that starts with `{` and that serde_json cannot
+/// read is refused here, rather than relayed with whatever name it holds. The object is written
+/// again from what was read, so a repeated `"name"` is gone, not only the
+/// first; and as writing again can make it longer (`1e9` is written
+/// `1000000000.0`), one that grows by more than the name is refused too,
+/// so that a message never grows past the size limits it was checked
+/// against by much more than a name.
+fn named(name: &str, message: Message) -> Result<Message, Unnamable> {
+    let Message::Text(text) = &message else {
+        return Ok(message);
+    };
+    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        return Ok(message);
+    }
+    let mut object: Map<String, Value> = serde_json::from_str(text).map_err(|_| Unnamable)?;
+    object.insert("name".to_owned(), Value::String(name.to_owned()));
+    let named = Value::Object(object).to_string();
+    // What the name may add: `"name":` and a comma, and the name itself.
+    let room_for_the_name = r#""name":,"#.len() + Value::String(name.to_owned()).to_string().len();
+    if named.len() > text.len() + room_for_the_name {
+        return Err(Unnamable);
+    }
+    Ok(Message::text(named))
 }
 
 /// A room is one path segment of 1 to 128 bytes, taken as written
@@ -105,6 +174,48 @@ fn is_room_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text(message: Result<Message, Unnamable>) -> String {
+        match message {
+            Ok(Message::Text(text)) => text.as_str().to_owned(),
+            other => panic!("expected a text, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_json_object_gets_the_verified_name() {
+        let named = |json: &str| text(named("alice", Message::text(json)));
+        assert_eq!(named(r#"{"name":"mallory","text":"hi"}"#), r#"{"name":"alice","text":"hi"}"#);
+        assert_eq!(named(r#" {"text":"hi"}"#), r#"{"name":"alice","text":"hi"}"#);
+        assert_eq!(
+            named(r#"{"name":"mallory","name":"eve","text":"hi"}"#),
+            r#"{"name":"alice","text":"hi"}"#
+        );
+        assert_eq!(named("{}"), r#"{"name":"alice"}"#);
+    }
+
+    #[test]
+    fn other_messages_are_relayed_as_they_are() {
+        for other in ["hi", r#"["mallory","hi"]"#, r#""{\"name\":\"mallory\"}""#, "42", "null", ""] {
+            assert_eq!(text(named("alice", Message::text(other))), other);
+        }
+        let binary = Message::binary(&br#"{"name":"mallory"}"#[..]);
+        assert_eq!(named("alice", binary.clone()), Ok(binary));
+    }
+
+    #[test]
+    fn an_object_the_server_cannot_name_is_not_relayed() {
+        for unreadable in [
+            r#"{"name":"mallory","text":"\ud800"}"#,
+            r#"{"name":"mallory","n":1e400}"#,
+            r#"{"name":"mallory","text":"hi"} trailing"#,
+            "{not json",
+        ] {
+            assert_eq!(named("alice", Message::text(unreadable)), Err(Unnamable), "{unreadable}");
+        }
+        let growing = format!(r#"{{"name":"mallory","n":[{}1e9]}}"#, "1e9,".repeat(100));
+        assert_eq!(named("alice", Message::text(growing)), Err(Unnamable));
+    }
 
     #[test]
     fn room_names_are_single_bounded_segments() {

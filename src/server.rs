@@ -94,8 +94,16 @@ impl<H: Handler> Server<H> {
         let machine = admission::machine();
         let admission =
             Admission::new(max_connections(&config, machine.limit), config.limits.max_connections_per_ip);
-        let shared =
-            Arc::new(Shared { config, handler, hub: hub_handle, metrics, gate, tls, drain: drain_handle });
+        let shared = Arc::new(Shared {
+            config,
+            handler,
+            hub: hub_handle,
+            metrics,
+            gate,
+            tls,
+            drain: drain_handle,
+            refused_upgrades: connection::refused_upgrades(),
+        });
         let stopping = Arc::new(AtomicBool::new(false));
         Ok(Server {
             listener,
@@ -149,9 +157,16 @@ impl<H: Handler> Server<H> {
                 break;
             }
             turnaway.sweep();
+            // Refused upgrades are counted by the connection threads; their
+            // summary is due on time even when no more are refused.
+            self.shared.refused_upgrades.sweep();
             match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::ZERO;
+                    // On a dual-stack listener an IPv4 client arrives as
+                    // ::ffff:a.b.c.d: from here on, limits, trust and logs
+                    // see its IPv4 address, as on an IPv4 listener.
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                     let id = ConnectionId(next_id);
                     next_id += 1;
                     match self.admit(peer) {
@@ -184,6 +199,7 @@ impl<H: Handler> Server<H> {
         drop(alive);
         let deadline = Instant::now() + shared.config.timeouts.shutdown;
         close_all(&shared, &all_gone);
+        shared.refused_upgrades.finish();
         shared.hub.stop();
         let _ = hub_thread.join();
         // Whatever the drain thread still holds belongs to clients that did
@@ -203,7 +219,7 @@ impl<H: Handler> Server<H> {
     /// trusted proxy's connection is counted against its client's address
     /// later, once the request names it.
     fn admit(&self, peer: SocketAddr) -> Result<Permit, Refusal> {
-        let peer = peer.ip();
+        let peer = peer.ip().to_canonical();
         let address = (!self.shared.config.access.trusts(peer)).then_some(peer);
         self.admission.admit(address)
     }

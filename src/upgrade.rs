@@ -12,6 +12,7 @@ use crate::auth::Credentials;
 use crate::config::Access;
 use crate::error::Refusal;
 use crate::http::{Request, Response};
+use crate::log_text::Untrusted;
 use crate::origin;
 
 /// What an upgrade request must pass before its handler is asked (the rules
@@ -44,7 +45,10 @@ impl Gate {
         match chosen {
             Some(chosen) if request.subprotocols().any(|offered| offered == chosen) => Ok(Some(chosen)),
             Some(chosen) => {
-                log::error!("the handler chose subprotocol {chosen:?}, which the client did not offer");
+                log::error!(
+                    "the handler chose subprotocol \"{}\", which the client did not offer",
+                    Untrusted(&chosen)
+                );
                 Err(Refusal::new(500, "internal error"))
             }
             None => Ok(request
@@ -60,8 +64,9 @@ impl Gate {
         check(request)?;
         origin::check(request, &self.allowed_origins)?;
         if let Some(credentials) = &self.credentials {
-            let identity = credentials.check(request)?;
-            request.set_identity(identity);
+            let proof = credentials.check(request)?;
+            request.set_identity(proof.identity);
+            request.set_verified_name(proof.verified_name);
         }
         Ok(())
     }

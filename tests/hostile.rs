@@ -421,6 +421,151 @@ fn tokens_never_reach_the_log() {
     }
 }
 
+/// Characters that must never reach a log line raw: NEL (a line break to
+/// some log readers), CSI (a terminal escape), the line separator, and a
+/// right-to-left override.
+const FORGERS: [char; 4] = ['\u{85}', '\u{9b}', '\u{2028}', '\u{202e}'];
+
+#[test]
+fn client_text_reaches_the_log_escaped() {
+    let process = Process::start_logging(&[], "debug");
+    // The request target carries the characters as UTF-8, as httparse lets it.
+    let path = "/nope/a\u{85}INFO:forged\u{9b}2J\u{2028}b\u{202e}gpj.exe";
+    let mut stream = tcp(process.addr);
+    stream.write_all(upgrade_request(path, "User-Agent: x\u{85}y\r\n").as_bytes()).unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    // A close reason is the client's text too.
+    let mut client = RawClient::upgrade(process.addr, "/echo", b"");
+    let mut close = 1000u16.to_be_bytes().to_vec();
+    close.extend_from_slice("bye\u{85}\u{9b}\u{2028}\u{202e}".as_bytes());
+    client.send(true, 0x8, &close);
+    assert_eq!(client.close_code(), 1000);
+    let log = process.stop();
+    for forger in FORGERS {
+        let raw: Vec<_> = log.iter().filter(|line| line.contains(forger)).collect();
+        assert!(raw.is_empty(), "{forger:?} reached the log raw: {raw:?}");
+    }
+    assert!(
+        log.iter().any(|line| line.contains(r"/nope/a\u{85}INFO:forged\u{9b}2J\u{2028}b\u{202e}gpj.exe")),
+        "the refused path is logged, escaped: {log:#?}"
+    );
+    assert!(
+        log.iter().any(|line| line.contains(r"closed by client: 1000 bye\u{85}\u{9b}\u{2028}\u{202e}")),
+        "the close reason is logged, escaped: {log:#?}"
+    );
+}
+
+#[test]
+fn refused_upgrades_are_summed_up_not_logged_one_by_one() {
+    let process = Process::start(&[]);
+    for _ in 0..50 {
+        let mut stream = tcp(process.addr);
+        stream.write_all(upgrade_request("/nope", "").as_bytes()).unwrap();
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 404 "));
+    }
+    let log = process.stop();
+    let summaries: Vec<&String> = log.iter().filter(|line| line.contains("refused")).collect();
+    // The first at once, the rest at most every ten seconds and once more
+    // as the server stops: two lines, or three on a slow machine.
+    assert!(summaries[0].ends_with("refused 1 upgrade: 1 answered 404"), "{summaries:#?}");
+    assert!((2..=3).contains(&summaries.len()), "{summaries:#?}");
+    let counted: u64 = summaries
+        .iter()
+        .map(|line| line.split("refused ").nth(1).unwrap().split(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted, 50, "{summaries:#?}");
+}
+
+/// Returns true if and only if a listener on `[::]` takes IPv4 clients too,
+/// as Linux's does unless `net.ipv6.bindv6only` is set.
+fn dual_stack_listeners_take_ipv4() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|value| value.trim() == "0")
+}
+
+/// A server on a dual-stack listener (`[::]:0`), and its address over IPv4:
+/// the clients that connect there from 127.0.0.x arrive as ::ffff:127.0.0.x.
+fn dual_stack(config: Config) -> (TestServer, SocketAddr) {
+    let server = TestServer::start(Config { listen: "[::]:0".parse().unwrap(), ..config });
+    let ipv4 = SocketAddr::from((Ipv4Addr::LOCALHOST, server.addr().port()));
+    (server, ipv4)
+}
+
+/// Sends an upgrade request from `127.0.0.<last>` with `headers`; returns
+/// the answer's status and the connection, open after a 101.
+fn upgrade_from(last: u8, server: SocketAddr, headers: &str) -> (u16, TcpStream) {
+    let mut stream = connect_from(last, server).unwrap();
+    stream.write_all(upgrade_request("/ws/dual", headers).as_bytes()).unwrap();
+    (parse_reply(&read_head(&mut stream)).status, stream)
+}
+
+#[test]
+fn per_address_limit_on_a_dual_stack_listener_counts_each_ipv4_client_apart() {
+    if !dual_stack_listeners_take_ipv4() {
+        eprintln!("skipped: listeners on [::] take no IPv4 clients here (net.ipv6.bindv6only)");
+        return;
+    }
+    let (server, ipv4) =
+        dual_stack(Config { limits: Limits { max_connections_per_ip: 2, ..Limits::default() }, ..config() });
+    // The bystanders connect over IPv6 loopback.
+    let bystanders = Bystanders::join(&server);
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let (status, stream) = upgrade_from(1, ipv4, "");
+            assert_eq!(status, 101);
+            stream
+        })
+        .collect();
+    // Other IPv4 clients are not counted with 127.0.0.1, as on an IPv4 listener.
+    let (second, _second) = upgrade_from(2, ipv4, "");
+    let (third, _third) = upgrade_from(3, ipv4, "");
+    assert_eq!((second, third), (101, 101));
+    assert_eq!(upgrade_from(1, ipv4, "").0, 429);
+    drop(held);
+    bystanders.still_served();
+}
+
+#[test]
+fn trusted_ipv4_proxy_on_a_dual_stack_listener_is_believed() {
+    if !dual_stack_listeners_take_ipv4() {
+        eprintln!("skipped: listeners on [::] take no IPv4 clients here (net.ipv6.bindv6only)");
+        return;
+    }
+    let (server, ipv4) = dual_stack(Config {
+        limits: Limits { max_connections_per_ip: 2, ..Limits::default() },
+        access: Access { trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()], ..Access::default() },
+        ..config()
+    });
+    // Everything comes through the proxy at 127.0.0.1, which arrives as
+    // ::ffff:127.0.0.1: each connection is counted against the client it
+    // forwards, the port it may add left out.
+    let through_proxy = |client: &str| upgrade_from(1, ipv4, &format!("X-Forwarded-For: {client}\r\n"));
+    let mut held = Vec::new();
+    for client in ["203.0.113.7", "203.0.113.7:5000"] {
+        let (status, stream) = through_proxy(client);
+        assert_eq!(status, 101, "{client}");
+        held.push(stream);
+    }
+    for client in ["203.0.113.7", "203.0.113.7:6000", "[::ffff:203.0.113.7]:5000", "::ffff:203.0.113.7"] {
+        assert_eq!(through_proxy(client).0, 429, "{client} is the client already holding two connections");
+    }
+    for client in ["203.0.113.8", "[2001:db8::1]:5000", "[2001:db8::2]"] {
+        let (status, stream) = through_proxy(client);
+        assert_eq!(status, 101, "{client}");
+        held.push(stream);
+    }
+    // The proxy itself is never counted as a client.
+    assert_eq!(held.len(), 5);
+    // Only the proxy's connections are believed: the same header from
+    // 127.0.0.2 counts against 127.0.0.2.
+    let (status, _direct) = upgrade_from(2, ipv4, "X-Forwarded-For: 203.0.113.9\r\n");
+    assert_eq!(status, 101);
+    let (status, _again) = upgrade_from(2, ipv4, "X-Forwarded-For: 203.0.113.10\r\n");
+    assert_eq!(status, 101);
+    assert_eq!(upgrade_from(2, ipv4, "X-Forwarded-For: 203.0.113.11\r\n").0, 429);
+    assert_eq!(server.stats()["connections_refused"]["429"], 5);
+}
+
 #[test]
 fn plain_text_on_the_tls_port_gets_a_plain_400() {
     let server = TestServer::start_tls(config());

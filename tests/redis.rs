@@ -4,7 +4,8 @@
 //! Every test starts its own `redis-server` (found on PATH) on a free
 //! loopback port, and two servers in this process pointed at it. Without
 //! `redis-server` each test says so loudly on stderr and passes, except
-//! under `CI=true`, where a missing Redis fails the suite.
+//! under `CI=true`, where a missing Redis fails the suite. The test of what
+//! a node logs needs no Redis: a node starts without one, and says so.
 
 // The integration suite's helpers; this suite uses some of them.
 #[allow(unused_imports)]
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use switchboard::{BackplaneConfig, Config, Limits, RoomsHandler, Server};
 
-use crate::support::{Client, PATIENCE, TestServer, config, ms, recv_text, send_text, wait_until};
+use crate::support::{Client, PATIENCE, Process, TestServer, config, ms, recv_text, send_text, wait_until};
 
 /// The prefix these tests' channels use, as an operator would set one.
 const PREFIX: &str = "switchboard-test:";
@@ -403,4 +404,58 @@ fn a_node_bound_but_never_run_lets_go_of_redis() {
     assert!(wait_until(PATIENCE, || redis.clients() == 2), "the publisher and subscriber connect");
     drop(server);
     assert!(wait_until(PATIENCE, || redis.clients() == 0), "the backplane's threads outlived their server");
+}
+
+#[test]
+fn redis_passwords_never_reach_the_log() {
+    // Nothing listens on this port, and there is no such socket: every node
+    // finds its Redis down at once, and logs that.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let socket =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("no-redis-{}.sock", std::process::id()));
+    let socket = socket.to_str().unwrap();
+    // Each URL form the redis crate reads a password from, and the query
+    // parameters others write instead, with passwords of their own; each
+    // password as written, and decoded where that differs.
+    let forms: [(String, &[&str]); 9] = [
+        (format!("redis://app:userinfo-1@127.0.0.1:{port}/0"), &["userinfo-1"]),
+        (format!("redis://:user%69nfo-2@127.0.0.1:{port}"), &["user%69nfo-2", "userinfo-2"]),
+        (format!("redis+unix://{socket}?db=0&user=app&pass=query-3"), &["query-3"]),
+        (format!("unix://{socket}?pass=query-4&db=0"), &["query-4"]),
+        (format!("redis+unix://{socket}?p%61ss=quer%79-5"), &["quer%79-5", "query-5"]),
+        (format!("redis+unix://{socket}?user=app&PASS=query-6"), &["query-6"]),
+        (format!("redis+unix://{socket}?password=query-7&user=app"), &["query-7"]),
+        (format!("redis://127.0.0.1:{port}/?Password=query-8"), &["query-8"]),
+        (format!("redis://app:userinfo-9@127.0.0.1:{port}/?pass=query-9"), &["userinfo-9", "query-9"]),
+    ];
+    for (url, passwords) in &forms {
+        let mut node = Process::start_logging(&["--redis", url, "--node-id", "n"], "trace");
+        let shared = node.wait_for_line("shares rooms through");
+        assert!(shared.contains("***"), "{shared}");
+        let down = node.wait_for_line("backplane down");
+        assert!(down.contains("***"), "{down}");
+        let log = node.stop();
+        for password in *passwords {
+            let leaks: Vec<&String> = log.iter().filter(|line| line.contains(password)).collect();
+            assert!(leaks.is_empty(), "{password} of {url} reached the log: {leaks:#?}");
+        }
+    }
+}
+
+#[test]
+fn redis_passwords_never_reach_the_log_when_redis_answers() {
+    let Some(redis) = Redis::start("redis_passwords_never_reach_the_log_when_redis_answers") else { return };
+    let url = format!("redis://:pass-word-1@127.0.0.1:{}", redis.port);
+    let mut node = Process::start_logging(&["--redis", &url, "--node-id", "n"], "trace");
+    // This Redis has no password yet: it refuses the node's AUTH.
+    let down = node.wait_for_line("backplane down");
+    assert!(down.to_lowercase().contains("auth"), "{down}");
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_connection_with_timeout(PATIENCE).unwrap();
+    redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("pass-word-1").exec(&mut connection).unwrap();
+    let up = node.wait_for_line("backplane up");
+    assert!(up.contains("redis://:***@127.0.0.1"), "{up}");
+    let log = node.stop();
+    let leaks: Vec<&String> = log.iter().filter(|line| line.contains("pass-word-1")).collect();
+    assert!(leaks.is_empty(), "the password reached the log: {leaks:#?}");
 }

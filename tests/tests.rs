@@ -21,6 +21,8 @@ mod resources;
 mod handler;
 // One test per attack: each refused, and the bystanders still served.
 mod hostile;
+// JWTs: not before, expiry, and the name a room shows for their holders.
+mod credentials;
 // `switchboard client`: several connections, reconnects, errors, routing.
 mod client;
 // The programs in examples/, run as child processes.

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use log::{debug, info, warn};
 
+use super::redaction::Passwords;
 use crate::metrics::Metrics;
 
 /// One of the backplane's two connections to Redis.
@@ -46,6 +47,9 @@ pub(crate) struct Health {
     state: AtomicU8,
     /// This node and where its Redis is (password redacted), for the log.
     redis: String,
+    /// The URL's passwords, taken out of the errors logged: a server's
+    /// answer may quote what it was sent.
+    passwords: Passwords,
     metrics: Arc<Metrics>,
 }
 
@@ -80,8 +84,8 @@ fn after_down(state: u8, link: Link) -> (u8, Change) {
 }
 
 impl Health {
-    pub(crate) fn new(redis: String, metrics: Arc<Metrics>) -> Self {
-        Health { state: AtomicU8::new(0), redis, metrics }
+    pub(crate) fn new(redis: String, passwords: Passwords, metrics: Arc<Metrics>) -> Self {
+        Health { state: AtomicU8::new(0), redis, passwords, metrics }
     }
 
     /// `link` has connected (and, for the subscriber, subscribed).
@@ -106,6 +110,7 @@ impl Health {
     pub(crate) fn down(&self, link: Link, error: &dyn Display) {
         let change = self.update(|state| after_down(state, link));
         self.show();
+        let error = self.passwords.scrub(&error.to_string());
         if change == Change::Down {
             warn!(
                 "backplane down: {error} ({}); local delivery goes on, room messages are not relayed \
@@ -186,7 +191,8 @@ mod tests {
 
     #[test]
     fn the_gauge_and_reconnects_follow() {
-        let health = Health::new("redis://test".into(), Arc::new(Metrics::with_backplane("n")));
+        let health =
+            Health::new("redis://test".into(), Passwords::default(), Arc::new(Metrics::with_backplane("n")));
         health.up(Publisher);
         assert!(!health.is_up());
         health.up(Subscriber);

@@ -48,6 +48,7 @@ mod envelope;
 mod health;
 mod interest;
 mod publisher;
+mod redaction;
 mod subscriber;
 
 use std::sync::Arc;
@@ -63,8 +64,10 @@ pub(crate) use self::interest::Interest;
 use self::interest::Interests;
 pub(crate) use self::publisher::Outgoing;
 use self::publisher::Publisher;
+use self::redaction::Passwords;
+pub(crate) use self::redaction::redact_url;
 use self::subscriber::Subscriber;
-use crate::config::{BackplaneConfig, redact_url};
+use crate::config::BackplaneConfig;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::hub::HubHandle;
@@ -145,7 +148,11 @@ impl Backplane {
             "backplane: node {} shares rooms through {url} on channels {}<room>",
             config.node_id, config.channel_prefix
         );
-        let health = Arc::new(Health::new(format!("node {} at {url}", config.node_id), metrics.clone()));
+        let health = Arc::new(Health::new(
+            format!("node {} at {url}", config.node_id),
+            Passwords::in_url(&config.url),
+            metrics.clone(),
+        ));
         let node_id: Arc<[u8]> = config.node_id.as_bytes().into();
         let prefix: Arc<str> = config.channel_prefix.as_str().into();
         let (outgoing, outgoing_rx) = bounded(config.publish_queue);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use log::{debug, error, info, warn};
+use log::{Level, debug, error, warn};
 
 #[cfg(test)]
 pub(crate) use self::drain::Job;
@@ -43,7 +43,9 @@ use crate::http::request::{Head, HeadError, HeadLimits, read_head};
 use crate::http::routes::{Route, route};
 use crate::http::{Request, Response};
 use crate::hub::{ConnectionId, HubHandle};
+use crate::log_text::Untrusted;
 use crate::metrics::Metrics;
+use crate::refusal_log::RefusalLog;
 use crate::stream::Socket;
 use crate::tls::{Rejected, TlsAcceptor};
 use crate::upgrade::{self, Gate};
@@ -59,6 +61,15 @@ pub(crate) struct Shared<H> {
     pub(crate) tls: Option<TlsAcceptor>,
     /// Where outboxes whose socket is full are finished.
     pub(crate) drain: DrainHandle,
+    /// Refused upgrades, summed up in the log: a flood of them must not
+    /// write a line each.
+    pub(crate) refused_upgrades: RefusalLog,
+}
+
+/// The summary of refused upgrades, logged at `info` under this module's
+/// target, beside the `debug` line of each refusal.
+pub(crate) fn refused_upgrades() -> RefusalLog {
+    RefusalLog::new(Level::Info, module_path!(), "upgrade", "")
 }
 
 /// Starts a named thread with the configured stack size.
@@ -153,8 +164,8 @@ fn handshake<'a, H: Handler>(
     let routed = routed.unwrap_or_else(|_| {
         error!(
             "connection {id} from {client}: the handler panicked on {} {}",
-            request.method(),
-            request.path()
+            Untrusted(request.method()),
+            Untrusted(request.path())
         );
         Route::Answer(Response::from(Refusal::new(500, "internal error")))
     });
@@ -162,15 +173,21 @@ fn handshake<'a, H: Handler>(
         Route::Answer(response) => {
             let status = response.status();
             if request.wants_websocket() {
+                // A handler's reason may quote the request.
                 let reason = String::from_utf8_lossy(response.body_bytes());
-                info!(
+                debug!(
                     "connection {id} from {client}: upgrade to {} refused: {status} {}",
-                    request.path(),
-                    reason.trim_end()
+                    Untrusted(request.path()),
+                    Untrusted(reason.trim_end())
                 );
                 shared.metrics.upgrade_refused(status);
+                shared.refused_upgrades.note(status);
             } else {
-                debug!("connection {id} from {client}: {} {} -> {status}", request.method(), request.path());
+                debug!(
+                    "connection {id} from {client}: {} {} -> {status}",
+                    Untrusted(request.method()),
+                    Untrusted(request.path())
+                );
                 shared.metrics.http_response(status);
             }
             answer(&mut socket, &response, request.method() == "HEAD", shared);
@@ -254,7 +271,12 @@ fn converse<H: Handler>(upgraded: Upgraded<'_, H::State>, shared: &Shared<H>) {
 /// The connection is open: says so, and tells the handler.
 #[inline(never)]
 fn welcome<H: Handler>(connection: &Connection, state: &mut H::State, shared: &Shared<H>) {
-    debug!("connection {} from {}: open on {}", connection.id, connection.client_ip, connection.path);
+    debug!(
+        "connection {} from {}: open on {}",
+        connection.id,
+        connection.client_ip,
+        Untrusted(&connection.path)
+    );
     shared.handler.on_open(connection, state);
 }
 
@@ -338,6 +360,7 @@ fn open<'a, H: Handler>(
         peer: request.peer(),
         client_ip: request.client_ip(),
         identity: request.identity().map(str::to_owned),
+        verified_name: request.verified_name().map(str::to_owned),
         subprotocol,
         path: request.path().to_owned(),
         hub: shared.hub.clone(),

@@ -1,7 +1,7 @@
 //! Reading an HTTP request head within a deadline and a size cap, parsed by httparse.
 
 use std::io::{self, Read};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use crate::close::is_timeout;
@@ -19,6 +19,7 @@ pub struct Request {
     peer: SocketAddr,
     client: IpAddr,
     identity: Option<String>,
+    verified_name: Option<String>,
 }
 
 impl Request {
@@ -49,14 +50,16 @@ impl Request {
     }
 
     /// The address the connection comes from: the client itself, or the
-    /// proxy in front of it.
+    /// proxy in front of it. An IPv4 peer of a dual-stack listener is given
+    /// in its IPv4 form, not as `::ffff:a.b.c.d`.
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
 
     /// The client's address: the peer's, or, when the peer is a trusted
     /// proxy ([`Access::trusted_proxies`](crate::Access::trusted_proxies)),
-    /// the address it forwards in `X-Forwarded-For`.
+    /// the address it forwards in `X-Forwarded-For`; an IPv4 address is
+    /// always in its IPv4 form.
     pub fn client_ip(&self) -> IpAddr {
         self.client
     }
@@ -72,18 +75,33 @@ impl Request {
         self.identity = Some(identity);
     }
 
+    /// The name a JWT vouches for, from its name claim
+    /// ([`Access::jwt_name_claim`](crate::Access::jwt_name_claim), `sub` by
+    /// default): the name to show others for this client, whatever it calls
+    /// itself. `None` when the client presented a bearer token, which names
+    /// no one, or no credentials at all.
+    pub fn verified_name(&self) -> Option<&str> {
+        self.verified_name.as_deref()
+    }
+
+    pub(crate) fn set_verified_name(&mut self, name: Option<String>) {
+        self.verified_name = name;
+    }
+
     /// Believes the `X-Forwarded-For` header, as the peer is a trusted proxy.
     /// The client is the rightmost address not itself a trusted proxy: those
     /// to its left were written by the client, or by proxies no one vouches
-    /// for, and may be made up.
+    /// for, and may be made up. Each entry is an address, with or without a
+    /// port (`192.0.2.7:5000`, `[2001:db8::1]:5000`, `[2001:db8::1]`), and is
+    /// taken in its canonical form: `::ffff:192.0.2.7` is `192.0.2.7`.
     pub(crate) fn believe_forwarded_for(&mut self, trusted: impl Fn(IpAddr) -> bool) {
         let mut client = None;
-        for address in self.list("x-forwarded-for").rev() {
-            match address.parse() {
-                Ok(address) if trusted(address) => continue,
-                Ok(address) => client = Some(address),
+        for entry in self.list("x-forwarded-for").rev() {
+            match forwarded_address(entry) {
+                Some(address) if trusted(address) => continue,
+                Some(address) => client = Some(address),
                 // Nothing to the left of a malformed entry can be believed.
-                Err(_) => {}
+                None => {}
             }
             break;
         }
@@ -125,6 +143,18 @@ impl Request {
     pub fn wants_websocket(&self) -> bool {
         self.has_token("upgrade", "websocket")
     }
+}
+
+/// The address in one `X-Forwarded-For` entry, canonical, or `None` if the
+/// entry is not an address. Proxies write the client's port too, the IPv6
+/// address then in brackets, and some bracket an IPv6 address without one.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let address = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|with_port| with_port.ip()))
+        .ok()
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse::<Ipv6Addr>().ok().map(IpAddr::V6))?;
+    Some(address.to_canonical())
 }
 
 /// A request head and whatever the client sent after it in the same reads
@@ -254,8 +284,10 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
             .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
             .collect(),
         peer,
-        client: peer.ip(),
+        // An IPv4 client of a dual-stack listener is known by its IPv4 address.
+        client: peer.ip().to_canonical(),
         identity: None,
+        verified_name: None,
     };
     Ok(Some((request, len)))
 }
@@ -366,6 +398,45 @@ pub(crate) mod tests {
         let mut request = request("/", &[("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.0.0.2")]);
         request.believe_forwarded_for(|ip| ip.to_string().starts_with("10."));
         assert_eq!(request.client_ip().to_string(), "203.0.113.7");
+    }
+
+    #[test]
+    fn forwarded_for_entries_may_carry_a_port() {
+        for (entry, client) in [
+            ("203.0.113.7:5000", "203.0.113.7"),
+            ("[2001:db8::1]:5000", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("2001:db8::1", "2001:db8::1"),
+        ] {
+            let mut request =
+                request("/", &[("X-Forwarded-For", &format!("6.6.6.6, {entry}, 10.0.0.2:443"))]);
+            request.believe_forwarded_for(|ip| ip.to_string().starts_with("10."));
+            assert_eq!(request.client_ip().to_string(), client, "{entry}");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_entries_are_canonical() {
+        let mut request = request("/", &[("X-Forwarded-For", "::ffff:203.0.113.7, [::ffff:10.0.0.2]:80")]);
+        request.believe_forwarded_for(|ip| ip == IpAddr::from([10, 0, 0, 2]));
+        assert_eq!(request.client_ip(), IpAddr::from([203, 0, 113, 7]));
+    }
+
+    #[test]
+    fn a_malformed_forwarded_for_entry_stops_the_walk() {
+        for entry in ["2001:db8::1:5000:x", "[203.0.113.7]", "203.0.113.7:port", "[2001:db8::1", "unknown"] {
+            let mut request = request("/", &[("X-Forwarded-For", &format!("6.6.6.6, {entry}"))]);
+            request.believe_forwarded_for(|_| false);
+            assert_eq!(request.client_ip().to_string(), "127.0.0.1", "{entry}");
+        }
+    }
+
+    #[test]
+    fn an_ipv4_mapped_peer_is_known_by_its_ipv4_address() {
+        let text = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let peer = "[::ffff:192.0.2.7]:4000".parse().unwrap();
+        let (request, _) = parse(text.as_bytes(), peer, 8).ok().flatten().unwrap();
+        assert_eq!(request.client_ip(), IpAddr::from([192, 0, 2, 7]));
     }
 
     #[test]

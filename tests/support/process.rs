@@ -14,8 +14,12 @@ use super::{PATIENCE, wait_until};
 pub struct Process {
     child: Child,
     pub addr: SocketAddr,
-    /// Every line the server logs, as it logs them.
+    /// Every line the server logs, as it logs them, but for those already
+    /// read into `seen`.
     pub log: Receiver<String>,
+    /// The lines read from `log` so far: those up to the address, and
+    /// those [`wait_for_line`](Process::wait_for_line) went through.
+    seen: Vec<String>,
 }
 
 impl Process {
@@ -44,13 +48,34 @@ impl Process {
             }
         });
         let deadline = Instant::now() + PATIENCE;
+        let mut seen = Vec::new();
         let addr = loop {
             let line = log.recv_deadline(deadline).expect("the server logs its address");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split('/').next().unwrap().parse().unwrap();
+            let addr =
+                line.split("listening on http://").nth(1).map(|rest| rest.split('/').next().unwrap().parse());
+            seen.push(line);
+            if let Some(addr) = addr {
+                break addr.unwrap();
             }
         };
-        Process { child, addr, log }
+        Process { child, addr, log, seen }
+    }
+
+    /// Waits for the first line the server logs, from its start, that
+    /// contains `text`, at most [`PATIENCE`]; returns it.
+    pub fn wait_for_line(&mut self, text: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let line =
+                self.log.recv_deadline(deadline).unwrap_or_else(|_| panic!("no line with {text:?} logged"));
+            self.seen.push(line.clone());
+            if line.contains(text) {
+                return line;
+            }
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -67,7 +92,7 @@ impl Process {
     pub fn stop(mut self) -> Vec<String> {
         self.signal("INT");
         self.wait_exit(PATIENCE).expect("the server exits");
-        let mut lines = Vec::new();
+        let mut lines = std::mem::take(&mut self.seen);
         // The reader thread ends when the pipe closes, after the last line.
         while let Ok(line) = self.log.recv_timeout(PATIENCE) {
             lines.push(line);

@@ -127,9 +127,16 @@ pub struct ServerArgs {
     pub auth_token_file: Option<PathBuf>,
 
     /// A file holding the HS256 key of JSON Web Tokens accepted at the upgrade, where
-    /// tokens are read (signature and exp checked; expired: 403).
+    /// tokens are read (signature, exp and nbf checked, with 30 s of leeway for clock
+    /// skew; expired or not yet valid: 403). A token's name claim (--jwt-name-claim)
+    /// is the name rooms show for its holder.
     #[arg(long, value_name = "FILE")]
     pub jwt_secret_file: Option<PathBuf>,
+
+    /// The JWT claim that names the user to others, instead of a name the client picks;
+    /// a token without it as a string gets 403. Default: sub.
+    #[arg(long, value_name = "CLAIM", requires = "jwt_secret_file")]
+    pub jwt_name_claim: Option<String>,
 
     /// The certificate chain (PEM) to serve https:// and wss:// with; needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -268,6 +275,7 @@ impl ServerArgs {
                 allowed_origins: self.allow_origins,
                 tokens,
                 jwt_secret,
+                jwt_name_claim: self.jwt_name_claim,
                 trusted_proxies: self.trust_proxies,
             },
             tls,
@@ -367,6 +375,20 @@ mod tests {
             Cli::try_parse_from(["switchboard", "--node-id", "eu-1"]).is_err(),
             "--node-id needs --redis"
         );
+    }
+
+    #[test]
+    fn jwt_name_claim_needs_a_jwt_secret_file() {
+        assert!(
+            Cli::try_parse_from(["switchboard", "--jwt-name-claim", "name"]).is_err(),
+            "--jwt-name-claim needs --jwt-secret-file"
+        );
+        let path = std::env::temp_dir().join(format!("switchboard-jwt-key-{}", std::process::id()));
+        std::fs::write(&path, "a key\n").unwrap();
+        let line = ["switchboard", "--jwt-secret-file", path.to_str().unwrap(), "--jwt-name-claim", "name"];
+        let config = server(&line).into_config();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(config.unwrap().access.jwt_name_claim.as_deref(), Some("name"));
     }
 
     #[test]

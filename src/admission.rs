@@ -218,19 +218,21 @@ pub(crate) struct Machine {
 }
 
 /// Reads the limits that decide how many threads and sockets the process
-/// can have, on Linux, from /proc.
+/// can have, on Linux, from /proc, keeping back what `spare_threads` parked
+/// threads take (each thread's four mappings, and the thread itself).
 ///
 /// Going past them is not a refused connection but a dead server: when a new
 /// thread cannot map its signal stack, the Rust runtime aborts the process.
 /// So admission stops short of them.
-pub(crate) fn machine() -> Machine {
+pub(crate) fn machine(spare_threads: usize) -> Machine {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let number = |path: &str| read(path)?.trim().parse::<usize>().ok();
     let mut limits = Vec::new();
     let mut held_refusals = MAX_HELD_REFUSALS;
     if let Some(max_maps) = number("/proc/sys/vm/max_map_count") {
         let used = read("/proc/self/maps").map_or(0, |maps| maps.lines().count());
-        let connections = max_maps.saturating_sub(used + MAPPINGS_KEPT) / MAPPINGS_PER_CONNECTION;
+        let kept = used + MAPPINGS_KEPT + spare_threads * MAPPINGS_PER_CONNECTION;
+        let connections = max_maps.saturating_sub(kept) / MAPPINGS_PER_CONNECTION;
         limits.push(MachineLimit {
             connections,
             because: format!(
@@ -249,7 +251,7 @@ pub(crate) fn machine() -> Machine {
     }
     if let Some(pid_max) = number("/proc/sys/kernel/pid_max") {
         limits.push(MachineLimit {
-            connections: pid_max.saturating_sub(THREADS_KEPT) / THREADS_PER_CONNECTION,
+            connections: pid_max.saturating_sub(THREADS_KEPT + spare_threads) / THREADS_PER_CONNECTION,
             because: format!("kernel.pid_max is {pid_max} ({THREADS_PER_CONNECTION} threads per connection)"),
         });
     }
@@ -335,7 +337,7 @@ mod tests {
 
     #[test]
     fn this_machine_has_a_limit() {
-        let machine = machine();
+        let machine = machine(64);
         let limit = machine.limit.as_ref().expect("Linux has /proc");
         assert!(limit.connections > 0, "{limit:?}");
         assert!(machine.held_refusals > 0, "{machine:?}");

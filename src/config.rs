@@ -121,6 +121,12 @@ pub struct Timeouts {
     /// accepting, send 1001 to every client, flush, wait for replies. Default
     /// 5 s; must be more than `close`.
     pub shutdown: Duration,
+    /// A connection thread whose client has gone stays parked this long,
+    /// waiting for the next client, then ends (see
+    /// [`Limits::spare_threads`]). Default 60 s: a parked thread costs no
+    /// CPU, and a server that has gone quiet gives its threads back within
+    /// a minute.
+    pub spare_thread: Duration,
 }
 
 /// The longest any timeout may be.
@@ -135,6 +141,7 @@ impl Default for Timeouts {
             write: Duration::from_secs(10),
             close: Duration::from_secs(1),
             shutdown: Duration::from_secs(5),
+            spare_thread: Duration::from_secs(60),
         }
     }
 }
@@ -181,6 +188,14 @@ pub struct Limits {
     /// Messages a connection may send at once above the sustained rate (the
     /// size of its token bucket). Default 1,000.
     pub message_burst: u32,
+    /// Connection threads kept parked, once their client has gone, for the
+    /// next clients: starting a thread costs more system calls than the
+    /// rest of a short connection's handshake. Past it, a thread whose
+    /// client has gone ends. 0 starts a thread for every client. Default
+    /// 64: enough for bursts of reconnecting clients, and at most 64 idle
+    /// threads' stacks (a few pages each) once the server is quiet, for
+    /// [`Timeouts::spare_thread`].
+    pub spare_threads: usize,
 }
 
 impl Default for Limits {
@@ -194,6 +209,7 @@ impl Default for Limits {
             max_connections_per_ip: 256,
             max_messages_per_sec: 1_000,
             message_burst: 1_000,
+            spare_threads: 64,
         }
     }
 }
@@ -417,7 +433,7 @@ impl Config {
         let too_long = |timeout: Duration| timeout > MAX_TIMEOUT;
         let checks: [(bool, &'static str, &'static str); 18] = [
             (
-                [t.handshake, t.idle, t.ping_interval, t.write, t.close, t.shutdown]
+                [t.handshake, t.idle, t.ping_interval, t.write, t.close, t.shutdown, t.spare_thread]
                     .into_iter()
                     .any(too_long),
                 "timeouts",

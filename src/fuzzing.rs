@@ -59,8 +59,12 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>, Access) {
 pub fn parse_and_route(bytes: &[u8]) {
     let (hub, gate, metrics, access) = world();
     let peer: SocketAddr = "10.1.2.3:40000".parse().expect("a valid address");
-    let limits =
-        HeadLimits { max_size: 8192, max_headers: 64, deadline: Instant::now() + Duration::from_secs(5) };
+    let limits = HeadLimits {
+        max_size: 8192,
+        max_headers: 64,
+        deadline: Instant::now() + Duration::from_secs(5),
+        first_read_timed: false,
+    };
     let mut head = match read_head(&mut Arrived(bytes), peer, limits) {
         Ok(head) => head,
         Err(HeadError::Refused(refusal)) => {

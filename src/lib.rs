@@ -283,6 +283,7 @@ pub mod fuzzing;
 mod handler;
 mod http;
 mod hub;
+mod listener;
 mod log_text;
 mod metrics;
 mod origin;
@@ -290,6 +291,7 @@ mod refusal_log;
 pub mod rooms;
 mod server;
 mod stream;
+mod thread_pool;
 mod tls;
 mod upgrade;
 

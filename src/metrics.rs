@@ -86,6 +86,11 @@ pub(crate) struct Metrics {
     close_frames_received: AtomicU64,
     connections_dropped: AtomicU64,
     threads_refused: AtomicU64,
+    /// Connection threads alive, serving a client or parked.
+    threads_alive: AtomicU64,
+    threads_parked: AtomicU64,
+    threads_started: AtomicU64,
+    threads_reused: AtomicU64,
     connections_refused: ByStatus,
     rate_limit_closes: AtomicU64,
     tls_handshakes_failed: AtomicU64,
@@ -126,6 +131,10 @@ impl Default for Metrics {
             close_frames_received: AtomicU64::new(0),
             connections_dropped: AtomicU64::new(0),
             threads_refused: AtomicU64::new(0),
+            threads_alive: AtomicU64::new(0),
+            threads_parked: AtomicU64::new(0),
+            threads_started: AtomicU64::new(0),
+            threads_reused: AtomicU64::new(0),
             connections_refused: ByStatus::default(),
             rate_limit_closes: AtomicU64::new(0),
             tls_handshakes_failed: AtomicU64::new(0),
@@ -244,6 +253,30 @@ impl Metrics {
         self.threads_refused.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn thread_started(&self) {
+        self.threads_started.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn thread_began(&self) {
+        self.threads_alive.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn thread_ended(&self) {
+        self.threads_alive.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn thread_parked(&self) {
+        self.threads_parked.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn thread_unparked(&self) {
+        self.threads_parked.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn thread_reused(&self) {
+        self.threads_reused.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn connection_refused(&self, status: u16) {
         self.connections_refused.add(status);
     }
@@ -275,6 +308,10 @@ impl Metrics {
             close_frames_received: self.close_frames_received.load(Relaxed),
             connections_dropped: self.connections_dropped.load(Relaxed),
             threads_refused: self.threads_refused.load(Relaxed),
+            threads: self.threads_alive.load(Relaxed),
+            threads_parked: self.threads_parked.load(Relaxed),
+            threads_started: self.threads_started.load(Relaxed),
+            threads_reused: self.threads_reused.load(Relaxed),
             connections_refused: self.connections_refused.snapshot(|status, _| status.to_string()),
             rate_limit_closes: self.rate_limit_closes.load(Relaxed),
             tls_handshakes_failed: self.tls_handshakes_failed.load(Relaxed),
@@ -325,6 +362,10 @@ pub(crate) struct Stats {
     close_frames_received: u64,
     connections_dropped: u64,
     threads_refused: u64,
+    threads: u64,
+    threads_parked: u64,
+    threads_started: u64,
+    threads_reused: u64,
     connections_refused: BTreeMap<String, u64>,
     rate_limit_closes: u64,
     tls_handshakes_failed: u64,
@@ -397,6 +438,25 @@ impl Stats {
             "counter",
             "Connections answered 503 because no thread could be started for them.",
             self.threads_refused,
+        );
+        one(
+            "threads",
+            "gauge",
+            "Connection threads alive: serving a client, or parked waiting for the next one.",
+            self.threads,
+        );
+        one(
+            "threads_parked",
+            "gauge",
+            "Connection threads parked, waiting for the next client.",
+            self.threads_parked,
+        );
+        one("threads_started_total", "counter", "Connection threads started.", self.threads_started);
+        one(
+            "threads_reused_total",
+            "counter",
+            "Clients served by a parked thread rather than a new one.",
+            self.threads_reused,
         );
         one(
             "rate_limit_closes_total",

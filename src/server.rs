@@ -1,8 +1,8 @@
 //! The accept loop, and the shutdown that ends it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,9 @@ use crate::connection::{self, Drain, Shared};
 use crate::error::{Error, Refusal, Result};
 use crate::handler::Handler;
 use crate::hub::{ConnectionId, Hub, HubHandle};
+use crate::listener;
 use crate::metrics::Metrics;
+use crate::thread_pool::{NotStarted, ThreadPool};
 use crate::tls::TlsAcceptor;
 use crate::upgrade::Gate;
 
@@ -32,6 +34,8 @@ pub struct Server<H> {
     backplane: Option<Backplane>,
     stopping: Arc<AtomicBool>,
     admission: Arc<Admission>,
+    /// The connection threads, those serving a client and those parked.
+    threads: ThreadPool,
     /// The most refused sockets held open at once while their answer
     /// reaches the client.
     held_refusals: usize,
@@ -61,7 +65,7 @@ impl<H: Handler> Server<H> {
         // Before the port is taken, so that a bad certificate fails fast.
         let tls = config.tls.as_ref().map(TlsAcceptor::new).transpose()?;
         let addr = config.listen;
-        let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+        let listener = listener::listen(addr, &config.timeouts)?;
         let local_addr = listener.local_addr()?;
         let metrics = Arc::new(match &config.backplane {
             Some(backplane) => Metrics::with_backplane(&backplane.node_id),
@@ -91,9 +95,16 @@ impl<H: Handler> Server<H> {
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
         let gate = Gate::new(&config.access, &config.subprotocols);
-        let machine = admission::machine();
+        let machine = admission::machine(config.limits.spare_threads);
         let admission =
             Admission::new(max_connections(&config, machine.limit), config.limits.max_connections_per_ip);
+        let threads = ThreadPool::new(
+            "switchboard-conn",
+            config.thread_stack_size,
+            config.limits.spare_threads,
+            config.timeouts.spare_thread,
+            metrics.clone(),
+        );
         let shared = Arc::new(Shared {
             config,
             handler,
@@ -114,6 +125,7 @@ impl<H: Handler> Server<H> {
             backplane,
             stopping,
             admission,
+            threads,
             held_refusals: machine.held_refusals,
         })
     }
@@ -194,11 +206,12 @@ impl<H: Handler> Server<H> {
             }
         }
         turnaway.finish();
-        let Server { listener, shared, hub_thread, drain_thread, backplane, .. } = self;
+        let Server { listener, shared, hub_thread, drain_thread, backplane, threads, .. } = self;
         drop(listener);
         drop(alive);
         let deadline = Instant::now() + shared.config.timeouts.shutdown;
         close_all(&shared, &all_gone);
+        threads.stop();
         shared.refused_upgrades.finish();
         shared.hub.stop();
         let _ = hub_thread.join();
@@ -224,8 +237,8 @@ impl<H: Handler> Server<H> {
         self.admission.admit(address)
     }
 
-    /// Starts the thread for one accepted socket, or hands the socket back
-    /// when no thread can be started, to be answered 503.
+    /// Serves one accepted socket on a parked thread or a new one, or hands
+    /// the socket back when no thread can be started, to be answered 503.
     fn spawn_connection(
         &self,
         stream: TcpStream,
@@ -234,28 +247,24 @@ impl<H: Handler> Server<H> {
         permit: Permit,
         alive: Sender<()>,
     ) -> Option<TcpStream> {
-        let _ = stream.set_nodelay(true);
-        // The socket reaches its thread through a one-slot channel, so that if
-        // the thread cannot be started the loop still holds it and can say 503.
-        let (handoff, received) = bounded::<TcpStream>(1);
-        let spare = received.clone();
-        handoff.send(stream).expect("Bug: a fresh one-slot channel has room");
+        // The socket waits in a slot the job shares, so that if no thread
+        // can run the job the loop still holds it and can say 503.
+        let slot = Arc::new(Mutex::new(Some(stream)));
+        let taken = slot.clone();
         let shared = self.shared.clone();
-        let started =
-            connection::spawn("switchboard-conn".into(), shared.config.thread_stack_size, move || {
-                let _alive = alive;
-                // The socket was sent before the thread started.
-                let stream = received.try_recv();
-                // The channel has done its work; a connection may live for days.
-                drop(received);
-                if let Ok(stream) = stream {
-                    connection::serve(stream, peer, id, permit, &shared);
-                }
-            });
-        let e = started.err()?;
-        warn!("connection {id}: {e}; answering 503");
+        let job = Box::new(move || {
+            let _alive = alive;
+            let stream = taken.lock().unwrap_or_else(PoisonError::into_inner).take();
+            drop(taken);
+            if let Some(stream) = stream {
+                connection::serve(stream, peer, id, permit, &shared);
+            }
+        });
+        let NotStarted { job, error } = self.threads.run(job).err()?;
+        warn!("connection {id}: {error}; answering 503");
         self.shared.metrics.thread_refused();
-        spare.try_recv().ok()
+        drop(job);
+        slot.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
 

@@ -17,6 +17,8 @@ mod limits;
 mod shutdown;
 // Threads, file descriptors and hub entries freed when connections end.
 mod resources;
+// Connection threads parked and reused: bound, timeout, panics, metrics.
+mod threads;
 // The library API: a custom handler's state, callbacks and endings.
 mod handler;
 // One test per attack: each refused, and the bystanders still served.

@@ -20,7 +20,6 @@ mod token_bucket;
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use log::{Level, debug, error, warn};
@@ -36,7 +35,7 @@ use self::token_bucket::TokenBucket;
 use crate::admission::Permit;
 use crate::close::{CloseReason, Ending};
 use crate::config::Config;
-use crate::error::{Error, Refusal, Result};
+use crate::error::{Refusal, Result};
 use crate::frame::Frame;
 use crate::handler::{Accept, Connection, Handler};
 use crate::http::request::{Head, HeadError, HeadLimits, read_head};
@@ -70,19 +69,6 @@ pub(crate) struct Shared<H> {
 /// target, beside the `debug` line of each refusal.
 pub(crate) fn refused_upgrades() -> RefusalLog {
     RefusalLog::new(Level::Info, module_path!(), "upgrade", "")
-}
-
-/// Starts a named thread with the configured stack size.
-pub(crate) fn spawn<T: Send + 'static>(
-    name: String,
-    stack_size: usize,
-    body: impl FnOnce() -> T + Send + 'static,
-) -> Result<JoinHandle<T>> {
-    thread::Builder::new()
-        .name(name.clone())
-        .stack_size(stack_size)
-        .spawn(body)
-        .map_err(|source| Error::Spawn { name, source })
 }
 
 /// The body of a connection thread. `permit` is the connection's place
@@ -135,6 +121,8 @@ fn handshake<'a, H: Handler>(
         max_size: shared.config.limits.max_head_size,
         max_headers: shared.config.limits.max_headers,
         deadline,
+        // Over TLS the handshake's reads have set their own timeouts.
+        first_read_timed: shared.tls.is_none(),
     };
     let mut head = match read_head(&mut socket, peer, limits) {
         Ok(head) => head,
@@ -235,10 +223,11 @@ fn secure<H>(
     }
 }
 
-/// Sends a plain HTTP response and closes without losing it.
+/// Sends a plain HTTP response and closes without losing it. Its writes
+/// give up after the write timeout, which every accepted socket inherits
+/// from the listener.
 #[inline(never)]
 fn answer<H>(socket: &mut Socket, response: &Response, head_only: bool, shared: &Shared<H>) {
-    let _ = socket.set_write_timeout(shared.config.timeouts.write);
     if response.write_to(socket, head_only).is_ok() {
         socket.linger(shared.config.timeouts.close);
     }

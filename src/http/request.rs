@@ -193,6 +193,11 @@ pub(crate) struct HeadLimits {
     pub(crate) max_size: usize,
     pub(crate) max_headers: usize,
     pub(crate) deadline: Instant,
+    /// True if the source's first read already gives up by `deadline`
+    /// without being told: an accepted socket inherits the listener's read
+    /// timeout, the handshake timeout. A head that arrives in one read, the
+    /// usual case, then costs no system call for its deadline.
+    pub(crate) first_read_timed: bool,
 }
 
 /// Reads and parses one request head. The whole head must arrive before
@@ -215,7 +220,9 @@ pub(crate) fn read_head(
         if Instant::now() >= limits.deadline {
             return Err(too_slow(&buf));
         }
-        source.set_deadline(limits.deadline).map_err(|_| HeadError::Gone)?;
+        if !(buf.is_empty() && limits.first_read_timed) {
+            source.set_deadline(limits.deadline).map_err(|_| HeadError::Gone)?;
+        }
         let start = buf.len();
         let room = (limits.max_size + 1 - start).min(HEAD_BUFFER);
         buf.resize(start + room, 0);
@@ -332,8 +339,12 @@ pub(crate) mod tests {
 
     fn read(chunks: &[&[u8]]) -> Result<Head, HeadError> {
         let mut source = Trickle(chunks.iter().map(|c| c.to_vec()).collect());
-        let limits =
-            HeadLimits { max_size: 512, max_headers: 8, deadline: Instant::now() + Duration::from_secs(5) };
+        let limits = HeadLimits {
+            max_size: 512,
+            max_headers: 8,
+            deadline: Instant::now() + Duration::from_secs(5),
+            first_read_timed: false,
+        };
         read_head(&mut source, "127.0.0.1:1".parse().unwrap(), limits)
     }
 

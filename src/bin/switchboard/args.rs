@@ -160,6 +160,15 @@ pub struct ServerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().thread_stack_size)]
     pub thread_stack_size: usize,
 
+    /// Connection threads kept parked for the next clients once theirs have
+    /// gone (0: a new thread for every client).
+    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().spare_threads)]
+    pub spare_threads: usize,
+
+    /// How long a parked connection thread waits for a client before it ends.
+    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().spare_thread.into())]
+    pub spare_thread_timeout: Duration,
+
     /// Share rooms with other nodes through Redis pub/sub at this URL, as in
     /// redis://127.0.0.1:6379 or redis://:password@host:6379/0. Without it the
     /// server is a single node and needs no other service.
@@ -260,6 +269,7 @@ impl ServerArgs {
                 write: self.write_timeout.into(),
                 close: self.close_timeout.into(),
                 shutdown: self.shutdown_timeout.into(),
+                spare_thread: self.spare_thread_timeout.into(),
             },
             limits: Limits {
                 max_head_size: self.max_head_size,
@@ -270,6 +280,7 @@ impl ServerArgs {
                 max_connections_per_ip: self.max_connections_per_ip,
                 max_messages_per_sec: self.max_messages_per_sec,
                 message_burst: self.message_burst,
+                spare_threads: self.spare_threads,
             },
             access: Access {
                 allowed_origins: self.allow_origins,

@@ -170,20 +170,37 @@ pub fn connect_from(from: IpAddr, to: SocketAddr) -> io::Result<mio::net::TcpStr
     Ok(mio::net::TcpStream::from_std(std::net::TcpStream::from(socket)))
 }
 
-/// Connects a blocking socket from `from` to `to`, waiting at most `timeout`,
-/// as `std::net::TcpStream::connect_timeout` does from the system's choice.
+/// Connects a blocking socket to `to`, from `from` if given, with Nagle's
+/// delay off and `timeout` on the connect and on every later read and write.
+///
+/// The timeouts are set before the connect, which Linux bounds by the send
+/// timeout: fewer system calls than a non-blocking connect and a poll, so
+/// that the load costs the load generator less.
 ///
 /// # Errors
 ///
 /// The I/O error if the socket cannot be made or bound, or the connect fails
 /// or times out.
-pub fn connect_timeout_from(
-    from: IpAddr,
+pub fn connect_blocking(
+    from: Option<IpAddr>,
     to: SocketAddr,
     timeout: Duration,
 ) -> io::Result<std::net::TcpStream> {
-    let socket = bound_socket_named(from, to)?;
-    socket.connect_timeout(&SockAddr::from(to), timeout)?;
+    let socket = match from {
+        Some(from) => bound_socket_named(from, to)?,
+        None => Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?,
+    };
+    socket.set_tcp_nodelay(true)?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.set_write_timeout(Some(timeout))?;
+    socket.connect(&SockAddr::from(to)).map_err(|e| {
+        // Linux says a connect that ran out of time is "in progress".
+        if e.raw_os_error() == Some(libc::EINPROGRESS) {
+            io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+        } else {
+            e
+        }
+    })?;
     Ok(std::net::TcpStream::from(socket))
 }
 
@@ -256,8 +273,10 @@ mod tests {
     fn loopback_sources_bind_and_connect() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let server = listener.local_addr().unwrap();
-        let stream = connect_timeout_from(ip("127.0.0.2"), server, Duration::from_secs(5)).unwrap();
+        let stream = connect_blocking(Some(ip("127.0.0.2")), server, Duration::from_secs(5)).unwrap();
         assert_eq!(stream.local_addr().unwrap().ip(), ip("127.0.0.2"));
+        assert!(stream.nodelay().unwrap());
+        assert_eq!(stream.read_timeout().unwrap(), Some(Duration::from_secs(5)));
         let (_accepted, peer) = listener.accept().unwrap();
         assert_eq!(peer.ip(), ip("127.0.0.2"));
         let pending = connect_from(ip("127.0.0.3"), server).unwrap();

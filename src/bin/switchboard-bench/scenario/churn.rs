@@ -205,17 +205,8 @@ impl Worker {
     ) -> Result<(), Ending> {
         let began = Instant::now();
         let deadline = began + self.io_timeout * 3;
-        let stream = match from {
-            Some(from) => source::connect_timeout_from(from, self.addr, self.io_timeout),
-            None => TcpStream::connect_timeout(&self.addr, self.io_timeout),
-        };
-        let stream = stream.map_err(Ending::ConnectFailed)?;
-        let configure = || {
-            stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(self.io_timeout))?;
-            stream.set_write_timeout(Some(self.io_timeout))
-        };
-        configure().map_err(Ending::ConnectFailed)?;
+        let stream =
+            source::connect_blocking(from, self.addr, self.io_timeout).map_err(Ending::ConnectFailed)?;
         let mut websocket =
             match tungstenite::client::client_with_config(&self.url, stream, Some(self.websocket)) {
                 Ok((websocket, _response)) => websocket,

@@ -6,17 +6,18 @@
 //!
 //! ```text
 //! main thread            accept loop: TcpListener::accept, one thread per socket
+//!    │                   (a parked one when there is, else a new one)
 //!    │                   admission: connection limits (over: 503 or 429, close)
 //!    ▼
 //! connection thread      read the HTTP request head (deadline, size cap), parse with httparse
-//!   (one per client)     plain HTTP ───► /healthz, /metrics, /stats, or the handler; respond; close
+//!   (one per client,     plain HTTP ───► /healthz, /metrics, /stats, or the handler; respond; close
 //!                        Upgrade   ───► RFC 6455, Origin and credential checks;
 //!                                       Handler::on_upgrade decides; an outbox with the
 //!                                       101 at its front; register with the hub and join
 //!                                       rooms; send the 101; WebSocket::from_partially_read
-//!                        then loop { ws.read() }: messages to Handler::on_message; its
-//!                        echoes, pongs and close frames go out through the
-//!                        connection's outbox, under its lock
+//!   parked, once its     then loop { ws.read() }: messages to Handler::on_message; its
+//!   client has gone,     echoes, pongs and close frames go out through the
+//!   for the next one)    connection's outbox, under its lock
 //! hub thread             owns the rooms; per batch, appends each frame (encoded once) to
 //!                        every member's outbox and flushes each with one non-blocking
 //!                        vectored send
@@ -86,15 +87,20 @@
 //! # Threads and who owns what
 //!
 //! * The **accept loop** ([`Server::run`]) accepts, counts each socket
-//!   against the connection limits, and starts a named thread for it. It
-//!   reads nothing: a socket over a limit gets its 503 or 429 from the loop
-//!   itself, before any thread is spent on it.
+//!   against the connection limits, and hands it to a connection thread:
+//!   the one that parked last, or a new named thread when none is parked.
+//!   It reads nothing: a socket over a limit gets its 503 or 429 from the
+//!   loop itself, before any thread is spent on it.
 //! * The **connection thread**, one per client, reads and answers the
 //!   request head. After an upgrade it becomes the connection's **reader**:
 //!   it owns tungstenite's `WebSocket` and the handler's per-connection
 //!   [`Handler::State`], and every [`Handler`] method for that connection
 //!   runs on it. So the state needs no lock, and a slow handler holds up
-//!   only its own client.
+//!   only its own client. When its client has gone, the thread parks for
+//!   the next one ([`Limits::spare_threads`] at most, for
+//!   [`Timeouts::spare_thread`]): starting a thread costs more system calls
+//!   than the rest of a short connection. Its name is its role,
+//!   `switchboard-conn`; the connection id is in every log line.
 //! * Each connection's **outbox** is the one way to its socket. Every byte
 //!   the client receives, pongs and close replies included, is appended
 //!   under the outbox's lock and leaves from the front, in order, so frames
@@ -263,6 +269,10 @@
 //!   reaches only its own node: pub/sub keeps nothing for later.
 //! * **Unbounded state per connection.** [`Handler::State`] lives as long as
 //!   the connection; bound what it collects.
+//! * **Keeping a connection's data in a thread-local.** A connection thread
+//!   serves many clients in turn (it parks between them), so a
+//!   thread-local outlives its client and greets the next one. Keep a
+//!   client's data in [`Handler::State`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]

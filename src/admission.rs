@@ -75,6 +75,18 @@ impl Admission {
         Ok(permit)
     }
 
+    /// Admits a connection that has taken the place of one shed from its
+    /// handshake: past the global limit, since both are counted until the
+    /// shed one has gone, which takes the moment its 408 needs.
+    pub(crate) fn admit_in_place(self: &Arc<Self>, address: Option<IpAddr>) -> Result<Permit, Refusal> {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        let mut permit = Permit { admission: self.clone(), slot: None };
+        if let Some(address) = address {
+            permit.attribute(address)?;
+        }
+        Ok(permit)
+    }
+
     /// The number of connections admitted and not yet ended.
     #[cfg(test)]
     pub(crate) fn open(&self) -> usize {
@@ -82,14 +94,18 @@ impl Admission {
     }
 
     fn slot(&self, address: IpAddr) -> usize {
-        // A dual-stack listener sees every IPv4 client as ::ffff:a.b.c.d,
-        // and all of those share one /64: count each as its IPv4 address.
-        // An IPv6 client usually owns a whole /64: count it as one address.
-        let key = match address.to_canonical() {
-            IpAddr::V4(v4) => u128::from(v4.to_bits()),
-            IpAddr::V6(v6) => v6.to_bits() >> 64 | 1 << 127,
-        };
-        self.key.hash_one(key) as usize % SLOTS
+        self.key.hash_one(client_key(address)) as usize % SLOTS
+    }
+}
+
+/// The client an address stands for, as the per-address limits count it.
+/// A dual-stack listener sees every IPv4 client as ::ffff:a.b.c.d, and all
+/// of those share one /64: each counts as its IPv4 address. An IPv6 client
+/// usually owns a whole /64: it counts as one client.
+pub(crate) fn client_key(address: IpAddr) -> u128 {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => u128::from(v4.to_bits()),
+        IpAddr::V6(v6) => v6.to_bits() >> 64 | 1 << 127,
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -88,6 +89,9 @@ pub(crate) struct Proof {
     /// The name a JWT vouches for, from its name claim; `None` for a bearer
     /// token, which names no one.
     pub(crate) verified_name: Option<String>,
+    /// When a JWT stops being taken: its `exp` and the leeway. `None` for a
+    /// bearer token, or a JWT without `exp`.
+    pub(crate) expires: Option<SystemTime>,
 }
 
 fn digest(token: &[u8]) -> TokenDigest {
@@ -123,7 +127,7 @@ impl Credentials {
         let token = presented_token(request).ok_or_else(|| Refusal::unauthorized("credentials required"))?;
         let presented = digest(token.as_bytes());
         if let Some(n) = self.token_digests.iter().position(|d| bool::from(d[..].ct_eq(&presented[..]))) {
-            return Ok(Proof { identity: format!("token {}", n + 1), verified_name: None });
+            return Ok(Proof { identity: format!("token {}", n + 1), verified_name: None, expires: None });
         }
         let Some(jwt) = &self.jwt else {
             return Err(Refusal::forbidden("invalid credentials"));
@@ -147,7 +151,11 @@ impl Credentials {
             )));
         };
         let identity = claims.get("sub").and_then(Value::as_str).unwrap_or("jwt");
-        Ok(Proof { identity: identity.to_owned(), verified_name: Some(name.to_owned()) })
+        let expires = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp.saturating_add(JWT_LEEWAY_SECS)));
+        Ok(Proof { identity: identity.to_owned(), verified_name: Some(name.to_owned()), expires })
     }
 }
 
@@ -188,7 +196,6 @@ mod tests {
     use super::*;
     use crate::http::request::tests::request;
     use jsonwebtoken::{EncodingKey, Header, encode};
-    use std::time::{SystemTime, UNIX_EPOCH};
 
     fn credentials() -> Credentials {
         Credentials::new(&Access {
@@ -256,7 +263,7 @@ mod tests {
         }
         assert_eq!(
             check_query(&c, "s3cret").unwrap(),
-            Proof { identity: "token 2".into(), verified_name: None }
+            Proof { identity: "token 2".into(), verified_name: None, expires: None }
         );
     }
 
@@ -288,6 +295,16 @@ mod tests {
     }
 
     #[test]
+    fn a_jwt_is_good_until_its_exp_and_the_leeway() {
+        let c = credentials();
+        let exp = now() + 60;
+        let token = signed("jwt key", serde_json::json!({ "sub": "alice", "exp": exp }));
+        let until = UNIX_EPOCH + Duration::from_secs((exp + JWT_LEEWAY_SECS as i64) as u64);
+        assert_eq!(check_query(&c, &token).unwrap().expires, Some(until));
+        assert_eq!(check_query(&c, "s3cret").unwrap().expires, None, "a bearer token does not expire");
+    }
+
+    #[test]
     fn jwt_expiry_has_the_same_leeway() {
         let c = credentials();
         let leeway = JWT_LEEWAY_SECS as i64;
@@ -299,7 +316,7 @@ mod tests {
     fn jwt_vouches_for_the_name_in_its_name_claim() {
         let c = credentials();
         let proof = check_query(&c, &jwt("jwt key", 60, "alice")).unwrap();
-        assert_eq!(proof, Proof { identity: "alice".into(), verified_name: Some("alice".into()) });
+        assert_eq!((proof.identity.as_str(), proof.verified_name.as_deref()), ("alice", Some("alice")));
 
         let by_name = Credentials::new(&Access {
             jwt_secret: Some(Secret::new("jwt key")),
@@ -309,7 +326,7 @@ mod tests {
         .unwrap();
         let token = signed("jwt key", serde_json::json!({ "sub": "u-17", "preferred_username": "Alice" }));
         let proof = check_query(&by_name, &token).unwrap();
-        assert_eq!(proof, Proof { identity: "u-17".into(), verified_name: Some("Alice".into()) });
+        assert_eq!((proof.identity.as_str(), proof.verified_name.as_deref()), ("u-17", Some("Alice")));
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! | code | sent when |
 //! | --- | --- |
 //! | 1000 | echoed when the client closes normally |
-//! | 1001 | the server shuts down; the client was idle past the idle timeout |
+//! | 1001 | the server shuts down; the client was idle past the idle timeout; the connection reached its maximum lifetime |
 //! | 1002 | the client broke RFC 6455 (unmasked frame, bad opcode, ...) |
 //! | 1007 | a text message or close reason is not valid UTF-8 |
-//! | 1008 | the client's outbox was full: it is not reading fast enough; or it sent messages faster than its rate limit |
+//! | 1008 | the client's outbox was full: it is not reading fast enough; or it sent messages faster than its rate limit; or the JWT it was admitted with has expired |
 //! | 1009 | a message or frame is larger than the configured limit |
 //! | 1011 | the server failed in a way that is not the client's fault |
 
@@ -26,6 +26,9 @@ pub enum CloseReason {
     Shutdown,
     /// Nothing, not even a pong, arrived within the idle timeout: 1001.
     IdleTimeout,
+    /// The connection has been open for its maximum lifetime: 1001. The
+    /// client may reconnect at once.
+    Lifetime,
     /// The client broke the protocol: 1002.
     Protocol,
     /// Invalid UTF-8 in a text message or close reason: 1007.
@@ -34,6 +37,9 @@ pub enum CloseReason {
     SlowConsumer,
     /// The client sent messages faster than its rate limit: 1008.
     RateLimited,
+    /// The JWT the connection was admitted with has expired: 1008. The
+    /// client should reconnect with a fresh token.
+    CredentialsExpired,
     /// A message or frame over the size limit: 1009.
     TooBig,
     /// A failure on the server's side: 1011.
@@ -44,10 +50,12 @@ impl CloseReason {
     /// The close code sent to the client.
     pub fn code(self) -> CloseCode {
         match self {
-            CloseReason::Shutdown | CloseReason::IdleTimeout => CloseCode::Away,
+            CloseReason::Shutdown | CloseReason::IdleTimeout | CloseReason::Lifetime => CloseCode::Away,
             CloseReason::Protocol => CloseCode::Protocol,
             CloseReason::InvalidUtf8 => CloseCode::Invalid,
-            CloseReason::SlowConsumer | CloseReason::RateLimited => CloseCode::Policy,
+            CloseReason::SlowConsumer | CloseReason::RateLimited | CloseReason::CredentialsExpired => {
+                CloseCode::Policy
+            }
             CloseReason::TooBig => CloseCode::Size,
             CloseReason::Internal => CloseCode::Error,
         }
@@ -58,10 +66,12 @@ impl CloseReason {
         match self {
             CloseReason::Shutdown => "server shutting down",
             CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::Lifetime => "connection lifetime reached",
             CloseReason::Protocol => "protocol error",
             CloseReason::InvalidUtf8 => "invalid utf-8",
             CloseReason::SlowConsumer => "slow consumer: outbox full",
             CloseReason::RateLimited => "message rate limit exceeded",
+            CloseReason::CredentialsExpired => "credentials expired",
             CloseReason::TooBig => "message too big",
             CloseReason::Internal => "internal error",
         }

@@ -127,6 +127,13 @@ pub struct Timeouts {
     /// CPU, and a server that has gone quiet gives its threads back within
     /// a minute.
     pub spare_thread: Duration,
+    /// A WebSocket connection open this long is closed with 1001, each
+    /// after a little less (up to a tenth less, chosen per connection), so
+    /// that clients which connected together do not all reconnect together.
+    /// The drain thread looks at connections four times per ping interval,
+    /// so the close comes up to a quarter of it late. Default `None`: a
+    /// connection may stay open for as long as it is used.
+    pub max_lifetime: Option<Duration>,
 }
 
 /// The longest any timeout may be.
@@ -142,6 +149,7 @@ impl Default for Timeouts {
             close: Duration::from_secs(1),
             shutdown: Duration::from_secs(5),
             spare_thread: Duration::from_secs(60),
+            max_lifetime: None,
         }
     }
 }
@@ -196,6 +204,25 @@ pub struct Limits {
     /// threads' stacks (a few pages each) once the server is quiet, for
     /// [`Timeouts::spare_thread`].
     pub spare_threads: usize,
+    /// Connections still in their handshake (their request head, TLS
+    /// included, not yet read), all clients together. A connection that
+    /// arrives when this many are, or when the server is at
+    /// `max_connections`, takes the place of the oldest connection still in
+    /// its handshake, which is answered 408 and closed: a crowd of sockets
+    /// that connect and then say little gives way to newcomers, and
+    /// established connections are never shed. Default 1,024.
+    pub max_handshakes: usize,
+    /// Connections still in their handshake from one client address (an
+    /// IPv6 client counts as its /64); past it, 429. 0 turns the limit off.
+    /// Default 32: far more than a browser opens at once, few enough that
+    /// the handshake places cannot all be taken from a few addresses.
+    pub max_handshakes_per_ip: usize,
+    /// The slowest a request head may arrive, in bytes per second, after
+    /// its first second: a head trickled slower is cut with 408 (Apache's
+    /// mod_reqtimeout `MinRate`), long before `timeouts.handshake`, which
+    /// bounds the whole handshake whatever the rate. A whole head usually
+    /// arrives at once. 0 turns the rule off. Default 500.
+    pub handshake_min_rate: u32,
 }
 
 impl Default for Limits {
@@ -210,6 +237,9 @@ impl Default for Limits {
             max_messages_per_sec: 1_000,
             message_burst: 1_000,
             spare_threads: 64,
+            max_handshakes: 1024,
+            max_handshakes_per_ip: 32,
+            handshake_min_rate: 500,
         }
     }
 }
@@ -431,10 +461,11 @@ impl Config {
         // Deadlines are instants: a timeout past this could not be added to
         // the clock.
         let too_long = |timeout: Duration| timeout > MAX_TIMEOUT;
-        let checks: [(bool, &'static str, &'static str); 18] = [
+        let checks: [(bool, &'static str, &'static str); 20] = [
             (
                 [t.handshake, t.idle, t.ping_interval, t.write, t.close, t.shutdown, t.spare_thread]
                     .into_iter()
+                    .chain(t.max_lifetime)
                     .any(too_long),
                 "timeouts",
                 "must each be at most 30 days",
@@ -464,6 +495,12 @@ impl Config {
             (ws.max_message_size.is_none(), "websocket.max_message_size", "must be set"),
             (l.hub_capacity == 0, "limits.hub_capacity", "must be at least 1"),
             (l.max_connections == 0, "limits.max_connections", "must be at least 1"),
+            (l.max_handshakes == 0, "limits.max_handshakes", "must be at least 1"),
+            (
+                t.max_lifetime.is_some_and(|lifetime| lifetime.is_zero()),
+                "timeouts.max_lifetime",
+                "must be more than zero",
+            ),
             (
                 l.max_messages_per_sec > 0 && l.message_burst == 0,
                 "limits.message_burst",

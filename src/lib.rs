@@ -175,10 +175,22 @@
 //!   lowers the first to what the machine's limits on threads, open files
 //!   and memory maps can hold (a connection costs one thread, four memory
 //!   mappings and one file descriptor), and says so in its log.
-//! * A request head must arrive within [`Timeouts::handshake`] (else 408)
-//!   and fit [`Limits::max_head_size`] (else 431); a client that sends
-//!   nothing for [`Timeouts::ping_interval`] is pinged, and one that sends
-//!   nothing, pongs included, for [`Timeouts::idle`] is closed with 1001.
+//! * A request head must arrive within [`Timeouts::handshake`], and after
+//!   its first second at [`Limits::handshake_min_rate`] bytes a second at
+//!   least (else 408), and fit [`Limits::max_head_size`] (else 431); a
+//!   client that sends nothing for [`Timeouts::ping_interval`] is pinged,
+//!   and one that sends nothing, pongs included, for [`Timeouts::idle`] is
+//!   closed with 1001.
+//! * A socket that connects and says nothing is not accepted at all until
+//!   it does (`TCP_DEFER_ACCEPT`). Connections still in their handshake
+//!   have a budget of their own ([`Limits::max_handshakes`], and
+//!   [`Limits::max_handshakes_per_ip`] per address, else 429); when it is
+//!   spent, or the server is full, a newcomer takes the place of the oldest
+//!   of them, which gets 408. A connection past its handshake never gives
+//!   way.
+//! * Optionally a connection lives at most [`Timeouts::max_lifetime`]
+//!   (1001); one admitted with a JWT is closed when the token expires
+//!   (1008).
 //!
 //! # The client side
 //!
@@ -274,7 +286,9 @@
 //!   thread-local outlives its client and greets the next one. Keep a
 //!   client's data in [`Handler::State`].
 
-#![forbid(unsafe_code)]
+// Denied rather than forbidden: listener.rs holds the one unsafe block, a
+// setsockopt that no safe wrapper offers yet.
+#![deny(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod admission;
@@ -291,6 +305,7 @@ mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
+mod handshakes;
 mod http;
 mod hub;
 mod listener;

@@ -1,30 +1,70 @@
 //! The listening socket: bound, with the options every accepted socket
-//! inherits.
+//! inherits, and its accepts deferred until the client speaks.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use socket2::SockRef;
 
-use crate::config::Timeouts;
+use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::http::request::first_read_timeout;
 
-/// Listens on `addr` for the server.
+/// Listens on `config.listen` for the server.
 ///
 /// The options set here are copied by Linux to every socket accepted from
 /// it, so that no connection spends a system call on them: no Nagle delay
-/// on small frames, the handshake timeout on reads (the first read of a
-/// request head needs no other deadline) and the write timeout on blocking
-/// writes (plain HTTP answers).
+/// on small frames, a read timeout for the first read of a request head
+/// (the handshake timeout, or the grace of the head's rate rule), and the
+/// write timeout on blocking writes (plain HTTP answers).
+///
+/// Accepts are deferred (`TCP_DEFER_ACCEPT`, as nginx's `deferred` and
+/// Apache's `AcceptFilter`): the kernel completes a connection but hands it
+/// to `accept` only once its first bytes have arrived, or once the
+/// handshake timeout has passed (and the client has answered the kernel's
+/// repeated SYN-ACK), so a socket that connects and says nothing costs no
+/// thread and no connection slot meanwhile.
 ///
 /// # Errors
 ///
 /// [`Error::Bind`] when the address cannot be listened on; [`Error::Io`]
 /// when an option cannot be set.
-pub(crate) fn listen(addr: SocketAddr, timeouts: &Timeouts) -> Result<TcpListener> {
+pub(crate) fn listen(config: &Config) -> Result<TcpListener> {
+    let addr = config.listen;
     let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+    let timeouts = &config.timeouts;
     let socket = SockRef::from(&listener);
     socket.set_tcp_nodelay(true)?;
-    socket.set_read_timeout(Some(timeouts.handshake))?;
+    socket
+        .set_read_timeout(Some(first_read_timeout(timeouts.handshake, config.limits.handshake_min_rate)))?;
     socket.set_write_timeout(Some(timeouts.write))?;
+    defer_accept(&listener, timeouts.handshake)?;
     Ok(listener)
+}
+
+/// Sets `TCP_DEFER_ACCEPT` on `listener` for `wait`, rounded up to whole
+/// seconds.
+///
+/// The one unsafe block in the crate: neither socket2 nor std (where it is
+/// unstable) sets this option yet.
+#[allow(unsafe_code)]
+fn defer_accept(listener: &TcpListener, wait: Duration) -> std::io::Result<()> {
+    let seconds = libc::c_int::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        .unwrap_or(libc::c_int::MAX);
+    let length =
+        libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).expect("Bug: an int's size fits");
+    // SAFETY: the descriptor is open for as long as `listener` is borrowed,
+    // and the option's value is a c_int that outlives the call, whose size
+    // is the length given.
+    let set = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&seconds).cast(),
+            length,
+        )
+    };
+    if set == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }

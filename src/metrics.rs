@@ -91,6 +91,8 @@ pub(crate) struct Metrics {
     threads_parked: AtomicU64,
     threads_started: AtomicU64,
     threads_reused: AtomicU64,
+    handshakes: AtomicU64,
+    connections_shed: AtomicU64,
     connections_refused: ByStatus,
     rate_limit_closes: AtomicU64,
     tls_handshakes_failed: AtomicU64,
@@ -135,6 +137,8 @@ impl Default for Metrics {
             threads_parked: AtomicU64::new(0),
             threads_started: AtomicU64::new(0),
             threads_reused: AtomicU64::new(0),
+            handshakes: AtomicU64::new(0),
+            connections_shed: AtomicU64::new(0),
             connections_refused: ByStatus::default(),
             rate_limit_closes: AtomicU64::new(0),
             tls_handshakes_failed: AtomicU64::new(0),
@@ -277,6 +281,18 @@ impl Metrics {
         self.threads_reused.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn handshake_began(&self) {
+        self.handshakes.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn handshake_ended(&self) {
+        self.handshakes.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn handshake_shed(&self) {
+        self.connections_shed.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn connection_refused(&self, status: u16) {
         self.connections_refused.add(status);
     }
@@ -312,6 +328,8 @@ impl Metrics {
             threads_parked: self.threads_parked.load(Relaxed),
             threads_started: self.threads_started.load(Relaxed),
             threads_reused: self.threads_reused.load(Relaxed),
+            handshakes: self.handshakes.load(Relaxed),
+            connections_shed: self.connections_shed.load(Relaxed),
             connections_refused: self.connections_refused.snapshot(|status, _| status.to_string()),
             rate_limit_closes: self.rate_limit_closes.load(Relaxed),
             tls_handshakes_failed: self.tls_handshakes_failed.load(Relaxed),
@@ -366,6 +384,8 @@ pub(crate) struct Stats {
     threads_parked: u64,
     threads_started: u64,
     threads_reused: u64,
+    handshakes: u64,
+    connections_shed: u64,
     connections_refused: BTreeMap<String, u64>,
     rate_limit_closes: u64,
     tls_handshakes_failed: u64,
@@ -457,6 +477,18 @@ impl Stats {
             "counter",
             "Clients served by a parked thread rather than a new one.",
             self.threads_reused,
+        );
+        one(
+            "handshakes",
+            "gauge",
+            "Connections still in their handshake: TLS and the request head not yet read.",
+            self.handshakes,
+        );
+        one(
+            "connections_shed_total",
+            "counter",
+            "Connections shed from their handshake (408) to make room for a newcomer.",
+            self.connections_shed,
         );
         one(
             "rate_limit_closes_total",

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::connection::{self, Drain, Shared};
 use crate::error::{Error, Refusal, Result};
 use crate::handler::Handler;
+use crate::handshakes::{Handshake, Handshakes};
 use crate::hub::{ConnectionId, Hub, HubHandle};
 use crate::listener;
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct Server<H> {
     backplane: Option<Backplane>,
     stopping: Arc<AtomicBool>,
     admission: Arc<Admission>,
+    /// Connections still in their handshake, and who gives way.
+    handshakes: Arc<Handshakes>,
     /// The connection threads, those serving a client and those parked.
     threads: ThreadPool,
     /// The most refused sockets held open at once while their answer
@@ -64,8 +67,7 @@ impl<H: Handler> Server<H> {
         config.validate()?;
         // Before the port is taken, so that a bad certificate fails fast.
         let tls = config.tls.as_ref().map(TlsAcceptor::new).transpose()?;
-        let addr = config.listen;
-        let listener = listener::listen(addr, &config.timeouts)?;
+        let listener = listener::listen(&config)?;
         let local_addr = listener.local_addr()?;
         let metrics = Arc::new(match &config.backplane {
             Some(backplane) => Metrics::with_backplane(&backplane.node_id),
@@ -98,6 +100,11 @@ impl<H: Handler> Server<H> {
         let machine = admission::machine(config.limits.spare_threads);
         let admission =
             Admission::new(max_connections(&config, machine.limit), config.limits.max_connections_per_ip);
+        let handshakes = Handshakes::new(
+            config.limits.max_handshakes,
+            config.limits.max_handshakes_per_ip,
+            metrics.clone(),
+        );
         let threads = ThreadPool::new(
             "switchboard-conn",
             config.thread_stack_size,
@@ -125,6 +132,7 @@ impl<H: Handler> Server<H> {
             backplane,
             stopping,
             admission,
+            handshakes,
             threads,
             held_refusals: machine.held_refusals,
         })
@@ -172,6 +180,7 @@ impl<H: Handler> Server<H> {
             // Refused upgrades are counted by the connection threads; their
             // summary is due on time even when no more are refused.
             self.shared.refused_upgrades.sweep();
+            self.handshakes.sweep();
             match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::ZERO;
@@ -181,10 +190,10 @@ impl<H: Handler> Server<H> {
                     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                     let id = ConnectionId(next_id);
                     next_id += 1;
-                    match self.admit(peer) {
-                        Ok(permit) => {
+                    match self.admit(peer, id) {
+                        Ok((permit, handshake)) => {
                             if let Some(stream) =
-                                self.spawn_connection(stream, peer, id, permit, alive.clone())
+                                self.spawn_connection(stream, peer, id, permit, handshake, alive.clone())
                             {
                                 turnaway.refuse(stream, Refusal::new(503, "server busy"));
                             }
@@ -206,13 +215,14 @@ impl<H: Handler> Server<H> {
             }
         }
         turnaway.finish();
-        let Server { listener, shared, hub_thread, drain_thread, backplane, threads, .. } = self;
+        let Server { listener, shared, hub_thread, drain_thread, backplane, threads, handshakes, .. } = self;
         drop(listener);
         drop(alive);
         let deadline = Instant::now() + shared.config.timeouts.shutdown;
         close_all(&shared, &all_gone);
         threads.stop();
         shared.refused_upgrades.finish();
+        handshakes.finish();
         shared.hub.stop();
         let _ = hub_thread.join();
         // Whatever the drain thread still holds belongs to clients that did
@@ -228,13 +238,25 @@ impl<H: Handler> Server<H> {
         Ok(())
     }
 
-    /// Counts a new connection from `peer` against the connection limits. A
-    /// trusted proxy's connection is counted against its client's address
-    /// later, once the request names it.
-    fn admit(&self, peer: SocketAddr) -> Result<Permit, Refusal> {
+    /// Counts a new connection from `peer` against the connection limits
+    /// and the handshake limits. A trusted proxy's connection is counted
+    /// against its client's address later, once the request names it. When
+    /// the server is full, the oldest connection still in its handshake
+    /// gives way to this one.
+    fn admit(&self, peer: SocketAddr, id: ConnectionId) -> Result<(Permit, Handshake), Refusal> {
         let peer = peer.ip().to_canonical();
         let address = (!self.shared.config.access.trusts(peer)).then_some(peer);
-        self.admission.admit(address)
+        let handshake = self.handshakes.begin(id, address)?;
+        let permit = match self.admission.admit(address) {
+            Err(full) if full.status == 503 => {
+                if !self.handshakes.shed_oldest(id) {
+                    return Err(full);
+                }
+                self.admission.admit_in_place(address)?
+            }
+            admitted => admitted?,
+        };
+        Ok((permit, handshake))
     }
 
     /// Serves one accepted socket on a parked thread or a new one, or hands
@@ -245,6 +267,7 @@ impl<H: Handler> Server<H> {
         peer: SocketAddr,
         id: ConnectionId,
         permit: Permit,
+        handshake: Handshake,
         alive: Sender<()>,
     ) -> Option<TcpStream> {
         // The socket waits in a slot the job shares, so that if no thread
@@ -257,7 +280,7 @@ impl<H: Handler> Server<H> {
             let stream = taken.lock().unwrap_or_else(PoisonError::into_inner).take();
             drop(taken);
             if let Some(stream) = stream {
-                connection::serve(stream, peer, id, permit, &shared);
+                connection::serve(stream, peer, id, permit, handshake, &shared);
             }
         });
         let NotStarted { job, error } = self.threads.run(job).err()?;

@@ -15,7 +15,7 @@ use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -31,6 +31,26 @@ use crate::tls::TlsStream;
 pub(crate) enum Socket {
     Plain(Arc<TcpStream>),
     Tls(Arc<TlsStream>),
+}
+
+/// A socket held without keeping it open, so that a thread that does not
+/// own the connection can still wake the thread reading it.
+#[derive(Debug, Clone)]
+pub(crate) enum WeakSocket {
+    Plain(Weak<TcpStream>),
+    Tls(Weak<TlsStream>),
+}
+
+impl WeakSocket {
+    /// Shuts the socket's reading side, if it is still open: a thread
+    /// blocked reading it wakes with the end of the stream, and it can
+    /// still write its answer.
+    pub(crate) fn shut_reading(&self) {
+        let _ = match self {
+            WeakSocket::Plain(tcp) => tcp.upgrade().map(|tcp| tcp.shutdown(Shutdown::Read)),
+            WeakSocket::Tls(tls) => tls.upgrade().map(|tls| tls.tcp().shutdown(Shutdown::Read)),
+        };
+    }
 }
 
 /// Ends a conversation. Errors are ignored: the peer may already be gone,
@@ -100,6 +120,14 @@ impl Socket {
 
     pub(crate) fn tls(stream: Arc<TlsStream>) -> Self {
         Socket::Tls(stream)
+    }
+
+    /// This socket, held without keeping it open.
+    pub(crate) fn downgrade(&self) -> WeakSocket {
+        match self {
+            Socket::Plain(tcp) => WeakSocket::Plain(Arc::downgrade(tcp)),
+            Socket::Tls(tls) => WeakSocket::Tls(Arc::downgrade(tls)),
+        }
     }
 
     fn tcp(&self) -> &TcpStream {

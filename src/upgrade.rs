@@ -67,6 +67,7 @@ impl Gate {
             let proof = credentials.check(request)?;
             request.set_identity(proof.identity);
             request.set_verified_name(proof.verified_name);
+            request.set_credentials_expire(proof.expires);
         }
         Ok(())
     }

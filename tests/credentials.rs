@@ -3,10 +3,10 @@
 //! one the token vouches for, not one the client picks.
 
 use serde_json::{Value, json};
-use switchboard::{Access, Config, Secret};
+use switchboard::{Access, Config, Secret, Timeouts};
 
 use crate::support::raw::upgrade_request;
-use crate::support::{Client, Reply, TestServer, config, recv_text, send_text};
+use crate::support::{Client, Reply, TestServer, config, ms, recv_close, recv_text, send_text};
 
 const KEY: &str = "jwt-key";
 
@@ -127,4 +127,21 @@ fn a_jwt_without_its_name_claim_is_403() {
     assert!(reply.body.contains(r#""preferred_username" claim"#), "{}", reply.body);
     let reply = refusal(&server, "lobby", &jwt(json!({ "sub": "alice", "preferred_username": 7 })));
     assert_eq!(reply.status, 403);
+}
+
+#[test]
+fn a_connection_is_closed_with_1008_when_its_jwt_expires() {
+    let server = TestServer::start(Config {
+        access: Access { jwt_secret: Some(Secret::new(KEY)), ..Access::default() },
+        timeouts: Timeouts { ping_interval: ms(100), ..Timeouts::default() },
+        ..config()
+    });
+    // Expired 29 s ago: still taken for a second, within the 30 s leeway.
+    let mut client = join(&server, "lobby", &jwt(json!({ "sub": "alice", "exp": now() - 29 })));
+    let close = recv_close(&mut client).expect("a close frame");
+    assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "credentials expired"));
+    // A token with an hour to go is left alone meanwhile.
+    let mut lasting = join(&server, "lobby", &jwt(json!({ "sub": "bob" })));
+    send_text(&mut lasting, "{\"text\": \"still here\"}");
+    assert_eq!(recv_json(&mut lasting)["text"], "still here");
 }

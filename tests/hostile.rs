@@ -77,21 +77,21 @@ fn connection_flood_past_both_limits_gets_429_then_503() {
         ..config()
     });
     let bystanders = Bystanders::join(&server);
-    // One address takes its ten places; its eleventh is turned away.
-    // No other request may run meanwhile: each would take a place too.
-    let mut held: Vec<TcpStream> = (0..10).map(|_| connect_from(2, server.addr()).unwrap()).collect();
+    // One address takes its ten places with WebSockets; its eleventh is
+    // turned away. No other request may run meanwhile: each would take a
+    // place too.
+    let mut held: Vec<TcpStream> = (0..10).map(|_| upgraded_from(2, server.addr())).collect();
     let refused = get_over(connect_from(2, server.addr()).unwrap(), "/healthz");
     assert_eq!(refused.status, 429);
-    // Other addresses fill what is left of the global limit, then get 503.
+    // Other addresses fill what is left of the global limit, then get 503:
+    // an established connection never gives way to a newcomer.
     let mut statuses = Vec::new();
     for i in 0..300 {
         let address = 3 + (i / 10) as u8;
-        let stream = connect_from(address, server.addr()).unwrap();
         if held.len() < 38 {
-            // Held open, silent: a place taken until the handshake times out.
-            held.push(stream);
+            held.push(upgraded_from(address, server.addr()));
         } else {
-            statuses.push(get_over(stream, "/healthz"));
+            statuses.push(get_over(connect_from(address, server.addr()).unwrap(), "/healthz"));
         }
     }
     assert!(!statuses.is_empty());
@@ -105,7 +105,17 @@ fn connection_flood_past_both_limits_gets_429_then_503() {
     let stats = server.stats();
     assert_eq!(stats["connections_refused"]["429"], 1);
     assert!(stats["connections_refused"]["503"].as_u64().unwrap() >= statuses.len() as u64);
+    assert_eq!(stats["connections_shed"], 0, "no one shed: every place was an established connection");
     bystanders.still_served();
+}
+
+/// A WebSocket upgraded from `127.0.0.<last>`, held open.
+fn upgraded_from(last: u8, server: SocketAddr) -> TcpStream {
+    let mut stream = connect_from(last, server).unwrap();
+    stream.write_all(upgrade_request("/ws/flood", "").as_bytes()).unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    stream
 }
 
 /// Sends `bytes` one every 50 ms until the server ends its side of the
@@ -153,6 +163,91 @@ fn slowloris_head_is_cut_off_on_time() {
     let (took, answer) = trickle(&mut slow, "X-Slow: ".repeat(25).as_bytes());
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408 "), "{answer:?}");
     assert!(took < Duration::from_secs(5), "the server let a trickling client in for {took:?}");
+    bystanders.still_served();
+}
+
+#[test]
+fn a_head_trickled_below_the_minimum_rate_is_cut_long_before_the_deadline() {
+    // Ten seconds for the whole handshake, but at least 500 bytes a second
+    // after the first: one byte every 50 ms is 20.
+    let server = TestServer::start(Config {
+        timeouts: Timeouts { handshake: Duration::from_secs(10), ..Timeouts::default() },
+        limits: Limits { handshake_min_rate: 500, ..Limits::default() },
+        ..config()
+    });
+    let bystanders = Bystanders::join(&server);
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    let (took, answer) = trickle(&mut slow, "X-Slow: 1\r\n".repeat(100).as_bytes());
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408 "), "{answer:?}");
+    assert!(took < Duration::from_secs(5), "cut after {took:?}: by the deadline, not the rate");
+    bystanders.still_served();
+}
+
+#[test]
+fn a_silent_socket_is_not_accepted_while_a_real_client_is_served() {
+    // One place in all: a silent socket that took it would leave 503.
+    let server =
+        TestServer::start(Config { limits: Limits { max_connections: 1, ..Limits::default() }, ..config() });
+    let silent: Vec<TcpStream> = (2..7).map(|last| connect_from(last, server.addr()).unwrap()).collect();
+    assert_eq!(server.get("/healthz").status, 200);
+    // The next request may come before the last one's place is given back.
+    let mut stats = None;
+    assert!(crate::support::wait_until(PATIENCE, || {
+        let reply = server.get("/stats");
+        stats =
+            (reply.status == 200).then(|| serde_json::from_str::<serde_json::Value>(&reply.body).unwrap());
+        stats.is_some()
+    }));
+    let stats = stats.unwrap();
+    assert_eq!(stats["handshakes"], 0, "none but those answered: {stats}");
+    assert_eq!(stats["connections_shed"], 0, "no one was there to shed");
+    assert_eq!(stats["http_responses"].as_object().unwrap().len(), 1, "{stats}");
+    drop(silent);
+}
+
+#[test]
+fn half_open_sockets_from_eight_addresses_give_way_to_a_newcomer() {
+    // Every place held by sockets that sent part of a head and stopped,
+    // five from each of eight addresses; no rate rule to cut them first.
+    let server = TestServer::start(Config {
+        limits: Limits {
+            max_connections: 42,
+            max_handshakes_per_ip: 5,
+            handshake_min_rate: 0,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let bystanders = Bystanders::join(&server);
+    let mut half_open = Vec::new();
+    for last in 2..10 {
+        for _ in 0..5 {
+            let mut stream = connect_from(last, server.addr()).unwrap();
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
+            half_open.push(stream);
+        }
+    }
+    // Asking for /stats with every place taken sheds the oldest, as any
+    // newcomer would; the other 39 are still in their handshake.
+    let counted = server.stats();
+    assert_eq!(counted["handshakes"], 39, "{counted}");
+    assert_eq!(counted["connections_shed"], 1, "{counted}");
+    let mut oldest = half_open.remove(0);
+    assert!(read_head(&mut oldest).starts_with("HTTP/1.1 408 "));
+    // Its address takes the place again.
+    let mut again = connect_from(2, server.addr()).unwrap();
+    again.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
+    half_open.push(again);
+    // A newcomer from another address is answered at once, in the place of
+    // the oldest half-open socket.
+    let began = Instant::now();
+    let reply = get_over(connect_from(20, server.addr()).unwrap(), "/healthz");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(began.elapsed() < Duration::from_secs(1), "answered after {:?}", began.elapsed());
+    let mut next = half_open.remove(0);
+    assert!(read_head(&mut next).starts_with("HTTP/1.1 408 "));
+    // The established connections were never candidates.
     bystanders.still_served();
 }
 
@@ -594,8 +689,10 @@ fn binary_frames_within_limits_still_flow_after_attacks() {
     // The cheapest attack of all: garbage where a request head should be.
     let server = TestServer::start(config());
     let bystanders = Bystanders::join(&server);
+    // From another address: one address's handshakes under way are
+    // limited, and fifty at once from the client's own would be over it.
     for _ in 0..50 {
-        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        let mut stream = connect_from(2, server.addr()).unwrap();
         let _ = stream.write_all(&[0xff; 512]);
     }
     let mut client = RawClient::upgrade(server.addr(), "/echo", b"");

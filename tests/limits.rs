@@ -10,7 +10,8 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::support::raw::{BINARY, CONTINUATION, PING, TEXT};
 use crate::support::{
-    PATIENCE, RawClient, Scheme, TestServer, close_code, config, ms, recv_text, send_text, wait_until,
+    PATIENCE, RawClient, Scheme, TestServer, close_code, config, ms, recv_close, recv_text, send_text,
+    wait_until,
 };
 use switchboard::tungstenite::Error as WsError;
 use switchboard::{
@@ -119,6 +120,27 @@ fn idle_peer_is_closed_with_1001_after_the_timeout() {
     };
     assert_eq!(code, 1001);
     assert!(pings >= 1, "the server pinged before giving up");
+}
+
+#[test]
+fn a_connection_past_its_lifetime_is_closed_with_1001() {
+    let lifetime = ms(400);
+    let server = TestServer::start(Config {
+        timeouts: Timeouts { max_lifetime: Some(lifetime), ping_interval: ms(100), ..Timeouts::default() },
+        ..config()
+    });
+    let opened = Instant::now();
+    let mut client = server.connect("/echo");
+    // Talking does not keep it open.
+    for _ in 0..5 {
+        send_text(&mut client, "still here");
+        assert_eq!(recv_text(&mut client), "still here");
+    }
+    let close = recv_close(&mut client).expect("a close frame");
+    assert_eq!((u16::from(close.code), close.reason.as_str()), (1001, "connection lifetime reached"));
+    // Up to a tenth sooner, never later than a heartbeat tick after.
+    let lived = opened.elapsed();
+    assert!(lived >= lifetime.mul_f64(0.9), "closed after {lived:?}");
 }
 
 #[test]

@@ -42,7 +42,7 @@ use log::{debug, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::heartbeat::Heartbeats;
+use super::heartbeat::{Expiry, Heartbeats};
 use super::outbox::{Failure, Outbox, Resumed, Stall};
 use crate::config::Timeouts;
 
@@ -63,6 +63,8 @@ pub(crate) enum Job {
     TimeClose(Weak<Outbox>, CloseStage),
     /// A new connection: keep its heartbeat.
     Watch(Weak<Outbox>),
+    /// A connection watched already is to be closed at a set time.
+    Expire(Weak<Outbox>, Expiry),
     /// End the thread, hanging up on every connection still open.
     Stop,
 }
@@ -78,7 +80,8 @@ pub(crate) enum CloseStage {
 }
 
 /// A cloneable way to hand work to the drain thread. It never waits. The
-/// queue holds at most four jobs per connection (new, full, two closes),
+/// queue holds at most five jobs per connection (new, its expiry, full, two
+/// closes),
 /// and only for connections opened since the drain thread's last turn,
 /// which comes at least once a heartbeat tick and as soon as a thousand
 /// jobs wait: it is bounded by the number of connections.
@@ -104,6 +107,12 @@ impl DrainHandle {
     /// Keeps the heartbeat of a new connection.
     pub(crate) fn watch(&self, outbox: Weak<Outbox>) {
         self.hand(Job::Watch(outbox), false);
+    }
+
+    /// Closes `outbox`'s connection as `expiry` says, unless it has ended by
+    /// then.
+    pub(crate) fn expire(&self, outbox: Weak<Outbox>, expiry: Expiry) {
+        self.hand(Job::Expire(outbox, expiry), false);
     }
 
     /// Ends the drain thread; every connection it knows of is hung up on.
@@ -224,6 +233,7 @@ impl Drain {
                     Ok(Job::Finish(outbox)) => self.take(outbox),
                     Ok(Job::TimeClose(outbox, stage)) => self.time_close(outbox, stage),
                     Ok(Job::Watch(outbox)) => self.heartbeats.watch(outbox),
+                    Ok(Job::Expire(outbox, expiry)) => self.heartbeats.expire(&outbox, expiry),
                     Ok(Job::Stop) | Err(TryRecvError::Disconnected) => return self.stop(),
                     Err(TryRecvError::Empty) => break,
                 }

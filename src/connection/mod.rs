@@ -27,6 +27,7 @@ use log::{Level, debug, error, warn};
 #[cfg(test)]
 pub(crate) use self::drain::Job;
 pub(crate) use self::drain::{Drain, DrainHandle};
+use self::heartbeat::Expiry;
 #[cfg(test)]
 pub(crate) use self::outbox::tests::{Recorded, recorded};
 pub(crate) use self::outbox::{Closing, Outbox, Queued, Refused, assert_unlocked};
@@ -38,6 +39,7 @@ use crate::config::Config;
 use crate::error::{Refusal, Result};
 use crate::frame::Frame;
 use crate::handler::{Accept, Connection, Handler};
+use crate::handshakes::Handshake;
 use crate::http::request::{Head, HeadError, HeadLimits, read_head};
 use crate::http::routes::{Route, route};
 use crate::http::{Request, Response};
@@ -73,6 +75,8 @@ pub(crate) fn refused_upgrades() -> RefusalLog {
 
 /// The body of a connection thread. `permit` is the connection's place
 /// within the connection limits; it is given back when this returns.
+/// `handshake` is its place among the connections still in their
+/// handshake, given back once its request head is read.
 ///
 /// The phases are kept out of line (`#[inline(never)]`), and the HTTP phase
 /// returns before the WebSocket phase begins: the pages of stack a thread
@@ -86,9 +90,10 @@ pub(crate) fn serve<H: Handler>(
     peer: SocketAddr,
     id: ConnectionId,
     mut permit: Permit,
+    handshake: Handshake,
     shared: &Shared<H>,
 ) {
-    if let Some(upgraded) = handshake(tcp, peer, id, &mut permit, shared) {
+    if let Some(upgraded) = http_phase(tcp, peer, id, &mut permit, handshake, shared) {
         converse(upgraded, shared);
     }
 }
@@ -106,25 +111,38 @@ struct Upgraded<'a, S> {
 /// The HTTP phase: TLS, the request head, and its answer. Returns the
 /// connection if it was upgraded.
 #[inline(never)]
-fn handshake<'a, H: Handler>(
+fn http_phase<'a, H: Handler>(
     tcp: TcpStream,
     peer: SocketAddr,
     id: ConnectionId,
     permit: &mut Permit,
+    handshake: Handshake,
     shared: &'a Shared<H>,
 ) -> Option<Upgraded<'a, H::State>> {
     // The TLS handshake and the request head share one deadline, so that a
     // peer trickling bytes cannot stretch the two.
     let deadline = Instant::now() + shared.config.timeouts.handshake;
     let mut socket = secure(tcp, id, peer, deadline, shared)?;
+    if handshake.reading(&socket).is_err() {
+        shed(&mut socket, id, peer, shared);
+        return None;
+    }
     let limits = HeadLimits {
         max_size: shared.config.limits.max_head_size,
         max_headers: shared.config.limits.max_headers,
         deadline,
+        min_rate: shared.config.limits.handshake_min_rate,
         // Over TLS the handshake's reads have set their own timeouts.
         first_read_timed: shared.tls.is_none(),
     };
-    let mut head = match read_head(&mut socket, peer, limits) {
+    let head = read_head(&mut socket, peer, limits);
+    // Shed while reading (its read woke with the end of the stream), or
+    // just after: either way it is answered as shed.
+    if handshake.end().is_err() {
+        shed(&mut socket, id, peer, shared);
+        return None;
+    }
+    let mut head = match head {
         Ok(head) => head,
         Err(HeadError::Refused(refusal)) => {
             debug!("connection {id} from {peer}: {refusal}");
@@ -190,6 +208,16 @@ fn handshake<'a, H: Handler>(
             Some(Upgraded { socket, line, state, rest })
         }
     }
+}
+
+/// Answers a connection shed from its handshake to make room for a
+/// newcomer: 408, as to any client whose request took too long.
+#[inline(never)]
+fn shed<H>(socket: &mut Socket, id: ConnectionId, peer: SocketAddr, shared: &Shared<H>) {
+    debug!("connection {id} from {peer}: shed from its handshake to make room for a newcomer");
+    shared.metrics.http_response(408);
+    let refusal = Refusal::new(408, "request not received in time: the server is busy");
+    answer(socket, &Response::from(refusal), false, shared);
 }
 
 /// The socket to speak HTTP over: the TCP stream itself, or, with TLS
@@ -332,6 +360,12 @@ fn open<'a, H: Handler>(
             return None;
         }
     };
+    let now = Instant::now();
+    let lifetime = config.timeouts.max_lifetime.map(|max| Expiry::lifetime(now, max));
+    let credentials = request.credentials_expire().map(|until| Expiry::credentials(now, until));
+    for expiry in lifetime.into_iter().chain(credentials) {
+        shared.drain.expire(Arc::downgrade(&outbox), expiry);
+    }
     let Ok(registration) = Registration::new(id, &shared.hub, outbox.clone(), &shared.metrics) else {
         // The hub has stopped: the server is shutting down. The 101 is
         // queued (and sealed, over TLS), so close after it.

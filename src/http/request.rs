@@ -2,7 +2,7 @@
 
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::close::is_timeout;
 use crate::error::Refusal;
@@ -20,6 +20,7 @@ pub struct Request {
     client: IpAddr,
     identity: Option<String>,
     verified_name: Option<String>,
+    credentials_expire: Option<SystemTime>,
 }
 
 impl Request {
@@ -86,6 +87,17 @@ impl Request {
 
     pub(crate) fn set_verified_name(&mut self, name: Option<String>) {
         self.verified_name = name;
+    }
+
+    /// When the credentials the client presented stop being good: a JWT's
+    /// `exp`, with its leeway. `None` for a bearer token, a JWT without
+    /// `exp`, or no credentials.
+    pub fn credentials_expire(&self) -> Option<SystemTime> {
+        self.credentials_expire
+    }
+
+    pub(crate) fn set_credentials_expire(&mut self, at: Option<SystemTime>) {
+        self.credentials_expire = at;
     }
 
     /// Believes the `X-Forwarded-For` header, as the peer is a trusted proxy.
@@ -192,17 +204,47 @@ impl HeadSource for Socket {
 pub(crate) struct HeadLimits {
     pub(crate) max_size: usize,
     pub(crate) max_headers: usize,
+    /// When the whole head must be in, whatever the rate.
     pub(crate) deadline: Instant,
-    /// True if the source's first read already gives up by `deadline`
+    /// The slowest the head may arrive after [`HEAD_GRACE`], in bytes per
+    /// second; 0 for no such rule.
+    pub(crate) min_rate: u32,
+    /// True if the source's first read already gives up by its deadline
     /// without being told: an accepted socket inherits the listener's read
-    /// timeout, the handshake timeout. A head that arrives in one read, the
-    /// usual case, then costs no system call for its deadline.
+    /// timeout (see [`first_read_timeout`]). A head that arrives in one
+    /// read, the usual case, then costs no system call for its deadline.
     pub(crate) first_read_timed: bool,
 }
 
+/// How long a request head may take before the rate rule applies: a whole
+/// head usually arrives at once, and a client on a slow link sends its
+/// first segment within this.
+pub(crate) const HEAD_GRACE: Duration = Duration::from_secs(1);
+
+/// The read timeout an accepted socket should carry into its first read:
+/// the handshake timeout, or with a rate rule the grace before it, which
+/// is when a client that has sent nothing is given up on.
+pub(crate) fn first_read_timeout(handshake: Duration, min_rate: u32) -> Duration {
+    if min_rate == 0 { handshake } else { handshake.min(HEAD_GRACE) }
+}
+
+impl HeadLimits {
+    /// When the head must be complete, now that `received` bytes of it have
+    /// come since `started`: the grace, and a second more for every
+    /// `min_rate` bytes (Apache's mod_reqtimeout), never past `deadline`.
+    fn due(&self, started: Instant, received: usize) -> Instant {
+        if self.min_rate == 0 {
+            return self.deadline;
+        }
+        let earned = Duration::from_secs_f64(received as f64 / f64::from(self.min_rate));
+        (started + HEAD_GRACE + earned).min(self.deadline)
+    }
+}
+
 /// Reads and parses one request head. The whole head must arrive before
-/// `limits.deadline`, however the client spreads its bytes over time, so a
-/// client trickling one byte a second is cut off on time.
+/// `limits.deadline`, however the client spreads its bytes over time, and
+/// after the first second at least `limits.min_rate` bytes a second: a
+/// client trickling one byte at a time is cut off long before the deadline.
 #[inline(never)]
 pub(crate) fn read_head(
     source: &mut impl HeadSource,
@@ -216,12 +258,14 @@ pub(crate) fn read_head(
     // WebSocket's read buffer, allocated next) rather than stay cached for
     // this thread, unused, for as long as the connection lives.
     let mut buf = Vec::with_capacity(HEAD_BUFFER);
+    let started = Instant::now();
     loop {
-        if Instant::now() >= limits.deadline {
+        let due = limits.due(started, buf.len());
+        if Instant::now() >= due {
             return Err(too_slow(&buf));
         }
         if !(buf.is_empty() && limits.first_read_timed) {
-            source.set_deadline(limits.deadline).map_err(|_| HeadError::Gone)?;
+            source.set_deadline(due).map_err(|_| HeadError::Gone)?;
         }
         let start = buf.len();
         let room = (limits.max_size + 1 - start).min(HEAD_BUFFER);
@@ -295,6 +339,7 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         client: peer.ip().to_canonical(),
         identity: None,
         verified_name: None,
+        credentials_expire: None,
     };
     Ok(Some((request, len)))
 }
@@ -343,6 +388,7 @@ pub(crate) mod tests {
             max_size: 512,
             max_headers: 8,
             deadline: Instant::now() + Duration::from_secs(5),
+            min_rate: 0,
             first_read_timed: false,
         };
         read_head(&mut source, "127.0.0.1:1".parse().unwrap(), limits)
@@ -353,6 +399,30 @@ pub(crate) mod tests {
             Err(HeadError::Refused(refusal)) => refusal.status,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn after_the_grace_each_byte_earns_its_share_of_a_second() {
+        let started = Instant::now();
+        let limits = HeadLimits {
+            max_size: 8192,
+            max_headers: 8,
+            deadline: started + Duration::from_secs(10),
+            min_rate: 500,
+            first_read_timed: false,
+        };
+        assert_eq!(limits.due(started, 0), started + HEAD_GRACE);
+        assert_eq!(limits.due(started, 250), started + HEAD_GRACE + Duration::from_millis(500));
+        assert_eq!(
+            limits.due(started, 100_000),
+            started + Duration::from_secs(10),
+            "never past the deadline"
+        );
+        let no_rule = HeadLimits { min_rate: 0, ..limits };
+        assert_eq!(no_rule.due(started, 0), started + Duration::from_secs(10));
+        assert_eq!(first_read_timeout(Duration::from_secs(10), 500), HEAD_GRACE);
+        assert_eq!(first_read_timeout(Duration::from_secs(10), 0), Duration::from_secs(10));
+        assert_eq!(first_read_timeout(Duration::from_millis(300), 500), Duration::from_millis(300));
     }
 
     #[test]

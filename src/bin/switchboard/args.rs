@@ -169,6 +169,28 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().spare_thread.into())]
     pub spare_thread_timeout: Duration,
 
+    /// Close a WebSocket open this long with 1001 (each up to a tenth
+    /// sooner, so that clients do not all reconnect at once). Off by default.
+    #[arg(long, value_name = "DURATION")]
+    pub max_lifetime: Option<Duration>,
+
+    /// Connections still in their handshake (request head not yet read), all
+    /// clients together. One that arrives past it, or when the server is
+    /// full, takes the place of the oldest still in its handshake, which gets
+    /// 408: half-open sockets give way, established connections never do.
+    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_handshakes)]
+    pub max_handshakes: usize,
+
+    /// Connections still in their handshake from one address (IPv6: per /64);
+    /// past it, 429. 0 turns the limit off.
+    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_handshakes_per_ip)]
+    pub max_handshakes_per_ip: usize,
+
+    /// The slowest a request head may arrive after its first second, in
+    /// bytes per second; slower gets 408. 0 turns the rule off.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().handshake_min_rate)]
+    pub handshake_min_rate: u32,
+
     /// Share rooms with other nodes through Redis pub/sub at this URL, as in
     /// redis://127.0.0.1:6379 or redis://:password@host:6379/0. Without it the
     /// server is a single node and needs no other service.
@@ -270,6 +292,7 @@ impl ServerArgs {
                 close: self.close_timeout.into(),
                 shutdown: self.shutdown_timeout.into(),
                 spare_thread: self.spare_thread_timeout.into(),
+                max_lifetime: self.max_lifetime.map(Into::into),
             },
             limits: Limits {
                 max_head_size: self.max_head_size,
@@ -281,6 +304,9 @@ impl ServerArgs {
                 max_messages_per_sec: self.max_messages_per_sec,
                 message_burst: self.message_burst,
                 spare_threads: self.spare_threads,
+                max_handshakes: self.max_handshakes,
+                max_handshakes_per_ip: self.max_handshakes_per_ip,
+                handshake_min_rate: self.handshake_min_rate,
             },
             access: Access {
                 allowed_origins: self.allow_origins,

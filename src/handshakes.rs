@@ -1,0 +1,293 @@
+//! Connections still in their handshake: a budget of their own, overall and
+//! per address, and the policy that decides who gives way when the server
+//! is full.
+//!
+//! A thread-per-client server is most exposed before a client has said
+//! what it wants: a socket that connects and then trickles its request
+//! holds a thread and a connection slot for as long as the handshake
+//! timeout allows, and a few hundred of them, from a few addresses, fill a
+//! server. An event-loop server holds such a socket for the price of a few
+//! bytes. So here, sockets still in their handshake are counted apart:
+//!
+//! * one address may have at most `max_per_address` of them (past it, 429);
+//! * when there are `max` of them, or the server is at its connection limit,
+//!   a newcomer takes the place of the **oldest** connection still in its
+//!   handshake, which is answered 408 and closed ("shed").
+//!
+//! A real client's request head arrives at once, so the oldest handshakes
+//! are those that trickle: they give way, and established connections,
+//! which have finished their handshake, never do.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use log::Level;
+
+use crate::admission::client_key;
+use crate::error::Refusal;
+use crate::hub::ConnectionId;
+use crate::metrics::Metrics;
+use crate::refusal_log::RefusalLog;
+use crate::stream::{Socket, WeakSocket};
+
+/// The handshakes under way, and their limits.
+#[derive(Debug)]
+pub(crate) struct Handshakes {
+    book: Mutex<Book>,
+    max: usize,
+    /// 0: no per-address limit.
+    max_per_address: usize,
+    metrics: Arc<Metrics>,
+    /// Sheds, summed up in the log as refusals at the door are.
+    log: RefusalLog,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    /// The handshakes under way, oldest first.
+    under_way: VecDeque<Entry>,
+    /// How many of them each client address has.
+    per_address: HashMap<u128, usize>,
+    /// Connections shed whose thread has not yet seen it.
+    shed: Vec<ConnectionId>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: ConnectionId,
+    /// `None` for a trusted proxy's connection, counted by the client it
+    /// forwards once its request names it.
+    address: Option<u128>,
+    /// The socket, once its thread has it: what a shed wakes.
+    socket: Option<WeakSocket>,
+}
+
+/// One connection's place among the handshakes, held by its thread until
+/// its request head has been read.
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    handshakes: Arc<Handshakes>,
+    id: ConnectionId,
+    /// False once [`end`](Handshake::end) has taken it off the book.
+    under_way: bool,
+}
+
+/// The connection was shed: it is to be answered 408 and closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shed;
+
+impl Handshakes {
+    /// At most `max` handshakes at once, and `max_per_address` from one
+    /// client address (0: no limit).
+    pub(crate) fn new(max: usize, max_per_address: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        let log = RefusalLog::new(
+            Level::Warn,
+            module_path!(),
+            "connection",
+            " still in its handshake, to make room for a newcomer",
+        );
+        Arc::new(Handshakes { book: Mutex::new(Book::default()), max, max_per_address, metrics, log })
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // Nothing under this lock can panic but an allocation failing.
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the handshake of connection `id` from `address` (`None` for a
+    /// trusted proxy's). Past the per-address limit, 429; past `max`, the
+    /// oldest handshake is shed to make room.
+    pub(crate) fn begin(
+        self: &Arc<Self>,
+        id: ConnectionId,
+        address: Option<IpAddr>,
+    ) -> Result<Handshake, Refusal> {
+        let address = address.map(client_key);
+        let over = {
+            let mut book = self.book();
+            if let Some(address) = address {
+                let count = book.per_address.entry(address).or_default();
+                if self.max_per_address > 0 && *count >= self.max_per_address {
+                    return Err(Refusal::new(
+                        429,
+                        "too many connections from your address still in their handshake",
+                    ));
+                }
+                *count += 1;
+            }
+            book.under_way.push_back(Entry { id, address, socket: None });
+            book.under_way.len() > self.max
+        };
+        self.metrics.handshake_began();
+        let handshake = Handshake { handshakes: self.clone(), id, under_way: true };
+        if over {
+            self.shed_oldest(id);
+        }
+        Ok(handshake)
+    }
+
+    /// Sheds the oldest handshake but `newcomer`'s: takes it off the book
+    /// and wakes its thread, which answers 408. Returns true if and only if
+    /// there was one to shed.
+    pub(crate) fn shed_oldest(&self, newcomer: ConnectionId) -> bool {
+        let shed = {
+            let mut book = self.book();
+            let Some(place) = book.under_way.iter().position(|entry| entry.id != newcomer) else {
+                return false;
+            };
+            let entry = book.under_way.remove(place).expect("Bug: a position found is in range");
+            book.forget_address(entry.address);
+            book.shed.push(entry.id);
+            entry
+        };
+        self.metrics.handshake_ended();
+        self.metrics.handshake_shed();
+        self.log.note(408);
+        // Its thread, if blocked reading, wakes with the end of the stream
+        // and finds itself shed; one that has not read yet finds out when
+        // it first tries.
+        if let Some(socket) = shed.socket {
+            socket.shut_reading();
+        }
+        true
+    }
+}
+
+impl Handshakes {
+    /// Logs the sheds counted so far, if a summary is due.
+    pub(crate) fn sweep(&self) {
+        self.log.sweep();
+    }
+
+    /// Logs what is left to log, as the server stops.
+    pub(crate) fn finish(&self) {
+        self.log.finish();
+    }
+}
+
+impl Book {
+    fn forget_address(&mut self, address: Option<u128>) {
+        let Some(address) = address else { return };
+        if let Some(count) = self.per_address.get_mut(&address) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_address.remove(&address);
+            }
+        }
+    }
+
+    /// Takes connection `id` off the book: `Err(Shed)` if it had been shed.
+    fn end(&mut self, id: ConnectionId) -> Result<(), Shed> {
+        if let Some(place) = self.under_way.iter().position(|entry| entry.id == id) {
+            let entry = self.under_way.remove(place).expect("Bug: a position found is in range");
+            self.forget_address(entry.address);
+            return Ok(());
+        }
+        match self.shed.iter().position(|shed| *shed == id) {
+            Some(place) => {
+                self.shed.swap_remove(place);
+                Err(Shed)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Handshake {
+    /// Tells the book which socket this handshake reads, so that a shed can
+    /// wake it. `Err(Shed)` if the connection was shed already.
+    pub(crate) fn reading(&self, socket: &Socket) -> Result<(), Shed> {
+        let mut book = self.handshakes.book();
+        if let Some(entry) = book.under_way.iter_mut().find(|entry| entry.id == self.id) {
+            entry.socket = Some(socket.downgrade());
+            return Ok(());
+        }
+        if book.shed.contains(&self.id) { Err(Shed) } else { Ok(()) }
+    }
+
+    /// The request head has been read, or the handshake failed: the
+    /// connection leaves the handshakes. `Err(Shed)` if it had been shed
+    /// meanwhile, which its answer must say.
+    pub(crate) fn end(mut self) -> Result<(), Shed> {
+        self.take_off()
+    }
+
+    fn take_off(&mut self) -> Result<(), Shed> {
+        if !std::mem::take(&mut self.under_way) {
+            return Ok(());
+        }
+        let ended = self.handshakes.book().end(self.id);
+        if ended.is_ok() {
+            self.handshakes.metrics.handshake_ended();
+        }
+        ended
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let _ = self.take_off();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    fn handshakes(max: usize, max_per_address: usize) -> Arc<Handshakes> {
+        Handshakes::new(max, max_per_address, Arc::new(Metrics::default()))
+    }
+
+    #[test]
+    fn one_address_gets_429_past_its_limit_and_others_do_not() {
+        let handshakes = handshakes(100, 2);
+        let _a = handshakes.begin(ConnectionId(1), ip("10.0.0.1")).unwrap();
+        let b = handshakes.begin(ConnectionId(2), ip("10.0.0.1")).unwrap();
+        assert_eq!(handshakes.begin(ConnectionId(3), ip("10.0.0.1")).unwrap_err().status, 429);
+        let _c = handshakes.begin(ConnectionId(4), ip("10.0.0.2")).unwrap();
+        assert_eq!(b.end(), Ok(()));
+        let _d = handshakes.begin(ConnectionId(5), ip("10.0.0.1")).unwrap();
+    }
+
+    #[test]
+    fn past_the_budget_the_oldest_is_shed() {
+        let handshakes = handshakes(2, 0);
+        let oldest = handshakes.begin(ConnectionId(1), ip("10.0.0.1")).unwrap();
+        let middle = handshakes.begin(ConnectionId(2), ip("10.0.0.2")).unwrap();
+        let newest = handshakes.begin(ConnectionId(3), ip("10.0.0.3")).unwrap();
+        assert_eq!(oldest.end(), Err(Shed));
+        assert_eq!(middle.end(), Ok(()));
+        assert_eq!(newest.end(), Ok(()));
+    }
+
+    #[test]
+    fn the_newcomer_never_sheds_itself() {
+        let handshakes = handshakes(10, 0);
+        let newcomer = handshakes.begin(ConnectionId(1), None).unwrap();
+        assert!(!handshakes.shed_oldest(ConnectionId(1)));
+        assert_eq!(newcomer.end(), Ok(()));
+    }
+
+    #[test]
+    fn a_finished_handshake_is_never_shed() {
+        let handshakes = handshakes(10, 0);
+        let done = handshakes.begin(ConnectionId(1), ip("10.0.0.1")).unwrap();
+        assert_eq!(done.end(), Ok(()));
+        let _newcomer = handshakes.begin(ConnectionId(2), ip("10.0.0.2")).unwrap();
+        assert!(!handshakes.shed_oldest(ConnectionId(2)), "only the newcomer is under way");
+    }
+
+    #[test]
+    fn a_shed_address_gets_its_place_back() {
+        let handshakes = handshakes(10, 1);
+        let first = handshakes.begin(ConnectionId(1), ip("10.0.0.1")).unwrap();
+        assert!(handshakes.shed_oldest(ConnectionId(2)));
+        let _again = handshakes.begin(ConnectionId(3), ip("10.0.0.1")).unwrap();
+        drop(first);
+    }
+}

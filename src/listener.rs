@@ -17,7 +17,9 @@ use crate::http::request::first_read_timeout;
 /// it, so that no connection spends a system call on them: no Nagle delay
 /// on small frames, a read timeout for the first read of a request head
 /// (the handshake timeout, or the grace of the head's rate rule), and the
-/// write timeout on blocking writes (plain HTTP answers).
+/// write timeout on blocking writes (plain HTTP answers). Linux applies
+/// the read timeout to `accept` as well, so an idle accept loop wakes once
+/// a timeout, finds nothing, and waits again.
 ///
 /// Accepts are deferred (`TCP_DEFER_ACCEPT`, as nginx's `deferred` and
 /// Apache's `AcceptFilter`): the kernel completes a connection but hands it

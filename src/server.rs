@@ -1,5 +1,6 @@
 //! The accept loop, and the shutdown that ends it.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -205,6 +206,11 @@ impl<H: Handler> Server<H> {
                         }
                     }
                 }
+                // The listener carries the read timeout its sockets inherit,
+                // and Linux applies it to accept too: an idle loop wakes
+                // once a timeout, which also keeps the log's summaries of
+                // refusals on time.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(e) => {
                     // Out of file descriptors, most often: retrying at once
                     // would spin. Back off as net/http does, 5 ms up to 1 s.

@@ -81,3 +81,19 @@ fn hub_forgets_a_member_that_vanished() {
     stayer.send(Message::text("still fine")).unwrap();
     assert_eq!(recv_text(&mut stayer), "still fine");
 }
+
+#[test]
+fn an_idle_accept_loop_answers_at_once_and_logs_nothing() {
+    // The listener's read timeout, which accepted sockets inherit, also
+    // bounds each accept: here 100 ms, so the idle loop wakes ten times a
+    // second while nothing arrives.
+    let process = Process::start(&["--handshake-timeout", "100ms"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let began = std::time::Instant::now();
+    assert_eq!(crate::support::http(process.addr, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+    let took = began.elapsed();
+    let log = process.stop();
+    let failures: Vec<&String> = log.iter().filter(|line| line.contains("accept failed")).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(took < std::time::Duration::from_millis(500), "answered after {took:?}");
+}

@@ -212,10 +212,13 @@ pub struct Limits {
     /// that connect and then say little gives way to newcomers, and
     /// established connections are never shed. Default 1,024.
     pub max_handshakes: usize,
-    /// Connections still in their handshake from one client address (an
-    /// IPv6 client counts as its /64); past it, 429. 0 turns the limit off.
-    /// Default 32: far more than a browser opens at once, few enough that
-    /// the handshake places cannot all be taken from a few addresses.
+    /// Connections from one client address (an IPv6 client counts as its
+    /// /64) stalled in their handshake, in it for more than a second, which
+    /// a real client's never is; past it, a new connection from that
+    /// address gets 429. A burst of fresh handshakes from one address (a
+    /// busy NAT, a page opening many sockets) is not counted. 0 turns the
+    /// limit off. Default 32: few enough that a few addresses cannot take
+    /// every handshake place.
     pub max_handshakes_per_ip: usize,
     /// The slowest a request head may arrive, in bytes per second, after
     /// its first second: a head trickled slower is cut with 408 (Apache's

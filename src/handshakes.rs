@@ -9,7 +9,10 @@
 //! server. An event-loop server holds such a socket for the price of a few
 //! bytes. So here, sockets still in their handshake are counted apart:
 //!
-//! * one address may have at most `max_per_address` of them (past it, 429);
+//! * one address may have at most `max_per_address` of them that have
+//!   lasted longer than a real client's handshake does (past it, 429): a
+//!   burst of fast handshakes from one address, as from a busy NAT or a
+//!   page that opens many sockets at once, is not held against it;
 //! * when there are `max` of them, or the server is at its connection limit,
 //!   a newcomer takes the place of the **oldest** connection still in its
 //!   handshake, which is answered 408 and closed ("shed").
@@ -18,14 +21,16 @@
 //! are those that trickle: they give way, and established connections,
 //! which have finished their handshake, never do.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use log::Level;
 
 use crate::admission::client_key;
 use crate::error::Refusal;
+use crate::http::request::HEAD_GRACE;
 use crate::hub::ConnectionId;
 use crate::metrics::Metrics;
 use crate::refusal_log::RefusalLog;
@@ -47,11 +52,14 @@ pub(crate) struct Handshakes {
 struct Book {
     /// The handshakes under way, oldest first.
     under_way: VecDeque<Entry>,
-    /// How many of them each client address has.
-    per_address: HashMap<u128, usize>,
     /// Connections shed whose thread has not yet seen it.
     shed: Vec<ConnectionId>,
 }
+
+/// A handshake that has lasted this long is stalled: a real client's
+/// request head arrives at once, and the rate rule gives a head this long
+/// before it must keep up.
+const STALLED: Duration = HEAD_GRACE;
 
 #[derive(Debug)]
 struct Entry {
@@ -59,6 +67,7 @@ struct Entry {
     /// `None` for a trusted proxy's connection, counted by the client it
     /// forwards once its request names it.
     address: Option<u128>,
+    started: Instant,
     /// The socket, once its thread has it: what a shed wakes.
     socket: Option<WeakSocket>,
 }
@@ -96,27 +105,30 @@ impl Handshakes {
     }
 
     /// Starts the handshake of connection `id` from `address` (`None` for a
-    /// trusted proxy's). Past the per-address limit, 429; past `max`, the
-    /// oldest handshake is shed to make room.
+    /// trusted proxy's). Past the per-address limit of stalled handshakes,
+    /// 429; past `max`, the oldest handshake is shed to make room.
     pub(crate) fn begin(
         self: &Arc<Self>,
         id: ConnectionId,
         address: Option<IpAddr>,
     ) -> Result<Handshake, Refusal> {
         let address = address.map(client_key);
+        let now = Instant::now();
         let over = {
             let mut book = self.book();
-            if let Some(address) = address {
-                let count = book.per_address.entry(address).or_default();
-                if self.max_per_address > 0 && *count >= self.max_per_address {
-                    return Err(Refusal::new(
-                        429,
-                        "too many connections from your address still in their handshake",
-                    ));
+            if address.is_some() && self.max_per_address > 0 {
+                // The stalled ones are the oldest, at the front.
+                let stalled = book
+                    .under_way
+                    .iter()
+                    .take_while(|entry| now.saturating_duration_since(entry.started) >= STALLED)
+                    .filter(|entry| entry.address == address)
+                    .count();
+                if stalled >= self.max_per_address {
+                    return Err(Refusal::new(429, "too many stalled connections from your address"));
                 }
-                *count += 1;
             }
-            book.under_way.push_back(Entry { id, address, socket: None });
+            book.under_way.push_back(Entry { id, address, started: now, socket: None });
             book.under_way.len() > self.max
         };
         self.metrics.handshake_began();
@@ -137,7 +149,6 @@ impl Handshakes {
                 return false;
             };
             let entry = book.under_way.remove(place).expect("Bug: a position found is in range");
-            book.forget_address(entry.address);
             book.shed.push(entry.id);
             entry
         };
@@ -167,21 +178,10 @@ impl Handshakes {
 }
 
 impl Book {
-    fn forget_address(&mut self, address: Option<u128>) {
-        let Some(address) = address else { return };
-        if let Some(count) = self.per_address.get_mut(&address) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_address.remove(&address);
-            }
-        }
-    }
-
     /// Takes connection `id` off the book: `Err(Shed)` if it had been shed.
     fn end(&mut self, id: ConnectionId) -> Result<(), Shed> {
         if let Some(place) = self.under_way.iter().position(|entry| entry.id == id) {
-            let entry = self.under_way.remove(place).expect("Bug: a position found is in range");
-            self.forget_address(entry.address);
+            self.under_way.remove(place);
             return Ok(());
         }
         match self.shed.iter().position(|shed| *shed == id) {
@@ -243,15 +243,27 @@ mod tests {
         Handshakes::new(max, max_per_address, Arc::new(Metrics::default()))
     }
 
+    /// Makes the handshakes under way look `age` old.
+    fn age(handshakes: &Handshakes, age: Duration) {
+        for entry in &mut handshakes.book().under_way {
+            entry.started -= age;
+        }
+    }
+
     #[test]
-    fn one_address_gets_429_past_its_limit_and_others_do_not() {
+    fn one_address_gets_429_past_its_limit_of_stalled_handshakes_and_others_do_not() {
         let handshakes = handshakes(100, 2);
-        let _a = handshakes.begin(ConnectionId(1), ip("10.0.0.1")).unwrap();
-        let b = handshakes.begin(ConnectionId(2), ip("10.0.0.1")).unwrap();
-        assert_eq!(handshakes.begin(ConnectionId(3), ip("10.0.0.1")).unwrap_err().status, 429);
-        let _c = handshakes.begin(ConnectionId(4), ip("10.0.0.2")).unwrap();
+        // A burst of fresh handshakes is not held against an address.
+        let burst: Vec<_> =
+            (1..=5).map(|n| handshakes.begin(ConnectionId(n), ip("10.0.0.1")).unwrap()).collect();
+        drop(burst);
+        let _a = handshakes.begin(ConnectionId(11), ip("10.0.0.1")).unwrap();
+        let b = handshakes.begin(ConnectionId(12), ip("10.0.0.1")).unwrap();
+        age(&handshakes, STALLED);
+        assert_eq!(handshakes.begin(ConnectionId(13), ip("10.0.0.1")).unwrap_err().status, 429);
+        let _c = handshakes.begin(ConnectionId(14), ip("10.0.0.2")).unwrap();
         assert_eq!(b.end(), Ok(()));
-        let _d = handshakes.begin(ConnectionId(5), ip("10.0.0.1")).unwrap();
+        let _d = handshakes.begin(ConnectionId(15), ip("10.0.0.1")).unwrap();
     }
 
     #[test]
@@ -286,6 +298,7 @@ mod tests {
     fn a_shed_address_gets_its_place_back() {
         let handshakes = handshakes(10, 1);
         let first = handshakes.begin(ConnectionId(1), ip("10.0.0.1")).unwrap();
+        age(&handshakes, STALLED);
         assert!(handshakes.shed_oldest(ConnectionId(2)));
         let _again = handshakes.begin(ConnectionId(3), ip("10.0.0.1")).unwrap();
         drop(first);

@@ -181,8 +181,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_handshakes)]
     pub max_handshakes: usize,
 
-    /// Connections still in their handshake from one address (IPv6: per /64);
-    /// past it, 429. 0 turns the limit off.
+    /// Connections from one address (IPv6: per /64) stalled in their
+    /// handshake for more than a second; past it, 429. 0 turns the limit off.
     #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_handshakes_per_ip)]
     pub max_handshakes_per_ip: usize,
 

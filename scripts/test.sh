@@ -4,8 +4,12 @@
 #   2. cargo test: unit tests, integration tests on real sockets, doctests,
 #      and every example built; tests/redis.rs runs two nodes against a
 #      redis-server of its own;
-#   3. the browser test: the chat page in headless Chromium;
-#   4. the Autobahn TestSuite, cases 1-10, against /echo of a release build.
+#   3. a one-minute soak (scripts/soak.sh 1): mixed load, hostile sockets
+#      and slow readers against a ws:// and a wss:// server, failing if
+#      descriptors or threads are not given back, anything is lost, or the
+#      room's p99 reaches 50 ms;
+#   4. the browser test: the chat page in headless Chromium;
+#   5. the Autobahn TestSuite, cases 1-10, against /echo of a release build.
 #
 # The browser test uses Debian's chromium and installs playwright-core into
 # target/ on first use (see scripts/browser-test.sh). The Autobahn runner
@@ -45,6 +49,14 @@ fi
 step "cargo test (every feature: the benchmark tool's unit tests too)"
 cargo test --all-targets --all-features --quiet
 cargo test --doc --quiet
+
+step "soak: one minute of mixed load against two servers, failing on a leak"
+for tool in python3 openssl; do
+  if ! command -v "$tool" >/dev/null && [ "${CI:-}" = "true" ]; then
+    scripts/apt-install.sh "$tool"
+  fi
+done
+scripts/soak.sh 1
 
 step "browser test: the chat page in headless Chromium"
 # Skips loudly by itself outside CI when Chromium or node is missing.

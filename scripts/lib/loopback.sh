@@ -27,7 +27,7 @@ listening_address() {
       return 1
     fi
     sleep 0.05
-    addr="$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's|.*http://||' || true)"
+    addr="$(grep -o 'listening on https\?://[0-9.:]*' "$log" | head -1 | sed 's|.*://||' || true)"
   done
   echo "$addr"
 }

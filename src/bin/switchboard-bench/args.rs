@@ -147,6 +147,11 @@ pub struct EchoArgs {
     /// The most messages sent in all.
     #[arg(long, value_name = "N", default_value_t = 100_000_000)]
     pub max_messages: u64,
+    /// Messages per second on each connection, at most [default: the next
+    /// as soon as the echo of the last is back]. For a steady load beside
+    /// others, as in a soak.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
 }
 
 /// `fanout` options.
@@ -220,6 +225,11 @@ pub struct ChurnArgs {
     /// The bound on each connect, read and write.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     pub io_timeout: humantime::Duration,
+    /// Cycles per second, all workers together, at most [default: each
+    /// worker starts its next cycle as soon as the last has ended]. For a
+    /// steady load beside others, as in a soak.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
 }
 
 /// `report` options.
@@ -333,7 +343,18 @@ impl EchoArgs {
             size: size(self.size)?,
             path: path(&self.path)?,
             max_messages: within("max-messages", self.max_messages, 1, 1_000_000_000)?,
+            interval: rate(self.rate)?.map(|rate| Duration::from_secs_f64(1.0 / rate)),
         })
+    }
+}
+
+/// Checks a rate: `None` for as fast as the scenario goes.
+fn rate(value: Option<f64>) -> Result<Option<f64>> {
+    match value {
+        Some(rate) if !(rate.is_finite() && (0.1..=1_000_000.0).contains(&rate)) => {
+            Err(Error::Invalid { name: "rate", problem: "must be between 0.1 and 1000000" })
+        }
+        rate => Ok(rate),
     }
 }
 
@@ -353,13 +374,7 @@ impl FanoutArgs {
             Sources::parse(&self.load.from, reach)?.check_family(target.addr())?;
         }
         within("subscribers", self.subscribers as u64, 1, MAX_CONNECTIONS as u64 - 1)?;
-        let pace = match self.rate {
-            None => Pace::Flat,
-            Some(rate) if rate.is_finite() && (0.1..=1_000_000.0).contains(&rate) => Pace::Rate(rate),
-            Some(_) => {
-                return Err(Error::Invalid { name: "rate", problem: "must be between 0.1 and 1000000" });
-            }
-        };
+        let pace = rate(self.rate)?.map_or(Pace::Flat, Pace::Rate);
         Ok(FanoutSettings {
             subscribers: self.subscribers,
             size: size(self.size)?,
@@ -411,6 +426,7 @@ impl ChurnArgs {
                 Duration::from_millis(100),
                 Duration::from_secs(60),
             )?,
+            rate: rate(self.rate)?,
         })
     }
 }

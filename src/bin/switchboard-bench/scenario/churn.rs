@@ -47,6 +47,9 @@ pub struct ChurnSettings {
     pub max_cycles: u64,
     /// The bound on each connect, read and write.
     pub io_timeout: Duration,
+    /// Cycles per second, all workers together, at most; `None` for each
+    /// worker's next cycle as soon as the last has ended.
+    pub rate: Option<f64>,
 }
 
 /// Runs the scenario.
@@ -73,6 +76,8 @@ pub fn run(load: &LoadSettings, churn: &ChurnSettings) -> Result<Report> {
             size: churn.size,
             budget: per_worker,
             io_timeout: churn.io_timeout,
+            // Each worker takes every workers-th turn of the whole rate.
+            interval: churn.rate.map(|rate| Duration::from_secs_f64(churn.workers as f64 / rate)),
             shared: Arc::clone(&shared),
             clock,
         };
@@ -125,6 +130,8 @@ struct Worker {
     size: usize,
     budget: u64,
     io_timeout: Duration,
+    /// The least time between the starts of two of this worker's cycles.
+    interval: Option<Duration>,
     shared: Arc<Shared>,
     clock: Clock,
 }
@@ -154,7 +161,18 @@ impl Worker {
             completed_in_measure: 0,
         };
         let mut tally = Tally::default();
+        // The workers' turns are spread over each interval, not bunched.
+        let mut next = Instant::now()
+            + self.interval.map_or(Duration::ZERO, |every| every * self.id as u32 / self.workers as u32);
         while self.shared.phase() <= Phase::Measure && result.cycles < self.budget {
+            if let Some(every) = self.interval {
+                // Pacing, not waiting on anything: the next cycle's turn.
+                thread::sleep(next.saturating_duration_since(Instant::now()));
+                next += every;
+                if self.shared.phase() > Phase::Measure {
+                    break;
+                }
+            }
             let phase = self.shared.phase();
             let began = Instant::now();
             // The workers' connections, numbered in turn, take the source addresses round robin.

@@ -4,7 +4,7 @@
 //! so throughput is set by the server's round-trip time and by how many
 //! connections keep it busy, never by a queue building up somewhere.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::client::{Client, Ending};
 use crate::clock::Clock;
@@ -29,6 +29,9 @@ pub struct EchoSettings {
     pub path: String,
     /// The most messages sent in all, a backstop for the duration.
     pub max_messages: u64,
+    /// The least time between two sends on one connection; `None` to send
+    /// the next as soon as the echo of the last is back.
+    pub interval: Option<Duration>,
 }
 
 /// Runs the scenario.
@@ -46,7 +49,9 @@ pub fn run(load: &LoadSettings, echo: &EchoSettings) -> Result<Report> {
     let budget = per_loop * loops.len() as u64;
     let plans = loops
         .into_iter()
-        .map(|streams| (load.dials(&echo.path, &streams), EchoDriver::new(&streams, echo.size, per_loop)))
+        .map(|streams| {
+            (load.dials(&echo.path, &streams), EchoDriver::new(&streams, echo.size, per_loop, echo.interval))
+        })
         .collect();
     start_loops(&mut run, "echo", load, plans, &shared, clock)?;
 
@@ -99,6 +104,11 @@ struct EchoConn {
     next_seq: u64,
     /// True while a message is out and its echo has not come back.
     waiting: bool,
+    /// When the next message may go, under a rate: set once the echo of
+    /// the last is back, cleared once it is sent.
+    due: Option<Instant>,
+    /// When the last message went.
+    sent_at: Instant,
     tracker: SequenceTracker,
 }
 
@@ -109,23 +119,34 @@ struct EchoDriver {
     size: usize,
     /// Messages this loop may still send.
     budget: u64,
+    interval: Option<Duration>,
     started: bool,
     latency: Latency,
     received_in_measure: u64,
 }
 
 impl EchoDriver {
-    fn new(streams: &[usize], size: usize, budget: u64) -> Self {
+    fn new(streams: &[usize], size: usize, budget: u64, interval: Option<Duration>) -> Self {
         let conns = streams
             .iter()
             .map(|&stream| EchoConn {
                 stream: u32::try_from(stream).unwrap_or(u32::MAX),
                 next_seq: 0,
                 waiting: false,
+                due: None,
+                sent_at: Instant::now(),
                 tracker: SequenceTracker::new(),
             })
             .collect();
-        EchoDriver { conns, size, budget, started: false, latency: Latency::new(), received_in_measure: 0 }
+        EchoDriver {
+            conns,
+            size,
+            budget,
+            interval,
+            started: false,
+            latency: Latency::new(),
+            received_in_measure: 0,
+        }
     }
 
     /// Sends the connection's next message, if the budget allows.
@@ -138,6 +159,8 @@ impl EchoDriver {
         client.send(payload.encode(self.size));
         conn.next_seq += 1;
         conn.waiting = true;
+        conn.due = None;
+        conn.sent_at = cx.now;
         self.budget -= 1;
         cx.tally.sent += 1;
     }
@@ -171,7 +194,13 @@ impl Driver for EchoDriver {
         if conn.next_seq.checked_sub(1) == Some(payload.seq) && conn.waiting {
             conn.waiting = false;
             if cx.phase == Phase::Measure {
-                self.send_next(slot, client, cx);
+                match self.interval {
+                    // Sent by a tick, once due.
+                    Some(interval) if conn.sent_at + interval > cx.now => {
+                        conn.due = Some(conn.sent_at + interval)
+                    }
+                    _ => self.send_next(slot, client, cx),
+                }
             }
         }
     }
@@ -189,6 +218,16 @@ impl Driver for EchoDriver {
                 }
             }
         }
-        None
+        if cx.phase != Phase::Measure || self.interval.is_none() {
+            return None;
+        }
+        for slot in 0..self.conns.len() {
+            if self.conns[slot].due.is_some_and(|due| due <= cx.now) {
+                if let Some(client) = clients.open(slot) {
+                    self.send_next(slot, client, cx);
+                }
+            }
+        }
+        self.conns.iter().filter_map(|conn| conn.due).min()
     }
 }

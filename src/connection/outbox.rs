@@ -611,6 +611,7 @@ impl Outbox {
     }
 
     /// Runs `f` with the lock held.
+    #[cfg(all(test, debug_assertions))]
     pub(crate) fn while_locked(&self, f: impl FnOnce()) {
         let _held = self.lock();
         f();

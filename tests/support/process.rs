@@ -51,8 +51,11 @@ impl Process {
         let mut seen = Vec::new();
         let addr = loop {
             let line = log.recv_deadline(deadline).expect("the server logs its address");
-            let addr =
-                line.split("listening on http://").nth(1).map(|rest| rest.split('/').next().unwrap().parse());
+            let addr = line
+                .split("listening on http")
+                .nth(1)
+                .map(|rest| rest.trim_start_matches('s').trim_start_matches("://"))
+                .map(|rest| rest.split('/').next().unwrap().parse());
             seen.push(line);
             if let Some(addr) = addr {
                 break addr.unwrap();

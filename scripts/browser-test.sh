@@ -6,38 +6,30 @@
 # seen to enforce (an injected script is refused, framing the page fails).
 #   scripts/browser-test.sh
 # Screenshots and server logs go to target/browser-test/. Exit status 0 iff
-# every check passed (or, outside CI, if Chromium is missing: SKIPPED).
+# every check passed.
 #
-# Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM=path) and node with
-# npm. playwright-core, pinned below, is installed into target/ on first use;
-# it drives the system Chromium and never downloads a browser of its own.
-# Under CI=true anything missing is installed or fails the run; elsewhere a
-# missing Chromium or node is a loud skip.
+# Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM=path), node and
+# npm: each is installed when missing if this user can, and otherwise the
+# script fails with the command that would install it (see
+# scripts/lib/prerequisites.sh). playwright-core, pinned below, is installed
+# into target/ on first use; it drives the system Chromium and never
+# downloads a browser of its own.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/prerequisites.sh
+source scripts/lib/prerequisites.sh
 
 playwright_version="1.64.1"
 chromium="${CHROMIUM:-/usr/bin/chromium}"
 out="target/browser-test"
 node_dir="target/node/playwright-core-$playwright_version"
 
-missing() {
-  if [ "${CI:-}" = "true" ]; then
-    echo "FAIL: $* (required under CI=true)" >&2
-    exit 1
-  fi
-  printf '\n!!!!!!!!\n!! SKIPPED: browser test: %s\n!!!!!!!!\n' "$*" >&2
-  exit 0
-}
-
-if [ ! -x "$chromium" ]; then
-  if [ "${CI:-}" = "true" ] && [ "$chromium" = /usr/bin/chromium ]; then
-    scripts/apt-install.sh chromium
-  fi
-  [ -x "$chromium" ] || missing "no Chromium at $chromium (apt-get install chromium)"
+if [ "$chromium" = /usr/bin/chromium ]; then
+  need chromium chromium
 fi
-command -v node >/dev/null || missing "node not found"
-command -v npm >/dev/null || missing "npm not found"
+[ -x "$chromium" ] || { echo "FAIL: no Chromium at $chromium" >&2; exit 1; }
+need node nodejs
+need npm npm
 
 # --no-save and --no-package-lock: nothing that names a registry is written
 # outside target/.
@@ -47,7 +39,8 @@ if [ ! -f "$node_dir/node_modules/playwright-core/package.json" ]; then
   if ! npm install --prefix "$node_dir" --no-save --no-package-lock --no-audit --no-fund \
     --loglevel=error "playwright-core@$playwright_version" >&2; then
     rm -rf "$node_dir"
-    missing "npm could not install playwright-core@$playwright_version"
+    echo "FAIL: npm could not install playwright-core@$playwright_version" >&2
+    exit 1
   fi
 fi
 

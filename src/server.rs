@@ -139,6 +139,12 @@ impl<H: Handler> Server<H> {
         })
     }
 
+    /// A handle that replaces the server's credentials and certificate while
+    /// it runs; see [`ReloadHandle`].
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle { gate: self.shared.gate.clone(), tls: self.shared.tls.clone() }
+    }
+
     /// The address the server listens on, with the real port when the
     /// configuration asked for port 0.
     pub fn local_addr(&self) -> SocketAddr {

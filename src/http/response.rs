@@ -82,12 +82,25 @@ impl Response {
     pub(crate) fn to_bytes(&self, head_only: bool) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(256 + self.body.len());
         let _ = write!(bytes, "HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status));
+        let closing = self.status != 101;
+        // One Connection header: its own options (a 426's Upgrade), then close.
+        let mut connection = None;
         for (name, value) in &self.headers {
+            if closing && name.eq_ignore_ascii_case("connection") {
+                connection = Some(value);
+                continue;
+            }
             let _ = write!(bytes, "{name}: {value}\r\n");
         }
-        if self.status != 101 {
+        if closing {
             bytes.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
-            let _ = write!(bytes, "Content-Length: {}\r\nConnection: close\r\n", self.body.len());
+            let _ = write!(bytes, "Content-Length: {}\r\n", self.body.len());
+            match connection {
+                Some(options) => {
+                    let _ = write!(bytes, "Connection: {options}, close\r\n");
+                }
+                None => bytes.extend_from_slice(b"Connection: close\r\n"),
+            }
         }
         bytes.extend_from_slice(b"\r\n");
         if !head_only {
@@ -168,6 +181,8 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(text.contains("Upgrade: websocket\r\n"));
         assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+        let connections: Vec<&str> = text.lines().filter(|line| line.starts_with("Connection:")).collect();
+        assert_eq!(connections, ["Connection: Upgrade, close"], "one Connection header: {text}");
     }
 
     #[test]

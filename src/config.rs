@@ -304,7 +304,7 @@ impl Access {
 }
 
 impl Access {
-    fn problem(&self) -> Option<(&'static str, &'static str)> {
+    pub(crate) fn problem(&self) -> Option<(&'static str, &'static str)> {
         match &self.jwt_name_claim {
             Some(_) if self.jwt_secret.is_none() => {
                 Some(("access.jwt_name_claim", "needs access.jwt_secret: only a JWT names its holder"))

@@ -313,6 +313,7 @@ mod log_text;
 mod metrics;
 mod origin;
 mod refusal_log;
+mod reload;
 pub mod rooms;
 mod server;
 mod stream;
@@ -328,6 +329,7 @@ pub use crate::frame::Frame;
 pub use crate::handler::{Accept, Connection, Handler};
 pub use crate::http::{Request, Response};
 pub use crate::hub::{ConnectionId, HubHandle};
+pub use crate::reload::ReloadHandle;
 pub use crate::rooms::RoomsHandler;
 pub use crate::server::{Server, ShutdownHandle};
 

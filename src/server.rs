@@ -20,6 +20,7 @@ use crate::handshakes::{Handshake, Handshakes};
 use crate::hub::{ConnectionId, Hub, HubHandle};
 use crate::listener;
 use crate::metrics::Metrics;
+use crate::reload::ReloadHandle;
 use crate::thread_pool::{NotStarted, ThreadPool};
 use crate::tls::TlsAcceptor;
 use crate::upgrade::Gate;
@@ -67,7 +68,7 @@ impl<H: Handler> Server<H> {
     pub fn bind(config: Config, handler: H) -> Result<Self> {
         config.validate()?;
         // Before the port is taken, so that a bad certificate fails fast.
-        let tls = config.tls.as_ref().map(TlsAcceptor::new).transpose()?;
+        let tls = config.tls.as_ref().map(TlsAcceptor::new).transpose()?.map(Arc::new);
         let listener = listener::listen(&config)?;
         let local_addr = listener.local_addr()?;
         let metrics = Arc::new(match &config.backplane {
@@ -97,7 +98,7 @@ impl<H: Handler> Server<H> {
             .name("switchboard-hub".into())
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
-        let gate = Gate::new(&config.access, &config.subprotocols);
+        let gate = Arc::new(Gate::new(&config.access, &config.subprotocols));
         let machine = admission::machine(config.limits.spare_threads);
         let admission =
             Admission::new(max_connections(&config, machine.limit), config.limits.max_connections_per_ip);
@@ -326,7 +327,8 @@ fn max_connections(config: &Config, machine: Option<MachineLimit>) -> usize {
 fn close_all<H>(shared: &Shared<H>, all_gone: &Receiver<()>) {
     let timeout = shared.config.timeouts.shutdown;
     let open = shared.metrics.open_connections();
-    info!("shutting down: closing {open} connections (at most {timeout:?})");
+    let s = if open == 1 { "" } else { "s" };
+    info!("shutting down: closing {open} connection{s} (at most {timeout:?})");
     let _ = shared.hub.shutdown();
     match all_gone.recv_deadline(Instant::now() + timeout) {
         Err(RecvTimeoutError::Timeout) => {

@@ -21,7 +21,7 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::RawFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
 use rustls::{ClientConnection, Connection, ServerConnection};
@@ -38,10 +38,12 @@ const RAW_READ: usize = 4096;
 /// The first byte of every TLS connection: a handshake record.
 const HANDSHAKE_RECORD: u8 = 0x16;
 
-/// Turns accepted sockets into TLS streams with one certificate.
-#[derive(Debug, Clone)]
+/// Turns accepted sockets into TLS streams with one certificate, which a
+/// reload may replace: handshakes under way finish with the one they began
+/// with.
+#[derive(Debug)]
 pub(crate) struct TlsAcceptor {
-    config: Arc<rustls::ServerConfig>,
+    config: RwLock<Arc<rustls::ServerConfig>>,
 }
 
 /// Why a socket did not become a TLS stream.
@@ -76,7 +78,18 @@ impl TlsAcceptor {
                 source: Some(Box::new(e)),
             })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(TlsAcceptor { config: Arc::new(config) })
+        Ok(TlsAcceptor { config: RwLock::new(Arc::new(config)) })
+    }
+
+    /// From now on, hands out the certificate of `other` (made with
+    /// [`new`](Self::new), so already checked).
+    pub(crate) fn replace(&self, other: TlsAcceptor) {
+        let config = other.config.into_inner().unwrap_or_else(PoisonError::into_inner);
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+    }
+
+    fn config(&self) -> Arc<rustls::ServerConfig> {
+        self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Runs the server side of the handshake, all of it before `deadline`.
@@ -99,7 +112,7 @@ impl TlsAcceptor {
             }
         }
         let session =
-            ServerConnection::new(self.config.clone()).map_err(|e| Rejected::Failed(io::Error::other(e)))?;
+            ServerConnection::new(self.config()).map_err(|e| Rejected::Failed(io::Error::other(e)))?;
         handshake(tcp, Connection::Server(session), deadline).map_err(Rejected::Failed)
     }
 }

@@ -8,6 +8,8 @@
 
 use tungstenite::handshake::derive_accept_key;
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use crate::auth::Credentials;
 use crate::config::Access;
 use crate::error::Refusal;
@@ -21,7 +23,9 @@ use crate::origin;
 #[derive(Debug)]
 pub(crate) struct Gate {
     allowed_origins: Vec<String>,
-    credentials: Option<Credentials>,
+    /// Replaced whole on a reload; an upgrade checks against the ones it
+    /// found when it began.
+    credentials: RwLock<Option<Arc<Credentials>>>,
     subprotocols: Vec<String>,
 }
 
@@ -29,7 +33,7 @@ impl Gate {
     pub(crate) fn new(access: &Access, subprotocols: &[String]) -> Self {
         Gate {
             allowed_origins: access.allowed_origins.clone(),
-            credentials: Credentials::new(access),
+            credentials: RwLock::new(Credentials::new(access).map(Arc::new)),
             subprotocols: subprotocols.to_vec(),
         }
     }
@@ -58,12 +62,24 @@ impl Gate {
         }
     }
 
+    fn credentials(&self) -> Option<Arc<Credentials>> {
+        // A reader that panicked left nothing half-written: the lock guards one Arc.
+        self.credentials.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// From now on, checks upgrades against the credentials of `access`
+    /// (tokens, JWT key and name claim); upgrades under way keep theirs.
+    pub(crate) fn set_credentials(&self, access: &Access) {
+        let credentials = Credentials::new(access).map(Arc::new);
+        *self.credentials.write().unwrap_or_else(PoisonError::into_inner) = credentials;
+    }
+
     /// Checks `request` in that order (400/426, then 403 for the origin,
     /// then 401/403 for credentials) and records who the client is.
     pub(crate) fn check(&self, request: &mut Request) -> Result<(), Refusal> {
         check(request)?;
         origin::check(request, &self.allowed_origins)?;
-        if let Some(credentials) = &self.credentials {
+        if let Some(credentials) = self.credentials() {
             let proof = credentials.check(request)?;
             request.set_identity(proof.identity);
             request.set_verified_name(proof.verified_name);

@@ -15,6 +15,8 @@ mod outbox;
 mod limits;
 // Ctrl-C, SIGTERM and the library's shutdown.
 mod shutdown;
+// SIGHUP reloads credentials and the certificate; signals named in the log.
+mod reload;
 // Threads, file descriptors and hub entries freed when connections end.
 mod resources;
 // Connection threads parked and reused: bound, timeout, panics, metrics.

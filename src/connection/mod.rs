@@ -58,8 +58,8 @@ pub(crate) struct Shared<H> {
     pub(crate) handler: H,
     pub(crate) hub: HubHandle,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) gate: Gate,
-    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) tls: Option<Arc<TlsAcceptor>>,
     /// Where outboxes whose socket is full are finished.
     pub(crate) drain: DrainHandle,
     /// Refused upgrades, summed up in the log: a flood of them must not

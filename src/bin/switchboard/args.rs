@@ -5,12 +5,14 @@
 //! Every default shown by `--help` is read from `Config::default()`, so the
 //! two cannot drift apart.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use humantime::Duration;
-use switchboard::{Access, BackplaneConfig, Config, Error, IpNet, Limits, Secret, Timeouts, TlsConfig};
+
+use crate::flags::FlagError;
+use switchboard::{Access, BackplaneConfig, Config, IpNet, Limits, Secret, Timeouts, TlsConfig};
 
 /// A WebSocket server: rooms at /ws/<room>, an echo at /echo, a chat page at /,
 /// and /healthz, /metrics and /stats, all on one port. `switchboard client`
@@ -42,31 +44,31 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value_t = Config::default().listen)]
+    #[arg(long, value_name = "ADDR", default_value_t = Config::default().listen, value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// The whole HTTP request head must arrive within this time, or 408.
-    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().handshake.into())]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().handshake.into())]
     pub handshake_timeout: Duration,
 
     /// Close a WebSocket client that sends nothing, pongs included, for this long (1001).
-    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().idle.into())]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().idle.into())]
     pub idle_timeout: Duration,
 
     /// Ping a client that has sent nothing for this long; must be less than --idle-timeout.
-    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().ping_interval.into())]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().ping_interval.into())]
     pub ping_interval: Duration,
 
     /// Drop a client whose socket accepts no bytes for this long while bytes wait for it.
-    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().write.into())]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().write.into())]
     pub write_timeout: Duration,
 
     /// After sending a close frame, wait this long for the client's reply.
-    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().close.into())]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().close.into())]
     pub close_timeout: Duration,
 
     /// On Ctrl-C or SIGTERM, the bound on the whole graceful shutdown.
-    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().shutdown.into())]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().shutdown.into())]
     pub shutdown_timeout: Duration,
 
     /// Largest message in bytes, after reassembling fragments (larger: close 1009).
@@ -151,8 +153,8 @@ pub struct ServerArgs {
     #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = parse_network)]
     pub trust_proxies: Vec<IpNet>,
 
-    /// A subprotocol the server speaks (Sec-WebSocket-Protocol); repeatable. Of those a
-    /// client offers, the first listed here is chosen.
+    /// A subprotocol the server speaks (Sec-WebSocket-Protocol); repeatable. The first
+    /// one the client offers that is listed here is chosen: the client's order decides.
     #[arg(long = "subprotocol", value_name = "NAME")]
     pub subprotocols: Vec<String>,
 
@@ -166,12 +168,12 @@ pub struct ServerArgs {
     pub spare_threads: usize,
 
     /// How long a parked connection thread waits for a client before it ends.
-    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::default().spare_thread.into())]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().spare_thread.into())]
     pub spare_thread_timeout: Duration,
 
     /// Close a WebSocket open this long with 1001 (each up to a tenth
     /// sooner, so that clients do not all reconnect at once). Off by default.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_lifetime: Option<Duration>,
 
     /// Connections still in their handshake (request head not yet read), all
@@ -245,11 +247,37 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("`{text}` is neither a CIDR block nor an address"))
 }
 
+/// A duration as people write them: `30s`, `500ms`, `1m 30s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<Duration>().map_err(|_| {
+        format!("`{text}` is not a duration: write a number and a unit, as 30s, 500ms or 1m 30s")
+    })
+}
+
+/// An address and port to listen on; a host name is looked up, and its first
+/// address taken.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let not_an_address =
+        || format!("`{text}` is not an address and port, as 127.0.0.1:9001, [::]:9001 or localhost:9001");
+    let (host, port) = text.rsplit_once(':').ok_or_else(not_an_address)?;
+    port.parse::<u16>().map_err(|_| not_an_address())?;
+    (host, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|addr| SocketAddr::new(addr.ip(), port.parse().unwrap_or(0)))
+        .ok_or_else(|| format!("`{host}` in `{text}` is not a host name this machine can look up"))
+}
+
 /// Reads a secret file. Lines are trimmed; blank lines and `#` comments
 /// are skipped. A file with nothing in it is an error: it would otherwise
 /// silently turn credentials off.
-fn read_secrets(path: &Path, field: &'static str) -> Result<Vec<Secret>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
+pub fn read_secrets(path: &Path, flag: &str) -> Result<Vec<Secret>, FlagError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| FlagError::with_value(flag, path.display(), &format!("cannot read it: {e}")))?;
     let secrets: Vec<Secret> = text
         .lines()
         .map(str::trim)
@@ -257,7 +285,8 @@ fn read_secrets(path: &Path, field: &'static str) -> Result<Vec<Secret>, Error> 
         .map(Secret::new)
         .collect();
     if secrets.is_empty() {
-        return Err(Error::Config { field, problem: "the file holds no secret" });
+        let problem = "the file holds no secret (one per line; lines that start with # are comments)";
+        return Err(FlagError::with_value(flag, path.display(), problem));
     }
     Ok(secrets)
 }
@@ -267,19 +296,27 @@ impl ServerArgs {
     ///
     /// # Errors
     ///
-    /// When a token, key or certificate file cannot be read or is empty.
-    pub fn into_config(self) -> Result<Config, Error> {
+    /// When a token, key or certificate file cannot be read or is empty:
+    /// the error names the flag and the file.
+    pub fn into_config(self) -> Result<Config, FlagError> {
         let defaults = Config::default();
         let tokens = match &self.auth_token_file {
-            Some(path) => read_secrets(path, "access.tokens")?,
+            Some(path) => read_secrets(path, "--auth-token-file")?,
             None => Vec::new(),
         };
         let jwt_secret = match &self.jwt_secret_file {
-            Some(path) => read_secrets(path, "access.jwt_secret")?.into_iter().next(),
+            Some(path) => read_secrets(path, "--jwt-secret-file")?.into_iter().next(),
             None => None,
         };
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+            (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key).map_err(|e| {
+                let problem = switchboard::error_chain(&e);
+                FlagError::with_value(
+                    "--tls-cert",
+                    format!("{} --tls-key {}", cert.display(), key.display()),
+                    &problem,
+                )
+            })?),
             _ => None,
         };
         Ok(Config {
@@ -394,7 +431,9 @@ mod tests {
         std::fs::write(&path, "# no tokens yet\n\n").unwrap();
         let result = server(&["switchboard", "--auth-token-file", path.to_str().unwrap()]).into_config();
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(result, Err(Error::Config { field: "access.tokens", .. })));
+        let message = result.unwrap_err().to_string();
+        assert!(message.starts_with("--auth-token-file /"), "{message}");
+        assert!(message.contains("holds no secret"), "{message}");
     }
 
     #[test]

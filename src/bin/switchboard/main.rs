@@ -1,8 +1,11 @@
 //! The `switchboard` binary: the library's [`RoomsHandler`] behind a command
 //! line, and `switchboard client` to talk to it.
 
+mod arenas;
 mod args;
 mod client;
+mod flags;
+mod signals;
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -16,6 +19,8 @@ use switchboard::{RoomsHandler, Server, error_chain};
 use crate::args::{Cli, Command, ServerArgs};
 
 fn main() -> ExitCode {
+    // Before any thread starts, the signal handlers' included.
+    arenas::one_per_core();
     let cli = Cli::parse();
     // The server reports what it does; the client prints what happens and
     // logs only what goes wrong.
@@ -32,24 +37,38 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServerArgs) -> Result<(), Box<dyn Error>> {
+    // One descriptor per connection: the soft limit (often 1,024) would
+    // hold the server to a few hundred clients when the hard limit allows
+    // far more. The server then reads the limit it got, and says so if it
+    // holds fewer connections than asked.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        warn!("cannot raise the open-file limit: {e}");
+    }
+    // What SIGHUP reads again.
+    let (auth_token_file, jwt_secret_file) = (args.auth_token_file.clone(), args.jwt_secret_file.clone());
+    let (tls_cert, tls_key) = (args.tls_cert.clone(), args.tls_key.clone());
     let config = args.into_config()?;
+    let files = signals::Reloadable {
+        access: config.access.clone(),
+        auth_token_file,
+        jwt_secret_file,
+        tls_cert,
+        tls_key,
+    };
     let (http, ws) = if config.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
-    let server = Server::bind(config, RoomsHandler)?;
-
-    // The first Ctrl-C (or SIGTERM) shuts down gracefully; a second one
-    // means the operator does not want to wait.
-    let shutdown = server.shutdown_handle();
-    let asked = AtomicBool::new(false);
-    ctrlc::set_handler(move || {
-        if asked.swap(true, Ordering::SeqCst) {
-            warn!("second interrupt: exiting now");
-            std::process::exit(130);
+    let server = Server::bind(config, RoomsHandler).map_err(|e| -> Box<dyn Error> {
+        match e {
+            // The library names the field of Config; the user wrote a flag.
+            switchboard::Error::Config { field, problem } => {
+                let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+                Box::new(flags::explain(field, problem, &argv))
+            }
+            other => Box::new(other),
         }
-        info!("interrupt: shutting down (interrupt again to exit at once)");
-        shutdown.shutdown();
     })?;
-    // Logged once the signal handler is in place: from this line on, an
-    // interrupt is a graceful shutdown.
+    signals::handle(server.shutdown_handle(), server.reload_handle(), files)?;
+    // Logged once the signal handlers are in place: from this line on,
+    // SIGINT and SIGTERM shut down gracefully and SIGHUP reloads.
     let addr = server.local_addr();
     info!("listening on {http}://{addr}/ (rooms at {ws}://{addr}/ws/<room>, echo at {ws}://{addr}/echo)");
     server.run()?;

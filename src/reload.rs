@@ -1,0 +1,55 @@
+//! Reloading a running server's credentials and certificate, without
+//! dropping a client.
+
+use std::sync::Arc;
+
+use crate::config::{Access, TlsConfig};
+use crate::error::{Error, Result};
+use crate::tls::TlsAcceptor;
+use crate::upgrade::Gate;
+
+/// Replaces, on a running [`Server`](crate::Server), the credentials an
+/// upgrade must present and the TLS certificate and key. Connections open
+/// keep going; upgrades and TLS handshakes under way finish with what they
+/// began with. Cloning gives another handle to the same server.
+#[derive(Debug, Clone)]
+pub struct ReloadHandle {
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) tls: Option<Arc<TlsAcceptor>>,
+}
+
+impl ReloadHandle {
+    /// From now on, upgrades are checked against `access`'s tokens, JWT key
+    /// and name claim, and TLS handshakes use `tls`. Everything is checked
+    /// before anything is replaced: on an error the server keeps what it had.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `access` is inconsistent (a JWT name claim
+    /// without a JWT key), or when `tls` is given to a plain server or
+    /// taken from a TLS one (a server cannot change its scheme);
+    /// [`Error::Tls`] when the certificate or key is not usable.
+    pub fn reload(&self, access: &Access, tls: Option<&TlsConfig>) -> Result<()> {
+        if let Some((field, problem)) = access.problem() {
+            return Err(Error::Config { field, problem });
+        }
+        let acceptor = match (&self.tls, tls) {
+            (Some(_), Some(tls)) => Some(TlsAcceptor::new(tls)?),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Error::Config { field: "tls", problem: "must stay set: this server speaks TLS" });
+            }
+            (None, Some(_)) => {
+                return Err(Error::Config {
+                    field: "tls",
+                    problem: "must stay unset: this server speaks plain HTTP",
+                });
+            }
+        };
+        self.gate.set_credentials(access);
+        if let (Some(current), Some(acceptor)) = (&self.tls, acceptor) {
+            current.replace(acceptor);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! Verifies the binary's signals: SIGHUP reloads the token file, the JWT
+//! key and the certificate without dropping a client, and keeps the old
+//! ones when a new file is bad; SIGINT and SIGTERM are logged as what they
+//! are.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+
+use crate::support::raw::{read_head, upgrade_request};
+use crate::support::tls::{self, handshake};
+use crate::support::{PATIENCE, Process, connect, recv_text, send_text};
+
+/// A file of this test's own, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> Self {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    fn write(&self, contents: &[u8]) {
+        std::fs::write(&self.0, contents).unwrap();
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The status of an upgrade on /echo with `token`, over plain TCP.
+fn upgrade_status(process: &Process, token: &str) -> String {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(process.addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(upgrade_request(&format!("/echo?access_token={token}"), "").as_bytes()).unwrap();
+    read_head(&mut stream).split(' ').nth(1).unwrap_or("none").to_owned()
+}
+
+#[test]
+fn sighup_reloads_the_token_file_without_dropping_a_client() {
+    let tokens = TempFile::new("reload-tokens", b"first\n");
+    let mut process = Process::start(&["--auth-token-file", tokens.arg()]);
+    let mut open = connect(process.addr, "/echo?access_token=first").unwrap();
+    tokens.write(b"# rotated\nsecond\n");
+    process.signal("HUP");
+    process.wait_for_line("SIGHUP (reload): reloaded 1 token");
+    assert_eq!(upgrade_status(&process, "second"), "101");
+    assert_eq!(upgrade_status(&process, "first"), "403");
+    // Admitted with the old token, and still served.
+    send_text(&mut open, "still here");
+    assert_eq!(recv_text(&mut open), "still here");
+}
+
+#[test]
+fn a_bad_file_on_sighup_is_refused_and_the_old_one_kept() {
+    let tokens = TempFile::new("reload-bad-tokens", b"first\n");
+    let mut process = Process::start(&["--auth-token-file", tokens.arg()]);
+    tokens.write(b"# nothing left\n");
+    process.signal("HUP");
+    let line = process.wait_for_line("SIGHUP (reload): nothing reloaded");
+    assert!(line.contains("--auth-token-file") && line.contains("holds no secret"), "{line}");
+    assert_eq!(upgrade_status(&process, "first"), "101");
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_open_tls_connections_go_on() {
+    let (old, trusts_old) = tls::certificate();
+    let (new, trusts_new) = tls::certificate();
+    let cert = TempFile::new("reload-cert", &old.certificate_chain_pem);
+    let key = TempFile::new("reload-key", old.private_key_pem.expose());
+    let mut process = Process::start(&["--tls-cert", cert.arg(), "--tls-key", key.arg()]);
+    let mut open =
+        handshake(&trusts_old, TcpStream::connect(process.addr).unwrap()).expect("the old certificate");
+    cert.write(&new.certificate_chain_pem);
+    key.write(new.private_key_pem.expose());
+    process.signal("HUP");
+    process.wait_for_line("SIGHUP (reload): reloaded the certificate and key");
+    assert!(
+        handshake(&trusts_new, TcpStream::connect(process.addr).unwrap()).is_ok(),
+        "the new one is served"
+    );
+    assert!(handshake(&trusts_old, TcpStream::connect(process.addr).unwrap()).is_err(), "the old one is not");
+    // The connection made before goes on with its session.
+    use std::io::Write;
+    open.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(read_head(&mut open).starts_with("HTTP/1.1 200 "));
+}
+
+#[test]
+fn sigterm_and_sigint_are_logged_as_what_they_are() {
+    for (signal, said) in
+        [("TERM", "SIGTERM (terminate): shutting down"), ("INT", "SIGINT (interrupt): shutting down")]
+    {
+        let process = Process::start(&[]);
+        process.signal(signal);
+        let log = process.stop();
+        assert!(log.iter().any(|line| line.contains(said)), "{signal}: {log:?}");
+    }
+}

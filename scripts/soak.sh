@@ -49,8 +49,12 @@ source scripts/lib/loopback.sh
 pids=()
 server_pids=()
 cleanup() {
+  # A load loop is a subshell running the bench tool: its child is ended
+  # with it, or an interrupted soak would leave load running.
+  local children
   for p in "${pids[@]}" "${server_pids[@]}"; do
-    kill -TERM "$p" 2>/dev/null || true
+    children="$(pgrep -P "$p" || true)"
+    kill -TERM "$p" $children 2>/dev/null || true
   done
   for p in "${pids[@]}" "${server_pids[@]}"; do
     wait "$p" 2>/dev/null || true

@@ -4,8 +4,11 @@
 
 use std::process::Command;
 
-use crate::support::{PATIENCE, Program, TestServer, config, wait_until};
-use switchboard::{Accept, CloseCode, CloseFrame, Config, Connection, Handler, Message, Refusal, Request};
+use crate::support::{PATIENCE, Program, TestServer, config, tls, wait_until};
+use switchboard::{
+    Accept, CloseCode, CloseFrame, Config, Connection, Handler, Message, Refusal, Request, RoomsHandler,
+    TlsConfig,
+};
 
 /// `switchboard client` as a child process.
 fn start_cli(args: &[&str]) -> Program {
@@ -161,4 +164,42 @@ fn wss_with_a_trusted_certificate() {
     cli.expect_exact("[1] over tls");
     assert!(cli.finish().0.success());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `switchboard client --ca-cert` naming the certificate of the server it
+/// connects to, by `host`; the lines it printed once stdin closed.
+fn client_trusting_its_own_certificate(server: TlsConfig, host: &str) -> Vec<String> {
+    let pem = server.certificate_chain_pem.clone();
+    let server = TestServer::start_with(Config { tls: Some(server), ..config() }, RoomsHandler);
+    let file = std::env::temp_dir().join(format!(
+        "switchboard-pinned-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&file, pem).unwrap();
+    let url = format!("wss://{host}:{}/echo", server.addr().port());
+    let cli = start_cli(&[&url, "--ca-cert", file.to_str().unwrap(), "--no-reconnect"]);
+    let (_, printed) = cli.finish();
+    std::fs::remove_file(&file).unwrap();
+    printed
+}
+
+#[test]
+fn a_self_signed_certificate_marked_ca_is_trusted_when_named_and_closes_cleanly() {
+    let printed =
+        client_trusting_its_own_certificate(tls::ca_marked_certificate(&["localhost"], 2100), "localhost");
+    assert_eq!(printed, ["[1] connected", "[1] closed: 1000 bye", "[1] ended"], "{printed:?}");
+}
+
+#[test]
+fn a_named_certificate_must_still_be_in_date_and_for_the_host() {
+    let expired =
+        client_trusting_its_own_certificate(tls::ca_marked_certificate(&["localhost"], 2001), "localhost");
+    assert!(expired[0].contains("TLS handshake failed") && expired[0].contains("certificate expired"), "{expired:?}");
+    let elsewhere =
+        client_trusting_its_own_certificate(tls::ca_marked_certificate(&["localhost"], 2100), "127.0.0.1");
+    assert!(
+        elsewhere[0].contains("TLS handshake failed") && elsewhere[0].contains("not valid for name"),
+        "{elsewhere:?}"
+    );
 }

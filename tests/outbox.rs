@@ -543,3 +543,23 @@ fn descriptors_reused_after_stalled_connections_carry_only_their_own_bytes() {
     assert_eq!(stats["slow_consumer_closes"], 0, "{stats}");
     assert_eq!(stats["write_timeouts"], 3 * STALLERS as u64);
 }
+
+#[test]
+fn a_wss_close_says_close_notify_before_the_fin() {
+    let server = TestServer::start_tls(config());
+    let mut client = server.connect("/echo");
+    client.close(None).unwrap();
+    loop {
+        match client.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("the close handshake: {e}"),
+        }
+    }
+    // rustls reads 0 only after close_notify; a bare FIN is UnexpectedEof.
+    let mut rest = [0u8; 16];
+    match client.get_mut().read(&mut rest) {
+        Ok(0) => {}
+        other => panic!("after the close: {other:?}"),
+    }
+}

@@ -250,8 +250,8 @@ fn handshake(stream: Box<dyn Stream>, url: &str) -> Result<Client, tungstenite::
     })
 }
 
-/// Reads until the server closes. Over TLS, a close without close_notify
-/// counts as the end too, as it does for HTTP clients.
+/// Reads until the server closes. Over TLS, the server must say so with
+/// close_notify before its FIN: a bare FIN is an error here.
 fn read_all(stream: &mut dyn Stream) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -259,7 +259,6 @@ fn read_all(stream: &mut dyn Stream) -> Vec<u8> {
         match stream.read(&mut buf) {
             Ok(0) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return out,
             Err(e) => panic!("reading the answer: {e}"),
         }
     }

@@ -42,3 +42,20 @@ pub fn handshake(config: &Arc<ClientConfig>, tcp: TcpStream) -> io::Result<TlsCl
     }
     Ok(stream)
 }
+
+/// A self-signed certificate for `names` marked `CA:TRUE`, as `openssl
+/// req -x509` makes them, valid until the start of `not_after` (a year);
+/// the server's configuration.
+pub fn ca_marked_certificate(names: &[&str], not_after: i32) -> TlsConfig {
+    let names = names.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+    let mut params = rcgen::CertificateParams::new(names).expect("certificate parameters");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after, 1, 1);
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = params.self_signed(&key).expect("a self-signed certificate");
+    TlsConfig {
+        certificate_chain_pem: cert.pem().into_bytes(),
+        private_key_pem: Secret::new(key.serialize_pem()),
+    }
+}

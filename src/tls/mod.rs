@@ -1,5 +1,5 @@
-//! TLS with rustls, for the server and for the client: the only file that
-//! names TLS types.
+//! TLS with rustls, for the server and for the client: the only module
+//! that names TLS types.
 //!
 //! A TLS session is one state machine for both directions, and rustls offers
 //! no way to split it, so the thread that reads a connection and the threads
@@ -27,6 +27,8 @@ use std::time::Instant;
 use rustls::{ClientConnection, Connection, ServerConnection};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+mod pinned;
 
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
@@ -131,23 +133,30 @@ impl TlsConnector {
         // Certificates the system store holds but rustls cannot parse are
         // skipped, as a browser would skip them.
         let (_, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        let mut pinned = Vec::new();
         if let Some(pem) = extra_roots_pem {
             for cert in CertificateDer::pem_slice_iter(pem) {
                 let cert = cert.map_err(|e| Error::Tls {
                     problem: "cannot read the CA PEM",
                     source: Some(Box::new(e)),
                 })?;
-                roots.add(cert).map_err(|e| Error::Tls {
+                roots.add(cert.clone()).map_err(|e| Error::Tls {
                     problem: "unusable CA certificate",
                     source: Some(Box::new(e)),
                 })?;
+                pinned.push(cert);
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| Error::Tls { problem: "no certificate to trust", source: Some(Box::new(e)) })?;
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Tls { problem: "no usable TLS version", source: Some(Box::new(e)) })?
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(pinned::PinnedOrWebPki::new(webpki, pinned)))
             .with_no_client_auth();
         Ok(TlsConnector { config: Arc::new(config) })
     }

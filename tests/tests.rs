@@ -17,6 +17,8 @@ mod limits;
 mod shutdown;
 // SIGHUP reloads credentials and the certificate; signals named in the log.
 mod reload;
+// --log-format json, and what RUST_LOG=debug leaves out.
+mod logs;
 // Threads, file descriptors and hub entries freed when connections end.
 mod resources;
 // Connection threads parked and reused: bound, timeout, panics, metrics.

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use humantime::Duration;
 
 use crate::flags::FlagError;
+use crate::logging::LogFormat;
 use switchboard::{Access, BackplaneConfig, Config, IpNet, Limits, Secret, Timeouts, TlsConfig};
 
 /// A WebSocket server: rooms at /ws/<room>, an echo at /echo, a chat page at /,
@@ -225,6 +226,12 @@ pub struct ServerArgs {
         help_heading = "More than one node"
     )]
     pub redis_queue: usize,
+
+    /// How log lines are written: text for people, or json (one object
+    /// per line: time, level, target, message) for a log pipeline.
+    /// RUST_LOG chooses what is logged.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// The backplane's defaults, for `--help`.

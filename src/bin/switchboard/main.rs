@@ -5,6 +5,7 @@ mod arenas;
 mod args;
 mod client;
 mod flags;
+mod logging;
 mod signals;
 
 use std::error::Error;
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
     // The server reports what it does; the client prints what happens and
     // logs only what goes wrong.
     let level = if cli.command.is_some() { "warn" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    logging::init(level, cli.server.log_format);
     let result = match cli.command {
         None => serve(cli.server).map(|()| ExitCode::SUCCESS),
         Some(Command::Client(args)) => talk(args),

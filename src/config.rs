@@ -247,8 +247,11 @@ impl Default for Limits {
     }
 }
 
-/// Who may open a WebSocket. Plain HTTP routes (`/healthz`, `/metrics`,
-/// the page) are not affected.
+/// Who may open a WebSocket, and who may read what plain HTTP routes the
+/// credentials guard: `/metrics` and `/stats` with `private_metrics`, and
+/// what the handler says [needs credentials](crate::Handler::needs_credentials)
+/// (`/rooms/` for [`RoomsHandler`](crate::RoomsHandler)). The Origin rule is
+/// for upgrades only, and `/healthz` and the chat page are always answered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {
     /// Origins allowed to open a WebSocket from a browser, written as the
@@ -258,9 +261,9 @@ pub struct Access {
     /// a visitor's cookies here. A request without `Origin` does not come
     /// from a browser and is allowed.
     pub allowed_origins: Vec<String>,
-    /// Bearer tokens accepted at the upgrade. With tokens or a JWT secret
-    /// set, an upgrade without credentials gets 401 and one with wrong or
-    /// expired credentials 403. A token is read from `Authorization: Bearer`,
+    /// Bearer tokens accepted at the upgrade (and on the private routes
+    /// above). With tokens or a JWT secret set, an upgrade without
+    /// credentials gets 401 and one with wrong or expired credentials 403. A token is read from `Authorization: Bearer`,
     /// the `access_token` query parameter (browsers cannot set headers on a
     /// WebSocket), or the `access_token` cookie. Default: none.
     pub tokens: Vec<Secret>,
@@ -278,6 +281,13 @@ pub struct Access {
     /// rooms show whatever the client writes. `None`, the default, means
     /// `sub`. Only with `jwt_secret`.
     pub jwt_name_claim: Option<String>,
+    /// `/metrics` and `/stats` need the credentials an upgrade needs: without
+    /// them 401, with wrong ones 403. Prometheus presents a bearer token
+    /// with its scrape config's `authorization` (`credentials_file`), so
+    /// give it one of `tokens`. Needs `tokens` or `jwt_secret`. `/healthz`
+    /// stays open, for load balancers. Default `false`: anyone who can reach
+    /// the port may read the figures.
+    pub private_metrics: bool,
     /// Proxies whose `X-Forwarded-For` is believed: connections from these
     /// networks are counted and logged under the client address they
     /// forward. From anyone else the header is ignored. An IPv4 proxy is
@@ -310,6 +320,10 @@ impl Access {
                 Some(("access.jwt_name_claim", "needs access.jwt_secret: only a JWT names its holder"))
             }
             Some(claim) if claim.is_empty() => Some(("access.jwt_name_claim", "must not be empty")),
+            _ if self.private_metrics && self.tokens.is_empty() && self.jwt_secret.is_none() => Some((
+                "access.private_metrics",
+                "needs access.tokens or access.jwt_secret: the credentials /metrics and /stats would ask for",
+            )),
             _ => None,
         }
     }
@@ -632,6 +646,16 @@ mod tests {
             let err = with(access).unwrap_err();
             assert!(matches!(err, Error::Config { field: "access.jwt_name_claim", .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn private_metrics_need_credentials_to_ask_for() {
+        let with = |access: Access| Config { access, ..Config::default() }.validate();
+        let err = with(Access { private_metrics: true, ..Access::default() }).unwrap_err();
+        assert!(matches!(err, Error::Config { field: "access.private_metrics", .. }), "{err}");
+        with(Access { private_metrics: true, tokens: vec![Secret::new("t")], ..Access::default() }).unwrap();
+        with(Access { private_metrics: true, jwt_secret: Some(Secret::new("k")), ..Access::default() })
+            .unwrap();
     }
 
     #[test]

@@ -47,6 +47,7 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>, Access) {
             tokens: vec![Secret::new("token")],
             jwt_secret: Some(Secret::new("key")),
             jwt_name_claim: None,
+            private_metrics: true,
             trusted_proxies: vec!["10.0.0.0/8".parse().expect("a valid network")],
         };
         let gate = Gate::new(&access, &["chat.v1".to_owned()]);

@@ -66,11 +66,34 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Answers a plain HTTP GET or HEAD, or returns `None` to let the server
     /// answer (426 on a WebSocket endpoint, 404 elsewhere). `/healthz`,
-    /// `/metrics` and `/stats` are answered before this is asked. The hub is
-    /// there to look things up, such as [`HubHandle::room_size`].
+    /// `/metrics` and `/stats` are answered before this is asked, and a
+    /// request that [needs credentials](Handler::needs_credentials) is only
+    /// asked about once it has presented them. The hub is there to look
+    /// things up, such as [`HubHandle::room_size`].
     fn on_request(&self, request: &Request, hub: &HubHandle) -> Option<Response> {
         let _ = (request, hub);
         None
+    }
+
+    /// Whether a plain GET or HEAD of `request` must present credentials,
+    /// as an upgrade must, before [`on_request`](Handler::on_request) is
+    /// asked. With credentials configured ([`Access::tokens`],
+    /// [`Access::jwt_secret`]), such a request without them is answered
+    /// 401, and with wrong ones 403, exactly as an upgrade would be; one
+    /// that passes reaches `on_request` with its
+    /// [`identity`](Request::identity) set. With none configured it makes
+    /// no difference. `/healthz`, `/metrics` and `/stats` are decided by the
+    /// server ([`Access::private_metrics`]), whatever this says.
+    ///
+    /// The default is `false`: every plain request is answered, whoever
+    /// asks. Decide from the request alone, without side effects.
+    ///
+    /// [`Access::tokens`]: crate::Access::tokens
+    /// [`Access::jwt_secret`]: crate::Access::jwt_secret
+    /// [`Access::private_metrics`]: crate::Access::private_metrics
+    fn needs_credentials(&self, request: &Request) -> bool {
+        let _ = request;
+        false
     }
 
     /// The connection is open: the client has its 101 and the connection has

@@ -19,15 +19,18 @@ pub struct ReloadHandle {
 }
 
 impl ReloadHandle {
-    /// From now on, upgrades are checked against `access`'s tokens, JWT key
-    /// and name claim, and TLS handshakes use `tls`. Everything is checked
-    /// before anything is replaced: on an error the server keeps what it had.
+    /// From now on, upgrades (and private plain requests) are checked
+    /// against `access`'s tokens, JWT key and name claim, `/metrics` and
+    /// `/stats` are private as its `private_metrics` says, and TLS
+    /// handshakes use `tls`. Everything is checked before anything is
+    /// replaced: on an error the server keeps what it had.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when `access` is inconsistent (a JWT name claim
-    /// without a JWT key), or when `tls` is given to a plain server or
-    /// taken from a TLS one (a server cannot change its scheme);
+    /// without a JWT key, private metrics without credentials), or when
+    /// `tls` is given to a plain server or taken from a TLS one (a server
+    /// cannot change its scheme);
     /// [`Error::Tls`] when the certificate or key is not usable.
     pub fn reload(&self, access: &Access, tls: Option<&TlsConfig>) -> Result<()> {
         if let Some((field, problem)) = access.problem() {

@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /` | the chat page, embedded in the binary, with its Content-Security-Policy |
 //! | `GET /page.js`, `GET /page.css` | the page's script and style sheet |
-//! | `GET /rooms/<room>` | `{"room": "<room>", "members": N}`: who is in a room, for the page |
+//! | `GET /rooms/<room>` | `{"room": "<room>", "members": N}`: who is in a room, for the page; with credentials configured, only for a client that presents them, as an upgrade must |
 //! | `/ws/<room>` | every message goes to every member of `<room>`, the sender included |
 //! | `/echo` | every message goes back to its sender |
 //!
@@ -80,6 +80,14 @@ impl Handler for RoomsHandler {
             }
             _ => Err(Refusal::not_found()),
         }
+    }
+
+    /// `/rooms` and everything under it: who is in a room is for those who
+    /// may join it. The page and its files are not: a visitor must be able
+    /// to load the page to give it a token.
+    fn needs_credentials(&self, request: &Request) -> bool {
+        let path = request.path();
+        path == "/rooms" || path.starts_with("/rooms/")
     }
 
     fn on_request(&self, request: &Request, hub: &HubHandle) -> Option<Response> {

@@ -8,6 +8,7 @@
 
 use tungstenite::handshake::derive_accept_key;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::auth::Credentials;
@@ -19,13 +20,19 @@ use crate::origin;
 
 /// What an upgrade request must pass before its handler is asked (the rules
 /// of RFC 6455, the Origin check, and credentials when they are configured),
-/// and the subprotocols it may be offered once accepted.
+/// and the subprotocols it may be offered once accepted. Plain requests that
+/// are private ([`Access::private_metrics`], [`Handler::needs_credentials`])
+/// must pass its credential check too.
+///
+/// [`Handler::needs_credentials`]: crate::Handler::needs_credentials
 #[derive(Debug)]
 pub(crate) struct Gate {
     allowed_origins: Vec<String>,
     /// Replaced whole on a reload; an upgrade checks against the ones it
     /// found when it began.
     credentials: RwLock<Option<Arc<Credentials>>>,
+    /// Whether `/metrics` and `/stats` need credentials; set with them.
+    private_metrics: AtomicBool,
     subprotocols: Vec<String>,
 }
 
@@ -34,6 +41,7 @@ impl Gate {
         Gate {
             allowed_origins: access.allowed_origins.clone(),
             credentials: RwLock::new(Credentials::new(access).map(Arc::new)),
+            private_metrics: AtomicBool::new(access.private_metrics),
             subprotocols: subprotocols.to_vec(),
         }
     }
@@ -67,11 +75,19 @@ impl Gate {
         self.credentials.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// From now on, checks upgrades against the credentials of `access`
-    /// (tokens, JWT key and name claim); upgrades under way keep theirs.
+    /// From now on, checks upgrades and private requests against the
+    /// credentials of `access` (tokens, JWT key and name claim), and makes
+    /// `/metrics` and `/stats` private as it says; upgrades under way keep
+    /// theirs.
     pub(crate) fn set_credentials(&self, access: &Access) {
         let credentials = Credentials::new(access).map(Arc::new);
         *self.credentials.write().unwrap_or_else(PoisonError::into_inner) = credentials;
+        self.private_metrics.store(access.private_metrics, Ordering::Relaxed);
+    }
+
+    /// Whether `/metrics` and `/stats` need credentials.
+    pub(crate) fn metrics_are_private(&self) -> bool {
+        self.private_metrics.load(Ordering::Relaxed)
     }
 
     /// Checks `request` in that order (400/426, then 403 for the origin,
@@ -79,6 +95,13 @@ impl Gate {
     pub(crate) fn check(&self, request: &mut Request) -> Result<(), Refusal> {
         check(request)?;
         origin::check(request, &self.allowed_origins)?;
+        self.check_credentials(request)
+    }
+
+    /// Checks the credentials `request` presents, as for an upgrade (401
+    /// without, 403 when wrong), and records who the client is; every
+    /// request passes when no credentials are configured.
+    pub(crate) fn check_credentials(&self, request: &mut Request) -> Result<(), Refusal> {
         if let Some(credentials) = self.credentials() {
             let proof = credentials.check(request)?;
             request.set_identity(proof.identity);
@@ -142,6 +165,30 @@ mod tests {
         // RFC 6455 §1.3: this key must be answered with this accept value.
         assert!(is_valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
         assert_eq!(derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn a_reload_replaces_the_credentials_and_whether_metrics_are_private() {
+        use crate::auth::Secret;
+        use crate::http::request::tests::request;
+        let bearer = |token: &str| request("/metrics", &[("Authorization", &format!("Bearer {token}"))]);
+        let gate = Gate::new(
+            &Access { tokens: vec![Secret::new("old")], private_metrics: true, ..Access::default() },
+            &[],
+        );
+        assert!(gate.metrics_are_private());
+        let mut admitted = bearer("old");
+        gate.check_credentials(&mut admitted).unwrap();
+        assert_eq!(admitted.identity(), Some("token 1"));
+        assert_eq!(gate.check_credentials(&mut request("/metrics", &[])).unwrap_err().status, 401);
+
+        gate.set_credentials(&Access { tokens: vec![Secret::new("new")], ..Access::default() });
+        assert!(!gate.metrics_are_private());
+        assert_eq!(gate.check_credentials(&mut bearer("old")).unwrap_err().status, 403);
+        gate.check_credentials(&mut bearer("new")).unwrap();
+
+        gate.set_credentials(&Access::default());
+        gate.check_credentials(&mut request("/metrics", &[])).unwrap();
     }
 
     #[test]

@@ -29,6 +29,8 @@ mod handler;
 mod hostile;
 // JWTs: not before, expiry, and the name a room shows for their holders.
 mod credentials;
+// Plain routes behind credentials: /rooms, and /metrics and /stats when private.
+mod private_routes;
 // `switchboard client`: several connections, reconnects, errors, routing.
 mod client;
 // The programs in examples/, run as child processes.

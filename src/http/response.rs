@@ -114,6 +114,8 @@ impl From<Refusal> for Response {
     fn from(refusal: Refusal) -> Self {
         let mut response = Response::text(refusal.status, format!("{}\n", refusal.reason));
         match refusal.status {
+            // RFC 7235 §3.1 asks a 401 to say how to authenticate: RFC 6750's bearer token.
+            401 => response = response.header("WWW-Authenticate", "Bearer"),
             405 => response = response.header("Allow", "GET, HEAD"),
             426 => {
                 response = response

@@ -18,7 +18,10 @@ pub(crate) enum Route<S> {
 
 /// Decides what to do with `request`. An upgrade request goes to the handler
 /// once it has passed the [`Gate`]; a plain GET or HEAD goes to the
-/// built-in routes, then to the handler.
+/// built-in routes, then to the handler, once it has passed the gate's
+/// credential check if it is private (`/metrics` and `/stats` with
+/// [`Access::private_metrics`](crate::Access::private_metrics), or what the
+/// handler says [needs credentials](Handler::needs_credentials)).
 #[inline(never)]
 pub(crate) fn route<H: Handler>(
     request: &mut Request,
@@ -49,6 +52,16 @@ pub(crate) fn route<H: Handler>(
     }
     if request.method() != "GET" && request.method() != "HEAD" {
         return refuse(Refusal::new(405, "only GET and HEAD are served"));
+    }
+    let private = match request.path() {
+        "/healthz" => false,
+        "/metrics" | "/stats" => gate.metrics_are_private(),
+        _ => handler.needs_credentials(request),
+    };
+    if private {
+        if let Err(refusal) = gate.check_credentials(request) {
+            return refuse(refusal);
+        }
     }
     if let Some(response) = builtin(request, metrics).or_else(|| handler.on_request(request, hub)) {
         return Route::Answer(response);

@@ -43,6 +43,7 @@ pub enum Command {
 
 /// The server's options.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("credentials").args(["auth_token_file", "jwt_secret_file"]).multiple(true)))]
 pub struct ServerArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value_t = Config::default().listen, value_parser = parse_listen)]
@@ -124,8 +125,9 @@ pub struct ServerArgs {
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
 
-    /// A file of bearer tokens, one per line, required at the upgrade (missing: 401,
-    /// wrong: 403). Read from Authorization: Bearer, ?access_token= or the access_token cookie.
+    /// A file of bearer tokens, one per line, required at the upgrade and for /rooms/
+    /// (missing: 401, wrong: 403). Read from Authorization: Bearer, ?access_token= or the
+    /// access_token cookie.
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
 
@@ -140,6 +142,12 @@ pub struct ServerArgs {
     /// a token without it as a string gets 403. Default: sub.
     #[arg(long, value_name = "CLAIM", requires = "jwt_secret_file")]
     pub jwt_name_claim: Option<String>,
+
+    /// /metrics and /stats need the credentials an upgrade needs (missing: 401,
+    /// wrong: 403), as Authorization: Bearer (Prometheus: authorization.credentials_file);
+    /// needs --auth-token-file or --jwt-secret-file. /healthz stays open.
+    #[arg(long, requires = "credentials")]
+    pub private_metrics: bool,
 
     /// The certificate chain (PEM) to serve https:// and wss:// with; needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -357,6 +365,7 @@ impl ServerArgs {
                 tokens,
                 jwt_secret,
                 jwt_name_claim: self.jwt_name_claim,
+                private_metrics: self.private_metrics,
                 trusted_proxies: self.trust_proxies,
             },
             tls,
@@ -472,6 +481,24 @@ mod tests {
         let config = server(&line).into_config();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(config.unwrap().access.jwt_name_claim.as_deref(), Some("name"));
+    }
+
+    #[test]
+    fn private_metrics_needs_a_credentials_file() {
+        assert!(
+            Cli::try_parse_from(["switchboard", "--private-metrics"]).is_err(),
+            "--private-metrics needs --auth-token-file or --jwt-secret-file"
+        );
+        let path = std::env::temp_dir().join(format!("switchboard-metrics-tokens-{}", std::process::id()));
+        std::fs::write(&path, "scraper\n").unwrap();
+        let file = path.to_str().unwrap();
+        let config = server(&["switchboard", "--private-metrics", "--auth-token-file", file]).into_config();
+        let plain = server(&["switchboard", "--auth-token-file", file]).into_config();
+        let jwt = Cli::try_parse_from(["switchboard", "--private-metrics", "--jwt-secret-file", file]);
+        std::fs::remove_file(&path).unwrap();
+        assert!(config.unwrap().access.private_metrics);
+        assert!(!plain.unwrap().access.private_metrics);
+        assert!(jwt.is_ok(), "a JWT key is credentials too");
     }
 
     #[test]

@@ -31,6 +31,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("websocket.max_message_size", "--max-message-size"),
     ("websocket.read_buffer_size", "--read-buffer-size"),
     ("websocket.max_frame_size", "--max-frame-size"),
+    ("access.private_metrics", "--private-metrics"),
     ("access.jwt_name_claim", "--jwt-name-claim"),
     ("access.jwt_secret", "--jwt-secret-file"),
     ("access.tokens", "--auth-token-file"),

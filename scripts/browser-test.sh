@@ -2,6 +2,8 @@
 # Drives the chat page at / in a real headless Chromium, as a person would:
 # three pages in two rooms chat, see who is there, get HTML shown as text, and
 # reconnect by themselves when the server is interrupted and started again;
+# against a server that asks for a token, they ask for one, take it typed or
+# from #token= in their address, and stop on 401 and 403 rather than retry;
 # and none of it breaks the page's Content-Security-Policy, which Chromium is
 # seen to enforce (an injected script is refused, framing the page fails).
 #   scripts/browser-test.sh

@@ -3,6 +3,17 @@
 // /ws/<room>, where every message goes to everyone in the room (the sender
 // included), and asks /rooms/<room> how many are there.
 //
+// Credentials: a server started with tokens or a JWT key asks for them at
+// the upgrade and on /rooms/. A browser cannot put a header on a WebSocket,
+// and learns nothing of why an upgrade failed, so before each connection the
+// page asks /rooms/<room> with `Authorization: Bearer <token>`, which the
+// server answers as it would the upgrade: 401 (no token) or 403 (a token it
+// refuses) stop the page, which says so and asks for a token, instead of
+// retrying; any other answer, or none, goes on to the WebSocket, which
+// carries the token as ?access_token= (the server never logs a query). The
+// token comes from the form, or from the page's address as #token=...,
+// and is kept in sessionStorage: for this tab, until it closes.
+//
 // Everything shown is set with textContent, never innerHTML: a message that
 // contains HTML is displayed as text, not run.
 const $ = (id) => document.getElementById(id);
@@ -25,6 +36,47 @@ let attempt = 0;          // failed connections in a row
 let retryTimer = null;
 let countdownTimer = null;
 let presenceTimer = null;
+let connecting = 0;       // the latest connection attempt, so that a stale one gives up
+
+// The token, if any: see the top of this file.
+const TOKEN_KEY = "switchboard.token";
+let token = null;
+
+function storedToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY); } catch { return null; }
+}
+
+function keepToken(value) {
+  token = value;
+  try {
+    if (value === null) sessionStorage.removeItem(TOKEN_KEY);
+    else sessionStorage.setItem(TOKEN_KEY, value);
+  } catch { /* storage refused: the token lasts as long as the page */ }
+}
+
+// `#token=...` in the address is kept, then taken out of the address bar, so
+// that it is not bookmarked, shared or left on screen. Read by hand, not with
+// URLSearchParams, which would read a `+` (as base64 has) as a space.
+function takeTokenFromAddress() {
+  const parts = location.hash.slice(1).split("&");
+  const at = parts.findIndex((part) => part.startsWith("token="));
+  if (at < 0) return null;
+  const written = parts[at].slice("token=".length);
+  let given = written;
+  try { given = decodeURIComponent(written); } catch { /* not percent-encoded: as written */ }
+  parts.splice(at, 1);
+  const rest = parts.filter((part) => part !== "").join("&");
+  history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  return given === "" ? null : given;
+}
+
+function withToken() {
+  return token === null ? {} : { Authorization: `Bearer ${token}` };
+}
+
+const tokenInAddress = takeTokenFromAddress();
+if (tokenInAddress === null) token = storedToken();
+else keepToken(tokenInAddress);
 
 function setState(state, text) {
   $("state").dataset.state = state;
@@ -69,7 +121,7 @@ async function refreshMembers() {
   const ticket = ++presenceAsked;
   const current = () => ticket === presenceAsked && wanted === asked;
   try {
-    const reply = await fetch(`/rooms/${asked.path}`, { cache: "no-store" });
+    const reply = await fetch(`/rooms/${asked.path}`, { cache: "no-store", headers: withToken() });
     if (!reply.ok) throw new Error(`HTTP ${reply.status}`);
     const { members } = await reply.json();
     if (current()) showMembers(Number.isInteger(members) ? members : null);
@@ -89,16 +141,39 @@ function describeClose(event) {
   return `closed (${event.code}${event.reason ? " " + event.reason : ""})`;
 }
 
-function connect() {
+// What the server says of the token, asked before each connection: the
+// status and reason of a 401 or 403, or null to go on and connect (the
+// room is open to us, or the server did not say: the WebSocket will tell).
+async function credentialsRefused(path) {
+  try {
+    const reply = await fetch(`/rooms/${path}`, { cache: "no-store", headers: withToken() });
+    if (reply.status !== 401 && reply.status !== 403) return null;
+    const reason = (await reply.text()).trim().slice(0, 200);
+    return { status: reply.status, reason };
+  } catch {
+    return null;
+  }
+}
+
+async function connect() {
   const here = wanted;
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ticket = ++connecting;
   setState("connecting", `connecting to “${here.room}”…`);
-  const ws = new WebSocket(`${scheme}//${location.host}/ws/${here.path}`);
+  const refused = await credentialsRefused(here.path);
+  if (ticket !== connecting || wanted !== here) return; // the user left or moved on meanwhile
+  if (refused !== null) {
+    giveUp(refused);
+    return;
+  }
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const query = token === null ? "" : `?access_token=${encodeURIComponent(token)}`;
+  const ws = new WebSocket(`${scheme}//${location.host}/ws/${here.path}${query}`);
   socket = ws;
   ws.binaryType = "arraybuffer";
   ws.onopen = () => {
     openedAt = Date.now();
     setState("open", `open: room “${here.room}”`);
+    $("token-form").hidden = true;
     show(`connected to “${here.room}”`);
     // Once per join, move to the message box; a later reconnect leaves the focus alone.
     if (here.focusOnOpen) { here.focusOnOpen = false; $("text").focus(); }
@@ -121,6 +196,25 @@ function connect() {
     refreshMembers();
     scheduleReconnect(why);
   };
+}
+
+// The server will not take us without a (different) token: no retrying,
+// which would only be refused again. Says why, and asks for a token.
+function giveUp({ status, reason }) {
+  stopTimers();
+  attempt = 0;
+  let why;
+  if (status === 401) {
+    why = "this server asks for a token";
+  } else {
+    why = `the server refused the token${reason ? ` (${reason})` : ""}`;
+    keepToken(null); // of no use again
+  }
+  setState("refused", `${why}; not retrying`);
+  show(`${why}; enter a token below to join “${wanted.room}”`);
+  showMembers(null);
+  $("token-form").hidden = false;
+  $("token").focus();
 }
 
 function scheduleReconnect(why) {
@@ -183,8 +277,26 @@ $("join").addEventListener("submit", (event) => {
   connect();
 });
 
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const given = $("token").value.trim();
+  if (given === "") return;
+  keepToken(given);
+  $("token").value = "";
+  $("token-form").hidden = true;
+  // Join the room the server turned us away from, this time with the token.
+  if (wanted !== null && socket === null) {
+    stopTimers();
+    attempt = 0;
+    wanted.focusOnOpen = true;
+    show(`joining “${wanted.room}” with the token given`);
+    connect();
+  }
+});
+
 $("leave-button").addEventListener("click", () => {
   wanted = null;
+  connecting += 1;
   stopTimers();
   showMembers(null);
   if (socket === null) {

@@ -195,7 +195,10 @@ fn a_self_signed_certificate_marked_ca_is_trusted_when_named_and_closes_cleanly(
 fn a_named_certificate_must_still_be_in_date_and_for_the_host() {
     let expired =
         client_trusting_its_own_certificate(tls::ca_marked_certificate(&["localhost"], 2001), "localhost");
-    assert!(expired[0].contains("TLS handshake failed") && expired[0].contains("certificate expired"), "{expired:?}");
+    assert!(
+        expired[0].contains("TLS handshake failed") && expired[0].contains("certificate expired"),
+        "{expired:?}"
+    );
     let elsewhere =
         client_trusting_its_own_certificate(tls::ca_marked_certificate(&["localhost"], 2100), "127.0.0.1");
     assert!(

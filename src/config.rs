@@ -380,12 +380,26 @@ impl std::fmt::Debug for TlsConfig {
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct BackplaneConfig {
-    /// The Redis server: `redis://[[user]:password@]host[:port][/db]`, or
-    /// `redis+unix:///path/to/socket[?db=N&user=U&pass=P]`. No default. TLS
-    /// to Redis (`rediss://`) is not built in. A password in it is never
-    /// logged, in whichever of these places it is written; nor is the value
-    /// of a `password` query parameter.
+    /// The Redis server: `redis://[[user]:password@]host[:port][/db]`,
+    /// `rediss://…` for TLS (the certificate checked against the system's
+    /// roots, or [`ca_certificate_pem`](Self::ca_certificate_pem)), or
+    /// `redis+unix:///path/to/socket[?db=N&user=U&pass=P]`. No default. A
+    /// password in it is never logged, in whichever of these places it is
+    /// written; nor is the value of a `password` query parameter. Better
+    /// still, leave the password out of the URL and set
+    /// [`password`](Self::password).
     pub url: String,
+    /// The password to give Redis (`AUTH`, with the URL's user name if it
+    /// has one), when the URL holds none; the URL may not hold one too.
+    /// Default `None`. A Redis that refuses it when the server starts stops
+    /// the start ([`Error::RedisAuth`]); one that refuses it later, after a
+    /// reconnect, is retried like a Redis that is down. Never logged.
+    pub password: Option<Secret>,
+    /// The certificates (PEM) of the authorities a `rediss://` server's
+    /// certificate must chain to, for a Redis with a certificate of a
+    /// private CA; they replace the system's roots. Default `None`: the
+    /// system's roots. Only with a `rediss://` URL.
+    pub ca_certificate_pem: Option<Vec<u8>>,
     /// This node's name, carried in every message it publishes so that it
     /// can tell its own messages from the others' when Redis echoes them
     /// back. 1 to 64 of `A-Z a-z 0-9 . _ : -`. Default: 16 random hex
@@ -412,6 +426,8 @@ impl BackplaneConfig {
     pub fn new(url: impl Into<String>) -> Self {
         BackplaneConfig {
             url: url.into(),
+            password: None,
+            ca_certificate_pem: None,
             node_id: random_node_id(),
             channel_prefix: "switchboard:".to_owned(),
             publish_queue: 4096,
@@ -425,7 +441,31 @@ impl BackplaneConfig {
         if let Some(problem) = crate::backplane::url_problem(&self.url) {
             return Some(("backplane.url", problem));
         }
+        let password = self.password.as_ref().map(Secret::expose);
+        let url_has_password = crate::backplane::url_has_password(&self.url);
+        let tls = crate::backplane::url_is_tls(&self.url);
         let checks = [
+            (password.is_some_and(<[u8]>::is_empty), "backplane.password", "must not be empty"),
+            (
+                password.is_some_and(|password| std::str::from_utf8(password).is_err()),
+                "backplane.password",
+                "must be UTF-8 text",
+            ),
+            (
+                password.is_some() && url_has_password,
+                "backplane.password",
+                "is given twice: backplane.url holds a password too",
+            ),
+            (
+                self.ca_certificate_pem.is_some() && !tls,
+                "backplane.ca_certificate_pem",
+                "is only for a rediss:// URL (Redis over TLS)",
+            ),
+            (
+                self.ca_certificate_pem.as_deref().is_some_and(|pem| !crate::tls::holds_certificates(pem)),
+                "backplane.ca_certificate_pem",
+                "holds no PEM certificate, or one that does not parse",
+            ),
             (
                 id.is_empty() || id.len() > 64 || !id.chars().all(id_char),
                 "backplane.node_id",
@@ -455,6 +495,11 @@ impl std::fmt::Debug for BackplaneConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackplaneConfig")
             .field("url", &crate::backplane::redact_url(&self.url))
+            .field("password", &self.password)
+            .field(
+                "ca_certificate_pem",
+                &self.ca_certificate_pem.as_ref().map(|pem| format!("{} bytes", pem.len())),
+            )
             .field("node_id", &self.node_id)
             .field("channel_prefix", &self.channel_prefix)
             .field("publish_queue", &self.publish_queue)
@@ -600,9 +645,32 @@ mod tests {
         let base = BackplaneConfig::new("redis://127.0.0.1:6379");
         with(base.clone()).validate().unwrap();
         with(BackplaneConfig::new("redis+unix:///run/redis.sock")).validate().unwrap();
+        with(BackplaneConfig::new("rediss://redis.example:6380")).validate().unwrap();
+        let password = Some(Secret::new("hunter2"));
+        with(BackplaneConfig { password: password.clone(), ..base.clone() }).validate().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["redis.example".to_owned()]).unwrap();
+        let ca = Some(certified.cert.pem().into_bytes());
+        let tls = BackplaneConfig::new("rediss://redis.example");
+        with(BackplaneConfig { ca_certificate_pem: ca.clone(), ..tls.clone() }).validate().unwrap();
         let cases = [
             (BackplaneConfig { url: "http://example".into(), ..base.clone() }, "backplane.url"),
-            (BackplaneConfig { url: "rediss://127.0.0.1".into(), ..base.clone() }, "backplane.url"),
+            (BackplaneConfig { url: "valkey://127.0.0.1".into(), ..base.clone() }, "backplane.url"),
+            (BackplaneConfig { url: "rediss://127.0.0.1/#insecure".into(), ..base.clone() }, "backplane.url"),
+            (BackplaneConfig { password: Some(Secret::new("")), ..base.clone() }, "backplane.password"),
+            (BackplaneConfig { password: Some(Secret::new([0xff])), ..base.clone() }, "backplane.password"),
+            (
+                BackplaneConfig {
+                    url: "redis://:inline@db".into(),
+                    password: password.clone(),
+                    ..base.clone()
+                },
+                "backplane.password",
+            ),
+            (BackplaneConfig { ca_certificate_pem: ca, ..base.clone() }, "backplane.ca_certificate_pem"),
+            (
+                BackplaneConfig { ca_certificate_pem: Some(b"not a PEM".to_vec()), ..tls },
+                "backplane.ca_certificate_pem",
+            ),
             (BackplaneConfig { node_id: String::new(), ..base.clone() }, "backplane.node_id"),
             (BackplaneConfig { node_id: "a b".into(), ..base.clone() }, "backplane.node_id"),
             (BackplaneConfig { node_id: "x".repeat(65), ..base.clone() }, "backplane.node_id"),
@@ -630,6 +698,10 @@ mod tests {
             let debug = format!("{:?}", BackplaneConfig::new(url));
             assert!(!debug.contains("hunter2"), "{debug}");
         }
+        let given_apart =
+            BackplaneConfig { password: Some(Secret::new("hunter2")), ..BackplaneConfig::new("redis://db") };
+        let debug = format!("{given_apart:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]

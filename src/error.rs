@@ -59,6 +59,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Redis refused this node's credentials when the backplane first
+    /// reached it: the password is wrong, or Redis wants one and none was
+    /// given. A Redis that cannot be reached is no error: the backplane
+    /// retries it in the background.
+    #[error("Redis at {redis} refused the node's credentials: {reason}")]
+    RedisAuth {
+        /// The Redis URL, its passwords shown as `***`.
+        redis: String,
+        /// Redis's answer, without any password in it.
+        reason: String,
+    },
     /// The hub has stopped: the server is shutting down or has shut down.
     #[error("the hub has stopped")]
     HubStopped,

@@ -322,6 +322,7 @@ mod tls;
 mod upgrade;
 
 pub use crate::auth::Secret;
+pub use crate::backplane::redact_url as redact_redis_url;
 pub use crate::close::{CloseReason, Ending};
 pub use crate::config::{Access, BackplaneConfig, Config, Limits, Timeouts, TlsConfig};
 pub use crate::error::{Error, Refusal, Result, error_chain};

@@ -55,13 +55,16 @@ pub struct ShutdownHandle {
 
 impl<H: Handler> Server<H> {
     /// Checks the configuration, listens on `config.listen` and starts the
-    /// hub and drain threads, and the backplane's threads when it has one. A backplane does
-    /// not wait for Redis: it connects in the background, and meanwhile the
-    /// server serves its own clients.
+    /// hub and drain threads, and the backplane's threads when it has one. A backplane tries
+    /// Redis once, to learn whether it takes the node's credentials (for up
+    /// to a few seconds, when Redis does not answer), but does not wait for
+    /// it: a Redis that cannot be reached is retried in the background, and
+    /// meanwhile the server serves its own clients.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for an invalid configuration, [`Error::Bind`] when
+    /// [`Error::Config`] for an invalid configuration, [`Error::RedisAuth`]
+    /// when Redis refuses the backplane's password, [`Error::Bind`] when
     /// the address cannot be listened on, [`Error::Io`] when epoll cannot be
     /// set up for the drain thread, [`Error::Spawn`] when the hub or drain
     /// thread cannot start.

@@ -1,8 +1,10 @@
 //! Two server nodes sharing rooms through one Redis: delivery across nodes,
-//! isolation, order, a Redis outage, and one node shutting down.
+//! isolation, order, a Redis outage, and one node shutting down; a Redis
+//! that wants a password, and one that speaks TLS.
 //!
 //! Every test starts its own `redis-server` (found on PATH) on a free
-//! loopback port, and two servers in this process pointed at it. Without
+//! loopback port, and two servers in this process pointed at it, or the
+//! binary. Without
 //! `redis-server` each test fails, unless `SWITCHBOARD_SKIP` names `redis`
 //! (`scripts/test.sh --skip redis`): then each says so loudly and passes. The test of what
 //! a node logs needs no Redis: a node starts without one, and says so.
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use switchboard::{BackplaneConfig, Config, Limits, RoomsHandler, Server};
+use switchboard::{BackplaneConfig, Config, Error, Limits, RoomsHandler, Secret, Server};
 
 use crate::support::{Client, PATIENCE, Process, TestServer, config, ms, recv_text, send_text, wait_until};
 
@@ -33,6 +35,31 @@ struct Redis {
     child: Child,
     port: u16,
     dir: PathBuf,
+    options: Options,
+}
+
+/// How a test's Redis differs from a plain one.
+#[derive(Clone, Default)]
+struct Options {
+    /// `requirepass`: clients must give this password.
+    password: Option<&'static str>,
+    /// TLS only (no plain port), with this self-signed certificate (PEM),
+    /// for 127.0.0.1 and localhost.
+    tls: Option<Tls>,
+}
+
+#[derive(Clone)]
+struct Tls {
+    certificate_pem: String,
+    key_pem: String,
+}
+
+impl Tls {
+    fn new() -> Tls {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let certified = rcgen::generate_simple_self_signed(names).expect("generate a certificate");
+        Tls { certificate_pem: certified.cert.pem(), key_pem: certified.signing_key.serialize_pem() }
+    }
 }
 
 impl Redis {
@@ -41,6 +68,11 @@ impl Redis {
     /// naming `redis`, as `scripts/test.sh --skip redis` sets it): then it
     /// returns `None`, after saying so loudly.
     fn start(test: &str) -> Option<Redis> {
+        Redis::start_with(test, Options::default())
+    }
+
+    /// As [`start`](Redis::start), as `options` say.
+    fn start_with(test: &str, options: Options) -> Option<Redis> {
         let Some(binary) = redis_server() else {
             let skip = std::env::var("SWITCHBOARD_SKIP").unwrap_or_default();
             if !skip.split(',').any(|part| part.trim() == "redis") {
@@ -61,7 +93,7 @@ impl Redis {
         // binds it; then Redis exits, and another is tried.
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            if let Some(redis) = Redis::start_on(&binary, port) {
+            if let Some(redis) = Redis::start_on(&binary, port, options.clone()) {
                 return Some(redis);
             }
         }
@@ -69,33 +101,68 @@ impl Redis {
     }
 
     /// Starts Redis on `port`; `None` if it exits or does not answer in time.
-    fn start_on(binary: &PathBuf, port: u16) -> Option<Redis> {
+    fn start_on(binary: &PathBuf, port: u16, options: Options) -> Option<Redis> {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("redis-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--logfile", "redis.log"])
+        let mut command = Command::new(binary);
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", "redis.log"]);
+        if let Some(password) = options.password {
+            command.args(["--requirepass", password]);
+        }
+        match &options.tls {
+            None => {
+                command.args(["--port", &port.to_string()]);
+            }
+            Some(tls) => {
+                std::fs::write(dir.join("cert.pem"), &tls.certificate_pem).unwrap();
+                std::fs::write(dir.join("key.pem"), &tls.key_pem).unwrap();
+                command.args(["--port", "0", "--tls-port", &port.to_string(), "--tls-auth-clients", "no"]);
+                command.args(["--tls-cert-file", "cert.pem", "--tls-key-file", "key.pem"]);
+                command.args(["--tls-ca-cert-file", "cert.pem"]);
+            }
+        }
+        let child = command
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        let mut redis = Redis { child, port, dir };
+        let mut redis = Redis { child, port, dir, options };
         let ready = wait_until(PATIENCE, || redis.ping() || redis.exited());
         (ready && !redis.exited()).then_some(redis)
     }
 
+    /// The URL a node is given: no password in it.
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// A connection of the test's own, with the password if there is one.
+    fn connection(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+        let url = match self.options.password {
+            Some(password) => {
+                let password: String = form_urlencoded::byte_serialize(password.as_bytes()).collect();
+                self.url().replace("://", &format!("://:{password}@"))
+            }
+            None => self.url(),
+        };
+        let client = match &self.options.tls {
+            Some(tls) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(tls.certificate_pem.clone().into_bytes()),
+                },
+            )?,
+            None => redis::Client::open(url)?,
+        };
+        client.get_connection_with_timeout(timeout)
     }
 
     fn ping(&self) -> bool {
-        let query = || -> redis::RedisResult<()> {
-            let client = redis::Client::open(self.url())?;
-            let mut connection = client.get_connection_with_timeout(ms(500))?;
-            redis::cmd("PING").query(&mut connection)
-        };
+        let query = || -> redis::RedisResult<()> { redis::cmd("PING").query(&mut self.connection(ms(500))?) };
         query().is_ok()
     }
 
@@ -105,8 +172,7 @@ impl Redis {
 
     /// How many connections are subscribed to `room`'s channel.
     fn subscribers(&self, room: &str) -> usize {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut connection = client.get_connection_with_timeout(PATIENCE).unwrap();
+        let mut connection = self.connection(PATIENCE).unwrap();
         let counts: Vec<(String, usize)> =
             redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("{PREFIX}{room}")).query(&mut connection).unwrap();
         counts[0].1
@@ -114,8 +180,7 @@ impl Redis {
 
     /// How many clients are connected, this question's aside.
     fn clients(&self) -> usize {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut connection = client.get_connection_with_timeout(PATIENCE).unwrap();
+        let mut connection = self.connection(PATIENCE).unwrap();
         let info: String = redis::cmd("INFO").arg("clients").query(&mut connection).unwrap();
         let line = info.lines().find_map(|l| l.strip_prefix("connected_clients:")).unwrap();
         line.trim().parse::<usize>().unwrap() - 1
@@ -130,7 +195,8 @@ impl Redis {
     /// Starts a new Redis on the same port, after [`kill`](Redis::kill).
     fn restart(&mut self) {
         let binary = redis_server().unwrap();
-        let fresh = Redis::start_on(&binary, self.port).expect("redis-server restarts on its port");
+        let fresh = Redis::start_on(&binary, self.port, self.options.clone())
+            .expect("redis-server restarts on its port");
         *self = fresh;
     }
 }
@@ -451,18 +517,81 @@ fn redis_passwords_never_reach_the_log() {
 
 #[test]
 fn redis_passwords_never_reach_the_log_when_redis_answers() {
-    let Some(redis) = Redis::start("redis_passwords_never_reach_the_log_when_redis_answers") else { return };
+    let options = Options { password: Some("pass-word-1"), ..Options::default() };
+    let Some(redis) = Redis::start_with("redis_passwords_never_reach_the_log_when_redis_answers", options)
+    else {
+        return;
+    };
     let url = format!("redis://:pass-word-1@127.0.0.1:{}", redis.port);
     let mut node = Process::start_logging(&["--redis", &url, "--node-id", "n"], "trace");
-    // This Redis has no password yet: it refuses the node's AUTH.
-    let down = node.wait_for_line("backplane down");
-    assert!(down.to_lowercase().contains("auth"), "{down}");
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_connection_with_timeout(PATIENCE).unwrap();
-    redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("pass-word-1").exec(&mut connection).unwrap();
     let up = node.wait_for_line("backplane up");
     assert!(up.contains("redis://:***@127.0.0.1"), "{up}");
+    // Redis changes its password, and drops the node's connections: the
+    // node, started, retries rather than stops, and says why.
+    let mut connection = redis.connection(PATIENCE).unwrap();
+    redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("pass-word-2").exec(&mut connection).unwrap();
+    redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").exec(&mut connection).unwrap();
+    redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").exec(&mut connection).unwrap();
+    node.wait_for_line("backplane down");
+    // Said at debug level: the outage began with the connections dropped.
+    let refused = node.wait_for_line("authentication failed");
+    assert!(refused.contains("redis://:***@127.0.0.1"), "{refused}");
+    redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("pass-word-1").exec(&mut connection).unwrap();
+    node.wait_for_line("backplane up again");
     let log = node.stop();
     let leaks: Vec<&String> = log.iter().filter(|line| line.contains("pass-word-1")).collect();
     assert!(leaks.is_empty(), "the password reached the log: {leaks:#?}");
+}
+
+#[test]
+fn a_redis_that_refuses_the_password_stops_the_start() {
+    let options = Options { password: Some("right-pass-1"), ..Options::default() };
+    let Some(redis) = Redis::start_with("a_redis_that_refuses_the_password_stops_the_start", options) else {
+        return;
+    };
+    for password in [Some("wrong-pass-2"), None] {
+        let config = Config {
+            backplane: Some(BackplaneConfig {
+                password: password.map(Secret::new),
+                ..BackplaneConfig::new(redis.url())
+            }),
+            ..config()
+        };
+        match Server::bind(config, RoomsHandler) {
+            Err(Error::RedisAuth { redis, reason }) => {
+                assert!(redis.starts_with("redis://127.0.0.1:"), "{redis}");
+                assert!(!reason.contains("wrong-pass"), "{reason}");
+            }
+            Err(other) => panic!("not an authentication error: {other}"),
+            Ok(_) => panic!("the password {password:?} was taken"),
+        }
+    }
+}
+
+#[test]
+fn rediss_checks_the_certificate_against_the_ca_named() {
+    let tls = Tls::new();
+    let options = Options { password: Some("tls-pass-1"), tls: Some(tls.clone()) };
+    let Some(redis) = Redis::start_with("rediss_checks_the_certificate_against_the_ca_named", options) else {
+        return;
+    };
+    assert!(redis.url().starts_with("rediss://"), "{}", redis.url());
+    let over_tls = |name: &str| {
+        let plain = node(&redis, name);
+        Config {
+            backplane: Some(BackplaneConfig {
+                password: Some(Secret::new("tls-pass-1")),
+                ca_certificate_pem: Some(tls.certificate_pem.clone().into_bytes()),
+                ..plain.backplane.unwrap()
+            }),
+            ..plain
+        }
+    };
+    let (one, two) = (TestServer::start(over_tls("one")), TestServer::start(over_tls("two")));
+    let mut alice = one.connect("/ws/secure");
+    let mut bob = two.connect("/ws/secure");
+    link(&mut alice, &mut bob);
+    send_text(&mut bob, "over TLS");
+    assert_eq!(recv_text(&mut alice), "over TLS");
+    assert_eq!(backplane_stats(&one)["up"], true);
 }

@@ -42,6 +42,19 @@
 //! health of both connections is logged once per change and shown in
 //! `/metrics` and `/stats` ([`health`]).
 //!
+//! **Credentials are checked once, at the start.** Before its threads
+//! start, the backplane connects once and pings: a Redis that refuses the
+//! password, or wants one and was given none, makes
+//! [`Server::bind`](crate::Server::bind) fail with [`Error::RedisAuth`], as
+//! retrying could never succeed. A Redis that cannot be reached is not an
+//! error: the threads retry it. A refusal after the start (the password
+//! changed on Redis, then a reconnect) is retried like an outage, so that
+//! the node comes back once the two agree again.
+//!
+//! **`rediss://`** is TLS with rustls: the server's certificate is checked
+//! against the system's roots, or only against the authorities the
+//! configuration names ([`BackplaneConfig::ca_certificate_pem`]).
+//!
 //! This module is the only one that names the `redis` crate's types.
 
 mod envelope;
@@ -65,7 +78,7 @@ use self::interest::Interests;
 pub(crate) use self::publisher::Outgoing;
 use self::publisher::Publisher;
 use self::redaction::Passwords;
-pub(crate) use self::redaction::redact_url;
+pub use self::redaction::redact_url;
 use self::subscriber::Subscriber;
 use crate::config::BackplaneConfig;
 use crate::error::{Error, Result};
@@ -113,19 +126,87 @@ pub(crate) struct Relay {
 
 /// What is wrong with `url` as a Redis URL the backplane can use, if anything.
 pub(crate) fn url_problem(url: &str) -> Option<&'static str> {
-    if url.starts_with("rediss://") || url.starts_with("valkeys://") {
-        return Some("must not be rediss://: TLS to Redis is not built in");
+    const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+    if !SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
+        return Some("must be a redis://, rediss:// or redis+unix:// URL");
     }
-    if !url.starts_with("redis://") && !url.starts_with("redis+unix://") && !url.starts_with("unix://") {
-        return Some("must be a redis:// or redis+unix:// URL");
+    if redis::parse_redis_url(url).is_some_and(|parsed| parsed.fragment() == Some("insecure")) {
+        return Some(
+            "must not end in #insecure: the certificate of a rediss:// server is always checked \
+             (trust a private CA with backplane.ca_certificate_pem)",
+        );
     }
     redis::Client::open(url).err().map(|_| "is not a valid Redis URL")
 }
 
+/// Returns true if and only if the redis crate reads a password from `url`.
+pub(crate) fn url_has_password(url: &str) -> bool {
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .is_ok_and(|info| info.redis_settings().password().is_some())
+}
+
+/// Returns true if and only if `url` reaches Redis over TLS.
+pub(crate) fn url_is_tls(url: &str) -> bool {
+    redis::parse_redis_url(url).is_some_and(|parsed| parsed.scheme() == "rediss")
+}
+
+/// The client the backplane's connections are made with: the URL, the
+/// password when it is given apart from it, and for `rediss://` the
+/// authorities its certificate is checked against.
+fn client(config: &BackplaneConfig) -> redis::RedisResult<redis::Client> {
+    let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())?;
+    if let Some(password) = &config.password {
+        // Validation has checked that it is UTF-8.
+        let password = String::from_utf8_lossy(password.expose());
+        let settings = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(settings);
+    }
+    match &config.ca_certificate_pem {
+        Some(pem) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
+        ),
+        None => redis::Client::open(info),
+    }
+}
+
+/// Returns true if and only if `error` is Redis turning the node's
+/// credentials down: a password it refuses (`AUTH` failing, `WRONGPASS`),
+/// or none where it wants one (`NOAUTH`).
+fn refuses_credentials(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+/// Connects once and pings, to find out before the server starts whether
+/// Redis takes the node's credentials. Only a refusal is an error: a Redis
+/// that cannot be reached now is the threads' to retry.
+fn check_credentials(client: &redis::Client, redis: &str, passwords: &Passwords) -> Result<()> {
+    let attempt = || -> redis::RedisResult<()> {
+        let mut connection = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        connection.set_read_timeout(Some(IO_TIMEOUT))?;
+        connection.set_write_timeout(Some(IO_TIMEOUT))?;
+        redis::cmd("PING").query::<()>(&mut connection)
+    };
+    match attempt() {
+        Err(e) if refuses_credentials(&e) => {
+            // The crate keeps the server's answer to AUTH to itself.
+            let reason = match (e.kind(), e.code(), e.detail()) {
+                (redis::ErrorKind::AuthenticationFailed, ..) => "AUTH failed".to_owned(),
+                (_, Some(code), Some(detail)) => format!("{code} {detail}"),
+                _ => e.to_string(),
+            };
+            Err(Error::RedisAuth { redis: redis.to_owned(), reason: passwords.scrub(&reason) })
+        }
+        Ok(()) | Err(_) => Ok(()),
+    }
+}
+
 impl Backplane {
-    /// Starts the publisher and subscriber threads. They connect in the
-    /// background: a Redis that is not there yet is retried, and meanwhile
-    /// the node serves its own clients as a single node would.
+    /// Checks that Redis takes the node's credentials, then starts the
+    /// publisher and subscriber threads. They connect in the background: a
+    /// Redis that is not there yet is retried, and meanwhile the node serves
+    /// its own clients as a single node would.
     ///
     /// `max_frame` is the largest frame this node would relay itself; a
     /// larger one from elsewhere is refused, as it could not be queued for
@@ -133,6 +214,7 @@ impl Backplane {
     ///
     /// # Errors
     ///
+    /// [`Error::RedisAuth`] if Redis refuses the credentials;
     /// [`Error::Config`] if the URL does not parse (validation catches that
     /// first); [`Error::Spawn`] if a thread cannot start.
     pub(crate) fn start(
@@ -141,18 +223,20 @@ impl Backplane {
         hub: HubHandle,
         metrics: Arc<Metrics>,
     ) -> Result<(Backplane, Relay)> {
-        let client = redis::Client::open(config.url.as_str())
+        let client = client(config)
             .map_err(|_| Error::Config { field: "backplane.url", problem: "is not a valid Redis URL" })?;
         let url = redact_url(&config.url);
+        let mut passwords = Passwords::in_url(&config.url);
+        if let Some(password) = &config.password {
+            passwords.add(&String::from_utf8_lossy(password.expose()));
+        }
+        check_credentials(&client, &url, &passwords)?;
         info!(
             "backplane: node {} shares rooms through {url} on channels {}<room>",
             config.node_id, config.channel_prefix
         );
-        let health = Arc::new(Health::new(
-            format!("node {} at {url}", config.node_id),
-            Passwords::in_url(&config.url),
-            metrics.clone(),
-        ));
+        let health =
+            Arc::new(Health::new(format!("node {} at {url}", config.node_id), passwords, metrics.clone()));
         let node_id: Arc<[u8]> = config.node_id.as_bytes().into();
         let prefix: Arc<str> = config.channel_prefix.as_str().into();
         let (outgoing, outgoing_rx) = bounded(config.publish_queue);

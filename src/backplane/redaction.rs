@@ -28,8 +28,15 @@ fn is_password_parameter(name: &str) -> bool {
     name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password")
 }
 
-/// `url` with every password in it replaced by `***`, for logs and `Debug`.
-pub(crate) fn redact_url(url: &str) -> String {
+/// A Redis URL as it may be shown in a log or an error: every password in
+/// it (the userinfo's, and the `pass` or `password` query parameter's, in
+/// any case) replaced by `***`. A URL that does not parse is not shown at
+/// all, as there is no telling where a password would be in it.
+///
+/// ```
+/// assert_eq!(switchboard::redact_redis_url("redis://app:hunter2@db:6379"), "redis://app:***@db:6379");
+/// ```
+pub fn redact_url(url: &str) -> String {
     let Some(mut parsed) = redis::parse_redis_url(url) else {
         return UNPARSEABLE.to_owned();
     };
@@ -88,6 +95,15 @@ impl Passwords {
         found.sort_by_key(|password| std::cmp::Reverse(password.len()));
         found.dedup();
         Passwords(found)
+    }
+
+    /// Adds a password given apart from the URL.
+    pub(crate) fn add(&mut self, password: &str) {
+        if !password.is_empty() {
+            self.0.push(password.to_owned());
+            self.0.sort_by_key(|password| std::cmp::Reverse(password.len()));
+            self.0.dedup();
+        }
     }
 
     /// `text` with every password replaced by `***`.

@@ -40,6 +40,19 @@ const RAW_READ: usize = 4096;
 /// The first byte of every TLS connection: a handshake record.
 const HANDSHAKE_RECORD: u8 = 0x16;
 
+/// Returns true if and only if `pem` holds at least one certificate, and
+/// every certificate in it parses.
+pub(crate) fn holds_certificates(pem: &[u8]) -> bool {
+    let mut any = false;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        if cert.is_err() {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// Turns accepted sockets into TLS streams with one certificate, which a
 /// reload may replace: handshakes under way finish with the one they began
 /// with.

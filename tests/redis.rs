@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use switchboard::{BackplaneConfig, Config, Error, Limits, RoomsHandler, Secret, Server};
 
-use crate::support::{Client, PATIENCE, Process, TestServer, config, ms, recv_text, send_text, wait_until};
+use crate::support::{
+    Client, PATIENCE, Process, TestServer, config, connect, ms, recv_text, run, send_text, wait_until,
+};
 
 /// The prefix these tests' channels use, as an operator would set one.
 const PREFIX: &str = "switchboard-test:";
@@ -543,17 +545,51 @@ fn redis_passwords_never_reach_the_log_when_redis_answers() {
     assert!(leaks.is_empty(), "the password reached the log: {leaks:#?}");
 }
 
+/// A file in this test's own directory, holding `contents`.
+fn file(test: &str, name: &str, contents: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("redis-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
 #[test]
 fn a_redis_that_refuses_the_password_stops_the_start() {
+    const TEST: &str = "a_redis_that_refuses_the_password_stops_the_start";
     let options = Options { password: Some("right-pass-1"), ..Options::default() };
-    let Some(redis) = Redis::start_with("a_redis_that_refuses_the_password_stops_the_start", options) else {
-        return;
-    };
-    for password in [Some("wrong-pass-2"), None] {
+    let Some(redis) = Redis::start_with(TEST, options) else { return };
+    let url = redis.url();
+    let password_file = file(TEST, "password", "wrong-pass-2\n");
+    let password_file = password_file.to_str().unwrap();
+    let url_with_password = format!("redis://:wrong-pass-3@127.0.0.1:{}", redis.port);
+    // Each way of giving a password, and none: the error names it.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 4] = [
+        (&["--redis", &url], &[("SWITCHBOARD_REDIS_PASSWORD", "wrong-pass-1")], "SWITCHBOARD_REDIS_PASSWORD"),
+        (
+            &["--redis", &url, "--redis-password-file", password_file],
+            &[],
+            &format!("--redis-password-file {password_file}: Redis refused this password"),
+        ),
+        (&["--redis", &url_with_password], &[], "--redis redis://:***@127.0.0.1"),
+        (&["--redis", &url], &[], "Redis asks for a password, and none was given"),
+    ];
+    for (args, env, named) in cases {
+        let (status, _, stderr) = run(&[&["--listen", "127.0.0.1:0"], args].concat(), env);
+        assert_eq!(status.code(), Some(1), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?} {env:?} does not name {named:?}: {stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+        for password in ["wrong-pass", "right-pass"] {
+            assert!(!stderr.contains(password), "a password reached the log: {stderr}");
+        }
+    }
+    // The library says so from Server::bind.
+    for password in [Some("wrong-pass-4"), None] {
         let config = Config {
             backplane: Some(BackplaneConfig {
                 password: password.map(Secret::new),
-                ..BackplaneConfig::new(redis.url())
+                ..BackplaneConfig::new(url.clone())
             }),
             ..config()
         };
@@ -569,29 +605,67 @@ fn a_redis_that_refuses_the_password_stops_the_start() {
 }
 
 #[test]
+fn a_password_from_a_file_or_the_environment_reaches_redis() {
+    const TEST: &str = "a_password_from_a_file_or_the_environment_reaches_redis";
+    let options = Options { password: Some("right#pass-1"), ..Options::default() };
+    let Some(redis) = Redis::start_with(TEST, options) else { return };
+    let url = redis.url();
+    let password_file = file(TEST, "password", "right#pass-1\n");
+    let common = ["--redis", &url, "--redis-prefix", PREFIX];
+    let mut one =
+        Process::start(&[&common[..], &["--redis-password-file", password_file.to_str().unwrap()]].concat());
+    let mut two = Process::start_with_env(&common, &[("SWITCHBOARD_REDIS_PASSWORD", "right#pass-1")], "info");
+    one.wait_for_line("backplane up");
+    two.wait_for_line("backplane up");
+    let mut alice = connect(one.addr, "/ws/lobby").unwrap();
+    let mut bob = connect(two.addr, "/ws/lobby").unwrap();
+    link(&mut alice, &mut bob);
+    send_text(&mut bob, "hello from two");
+    assert_eq!(recv_text(&mut alice), "hello from two");
+    for log in [one.stop(), two.stop()] {
+        let leaks: Vec<&String> = log.iter().filter(|line| line.contains("pass-1")).collect();
+        assert!(leaks.is_empty(), "the password reached the log: {leaks:#?}");
+    }
+}
+
+#[test]
 fn rediss_checks_the_certificate_against_the_ca_named() {
+    const TEST: &str = "rediss_checks_the_certificate_against_the_ca_named";
     let tls = Tls::new();
     let options = Options { password: Some("tls-pass-1"), tls: Some(tls.clone()) };
-    let Some(redis) = Redis::start_with("rediss_checks_the_certificate_against_the_ca_named", options) else {
-        return;
-    };
-    assert!(redis.url().starts_with("rediss://"), "{}", redis.url());
-    let over_tls = |name: &str| {
-        let plain = node(&redis, name);
-        Config {
-            backplane: Some(BackplaneConfig {
-                password: Some(Secret::new("tls-pass-1")),
-                ca_certificate_pem: Some(tls.certificate_pem.clone().into_bytes()),
-                ..plain.backplane.unwrap()
-            }),
-            ..plain
-        }
-    };
-    let (one, two) = (TestServer::start(over_tls("one")), TestServer::start(over_tls("two")));
-    let mut alice = one.connect("/ws/secure");
+    let Some(redis) = Redis::start_with(TEST, options) else { return };
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let ca = file(TEST, "ca.pem", &tls.certificate_pem);
+    let password = [("SWITCHBOARD_REDIS_PASSWORD", "tls-pass-1")];
+
+    // Two nodes over TLS: one the binary, one in this process.
+    let mut one = Process::start_with_env(
+        &["--redis", &url, "--redis-ca-cert", ca.to_str().unwrap(), "--redis-prefix", PREFIX],
+        &password,
+        "info",
+    );
+    one.wait_for_line("backplane up");
+    let two = TestServer::start(Config {
+        backplane: Some(BackplaneConfig {
+            password: Some(Secret::new("tls-pass-1")),
+            ca_certificate_pem: Some(tls.certificate_pem.clone().into_bytes()),
+            ..node(&redis, "two").backplane.unwrap()
+        }),
+        ..node(&redis, "two")
+    });
+    let mut alice = connect(one.addr, "/ws/secure").unwrap();
     let mut bob = two.connect("/ws/secure");
     link(&mut alice, &mut bob);
     send_text(&mut bob, "over TLS");
     assert_eq!(recv_text(&mut alice), "over TLS");
-    assert_eq!(backplane_stats(&one)["up"], true);
+    assert_eq!(backplane_stats(&two)["up"], true);
+    one.stop();
+
+    // Without the CA the certificate is not trusted: the node starts, and
+    // retries, as with a Redis that is down; the log says why.
+    let mut untrusting = Process::start_with_env(&["--redis", &url], &password, "info");
+    let down = untrusting.wait_for_line("backplane down");
+    assert!(down.contains("certificate"), "{down}");
+    untrusting.stop();
 }

@@ -19,6 +19,8 @@ mod shutdown;
 mod reload;
 // --log-format json, and what RUST_LOG=debug leaves out.
 mod logs;
+// The binary's settings from a file and SWITCHBOARD_* variables; --print-config.
+mod config;
 // Threads, file descriptors and hub entries freed when connections end.
 mod resources;
 // Connection threads parked and reused: bound, timeout, panics, metrics.

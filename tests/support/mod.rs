@@ -18,7 +18,7 @@ use rustls::ClientConfig;
 use switchboard::tungstenite::{self, WebSocket};
 use switchboard::{CloseFrame, Config, Handler, HubHandle, Message, RoomsHandler, Server, ShutdownHandle};
 
-pub use self::process::Process;
+pub use self::process::{Process, run};
 pub use self::program::Program;
 pub use self::raw::RawClient;
 

@@ -31,9 +31,16 @@ impl Process {
 
     /// As [`start`](Process::start), logging at `level`.
     pub fn start_logging(args: &[&str], level: &str) -> Process {
+        Process::start_with_env(args, &[], level)
+    }
+
+    /// As [`start`](Process::start), logging at `level`, with these
+    /// environment variables set.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)], level: &str) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -129,6 +136,16 @@ impl Process {
     pub fn fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid())).unwrap().count()
     }
+}
+
+/// Runs the binary with `args` and these environment variables, without
+/// listening anywhere unless `args` says so, and waits at most
+/// [`PATIENCE`] for it to exit: for command lines that stop at once, or
+/// never start. Returns its status, the lines it printed, and its stderr.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, Vec<String>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command.args(args).envs(env.iter().copied()).env("RUST_LOG", "info");
+    super::Program::start(command).wait(PATIENCE)
 }
 
 /// Sends `pid` a signal by name (`INT`, `TERM`), as Ctrl-C or a service

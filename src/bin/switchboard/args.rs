@@ -13,6 +13,7 @@ use humantime::Duration;
 
 use crate::flags::FlagError;
 use crate::logging::LogFormat;
+use crate::sources::{REDIS_PASSWORD_VAR, Sources};
 use switchboard::{Access, BackplaneConfig, Config, IpNet, Limits, Secret, Timeouts, TlsConfig};
 
 /// A WebSocket server: rooms at /ws/<room>, an echo at /echo, a chat page at /,
@@ -41,184 +42,240 @@ pub enum Command {
     Client(crate::client::ClientArgs),
 }
 
-/// The server's options.
+/// The server's options. Each long flag is also a key of the configuration
+/// file, by the same name, and an environment variable, `SWITCHBOARD_` and
+/// its name in upper snake case (see `sources.rs`), but for `--config`,
+/// which names the file, and `--print-config`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("credentials").args(["auth_token_file", "jwt_secret_file"]).multiple(true)))]
 pub struct ServerArgs {
+    /// A TOML file of settings: each key is a flag's name, as in `max-connections = 400`.
+    /// Flags and SWITCHBOARD_* variables win over it; --print-config writes one to start from.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the configuration these flags, variables and file make, as a file for
+    /// --config, and exit. Secrets are not printed: passwords in --redis show as ***.
+    #[arg(long)]
+    pub print_config: bool,
+
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value_t = Config::default().listen, value_parser = parse_listen)]
+    #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR", default_value_t = Config::default().listen, value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// The whole HTTP request head must arrive within this time, or 408.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().handshake.into())]
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().handshake.into())]
     pub handshake_timeout: Duration,
 
     /// Close a WebSocket client that sends nothing, pongs included, for this long (1001).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().idle.into())]
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().idle.into())]
     pub idle_timeout: Duration,
 
     /// Ping a client that has sent nothing for this long; must be less than --idle-timeout.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().ping_interval.into())]
+    #[arg(long, env = "SWITCHBOARD_PING_INTERVAL", value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().ping_interval.into())]
     pub ping_interval: Duration,
 
     /// Drop a client whose socket accepts no bytes for this long while bytes wait for it.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().write.into())]
+    #[arg(long, env = "SWITCHBOARD_WRITE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().write.into())]
     pub write_timeout: Duration,
 
     /// After sending a close frame, wait this long for the client's reply.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().close.into())]
+    #[arg(long, env = "SWITCHBOARD_CLOSE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().close.into())]
     pub close_timeout: Duration,
 
     /// On Ctrl-C or SIGTERM, the bound on the whole graceful shutdown.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().shutdown.into())]
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().shutdown.into())]
     pub shutdown_timeout: Duration,
 
     /// Largest message in bytes, after reassembling fragments (larger: close 1009).
-    #[arg(long, value_name = "BYTES", default_value_t = default_max_message_size())]
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_SIZE", value_name = "BYTES", default_value_t = default_max_message_size())]
     pub max_message_size: usize,
 
     /// Largest single frame payload in bytes (larger: close 1009).
-    #[arg(long, value_name = "BYTES", default_value_t = default_max_frame_size())]
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAME_SIZE", value_name = "BYTES", default_value_t = default_max_frame_size())]
     pub max_frame_size: usize,
 
     /// Read buffer per connection in bytes (tungstenite's default is 128 KiB).
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().websocket.read_buffer_size)]
+    #[arg(long, env = "SWITCHBOARD_READ_BUFFER_SIZE", value_name = "BYTES", default_value_t = Config::default().websocket.read_buffer_size)]
     pub read_buffer_size: usize,
 
     /// Bytes queued per client before it is closed as a slow consumer (1008);
     /// must hold the largest message.
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().outbox_bytes)]
+    #[arg(long, env = "SWITCHBOARD_OUTBOX_BYTES", value_name = "BYTES", default_value_t = Limits::default().outbox_bytes)]
     pub outbox_bytes: usize,
 
     /// Commands queued for the hub before publishing clients wait.
-    #[arg(long, value_name = "COMMANDS", default_value_t = Limits::default().hub_capacity)]
+    #[arg(long, env = "SWITCHBOARD_HUB_CAPACITY", value_name = "COMMANDS", default_value_t = Limits::default().hub_capacity)]
     pub hub_capacity: usize,
 
     /// Largest HTTP request head in bytes (larger: 431).
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_head_size)]
+    #[arg(long, env = "SWITCHBOARD_MAX_HEAD_SIZE", value_name = "BYTES", default_value_t = Limits::default().max_head_size)]
     pub max_head_size: usize,
 
     /// Most header fields in a request head (more: 431).
-    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_headers)]
+    #[arg(long, env = "SWITCHBOARD_MAX_HEADERS", value_name = "COUNT", default_value_t = Limits::default().max_headers)]
     pub max_headers: usize,
 
     /// Connections open at once, all clients together (over: 503, before any thread is spent).
-    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_connections)]
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_name = "COUNT", default_value_t = Limits::default().max_connections)]
     pub max_connections: usize,
 
     /// Connections open at once from one client address, an IPv6 /64 counting as one
     /// (over: 429); 0 for no limit.
-    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_connections_per_ip)]
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP", value_name = "COUNT", default_value_t = Limits::default().max_connections_per_ip)]
     pub max_connections_per_ip: usize,
 
     /// Messages and pings one connection may send per second, sustained (over: close 1008);
     /// 0 for no limit.
-    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_messages_per_sec)]
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGES_PER_SEC", value_name = "COUNT", default_value_t = Limits::default().max_messages_per_sec)]
     pub max_messages_per_sec: u32,
 
     /// Messages a connection may send at once above --max-messages-per-sec.
-    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().message_burst)]
+    #[arg(long, env = "SWITCHBOARD_MESSAGE_BURST", value_name = "COUNT", default_value_t = Limits::default().message_burst)]
     pub message_burst: u32,
 
     /// An origin allowed to open a WebSocket from a browser, as in https://chat.example.com,
-    /// or * for any; repeatable. Without it a browser must come from the same origin (else 403).
-    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    /// or * for any; repeatable, or comma-separated. Without it a browser must come from the
+    /// same origin (else 403).
+    #[arg(
+        long = "allow-origin",
+        env = "SWITCHBOARD_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
     pub allow_origins: Vec<String>,
 
     /// A file of bearer tokens, one per line, required at the upgrade and for /rooms/
     /// (missing: 401, wrong: 403). Read from Authorization: Bearer, ?access_token= or the
     /// access_token cookie.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "SWITCHBOARD_AUTH_TOKEN_FILE", value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
 
     /// A file holding the HS256 key of JSON Web Tokens accepted at the upgrade, where
     /// tokens are read (signature, exp and nbf checked, with 30 s of leeway for clock
     /// skew; expired or not yet valid: 403). A token's name claim (--jwt-name-claim)
     /// is the name rooms show for its holder.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET_FILE", value_name = "FILE")]
     pub jwt_secret_file: Option<PathBuf>,
 
     /// The JWT claim that names the user to others, instead of a name the client picks;
     /// a token without it as a string gets 403. Default: sub.
-    #[arg(long, value_name = "CLAIM", requires = "jwt_secret_file")]
+    #[arg(long, env = "SWITCHBOARD_JWT_NAME_CLAIM", value_name = "CLAIM")]
     pub jwt_name_claim: Option<String>,
 
     /// /metrics and /stats need the credentials an upgrade needs (missing: 401,
     /// wrong: 403), as Authorization: Bearer (Prometheus: authorization.credentials_file);
     /// needs --auth-token-file or --jwt-secret-file. /healthz stays open.
-    #[arg(long, requires = "credentials")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_PRIVATE_METRICS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub private_metrics: bool,
 
     /// The certificate chain (PEM) to serve https:// and wss:// with; needs --tls-key.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
 
     /// The private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
 
     /// A proxy network (CIDR, or one address) whose X-Forwarded-For is believed, for
-    /// per-address limits and logs; repeatable.
-    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = parse_network)]
+    /// per-address limits and logs; repeatable, or comma-separated.
+    #[arg(
+        long = "trust-proxy",
+        env = "SWITCHBOARD_TRUST_PROXY",
+        value_name = "CIDR",
+        value_parser = parse_network,
+        value_delimiter = ','
+    )]
     pub trust_proxies: Vec<IpNet>,
 
-    /// A subprotocol the server speaks (Sec-WebSocket-Protocol); repeatable. The first
-    /// one the client offers that is listed here is chosen: the client's order decides.
-    #[arg(long = "subprotocol", value_name = "NAME")]
+    /// A subprotocol the server speaks (Sec-WebSocket-Protocol); repeatable, or
+    /// comma-separated. The first one the client offers that is listed here is chosen: the
+    /// client's order decides.
+    #[arg(long = "subprotocol", env = "SWITCHBOARD_SUBPROTOCOL", value_name = "NAME", value_delimiter = ',')]
     pub subprotocols: Vec<String>,
 
     /// Stack size of each connection thread, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().thread_stack_size)]
+    #[arg(long, env = "SWITCHBOARD_THREAD_STACK_SIZE", value_name = "BYTES", default_value_t = Config::default().thread_stack_size)]
     pub thread_stack_size: usize,
 
     /// Connection threads kept parked for the next clients once theirs have
     /// gone (0: a new thread for every client).
-    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().spare_threads)]
+    #[arg(long, env = "SWITCHBOARD_SPARE_THREADS", value_name = "COUNT", default_value_t = Limits::default().spare_threads)]
     pub spare_threads: usize,
 
     /// How long a parked connection thread waits for a client before it ends.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().spare_thread.into())]
+    #[arg(long, env = "SWITCHBOARD_SPARE_THREAD_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value_t = Timeouts::default().spare_thread.into())]
     pub spare_thread_timeout: Duration,
 
     /// Close a WebSocket open this long with 1001 (each up to a tenth
     /// sooner, so that clients do not all reconnect at once). Off by default.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, env = "SWITCHBOARD_MAX_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
     pub max_lifetime: Option<Duration>,
 
     /// Connections still in their handshake (request head not yet read), all
     /// clients together. One that arrives past it, or when the server is
     /// full, takes the place of the oldest still in its handshake, which gets
     /// 408: half-open sockets give way, established connections never do.
-    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_handshakes)]
+    #[arg(long, env = "SWITCHBOARD_MAX_HANDSHAKES", value_name = "COUNT", default_value_t = Limits::default().max_handshakes)]
     pub max_handshakes: usize,
 
     /// Connections from one address (IPv6: per /64) stalled in their
     /// handshake for more than a second; past it, 429. 0 turns the limit off.
-    #[arg(long, value_name = "COUNT", default_value_t = Limits::default().max_handshakes_per_ip)]
+    #[arg(long, env = "SWITCHBOARD_MAX_HANDSHAKES_PER_IP", value_name = "COUNT", default_value_t = Limits::default().max_handshakes_per_ip)]
     pub max_handshakes_per_ip: usize,
 
     /// The slowest a request head may arrive after its first second, in
     /// bytes per second; slower gets 408. 0 turns the rule off.
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().handshake_min_rate)]
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_MIN_RATE", value_name = "BYTES", default_value_t = Limits::default().handshake_min_rate)]
     pub handshake_min_rate: u32,
 
     /// Share rooms with other nodes through Redis pub/sub at this URL, as in
-    /// redis://127.0.0.1:6379 or redis://:password@host:6379/0. Without it the
-    /// server is a single node and needs no other service.
-    #[arg(long = "redis", value_name = "URL", help_heading = "More than one node")]
+    /// redis://127.0.0.1:6379, redis://user@host:6379/0 or rediss://host:6380 (TLS).
+    /// Without it the server is a single node and needs no other service. The password
+    /// is best given with --redis-password-file or SWITCHBOARD_REDIS_PASSWORD, not in
+    /// the URL, where `ps` shows it. Redis refusing it at start stops the start.
+    #[arg(
+        long = "redis",
+        env = "SWITCHBOARD_REDIS",
+        hide_env_values = true,
+        value_name = "URL",
+        help_heading = "More than one node"
+    )]
     pub redis: Option<String>,
+
+    /// A file holding the Redis password (one line); the variable SWITCHBOARD_REDIS_PASSWORD
+    /// may hold it instead.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REDIS_PASSWORD_FILE",
+        value_name = "FILE",
+        help_heading = "More than one node"
+    )]
+    pub redis_password_file: Option<PathBuf>,
+
+    /// The CA certificates (PEM) a rediss:// server's certificate must chain to, instead
+    /// of the system's roots.
+    #[arg(long, env = "SWITCHBOARD_REDIS_CA_CERT", value_name = "FILE", help_heading = "More than one node")]
+    pub redis_ca_cert: Option<PathBuf>,
 
     /// This node's name in the messages it publishes (1 to 64 of A-Z a-z 0-9 . _ : -);
     /// unique per node. [default: 16 random hex digits, new at every start]
-    #[arg(long, value_name = "ID", requires = "redis", help_heading = "More than one node")]
+    #[arg(long, env = "SWITCHBOARD_NODE_ID", value_name = "ID", help_heading = "More than one node")]
     pub node_id: Option<String>,
 
     /// Every room's Redis channel is this prefix and the room name; nodes that share
     /// rooms use the same one.
     #[arg(
         long,
+        env = "SWITCHBOARD_REDIS_PREFIX",
         value_name = "PREFIX",
-        requires = "redis",
         default_value_t = default_backplane().channel_prefix,
         help_heading = "More than one node"
     )]
@@ -228,8 +285,8 @@ pub struct ServerArgs {
     /// on this node only and counted as not relayed.
     #[arg(
         long,
+        env = "SWITCHBOARD_REDIS_QUEUE",
         value_name = "MESSAGES",
-        requires = "redis",
         default_value_t = default_backplane().publish_queue,
         help_heading = "More than one node"
     )]
@@ -238,7 +295,7 @@ pub struct ServerArgs {
     /// How log lines are written: text for people, or json (one object
     /// per line: time, level, target, message) for a log pipeline.
     /// RUST_LOG chooses what is logged.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
@@ -287,12 +344,13 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{host}` in `{text}` is not a host name this machine can look up"))
 }
 
-/// Reads a secret file. Lines are trimmed; blank lines and `#` comments
+/// Reads a secret file, which `what` names (`--auth-token-file PATH`, or
+/// however it was given). Lines are trimmed; blank lines and `#` comments
 /// are skipped. A file with nothing in it is an error: it would otherwise
 /// silently turn credentials off.
-pub fn read_secrets(path: &Path, flag: &str) -> Result<Vec<Secret>, FlagError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| FlagError::with_value(flag, path.display(), &format!("cannot read it: {e}")))?;
+pub fn read_secrets(path: &Path, what: &str) -> Result<Vec<Secret>, FlagError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| FlagError::from(format!("{what}: cannot read it: {e}")))?;
     let secrets: Vec<Secret> = text
         .lines()
         .map(str::trim)
@@ -301,38 +359,94 @@ pub fn read_secrets(path: &Path, flag: &str) -> Result<Vec<Secret>, FlagError> {
         .collect();
     if secrets.is_empty() {
         let problem = "the file holds no secret (one per line; lines that start with # are comments)";
-        return Err(FlagError::with_value(flag, path.display(), problem));
+        return Err(FlagError::from(format!("{what}: {problem}")));
     }
     Ok(secrets)
 }
 
+/// Reads a password file, which `what` names: the whole of its one line, as
+/// it is (spaces and `#` included), but for the line break that ends it.
+fn read_password(path: &Path, what: &str) -> Result<Secret, FlagError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| FlagError::from(format!("{what}: cannot read it: {e}")))?;
+    let password =
+        text.strip_suffix('\n').map_or(text.as_str(), |line| line.strip_suffix('\r').unwrap_or(line));
+    if password.is_empty() {
+        return Err(FlagError::from(format!("{what}: the file is empty")));
+    }
+    if password.contains('\n') {
+        return Err(FlagError::from(format!("{what}: the file holds more than one line; a password is one")));
+    }
+    Ok(Secret::new(password))
+}
+
+/// The settings that mean something only beside another, and that other.
+const NEEDS: [(&str, &str); 8] = [
+    ("tls-cert", "tls-key"),
+    ("tls-key", "tls-cert"),
+    ("jwt-name-claim", "jwt-secret-file"),
+    ("node-id", "redis"),
+    ("redis-prefix", "redis"),
+    ("redis-queue", "redis"),
+    ("redis-password-file", "redis"),
+    ("redis-ca-cert", "redis"),
+];
+
 impl ServerArgs {
-    /// The library configuration these arguments describe.
+    /// The library configuration these arguments describe; `sources`
+    /// tells how each was given, for the errors.
     ///
     /// # Errors
     ///
-    /// When a token, key or certificate file cannot be read or is empty:
-    /// the error names the flag and the file.
-    pub fn into_config(self) -> Result<Config, FlagError> {
+    /// When a setting is given without one it needs, or a token, key,
+    /// password or certificate file cannot be read or is empty: the error
+    /// names the setting as it was given.
+    pub fn into_config(self, sources: &Sources) -> Result<Config, FlagError> {
+        if let Some((setting, needed)) =
+            NEEDS.iter().find(|(setting, needed)| sources.is_set(setting) && !sources.is_set(needed))
+        {
+            return Err(sources.error(setting, &format!("needs --{needed} too")));
+        }
+        if self.private_metrics && self.auth_token_file.is_none() && self.jwt_secret_file.is_none() {
+            return Err(sources.error("private-metrics", "needs --auth-token-file or --jwt-secret-file too"));
+        }
+        if sources.redis_password().is_some() && self.redis.is_none() {
+            return Err(FlagError::from(format!("{REDIS_PASSWORD_VAR} is set: it needs --redis too")));
+        }
         let defaults = Config::default();
         let tokens = match &self.auth_token_file {
-            Some(path) => read_secrets(path, "--auth-token-file")?,
+            Some(path) => read_secrets(path, &sources.describe("auth-token-file"))?,
             None => Vec::new(),
         };
         let jwt_secret = match &self.jwt_secret_file {
-            Some(path) => read_secrets(path, "--jwt-secret-file")?.into_iter().next(),
+            Some(path) => read_secrets(path, &sources.describe("jwt-secret-file"))?.into_iter().next(),
             None => None,
         };
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key).map_err(|e| {
                 let problem = switchboard::error_chain(&e);
-                FlagError::with_value(
-                    "--tls-cert",
-                    format!("{} --tls-key {}", cert.display(), key.display()),
-                    &problem,
-                )
+                FlagError::from(format!(
+                    "{} and {}: {problem}",
+                    sources.describe("tls-cert"),
+                    sources.describe("tls-key")
+                ))
             })?),
             _ => None,
+        };
+        let redis_password = match (&self.redis_password_file, sources.redis_password()) {
+            (Some(_), Some(_)) => {
+                let problem = format!("{REDIS_PASSWORD_VAR} holds a password too: give it one way");
+                return Err(sources.error("redis-password-file", &problem));
+            }
+            (Some(path), None) => Some(read_password(path, &sources.describe("redis-password-file"))?),
+            (None, password) => password.cloned(),
+        };
+        let redis_ca = match &self.redis_ca_cert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| sources.error("redis-ca-cert", &format!("cannot read it: {e}")))?,
+            ),
+            None => None,
         };
         Ok(Config {
             listen: self.listen,
@@ -378,6 +492,8 @@ impl ServerArgs {
             backplane: self.redis.map(|url| {
                 let defaults = BackplaneConfig::new(url);
                 BackplaneConfig {
+                    password: redis_password,
+                    ca_certificate_pem: redis_ca,
                     node_id: self.node_id.unwrap_or_else(|| defaults.node_id.clone()),
                     channel_prefix: self.redis_prefix,
                     publish_queue: self.redis_queue,
@@ -392,13 +508,18 @@ impl ServerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::{Parsed, parse};
     use clap::CommandFactory;
 
-    /// The server options of a command line without a subcommand.
-    fn server(args: &[&str]) -> ServerArgs {
-        let cli = Cli::try_parse_from(args).unwrap();
-        assert!(cli.command.is_none());
-        cli.server
+    fn parsed(args: &[&str]) -> Result<Parsed, crate::sources::ParseError> {
+        parse(args.iter().map(std::ffi::OsString::from).collect())
+    }
+
+    /// The configuration a command line without a subcommand makes.
+    fn config(args: &[&str]) -> Result<Config, FlagError> {
+        let parsed = parsed(args).unwrap();
+        assert!(parsed.cli.command.is_none());
+        parsed.cli.server.into_config(&parsed.sources)
     }
 
     #[test]
@@ -407,8 +528,19 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_has_its_variable() {
+        let command = Cli::command();
+        for (key, arg) in crate::sources::setting_args(&command) {
+            let variable = arg.get_env().map(|var| var.to_string_lossy().into_owned());
+            assert_eq!(variable, Some(crate::sources::variable(key)), "--{key}");
+        }
+        let print = command.get_arguments().find(|arg| arg.get_long() == Some("print-config")).unwrap();
+        assert!(print.get_env().is_none());
+    }
+
+    #[test]
     fn no_flags_gives_the_library_defaults() {
-        let config = server(&["switchboard"]).into_config().unwrap();
+        let config = config(&["switchboard"]).unwrap();
         let defaults = Config::default();
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.timeouts, defaults.timeouts);
@@ -423,29 +555,28 @@ mod tests {
 
     #[test]
     fn durations_read_like_people_write_them() {
-        let config = server(&["switchboard", "--idle-timeout", "1m 30s", "--ping-interval", "500ms"])
-            .into_config()
-            .unwrap();
+        let config =
+            config(&["switchboard", "--idle-timeout", "1m 30s", "--ping-interval", "500ms"]).unwrap();
         assert_eq!(config.timeouts.idle, std::time::Duration::from_secs(90));
         assert_eq!(config.timeouts.ping_interval, std::time::Duration::from_millis(500));
     }
 
     #[test]
     fn networks_are_cidr_or_single_addresses() {
-        let config = server(&["switchboard", "--trust-proxy", "10.0.0.0/8", "--trust-proxy", "::1"])
-            .into_config()
-            .unwrap();
+        let config = config(&["switchboard", "--trust-proxy", "10.0.0.0/8", "--trust-proxy", "::1"]).unwrap();
         assert!(config.access.trusts("10.1.2.3".parse().unwrap()));
         assert!(config.access.trusts("::1".parse().unwrap()));
         assert!(!config.access.trusts("192.168.0.1".parse().unwrap()));
-        assert!(Cli::try_parse_from(["switchboard", "--trust-proxy", "nonsense"]).is_err());
+        assert!(parsed(&["switchboard", "--trust-proxy", "nonsense"]).is_err());
+        let config = super::tests::config(&["switchboard", "--trust-proxy", "10.0.0.0/8,::1"]).unwrap();
+        assert_eq!(config.access.trusted_proxies.len(), 2);
     }
 
     #[test]
     fn an_empty_token_file_is_an_error_not_open_access() {
         let path = std::env::temp_dir().join(format!("switchboard-empty-tokens-{}", std::process::id()));
         std::fs::write(&path, "# no tokens yet\n\n").unwrap();
-        let result = server(&["switchboard", "--auth-token-file", path.to_str().unwrap()]).into_config();
+        let result = config(&["switchboard", "--auth-token-file", path.to_str().unwrap()]);
         std::fs::remove_file(&path).unwrap();
         let message = result.unwrap_err().to_string();
         assert!(message.starts_with("--auth-token-file /"), "{message}");
@@ -454,55 +585,72 @@ mod tests {
 
     #[test]
     fn redis_flags_make_a_backplane() {
-        assert!(server(&["switchboard"]).into_config().unwrap().backplane.is_none());
-        let config = server(&["switchboard", "--redis", "redis://127.0.0.1:6380"]).into_config().unwrap();
+        assert!(config(&["switchboard"]).unwrap().backplane.is_none());
+        let config = super::tests::config(&["switchboard", "--redis", "redis://127.0.0.1:6380"]).unwrap();
         let backplane = config.backplane.unwrap();
         assert_eq!(backplane.url, "redis://127.0.0.1:6380");
         assert_eq!(backplane.node_id.len(), 16, "a random id: {}", backplane.node_id);
         assert_eq!(backplane.channel_prefix, default_backplane().channel_prefix);
         let line = ["switchboard", "--redis", "redis://r", "--node-id", "eu-1", "--redis-prefix", "chat:"];
-        let backplane = server(&line).into_config().unwrap().backplane.unwrap();
+        let backplane = super::tests::config(&line).unwrap().backplane.unwrap();
         assert_eq!((backplane.node_id.as_str(), backplane.channel_prefix.as_str()), ("eu-1", "chat:"));
-        assert!(
-            Cli::try_parse_from(["switchboard", "--node-id", "eu-1"]).is_err(),
-            "--node-id needs --redis"
-        );
+        let error = super::tests::config(&["switchboard", "--node-id", "eu-1"]).unwrap_err();
+        assert_eq!(error.to_string(), "--node-id eu-1: needs --redis too");
+    }
+
+    #[test]
+    fn the_redis_password_comes_from_a_file_of_one_line() {
+        let dir = std::env::temp_dir().join(format!("switchboard-redis-password-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let read = |contents: &str| {
+            let path = dir.join("password");
+            std::fs::write(&path, contents).unwrap();
+            let line =
+                ["switchboard", "--redis", "redis://db", "--redis-password-file", path.to_str().unwrap()];
+            config(&line).map(|config| config.backplane.unwrap().password.unwrap())
+        };
+        assert_eq!(read("# not a comment \n").unwrap(), Secret::new("# not a comment "));
+        assert_eq!(read("crlf\r\n").unwrap(), Secret::new("crlf"));
+        assert_eq!(read("no newline").unwrap(), Secret::new("no newline"));
+        assert!(read("").unwrap_err().to_string().contains("is empty"));
+        assert!(read("two\nlines\n").unwrap_err().to_string().contains("more than one line"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn jwt_name_claim_needs_a_jwt_secret_file() {
-        assert!(
-            Cli::try_parse_from(["switchboard", "--jwt-name-claim", "name"]).is_err(),
-            "--jwt-name-claim needs --jwt-secret-file"
-        );
+        let error = config(&["switchboard", "--jwt-name-claim", "name"]).unwrap_err();
+        assert!(error.to_string().contains("needs --jwt-secret-file"), "{error}");
         let path = std::env::temp_dir().join(format!("switchboard-jwt-key-{}", std::process::id()));
         std::fs::write(&path, "a key\n").unwrap();
         let line = ["switchboard", "--jwt-secret-file", path.to_str().unwrap(), "--jwt-name-claim", "name"];
-        let config = server(&line).into_config();
+        let config = config(&line);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(config.unwrap().access.jwt_name_claim.as_deref(), Some("name"));
     }
 
     #[test]
     fn private_metrics_needs_a_credentials_file() {
-        assert!(
-            Cli::try_parse_from(["switchboard", "--private-metrics"]).is_err(),
-            "--private-metrics needs --auth-token-file or --jwt-secret-file"
+        let error = config(&["switchboard", "--private-metrics"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--private-metrics true: needs --auth-token-file or --jwt-secret-file too"
         );
         let path = std::env::temp_dir().join(format!("switchboard-metrics-tokens-{}", std::process::id()));
         std::fs::write(&path, "scraper\n").unwrap();
         let file = path.to_str().unwrap();
-        let config = server(&["switchboard", "--private-metrics", "--auth-token-file", file]).into_config();
-        let plain = server(&["switchboard", "--auth-token-file", file]).into_config();
-        let jwt = Cli::try_parse_from(["switchboard", "--private-metrics", "--jwt-secret-file", file]);
+        let tokens = config(&["switchboard", "--private-metrics", "--auth-token-file", file]);
+        let plain = config(&["switchboard", "--auth-token-file", file]);
+        let jwt = config(&["switchboard", "--private-metrics", "--jwt-secret-file", file]);
         std::fs::remove_file(&path).unwrap();
-        assert!(config.unwrap().access.private_metrics);
+        assert!(tokens.unwrap().access.private_metrics);
         assert!(!plain.unwrap().access.private_metrics);
-        assert!(jwt.is_ok(), "a JWT key is credentials too");
+        assert!(jwt.unwrap().access.private_metrics, "a JWT key is credentials too");
     }
 
     #[test]
     fn tls_needs_both_files() {
-        assert!(Cli::try_parse_from(["switchboard", "--tls-cert", "cert.pem"]).is_err());
+        let error = config(&["switchboard", "--tls-cert", "cert.pem"]).unwrap_err();
+        assert_eq!(error.to_string(), "--tls-cert cert.pem: needs --tls-key too");
     }
 }

@@ -1,9 +1,11 @@
-//! Configuration errors in the words the user typed: the library names the
-//! field of `Config` that is wrong (`timeouts.ping_interval`); the command
-//! line names the flag, the value given and what would do.
+//! Configuration errors in the words the user wrote: the library names the
+//! field of `Config` that is wrong (`timeouts.ping_interval`); the error
+//! names the setting as it was given (the flag, the variable, or the key
+//! and the file; see [`Sources::describe`]), its value, and what would do.
 
-use std::ffi::OsString;
 use std::fmt;
+
+use crate::sources::{REDIS_PASSWORD_VAR, Sources};
 
 /// Each `Config` field the library may name, and the flag that sets it.
 /// Longer names first, so that a name is never replaced inside a longer one.
@@ -35,6 +37,8 @@ const FLAGS: &[(&str, &str)] = &[
     ("access.jwt_name_claim", "--jwt-name-claim"),
     ("access.jwt_secret", "--jwt-secret-file"),
     ("access.tokens", "--auth-token-file"),
+    ("backplane.ca_certificate_pem", "--redis-ca-cert"),
+    ("backplane.password", "--redis-password-file"),
     ("backplane.publish_queue", "--redis-queue"),
     ("backplane.channel_prefix", "--redis-prefix"),
     ("backplane.node_id", "--node-id"),
@@ -54,41 +58,35 @@ impl fmt::Display for FlagError {
 
 impl std::error::Error for FlagError {}
 
-impl FlagError {
-    /// A problem with `flag`, whose value `args` holds.
-    pub fn new(flag: &str, args: &[OsString], problem: &str) -> Self {
-        FlagError(format!("{}: {problem}", written(flag, args)))
+impl From<String> for FlagError {
+    fn from(text: String) -> Self {
+        FlagError(text)
     }
+}
 
+impl FlagError {
     /// A problem with `flag` given `value`.
     pub fn with_value(flag: &str, value: impl fmt::Display, problem: &str) -> Self {
         FlagError(format!("{flag} {value}: {problem}"))
     }
 }
 
-/// Says what the library's complaint about `field` means on the command
-/// line `args`: the flag, the value given (or that it was the default), and
-/// the problem, with every field it names given as its flag.
-pub fn explain(field: &str, problem: &str, args: &[OsString]) -> FlagError {
+/// Says what the library's complaint about `field` means in the settings
+/// `sources` describes: the setting as it was given (or that it was the
+/// default), and the problem, with every field it names given as its flag.
+pub fn explain(field: &str, problem: &str, sources: &Sources) -> FlagError {
     let problem = FLAGS.iter().fold(problem.to_owned(), |text, (field, flag)| text.replace(field, flag));
     match FLAGS.iter().find(|(name, _)| *name == field) {
-        Some((_, flag)) => FlagError::new(flag, args, &problem),
+        // The password came from the variable, which has no flag.
+        Some((_, "--redis-password-file"))
+            if !sources.is_set("redis-password-file") && sources.redis_password().is_some() =>
+        {
+            FlagError(format!("{REDIS_PASSWORD_VAR} (not shown): {problem}"))
+        }
+        Some((_, flag)) => sources.error(flag.trim_start_matches("--"), &problem),
         // `timeouts` names them all: every duration flag.
         None if field == "timeouts" => FlagError(format!("every duration flag {problem}")),
         None => FlagError(format!("{field} {problem}")),
-    }
-}
-
-/// `--flag value` as the user wrote it, or `--flag` with its default.
-fn written(flag: &str, args: &[OsString]) -> String {
-    let args: Vec<String> = args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
-    let prefix = format!("{flag}=");
-    let value = args.iter().enumerate().rev().find_map(|(n, arg)| {
-        if arg == flag { args.get(n + 1).cloned() } else { arg.strip_prefix(&prefix).map(str::to_owned) }
-    });
-    match value {
-        Some(value) => format!("{flag} {value}"),
-        None => format!("{flag} (the default)"),
     }
 }
 
@@ -96,8 +94,9 @@ fn written(flag: &str, args: &[OsString]) -> String {
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Vec<OsString> {
-        line.split_whitespace().map(OsString::from).collect()
+    fn sources(line: &str) -> Sources {
+        let argv = line.split_whitespace().map(std::ffi::OsString::from).collect();
+        crate::sources::parse(argv).unwrap().sources
     }
 
     #[test]
@@ -105,16 +104,28 @@ mod tests {
         let error = explain(
             "timeouts.ping_interval",
             "must be less than timeouts.idle, or a live client that only answers pings is closed as idle",
-            &args("switchboard --idle-timeout 10s"),
+            &sources("switchboard --idle-timeout 10s"),
         );
         assert_eq!(
             error.to_string(),
             "--ping-interval (the default): must be less than --idle-timeout, or a live client that only \
              answers pings is closed as idle"
         );
-        let error =
-            explain("backplane.url", "must be a redis:// URL", &args("switchboard --redis=127.0.0.1:6379"));
-        assert_eq!(error.to_string(), "--redis 127.0.0.1:6379: must be a redis:// URL");
+        let error = explain(
+            "backplane.url",
+            "must be a redis:// URL",
+            &sources("switchboard --redis=127.0.0.1:6379"),
+        );
+        assert_eq!(
+            error.to_string(),
+            "--redis (a Redis URL that does not parse; not shown): must be a redis:// URL"
+        );
+        let error = explain(
+            "backplane.url",
+            "is not a valid Redis URL",
+            &sources("switchboard --redis=redis://:hunter2@db:70000"),
+        );
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -6,29 +6,51 @@ mod args;
 mod client;
 mod flags;
 mod logging;
+mod print_config;
 mod signals;
+mod sources;
 
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::Parser;
 use crossbeam_channel::bounded;
 use log::{error, info, warn};
 use switchboard::{RoomsHandler, Server, error_chain};
 
-use crate::args::{Cli, Command, ServerArgs};
+use crate::args::{Command, ServerArgs};
+use crate::flags::FlagError;
+use crate::sources::{ParseError, Parsed, REDIS_PASSWORD_VAR, Sources};
 
 fn main() -> ExitCode {
     // Before any thread starts, the signal handlers' included.
     arenas::one_per_core();
-    let cli = Cli::parse();
+    let Parsed { cli, sources } = match sources::parse(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(ParseError::Clap(e)) => e.exit(),
+        Err(ParseError::File(e)) => {
+            // As clap reports a usage error: before logging is set up.
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.command.is_none() && cli.server.print_config {
+        print!("{}", print_config::render(&sources));
+        return ExitCode::SUCCESS;
+    }
     // The server reports what it does; the client prints what happens and
     // logs only what goes wrong.
     let level = if cli.command.is_some() { "warn" } else { "info" };
     logging::init(level, cli.server.log_format);
+    if cli.command.is_none() {
+        for name in sources::unknown_variables(std::env::vars_os().map(|(name, _)| name)) {
+            warn!(
+                "{name} is set, but sets nothing: each variable is SWITCHBOARD_ and a flag's name (see --help)"
+            );
+        }
+    }
     let result = match cli.command {
-        None => serve(cli.server).map(|()| ExitCode::SUCCESS),
+        None => serve(cli.server, &sources).map(|()| ExitCode::SUCCESS),
         Some(Command::Client(args)) => talk(args),
     };
     result.unwrap_or_else(|e| {
@@ -37,7 +59,7 @@ fn main() -> ExitCode {
     })
 }
 
-fn serve(args: ServerArgs) -> Result<(), Box<dyn Error>> {
+fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
     // One descriptor per connection: the soft limit (often 1,024) would
     // hold the server to a few hundred clients when the hard limit allows
     // far more. The server then reads the limit it got, and says so if it
@@ -48,21 +70,24 @@ fn serve(args: ServerArgs) -> Result<(), Box<dyn Error>> {
     // What SIGHUP reads again.
     let (auth_token_file, jwt_secret_file) = (args.auth_token_file.clone(), args.jwt_secret_file.clone());
     let (tls_cert, tls_key) = (args.tls_cert.clone(), args.tls_key.clone());
-    let config = args.into_config()?;
+    let config = args.into_config(sources)?;
     let files = signals::Reloadable {
         access: config.access.clone(),
-        auth_token_file,
-        jwt_secret_file,
+        auth_token_file: auth_token_file.map(|path| (path, sources.describe("auth-token-file"))),
+        jwt_secret_file: jwt_secret_file.map(|path| (path, sources.describe("jwt-secret-file"))),
         tls_cert,
         tls_key,
     };
+    let password_given = config.backplane.as_ref().is_some_and(|backplane| backplane.password.is_some());
     let (http, ws) = if config.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
     let server = Server::bind(config, RoomsHandler).map_err(|e| -> Box<dyn Error> {
         match e {
             // The library names the field of Config; the user wrote a flag.
             switchboard::Error::Config { field, problem } => {
-                let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-                Box::new(flags::explain(field, problem, &argv))
+                Box::new(flags::explain(field, problem, sources))
+            }
+            switchboard::Error::RedisAuth { reason, .. } => {
+                Box::new(refused(sources, password_given, &reason))
             }
             other => Box::new(other),
         }
@@ -74,6 +99,28 @@ fn serve(args: ServerArgs) -> Result<(), Box<dyn Error>> {
     info!("listening on {http}://{addr}/ (rooms at {ws}://{addr}/ws/<room>, echo at {ws}://{addr}/echo)");
     server.run()?;
     Ok(())
+}
+
+/// Redis's refusal of the node's credentials, named by where the password
+/// came from, or the URL when none was given.
+fn refused(sources: &Sources, password_given: bool, reason: &str) -> FlagError {
+    let password = if sources.is_set("redis-password-file") {
+        sources.describe("redis-password-file")
+    } else if sources.redis_password().is_some() {
+        format!("{REDIS_PASSWORD_VAR} (not shown)")
+    } else {
+        sources.describe("redis")
+    };
+    let url_password = sources
+        .get("redis")
+        .is_some_and(|redis| redis.values.iter().any(|url| Sources::shown("redis", url).contains("***")));
+    let what = if password_given || url_password {
+        "Redis refused this password"
+    } else {
+        "Redis asks for a password, and none was given (--redis-password-file, or the variable \
+         SWITCHBOARD_REDIS_PASSWORD)"
+    };
+    FlagError::from(format!("{password}: {what}: {reason}"))
 }
 
 fn talk(args: client::ClientArgs) -> Result<ExitCode, Box<dyn Error>> {

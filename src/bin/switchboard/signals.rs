@@ -13,13 +13,14 @@ use switchboard::{Access, ReloadHandle, ShutdownHandle, TlsConfig, error_chain};
 use crate::args::read_secrets;
 use crate::flags::FlagError;
 
-/// What a reload reads again: the files the command line named, and the
-/// rest of the access rules, which stay as they are.
+/// What a reload reads again: the files the settings named (each with the
+/// setting that named it, for errors), and the rest of the access rules,
+/// which stay as they are.
 #[derive(Debug, Clone)]
 pub struct Reloadable {
     pub access: Access,
-    pub auth_token_file: Option<PathBuf>,
-    pub jwt_secret_file: Option<PathBuf>,
+    pub auth_token_file: Option<(PathBuf, String)>,
+    pub jwt_secret_file: Option<(PathBuf, String)>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
 }
@@ -64,13 +65,13 @@ impl Reloadable {
     fn reload(&self, server: &ReloadHandle) -> Result<String, Box<dyn std::error::Error>> {
         let mut access = self.access.clone();
         let mut what = Vec::new();
-        if let Some(path) = &self.auth_token_file {
-            access.tokens = read_secrets(path, "--auth-token-file")?;
+        if let Some((path, setting)) = &self.auth_token_file {
+            access.tokens = read_secrets(path, setting)?;
             let n = access.tokens.len();
             what.push(format!("{n} token{}", if n == 1 { "" } else { "s" }));
         }
-        if let Some(path) = &self.jwt_secret_file {
-            access.jwt_secret = read_secrets(path, "--jwt-secret-file")?.into_iter().next();
+        if let Some((path, setting)) = &self.jwt_secret_file {
+            access.jwt_secret = read_secrets(path, setting)?.into_iter().next();
             what.push("the JWT key".to_owned());
         }
         let tls = match (&self.tls_cert, &self.tls_key) {

@@ -1,0 +1,216 @@
+//! `--print-config`: the settings in force, written as a configuration file
+//! to start from. Every setting is there, with its help as a comment; those
+//! that were given (by flag, variable or file) are set, the others are
+//! commented out with their defaults. Read back with `--config`, it makes
+//! the same settings, and prints the same file.
+
+use clap::CommandFactory;
+
+use crate::args::Cli;
+use crate::sources::{Origin, REDIS_PASSWORD_VAR, Sources, setting_args};
+
+/// Comments are wrapped to this many columns.
+const WIDTH: usize = 92;
+
+const HEADER: &str = "\
+# switchboard's configuration, as `switchboard --print-config` wrote it: start the
+# server with `switchboard --config FILE`, or SWITCHBOARD_CONFIG=FILE.
+#
+# Each key is a flag of the same name (`switchboard --help`), and a variable too:
+# SWITCHBOARD_ and the key in upper snake case, as SWITCHBOARD_MAX_CONNECTIONS. A flag
+# wins over its variable, which wins over this file. The keys commented out are at
+# their defaults.
+";
+
+/// The configuration file that `sources` makes.
+pub fn render(sources: &Sources) -> String {
+    // As declared: the file's values make clap move the flags they set.
+    let command = Cli::command();
+    let mut out = String::from(HEADER);
+    let mut heading = None;
+    for (key, arg) in setting_args(&command) {
+        let Some(setting) = sources.get(key) else { continue };
+        if arg.get_help_heading() != heading {
+            heading = arg.get_help_heading();
+            if let Some(heading) = heading {
+                out.push_str(&format!("\n# ---- {heading} ----\n"));
+            }
+        }
+        out.push('\n');
+        let help = arg.get_long_help().or(arg.get_help()).map(ToString::to_string).unwrap_or_default();
+        comment(&mut out, &help);
+        let value = if setting.values.is_empty() {
+            // No default, and not given: what would go there.
+            let name =
+                arg.get_value_names().and_then(|names| names.first()).map_or("VALUE", |name| name.as_str());
+            if setting.repeatable { format!("[\"{name}\"]") } else { format!("\"{name}\"") }
+        } else {
+            setting.toml(key)
+        };
+        // Also when read back from a file this printed: the same file again.
+        if key == "redis" && setting.values.iter().any(|url| Sources::shown(key, url).contains("***")) {
+            comment(
+                &mut out,
+                &format!(
+                    "The URL's password is not shown, but ***: give it with redis-password-file, or \
+                     {REDIS_PASSWORD_VAR}, and take it out of the URL."
+                ),
+            );
+        }
+        let line = format!("{key} = {value}");
+        if setting.origin == Origin::Default {
+            out.push_str(&format!("# {line}\n"));
+        } else {
+            out.push_str(&format!("{line}\n"));
+        }
+    }
+    out
+}
+
+/// Appends `text` as comment lines, wrapped.
+fn comment(out: &mut String, text: &str) {
+    for (n, paragraph) in text.split("\n\n").enumerate() {
+        if n > 0 {
+            out.push_str("#\n");
+        }
+        let mut line = String::from("#");
+        for word in paragraph.split_whitespace() {
+            if line.len() > 1 && line.len() + 1 + word.len() > WIDTH {
+                out.push_str(&line);
+                out.push('\n');
+                line = String::from("#");
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::{Parsed, parse};
+
+    fn parsed(args: &[String]) -> Parsed {
+        parse(args.iter().map(Into::into).collect()).unwrap()
+    }
+
+    /// A value for every setting, none of them the default.
+    const EVERY_SETTING: &[(&str, &str)] = &[
+        ("listen", "127.0.0.1:0"),
+        ("handshake-timeout", "5s"),
+        ("idle-timeout", "2m"),
+        ("ping-interval", "30s"),
+        ("write-timeout", "3s"),
+        ("close-timeout", "2s"),
+        ("shutdown-timeout", "9s"),
+        ("max-message-size", "65536"),
+        ("max-frame-size", "32768"),
+        ("read-buffer-size", "4096"),
+        ("outbox-bytes", "1000000"),
+        ("hub-capacity", "100"),
+        ("max-head-size", "4096"),
+        ("max-headers", "32"),
+        ("max-connections", "400"),
+        ("max-connections-per-ip", "10"),
+        ("max-messages-per-sec", "50"),
+        ("message-burst", "60"),
+        ("allow-origin", "https://a.example"),
+        ("allow-origin", "https://b.example"),
+        ("auth-token-file", "/etc/switchboard/tokens"),
+        ("jwt-secret-file", "/etc/switchboard/jwt key"),
+        ("jwt-name-claim", "name"),
+        ("tls-cert", "/etc/switchboard/cert.pem"),
+        ("tls-key", "/etc/switchboard/key.pem"),
+        ("trust-proxy", "10.0.0.0/8"),
+        ("subprotocol", "chat.v1"),
+        ("thread-stack-size", "262144"),
+        ("spare-threads", "8"),
+        ("spare-thread-timeout", "30s"),
+        ("max-lifetime", "1h 30m"),
+        ("max-handshakes", "100"),
+        ("max-handshakes-per-ip", "5"),
+        ("handshake-min-rate", "100"),
+        ("redis", "rediss://db.example:6380/0"),
+        ("redis-password-file", "/run/credentials/redis"),
+        ("redis-ca-cert", "/etc/switchboard/redis-ca.pem"),
+        ("node-id", "eu-1"),
+        ("redis-prefix", "chat\"\\:"),
+        ("redis-queue", "100"),
+        ("private-metrics", "true"),
+        ("log-format", "json"),
+    ];
+
+    #[test]
+    fn every_setting_is_printed_and_read_back_the_same() {
+        let mut args = vec!["switchboard".to_owned()];
+        for (key, value) in EVERY_SETTING {
+            args.extend([format!("--{key}"), (*value).to_owned()]);
+        }
+        let first = parsed(&args);
+        for (key, _) in setting_args(&Cli::command()) {
+            assert!(
+                EVERY_SETTING.iter().any(|(set, _)| *set == key),
+                "--{key} is missing from EVERY_SETTING"
+            );
+        }
+        let printed = render(&first.sources);
+        for (key, _) in EVERY_SETTING {
+            assert!(printed.lines().any(|line| line.starts_with(&format!("{key} = "))), "{key}:\n{printed}");
+        }
+        let path = std::env::temp_dir().join(format!("switchboard-print-config-{}.toml", std::process::id()));
+        std::fs::write(&path, &printed).unwrap();
+        let second = parsed(&["switchboard".to_owned(), "--config".to_owned(), path.display().to_string()]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(render(&second.sources), printed);
+        let mut read_back = second.cli.server;
+        read_back.config = None;
+        assert_eq!(format!("{read_back:?}"), format!("{:?}", first.cli.server));
+    }
+
+    #[test]
+    fn defaults_are_commented_out_and_read_back_as_defaults() {
+        let first = parsed(&["switchboard".to_owned()]);
+        let printed = render(&first.sources);
+        assert!(printed.contains("\n# max-connections = 10000\n"), "{printed}");
+        assert!(printed.contains("\n# idle-timeout = \"1m\"\n"), "{printed}");
+        assert!(printed.contains("\n# allow-origin = [\"ORIGIN\"]\n"), "{printed}");
+        let set: Vec<&str> =
+            printed.lines().filter(|line| !line.is_empty() && !line.starts_with('#')).collect();
+        assert!(set.is_empty(), "{set:?}");
+        // Uncommented, the defaults make the same settings; the lines with
+        // no default hold what would go there, as `"FILE"`, and stay out.
+        let placeholder = |value: &str| {
+            let value = value.trim_matches(['[', ']', '"']);
+            !value.is_empty() && value.chars().all(|c| c.is_ascii_uppercase())
+        };
+        let uncommented: String = printed
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter_map(|line| line.split_once(" = ").map(|(key, value)| (key, value, line)))
+            .filter(|(key, value, _)| {
+                key.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !placeholder(value)
+            })
+            .map(|(_, _, line)| format!("{line}\n"))
+            .collect();
+        assert!(uncommented.lines().count() >= 25, "{uncommented}");
+        let path = std::env::temp_dir().join(format!("switchboard-defaults-{}.toml", std::process::id()));
+        std::fs::write(&path, &uncommented).unwrap();
+        let second = parsed(&["switchboard".to_owned(), "--config".to_owned(), path.display().to_string()]);
+        std::fs::remove_file(&path).unwrap();
+        let mut read_back = second.cli.server;
+        read_back.config = None;
+        assert_eq!(format!("{read_back:?}"), format!("{:?}", first.cli.server));
+    }
+
+    #[test]
+    fn a_password_in_the_redis_url_is_not_printed() {
+        let first =
+            parsed(&["switchboard".to_owned(), "--redis".to_owned(), "redis://:hunter2@db:6379".to_owned()]);
+        let printed = render(&first.sources);
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("\nredis = \"redis://:***@db:6379\"\n"), "{printed}");
+    }
+}

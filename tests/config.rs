@@ -1,0 +1,135 @@
+//! The binary's settings from a file (`--config`) and from `SWITCHBOARD_*`
+//! variables: precedence, errors that name where a value came from, and
+//! `--print-config` read back.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+
+use crate::support::raw::{read_head, upgrade_request};
+use crate::support::{PATIENCE, Process, run};
+
+/// A configuration file of this test's own.
+fn file(test: &str, contents: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("config-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("switchboard.toml");
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// What `--print-config` prints with `args` and `env`.
+fn printed(args: &[&str], env: &[(&str, &str)]) -> String {
+    let (status, lines, stderr) = run(&[args, &["--print-config"]].concat(), env);
+    assert!(status.success(), "{args:?} {env:?}: {stderr}");
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+/// The line that sets `key`, in a printed configuration.
+fn setting<'a>(printed: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key} = ");
+    printed
+        .lines()
+        .find(|line| line.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("{key} not set:\n{printed}"))
+}
+
+#[test]
+fn flags_win_over_variables_which_win_over_the_file() {
+    let path = file(
+        "precedence",
+        "max-connections = 400\nidle-timeout = \"2m\"\nmax-headers = 32\nallow-origin = [\"https://a\", \"https://b\"]\n",
+    );
+    let path = path.to_str().unwrap();
+    let env = [("SWITCHBOARD_MAX_CONNECTIONS", "300"), ("SWITCHBOARD_IDLE_TIMEOUT", "90s")];
+    let out = printed(&["--config", path, "--idle-timeout", "70s"], &env);
+    assert_eq!(setting(&out, "idle-timeout"), "idle-timeout = \"70s\"");
+    assert_eq!(setting(&out, "max-connections"), "max-connections = 300");
+    assert_eq!(setting(&out, "max-headers"), "max-headers = 32");
+    assert_eq!(setting(&out, "allow-origin"), "allow-origin = [\"https://a\", \"https://b\"]");
+    assert!(out.contains("\n# max-head-size = 8192\n"), "{out}");
+    // SWITCHBOARD_CONFIG names the file as well; a list in a variable is
+    // comma-separated.
+    let out =
+        printed(&[], &[("SWITCHBOARD_CONFIG", path), ("SWITCHBOARD_ALLOW_ORIGIN", "https://c,https://d")]);
+    assert_eq!(setting(&out, "max-headers"), "max-headers = 32");
+    assert_eq!(setting(&out, "allow-origin"), "allow-origin = [\"https://c\", \"https://d\"]");
+}
+
+#[test]
+fn what_print_config_prints_is_read_back_the_same() {
+    let tokens = file("print-tokens", "");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--max-lifetime",
+        "1h 30m",
+        "--trust-proxy",
+        "10.0.0.0/8",
+        "--auth-token-file",
+        tokens.to_str().unwrap(),
+        "--redis",
+        "redis://app:hunter2@db.example:6379/1",
+    ];
+    let first = printed(&args, &[("SWITCHBOARD_SUBPROTOCOL", "chat.v1"), ("SWITCHBOARD_SPARE_THREADS", "4")]);
+    assert!(!first.contains("hunter2"), "{first}");
+    assert_eq!(setting(&first, "redis"), "redis = \"redis://app:***@db.example:6379/1\"");
+    let path = file("print-config", &first);
+    let second = printed(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(second, first);
+}
+
+#[test]
+fn a_server_takes_its_settings_from_the_file() {
+    let tokens = file("serve-tokens", "from-the-file\n");
+    let path =
+        file("serve", &format!("auth-token-file = {:?}\nmax-connections = 50\n", tokens.to_str().unwrap()));
+    let process = Process::start(&["--config", path.to_str().unwrap()]);
+    let status = |token: &str| {
+        use std::io::Write;
+        let mut stream = TcpStream::connect(process.addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.write_all(upgrade_request(&format!("/echo?access_token={token}"), "").as_bytes()).unwrap();
+        read_head(&mut stream).split(' ').nth(1).unwrap_or("none").to_owned()
+    };
+    assert_eq!(status("from-the-file"), "101");
+    assert_eq!(status("another"), "403");
+}
+
+#[test]
+fn errors_name_the_key_and_the_file_or_the_variable() {
+    let unknown = file("unknown-key", "max_connections = 4\n");
+    let unknown = unknown.to_str().unwrap();
+    let (status, _, stderr) = run(&["--config", unknown], &[]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{unknown}: unknown key `max_connections`")), "{stderr}");
+
+    let wrong_type = file("wrong-type", "max-connections = \"many\"\n");
+    let wrong_type = wrong_type.to_str().unwrap();
+    let (status, _, stderr) = run(&["--config", wrong_type], &[]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("'max-connections in {wrong_type}'")), "{stderr}");
+
+    let (status, _, stderr) = run(&[], &[("SWITCHBOARD_MAX_CONNECTIONS", "many")]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'SWITCHBOARD_MAX_CONNECTIONS (environment)'"), "{stderr}");
+
+    // Values that parse, but do not go together, are named as they were given.
+    let out_of_range = file("out-of-range", "ping-interval = \"2m\"\n");
+    let out_of_range = out_of_range.to_str().unwrap();
+    let (status, _, stderr) = run(&["--listen", "127.0.0.1:0", "--config", out_of_range], &[]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains(&format!("ping-interval = \"2m\" in {out_of_range}: must be less than --idle-timeout")),
+        "{stderr}"
+    );
+    let (status, _, stderr) = run(&["--listen", "127.0.0.1:0"], &[("SWITCHBOARD_PING_INTERVAL", "2m")]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SWITCHBOARD_PING_INTERVAL=2m: must be less than --idle-timeout"), "{stderr}");
+
+    let (status, _, stderr) = run(&["--listen", "127.0.0.1:0"], &[("SWITCHBOARD_REDIS_PASSWORD", "hunter2")]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SWITCHBOARD_REDIS_PASSWORD is set: it needs --redis too"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

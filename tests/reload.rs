@@ -99,8 +99,11 @@ fn sigterm_and_sigint_are_logged_as_what_they_are() {
     for (signal, said) in
         [("TERM", "SIGTERM (terminate): shutting down"), ("INT", "SIGINT (interrupt): shutting down")]
     {
-        let process = Process::start(&[]);
+        let mut process = Process::start(&[]);
         process.signal(signal);
+        // Before stop() sends SIGINT: two signals pending at once are taken
+        // in signal-number order, SIGINT first.
+        process.wait_for_line(said);
         let log = process.stop();
         assert!(log.iter().any(|line| line.contains(said)), "{signal}: {log:?}");
     }

@@ -200,7 +200,7 @@ mod tests {
         health.down(Subscriber, &"connection reset");
         assert!(!health.is_up());
         health.up(Subscriber);
-        let json = health.metrics.stats().to_json();
+        let json = health.metrics.to_json();
         assert!(json.contains("\"reconnects\": 1"), "{json}");
         assert!(json.contains("\"up\": true"), "{json}");
     }

@@ -965,7 +965,7 @@ pub(crate) mod tests {
             r.outbox.closed_with().and_then(|close| close.close_frame()),
             Some(CloseReason::SlowConsumer.frame())
         );
-        let json = metrics.stats().to_json();
+        let json = metrics.to_json();
         assert!(json.contains("\"slow_consumer_closes\": 1"), "{json}");
     }
 

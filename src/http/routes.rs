@@ -4,7 +4,7 @@ use crate::error::Refusal;
 use crate::handler::{Accept, Handler};
 use crate::http::{Request, Response};
 use crate::hub::HubHandle;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::upgrade::Gate;
 
 /// What the server does with a request.
@@ -87,14 +87,14 @@ fn healthz() -> Response {
     Response::text(200, "ok\n")
 }
 
-/// `GET /metrics`: the counters in Prometheus text format.
+/// `GET /metrics`: the registry in the Prometheus text format.
 fn prometheus(metrics: &Metrics) -> Response {
     Response::new(200)
-        .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics.stats().to_prometheus().into_bytes())
+        .header("Content-Type", metrics::CONTENT_TYPE)
+        .body(metrics.to_prometheus().into_bytes())
 }
 
-/// `GET /stats`: the same counters as JSON.
+/// `GET /stats`: the same figures as JSON.
 fn stats(metrics: &Metrics) -> Response {
-    Response::json(metrics.stats().to_json())
+    Response::json(metrics.to_json())
 }

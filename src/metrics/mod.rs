@@ -1,0 +1,638 @@
+//! What the server counts, kept in a prometheus-client registry: `/metrics`
+//! is the registry in the Prometheus text format, and `/stats` is that same
+//! text reshaped as JSON ([`json`]), so the two cannot disagree.
+//!
+//! Counters and gauges are the one piece of state threads share without a
+//! channel: each is a relaxed atomic that threads only ever add to
+//! (prometheus-client's `Counter` and `Gauge`), so no thread waits on another
+//! to count.
+
+mod json;
+
+use std::time::Instant;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, prometheus_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// The `Content-Type` of `/metrics`: the Prometheus text format, 0.0.4.
+pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// The HTTP statuses the server answers with, and the reason each gives a
+/// refused upgrade. Anything else is counted as `other`, so that no handler
+/// or client can add series.
+const STATUSES: [(u16, &str, &str); 13] = [
+    (200, "200", "ok"),
+    (204, "204", "no_content"),
+    (400, "400", "bad_request"),
+    (401, "401", "unauthorized"),
+    (403, "403", "forbidden"),
+    (404, "404", "not_found"),
+    (405, "405", "method_not_allowed"),
+    (408, "408", "timeout"),
+    (426, "426", "upgrade_required"),
+    (429, "429", "too_many_requests"),
+    (431, "431", "head_too_large"),
+    (500, "500", "internal_error"),
+    (503, "503", "unavailable"),
+];
+
+/// The close codes the server sends; anything else is counted as `other`.
+const CLOSE_CODES: [(u16, &str); 7] = [
+    (1000, "1000"),
+    (1001, "1001"),
+    (1002, "1002"),
+    (1007, "1007"),
+    (1008, "1008"),
+    (1009, "1009"),
+    (1011, "1011"),
+];
+
+/// A status as its label value.
+fn status_label(status: u16) -> &'static str {
+    STATUSES.iter().find(|(s, ..)| *s == status).map_or("other", |(_, label, _)| label)
+}
+
+/// A refused upgrade's status as its reason.
+fn refusal_label(status: u16) -> &'static str {
+    STATUSES.iter().find(|(s, ..)| *s == status).map_or("other", |(.., reason)| reason)
+}
+
+fn close_code_label(code: CloseCode) -> &'static str {
+    let code = u16::from(code);
+    CLOSE_CODES.iter().find(|(c, _)| *c == code).map_or("other", |(_, label)| label)
+}
+
+/// Everything the server counts; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    connections_open: Gauge,
+    connections_total: Counter,
+    http_responses: ByLabel<Counter>,
+    upgrades_refused: ByLabel<Counter>,
+    messages_in: Counter,
+    bytes_in: Counter,
+    messages_out: Counter,
+    bytes_out: Counter,
+    slow_consumer_closes: Counter,
+    writes_stalled: Counter,
+    write_timeouts: Counter,
+    close_frames_sent: ByLabel<Counter>,
+    close_frames_received: Counter,
+    connections_dropped: Counter,
+    threads_refused: Counter,
+    /// Connection threads alive, serving a client or parked.
+    threads: Gauge,
+    threads_parked: Gauge,
+    threads_started: Counter,
+    threads_reused: Counter,
+    handshakes: Gauge,
+    connections_shed: Counter,
+    connections_refused: ByLabel<Counter>,
+    rate_limit_closes: Counter,
+    tls_handshakes_failed: Counter,
+    /// Present when the node shares rooms through Redis.
+    backplane: Option<Backplane>,
+}
+
+/// What the Redis backplane counts; see [`Metrics::with_backplane`].
+#[derive(Debug)]
+struct Backplane {
+    /// 1 while both Redis connections are up, else 0.
+    up: Gauge,
+    published: Counter,
+    received: Counter,
+    not_relayed: Counter,
+    rejected: Counter,
+    reconnects: Counter,
+    subscriptions: Gauge,
+}
+
+impl Backplane {
+    /// Registers the backplane's figures, and its identity: `node_id`.
+    fn register(r: &mut Registry, node_id: &str) -> Self {
+        r.register(
+            "backplane",
+            "This node's backplane identity",
+            Info::new([("node_id", node_id.to_owned())]),
+        );
+        Backplane {
+            up: gauge(r, "backplane_up", "1 while both Redis connections are up, else 0"),
+            published: counter(
+                r,
+                "backplane_published",
+                "Room messages published to Redis for the other nodes",
+            ),
+            received: counter(
+                r,
+                "backplane_received",
+                "Room messages received from other nodes and delivered here",
+            ),
+            not_relayed: counter(
+                r,
+                "backplane_not_relayed",
+                "Room messages delivered here but not to the other nodes: Redis down, slow, or failing",
+            ),
+            rejected: counter(
+                r,
+                "backplane_rejected",
+                "Messages on a room channel that were not a well-formed switchboard envelope",
+            ),
+            reconnects: counter(
+                r,
+                "backplane_reconnects",
+                "Times the backplane came back up after being down",
+            ),
+            subscriptions: gauge(
+                r,
+                "backplane_subscriptions",
+                "Room channels this node is subscribed to: the rooms it has members in",
+            ),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(None)
+    }
+}
+
+impl Metrics {
+    /// Counters for a node that shares rooms through Redis as `node_id`.
+    pub(crate) fn with_backplane(node_id: &str) -> Self {
+        Metrics::new(Some(node_id))
+    }
+
+    fn new(node_id: Option<&str>) -> Self {
+        let mut r = Registry::with_prefix("switchboard");
+        r.register_collector(Box::new(Uptime(Instant::now())));
+        let mut metrics = Metrics {
+            connections_open: gauge(&mut r, "connections_open", "WebSocket connections open now"),
+            connections_total: counter(&mut r, "connections", "WebSocket connections opened"),
+            messages_in: counter(&mut r, "messages_in", "Text and binary messages received"),
+            bytes_in: counter(&mut r, "bytes_in", "Payload bytes of the messages received"),
+            messages_out: counter(&mut r, "messages_out", "Text and binary messages written to clients"),
+            bytes_out: counter(
+                &mut r,
+                "bytes_out",
+                "Bytes written to WebSocket clients, frame headers included",
+            ),
+            slow_consumer_closes: counter(
+                &mut r,
+                "slow_consumer_closes",
+                "Clients closed (1008) because their outbox was full",
+            ),
+            writes_stalled: counter(
+                &mut r,
+                "writes_stalled",
+                "Times a client's socket had no room and its outbox was handed to the drain thread",
+            ),
+            write_timeouts: counter(
+                &mut r,
+                "write_timeouts",
+                "Clients hung up on because their socket took no bytes for the write timeout",
+            ),
+            close_frames_received: counter(
+                &mut r,
+                "close_frames_received",
+                "Close handshakes started by clients",
+            ),
+            connections_dropped: counter(
+                &mut r,
+                "connections_dropped",
+                "WebSocket connections that ended without a close handshake",
+            ),
+            threads_refused: counter(
+                &mut r,
+                "threads_refused",
+                "Connections answered 503 because no thread could be started for them",
+            ),
+            threads: gauge(
+                &mut r,
+                "threads",
+                "Connection threads alive: serving a client, or parked waiting for the next one",
+            ),
+            threads_parked: gauge(
+                &mut r,
+                "threads_parked",
+                "Connection threads parked, waiting for the next client",
+            ),
+            threads_started: counter(&mut r, "threads_started", "Connection threads started"),
+            threads_reused: counter(
+                &mut r,
+                "threads_reused",
+                "Clients served by a parked thread rather than a new one",
+            ),
+            handshakes: gauge(
+                &mut r,
+                "handshakes",
+                "Connections still in their handshake: TLS and the request head not yet read",
+            ),
+            connections_shed: counter(
+                &mut r,
+                "connections_shed",
+                "Connections shed from their handshake (408) to make room for a newcomer",
+            ),
+            rate_limit_closes: counter(
+                &mut r,
+                "rate_limit_closes",
+                "Clients closed (1008) for sending faster than their message rate limit",
+            ),
+            tls_handshakes_failed: counter(
+                &mut r,
+                "tls_handshakes_failed",
+                "TLS handshakes that failed or timed out",
+            ),
+            http_responses: ByLabel::register(
+                &mut r,
+                "http_responses",
+                "Plain HTTP responses, by status",
+                "status",
+                Counter::default,
+            ),
+            upgrades_refused: ByLabel::register(
+                &mut r,
+                "upgrades_refused",
+                "WebSocket upgrade requests refused, by reason",
+                "reason",
+                Counter::default,
+            ),
+            connections_refused: ByLabel::register(
+                &mut r,
+                "connections_refused",
+                "Connections refused at admission, before any thread: 503 at capacity, 429 per address",
+                "status",
+                Counter::default,
+            ),
+            close_frames_sent: ByLabel::register(
+                &mut r,
+                "close_frames_sent",
+                "Close frames sent to clients, by close code",
+                "code",
+                Counter::default,
+            ),
+            backplane: None,
+            registry: r,
+        };
+        if let Some(node_id) = node_id {
+            metrics.backplane = Some(Backplane::register(&mut metrics.registry, node_id));
+        }
+        metrics
+    }
+
+    /// `/metrics`: the registry in the Prometheus text format ([`CONTENT_TYPE`]).
+    pub(crate) fn to_prometheus(&self) -> String {
+        let mut text = String::with_capacity(8 * 1024);
+        prometheus_text::encode(&mut text, &self.registry).expect("Bug: encoding into a String cannot fail");
+        text
+    }
+
+    /// `/stats`: the same text as JSON.
+    pub(crate) fn to_json(&self) -> String {
+        json::from_text(&self.to_prometheus())
+    }
+
+    fn backplane(&self) -> Option<&Backplane> {
+        self.backplane.as_ref()
+    }
+
+    pub(crate) fn backplane_up(&self, up: bool) {
+        if let Some(backplane) = self.backplane() {
+            backplane.up.set(i64::from(up));
+        }
+    }
+
+    pub(crate) fn backplane_published(&self, n: usize) {
+        if let Some(backplane) = self.backplane() {
+            backplane.published.inc_by(n as u64);
+        }
+    }
+
+    pub(crate) fn backplane_received(&self) {
+        if let Some(backplane) = self.backplane() {
+            backplane.received.inc();
+        }
+    }
+
+    pub(crate) fn backplane_not_relayed(&self, n: usize) {
+        if let Some(backplane) = self.backplane() {
+            backplane.not_relayed.inc_by(n as u64);
+        }
+    }
+
+    pub(crate) fn backplane_rejected(&self) {
+        if let Some(backplane) = self.backplane() {
+            backplane.rejected.inc();
+        }
+    }
+
+    pub(crate) fn backplane_reconnected(&self) {
+        if let Some(backplane) = self.backplane() {
+            backplane.reconnects.inc();
+        }
+    }
+
+    pub(crate) fn backplane_subscriptions(&self, rooms: usize) {
+        if let Some(backplane) = self.backplane() {
+            backplane.subscriptions.set(i64::try_from(rooms).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Messages not relayed to other nodes so far.
+    pub(crate) fn backplane_not_relayed_total(&self) -> u64 {
+        self.backplane().map_or(0, |b| b.not_relayed.get())
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.inc();
+        self.connections_total.inc();
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub(crate) fn open_connections(&self) -> u64 {
+        u64::try_from(self.connections_open.get()).unwrap_or(0)
+    }
+
+    pub(crate) fn http_response(&self, status: u16) {
+        self.http_responses.get(status_label(status)).inc();
+    }
+
+    pub(crate) fn upgrade_refused(&self, status: u16) {
+        self.upgrades_refused.get(refusal_label(status)).inc();
+    }
+
+    pub(crate) fn message_in(&self, bytes: usize) {
+        self.messages_in.inc();
+        self.bytes_in.inc_by(bytes as u64);
+    }
+
+    pub(crate) fn written(&self, messages: usize, bytes: usize) {
+        self.messages_out.inc_by(messages as u64);
+        self.bytes_out.inc_by(bytes as u64);
+    }
+
+    pub(crate) fn slow_consumer(&self) {
+        self.slow_consumer_closes.inc();
+    }
+
+    pub(crate) fn write_stalled(&self) {
+        self.writes_stalled.inc();
+    }
+
+    pub(crate) fn write_timed_out(&self) {
+        self.write_timeouts.inc();
+    }
+
+    pub(crate) fn close_sent(&self, code: CloseCode) {
+        self.close_frames_sent.get(close_code_label(code)).inc();
+    }
+
+    pub(crate) fn close_received(&self) {
+        self.close_frames_received.inc();
+    }
+
+    pub(crate) fn dropped(&self) {
+        self.connections_dropped.inc();
+    }
+
+    pub(crate) fn thread_refused(&self) {
+        self.threads_refused.inc();
+    }
+
+    pub(crate) fn thread_started(&self) {
+        self.threads_started.inc();
+    }
+
+    pub(crate) fn thread_began(&self) {
+        self.threads.inc();
+    }
+
+    pub(crate) fn thread_ended(&self) {
+        self.threads.dec();
+    }
+
+    pub(crate) fn thread_parked(&self) {
+        self.threads_parked.inc();
+    }
+
+    pub(crate) fn thread_unparked(&self) {
+        self.threads_parked.dec();
+    }
+
+    pub(crate) fn thread_reused(&self) {
+        self.threads_reused.inc();
+    }
+
+    pub(crate) fn handshake_began(&self) {
+        self.handshakes.inc();
+    }
+
+    pub(crate) fn handshake_ended(&self) {
+        self.handshakes.dec();
+    }
+
+    pub(crate) fn handshake_shed(&self) {
+        self.connections_shed.inc();
+    }
+
+    pub(crate) fn connection_refused(&self, status: u16) {
+        self.connections_refused.get(status_label(status)).inc();
+    }
+
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limit_closes.inc();
+    }
+
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.tls_handshakes_failed.inc();
+    }
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register(name, help, counter.clone());
+    counter
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
+    let gauge = Gauge::default();
+    registry.register(name, help, gauge.clone());
+    gauge
+}
+
+/// The label set of a [`ByLabel`]: one label, its value from a fixed list.
+type Label = [(&'static str, &'static str); 1];
+
+/// A metric by one label. Each value is a series once it has been counted;
+/// the metric's `# HELP` and `# TYPE` show from the start, so that `/stats`
+/// has its object, empty, from the start too.
+#[derive(Debug, Clone)]
+struct ByLabel<M, C = fn() -> M> {
+    key: &'static str,
+    family: Family<Label, M, C>,
+}
+
+impl<M, C> ByLabel<M, C>
+where
+    M: EncodeMetric + TypedMetric + Clone + std::fmt::Debug + Send + Sync + 'static,
+    C: MetricConstructor<M> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    fn register(registry: &mut Registry, name: &str, help: &str, key: &'static str, new: C) -> Self {
+        let by_label = ByLabel { key, family: Family::new_with_constructor(new) };
+        registry.register(name, help, by_label.clone());
+        by_label
+    }
+
+    /// The series for `value`, made on first use.
+    fn get(&self, value: &'static str) -> M {
+        self.family.get_or_create_owned(&[(self.key, value)])
+    }
+}
+
+impl<M, C> EncodeMetric for ByLabel<M, C>
+where
+    M: EncodeMetric + TypedMetric,
+    C: MetricConstructor<M>,
+{
+    fn encode(&self, encoder: MetricEncoder) -> std::fmt::Result {
+        self.family.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
+}
+
+/// `uptime_seconds`, worked out whenever the registry is encoded.
+#[derive(Debug)]
+struct Uptime(Instant);
+
+impl Collector for Uptime {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let seconds = ConstGauge::new(i64::try_from(self.0.elapsed().as_secs()).unwrap_or(i64::MAX));
+        let metric = encoder.encode_descriptor(
+            "uptime_seconds",
+            "Seconds since the server started.",
+            None,
+            seconds.metric_type(),
+        )?;
+        seconds.encode(metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(metrics: &Metrics) -> serde_json::Value {
+        serde_json::from_str(&metrics.to_json()).unwrap()
+    }
+
+    #[test]
+    fn prometheus_text_names_every_figure() {
+        let metrics = Metrics::default();
+        metrics.connection_opened();
+        metrics.upgrade_refused(404);
+        metrics.upgrade_refused(599);
+        metrics.close_sent(CloseCode::Size);
+        metrics.http_response(200);
+        let text = metrics.to_prometheus();
+        assert!(text.contains("switchboard_connections_open 1\n"), "{text}");
+        assert!(text.contains("# TYPE switchboard_connections_total counter\n"));
+        assert!(text.contains("switchboard_connections_total 1\n"));
+        assert!(text.contains("switchboard_upgrades_refused_total{reason=\"not_found\"} 1\n"));
+        assert!(text.contains("switchboard_upgrades_refused_total{reason=\"other\"} 1\n"));
+        assert!(text.contains("switchboard_close_frames_sent_total{code=\"1009\"} 1\n"));
+        assert!(text.contains("switchboard_http_responses_total{status=\"200\"} 1\n"));
+        assert!(text.contains("# HELP switchboard_uptime_seconds Seconds since the server started.\n"));
+        assert!(
+            text.contains("# TYPE switchboard_connections_refused_total counter\n"),
+            "listed while empty"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("switchboard_"), "{line}");
+        }
+    }
+
+    #[test]
+    fn backplane_figures_show_only_with_a_backplane() {
+        let plain = Metrics::default();
+        assert!(!plain.to_prometheus().contains("backplane"));
+        assert!(!plain.to_json().contains("backplane"));
+        let metrics = Metrics::with_backplane("node-a");
+        metrics.backplane_up(true);
+        metrics.backplane_published(3);
+        metrics.backplane_not_relayed(2);
+        let text = metrics.to_prometheus();
+        assert!(text.contains("switchboard_backplane_up 1\n"), "{text}");
+        assert!(text.contains("switchboard_backplane_published_total 3\n"));
+        assert!(text.contains("switchboard_backplane_not_relayed_total 2\n"));
+        assert!(text.contains("switchboard_backplane_info{node_id=\"node-a\"} 1\n"));
+        let json = json(&metrics);
+        assert_eq!(json["backplane"]["node_id"], "node-a");
+        assert_eq!(json["backplane"]["up"], true);
+        assert_eq!(json["backplane"]["not_relayed"], 2);
+        assert_eq!(json["backplane"]["subscriptions"], 0);
+    }
+
+    #[test]
+    fn json_has_the_same_figures_under_the_keys_it_always_had() {
+        let metrics = Metrics::default();
+        metrics.message_in(5);
+        metrics.written(2, 14);
+        metrics.connection_opened();
+        metrics.thread_began();
+        metrics.connection_refused(503);
+        let json = json(&metrics);
+        assert_eq!(json["messages_in"], 1);
+        assert_eq!(json["bytes_in"], 5);
+        assert_eq!(json["messages_out"], 2);
+        assert_eq!(json["bytes_out"], 14);
+        assert_eq!(json["connections_open"], 1);
+        assert_eq!(json["connections_total"], 1);
+        assert_eq!(json["threads"], 1);
+        assert_eq!(json["connections_refused"], serde_json::json!({ "503": 1 }));
+        assert_eq!(json["http_responses"], serde_json::json!({}));
+        assert!(json["uptime_seconds"].is_u64());
+        for key in [
+            "uptime_seconds",
+            "connections_open",
+            "connections_total",
+            "http_responses",
+            "upgrades_refused",
+            "messages_in",
+            "bytes_in",
+            "messages_out",
+            "bytes_out",
+            "slow_consumer_closes",
+            "writes_stalled",
+            "write_timeouts",
+            "close_frames_sent",
+            "close_frames_received",
+            "connections_dropped",
+            "threads_refused",
+            "threads",
+            "threads_parked",
+            "threads_started",
+            "threads_reused",
+            "handshakes",
+            "connections_shed",
+            "connections_refused",
+            "rate_limit_closes",
+            "tls_handshakes_failed",
+        ] {
+            assert!(json.get(key).is_some(), "no {key} in {json}");
+        }
+    }
+}

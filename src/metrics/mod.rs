@@ -5,12 +5,15 @@
 //! Counters and gauges are the one piece of state threads share without a
 //! channel: each is a relaxed atomic that threads only ever add to
 //! (prometheus-client's `Counter` and `Gauge`), so no thread waits on another
-//! to count.
+//! to count. Histograms are atomics too ([`histogram`]), and are observed
+//! once per event, never once per frame per member.
 
+mod histogram;
 mod json;
 
 use std::time::Instant;
 
+use self::histogram::{BYTES, Histogram, Scale};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, prometheus_text};
 use prometheus_client::metrics::counter::Counter;
@@ -18,7 +21,7 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use tungstenite::protocol::frame::coding::CloseCode;
 
 /// The `Content-Type` of `/metrics`: the Prometheus text format, 0.0.4.
@@ -98,6 +101,8 @@ pub(crate) struct Metrics {
     connections_refused: ByLabel<Counter>,
     rate_limit_closes: Counter,
     tls_handshakes_failed: Counter,
+    /// The payload size of every message received.
+    message_size: Histogram,
     /// Present when the node shares rooms through Redis.
     backplane: Option<Backplane>,
 }
@@ -251,6 +256,13 @@ impl Metrics {
                 "tls_handshakes_failed",
                 "TLS handshakes that failed or timed out",
             ),
+            message_size: histogram(
+                &mut r,
+                "message_size",
+                "Payload sizes of the text and binary messages received",
+                Unit::Bytes,
+                &BYTES,
+            ),
             http_responses: ByLabel::register(
                 &mut r,
                 "http_responses",
@@ -375,6 +387,7 @@ impl Metrics {
     pub(crate) fn message_in(&self, bytes: usize) {
         self.messages_in.inc();
         self.bytes_in.inc_by(bytes as u64);
+        self.message_size.observe(bytes as u64);
     }
 
     pub(crate) fn written(&self, messages: usize, bytes: usize) {
@@ -469,6 +482,18 @@ fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
     let gauge = Gauge::default();
     registry.register(name, help, gauge.clone());
     gauge
+}
+
+fn histogram(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Unit,
+    scale: &'static Scale,
+) -> Histogram {
+    let histogram = Histogram::new(scale);
+    registry.register_with_unit(name, help, unit, histogram.clone());
+    histogram
 }
 
 /// The label set of a [`ByLabel`]: one label, its value from a fixed list.
@@ -604,6 +629,8 @@ mod tests {
         assert_eq!(json["threads"], 1);
         assert_eq!(json["connections_refused"], serde_json::json!({ "503": 1 }));
         assert_eq!(json["http_responses"], serde_json::json!({}));
+        assert_eq!(json["message_size_bytes"]["count"], 1);
+        assert_eq!(json["message_size_bytes"]["buckets"]["16"], 1);
         assert!(json["uptime_seconds"].is_u64());
         for key in [
             "uptime_seconds",

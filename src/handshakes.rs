@@ -78,6 +78,9 @@ struct Entry {
 pub(crate) struct Handshake {
     handshakes: Arc<Handshakes>,
     id: ConnectionId,
+    /// When the connection was accepted: its handshake's duration counts
+    /// from here.
+    started: Instant,
     /// False once [`end`](Handshake::end) has taken it off the book.
     under_way: bool,
 }
@@ -132,7 +135,7 @@ impl Handshakes {
             book.under_way.len() > self.max
         };
         self.metrics.handshake_began();
-        let handshake = Handshake { handshakes: self.clone(), id, under_way: true };
+        let handshake = Handshake { handshakes: self.clone(), id, started: now, under_way: true };
         if over {
             self.shed_oldest(id);
         }
@@ -195,6 +198,11 @@ impl Book {
 }
 
 impl Handshake {
+    /// When the connection was accepted.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Tells the book which socket this handshake reads, so that a shed can
     /// wake it. `Err(Shed)` if the connection was shed already.
     pub(crate) fn reading(&self, socket: &Socket) -> Result<(), Shed> {

@@ -45,7 +45,7 @@ use crate::http::routes::{Route, route};
 use crate::http::{Request, Response};
 use crate::hub::{ConnectionId, HubHandle};
 use crate::log_text::Untrusted;
-use crate::metrics::Metrics;
+use crate::metrics::{HandshakeEnd, Metrics};
 use crate::refusal_log::RefusalLog;
 use crate::stream::Socket;
 use crate::tls::{Rejected, TlsAcceptor};
@@ -119,12 +119,14 @@ fn http_phase<'a, H: Handler>(
     handshake: Handshake,
     shared: &'a Shared<H>,
 ) -> Option<Upgraded<'a, H::State>> {
+    // The handshake's duration counts from the accept, whatever ends it.
+    let accepted = handshake.started();
     // The TLS handshake and the request head share one deadline, so that a
     // peer trickling bytes cannot stretch the two.
     let deadline = Instant::now() + shared.config.timeouts.handshake;
-    let mut socket = secure(tcp, id, peer, deadline, shared)?;
+    let mut socket = secure(tcp, id, peer, deadline, accepted, shared)?;
     if handshake.reading(&socket).is_err() {
-        shed(&mut socket, id, peer, shared);
+        shed(&mut socket, id, peer, accepted, shared);
         return None;
     }
     let limits = HeadLimits {
@@ -139,7 +141,7 @@ fn http_phase<'a, H: Handler>(
     // Shed while reading (its read woke with the end of the stream), or
     // just after: either way it is answered as shed.
     if handshake.end().is_err() {
-        shed(&mut socket, id, peer, shared);
+        shed(&mut socket, id, peer, accepted, shared);
         return None;
     }
     let mut head = match head {
@@ -147,10 +149,13 @@ fn http_phase<'a, H: Handler>(
         Err(HeadError::Refused(refusal)) => {
             debug!("connection {id} from {peer}: {refusal}");
             shared.metrics.http_response(refusal.status);
-            answer(&mut socket, &Response::from(refusal), false, shared);
+            answer(&mut socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);
             return None;
         }
-        Err(HeadError::Gone) => return None,
+        Err(HeadError::Gone) => {
+            shared.metrics.handshake_took(HandshakeEnd::Refused, accepted);
+            return None;
+        }
     };
     let access = &shared.config.access;
     if access.trusts(peer.ip()) {
@@ -158,7 +163,7 @@ fn http_phase<'a, H: Handler>(
         if let Err(refusal) = permit.attribute(head.request.client_ip()) {
             debug!("connection {id} from {} via {peer}: {refusal}", head.request.client_ip());
             shared.metrics.connection_refused(refusal.status);
-            answer(&mut socket, &Response::from(refusal), false, shared);
+            answer(&mut socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);
             return None;
         }
     }
@@ -178,6 +183,7 @@ fn http_phase<'a, H: Handler>(
     match routed {
         Route::Answer(response) => {
             let status = response.status();
+            let end = if request.wants_websocket() { HandshakeEnd::Refused } else { HandshakeEnd::Http };
             if request.wants_websocket() {
                 // A handler's reason may quote the request.
                 let reason = String::from_utf8_lossy(response.body_bytes());
@@ -196,7 +202,7 @@ fn http_phase<'a, H: Handler>(
                 );
                 shared.metrics.http_response(status);
             }
-            answer(&mut socket, &response, request.method() == "HEAD", shared);
+            answer(&mut socket, &response, request.method() == "HEAD", end, accepted, shared);
             None
         }
         Route::Upgrade(accept) => {
@@ -204,8 +210,11 @@ fn http_phase<'a, H: Handler>(
             let Accept { state, rooms, subprotocol } = accept;
             // The request is dropped here: a connection may live for days,
             // its request headers need not.
-            let line = open(&mut socket, id, &request, rooms, subprotocol, shared)?;
-            Some(Upgraded { socket, line, state, rest })
+            let line = open(&mut socket, id, &request, rooms, subprotocol, shared);
+            // open() has just handed the 101 to the socket.
+            let end = if line.is_some() { HandshakeEnd::Upgraded } else { HandshakeEnd::Refused };
+            shared.metrics.handshake_took(end, accepted);
+            Some(Upgraded { socket, line: line?, state, rest })
         }
     }
 }
@@ -213,11 +222,11 @@ fn http_phase<'a, H: Handler>(
 /// Answers a connection shed from its handshake to make room for a
 /// newcomer: 408, as to any client whose request took too long.
 #[inline(never)]
-fn shed<H>(socket: &mut Socket, id: ConnectionId, peer: SocketAddr, shared: &Shared<H>) {
+fn shed<H>(socket: &mut Socket, id: ConnectionId, peer: SocketAddr, accepted: Instant, shared: &Shared<H>) {
     debug!("connection {id} from {peer}: shed from its handshake to make room for a newcomer");
     shared.metrics.http_response(408);
     let refusal = Refusal::new(408, "request not received in time: the server is busy");
-    answer(socket, &Response::from(refusal), false, shared);
+    answer(socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);
 }
 
 /// The socket to speak HTTP over: the TCP stream itself, or, with TLS
@@ -229,6 +238,7 @@ fn secure<H>(
     id: ConnectionId,
     peer: SocketAddr,
     deadline: Instant,
+    accepted: Instant,
     shared: &Shared<H>,
 ) -> Option<Socket> {
     let Some(acceptor) = &shared.tls else {
@@ -240,12 +250,14 @@ fn secure<H>(
             debug!("connection {id} from {peer}: plain text on the TLS port");
             shared.metrics.tls_handshake_failed();
             let refusal = Refusal::bad_request("this port speaks TLS: use https:// or wss://");
-            answer(&mut Socket::plain(tcp), &Response::from(refusal), false, shared);
+            let socket = &mut Socket::plain(tcp);
+            answer(socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);
             None
         }
         Err(Rejected::Failed(e)) => {
             debug!("connection {id} from {peer}: TLS handshake failed: {e}");
             shared.metrics.tls_handshake_failed();
+            shared.metrics.handshake_took(HandshakeEnd::Refused, accepted);
             None
         }
     }
@@ -253,10 +265,21 @@ fn secure<H>(
 
 /// Sends a plain HTTP response and closes without losing it. Its writes
 /// give up after the write timeout, which every accepted socket inherits
-/// from the listener.
+/// from the listener. The handshake of the connection accepted at
+/// `accepted` ends as `end` once the response is written, not once the
+/// client has closed.
 #[inline(never)]
-fn answer<H>(socket: &mut Socket, response: &Response, head_only: bool, shared: &Shared<H>) {
-    if response.write_to(socket, head_only).is_ok() {
+fn answer<H>(
+    socket: &mut Socket,
+    response: &Response,
+    head_only: bool,
+    end: HandshakeEnd,
+    accepted: Instant,
+    shared: &Shared<H>,
+) {
+    let written = response.write_to(socket, head_only);
+    shared.metrics.handshake_took(end, accepted);
+    if written.is_ok() {
         socket.linger(shared.config.timeouts.close);
     }
 }

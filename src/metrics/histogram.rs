@@ -14,6 +14,7 @@ use std::fmt;
 use std::iter;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
@@ -26,6 +27,16 @@ pub(crate) struct Scale {
     bounds: &'static [u64],
     per_unit: f64,
 }
+
+/// Durations, observed in microseconds and exported in seconds: 0.5 ms to
+/// 5 s.
+pub(crate) static SECONDS: Scale = Scale {
+    bounds: &[
+        500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+        5_000_000,
+    ],
+    per_unit: 1e6,
+};
 
 /// Sizes in bytes: powers of 4 from 16 B to 16 MiB.
 pub(crate) static BYTES: Scale = Scale {
@@ -57,6 +68,11 @@ impl Histogram {
         let bucket = inner.scale.bounds.partition_point(|&bound| bound < value);
         inner.buckets[bucket].fetch_add(1, Relaxed);
         inner.sum.fetch_add(value, Relaxed);
+    }
+
+    /// Counts a duration, on the [`SECONDS`] scale.
+    pub(crate) fn observe_duration(&self, took: Duration) {
+        self.observe(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
 }
 
@@ -121,5 +137,18 @@ mod tests {
         }
         // The format writes sums as floats.
         assert!(text.contains(&format!("h_bytes_sum {}.0\n", 97 + (1u64 << 30))), "{text}");
+    }
+
+    #[test]
+    fn durations_are_exported_in_seconds() {
+        let took = Histogram::new(&SECONDS);
+        took.observe_duration(Duration::from_micros(700));
+        took.observe_duration(Duration::from_secs(60));
+        let text = text(&took, Unit::Seconds);
+        assert!(text.contains("h_seconds_bucket{le=\"0.0005\"} 0\n"), "{text}");
+        assert!(text.contains("h_seconds_bucket{le=\"0.001\"} 1\n"), "{text}");
+        assert!(text.contains("h_seconds_bucket{le=\"5\"} 1\n"), "{text}");
+        assert!(text.contains("h_seconds_bucket{le=\"+Inf\"} 2\n"), "{text}");
+        assert!(text.contains("h_seconds_sum 60.0007\n"), "{text}");
     }
 }

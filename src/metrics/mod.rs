@@ -13,7 +13,7 @@ mod json;
 
 use std::time::Instant;
 
-use self::histogram::{BYTES, Histogram, Scale};
+use self::histogram::{BYTES, Histogram, SECONDS, Scale};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, prometheus_text};
 use prometheus_client::metrics::counter::Counter;
@@ -72,6 +72,28 @@ fn close_code_label(code: CloseCode) -> &'static str {
     CLOSE_CODES.iter().find(|(c, _)| *c == code).map_or("other", |(_, label)| label)
 }
 
+/// How a connection's handshake ended: the label of its duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandshakeEnd {
+    /// The 101 was written: a WebSocket connection.
+    Upgraded,
+    /// A plain HTTP request was answered, whatever the status.
+    Http,
+    /// Anything else: an upgrade refused; a request head malformed, too
+    /// slow or never sent; a TLS handshake failed; a connection shed.
+    Refused,
+}
+
+impl HandshakeEnd {
+    fn label(self) -> &'static str {
+        match self {
+            HandshakeEnd::Upgraded => "upgraded",
+            HandshakeEnd::Http => "http",
+            HandshakeEnd::Refused => "refused",
+        }
+    }
+}
+
 /// Everything the server counts; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -101,6 +123,9 @@ pub(crate) struct Metrics {
     connections_refused: ByLabel<Counter>,
     rate_limit_closes: Counter,
     tls_handshakes_failed: Counter,
+    /// From accept to the 101 written, or to the answer or failure that
+    /// ended the connection instead, by [`HandshakeEnd`].
+    handshake_duration: ByLabel<Histogram>,
     /// The payload size of every message received.
     message_size: Histogram,
     /// Present when the node shares rooms through Redis.
@@ -255,6 +280,14 @@ impl Metrics {
                 &mut r,
                 "tls_handshakes_failed",
                 "TLS handshakes that failed or timed out",
+            ),
+            handshake_duration: ByLabel::register(
+                &mut r,
+                "handshake_duration_seconds",
+                "Time from accepting a connection to writing its 101, or to the answer or failure that \
+                 ended it instead, by outcome: upgraded, http (a plain request answered) or refused",
+                "outcome",
+                || Histogram::new(&SECONDS),
             ),
             message_size: histogram(
                 &mut r,
@@ -459,6 +492,11 @@ impl Metrics {
         self.connections_shed.inc();
     }
 
+    /// A connection accepted at `accepted` ended its handshake as `end`.
+    pub(crate) fn handshake_took(&self, end: HandshakeEnd, accepted: Instant) {
+        self.handshake_duration.get(end.label()).observe_duration(accepted.elapsed());
+    }
+
     pub(crate) fn connection_refused(&self, status: u16) {
         self.connections_refused.get(status_label(status)).inc();
     }
@@ -631,6 +669,11 @@ mod tests {
         assert_eq!(json["http_responses"], serde_json::json!({}));
         assert_eq!(json["message_size_bytes"]["count"], 1);
         assert_eq!(json["message_size_bytes"]["buckets"]["16"], 1);
+        assert_eq!(json["handshake_duration_seconds"], serde_json::json!({}));
+        metrics.handshake_took(HandshakeEnd::Upgraded, Instant::now());
+        let json: serde_json::Value = serde_json::from_str(&metrics.to_json()).unwrap();
+        assert_eq!(json["handshake_duration_seconds"]["upgraded"]["count"], 1);
+        assert_eq!(json["handshake_duration_seconds"]["upgraded"]["buckets"]["+Inf"], 1);
         assert!(json["uptime_seconds"].is_u64());
         for key in [
             "uptime_seconds",

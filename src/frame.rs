@@ -174,6 +174,13 @@ impl Run {
         Run { bytes: bytes.into(), frames: frames.len() }
     }
 
+    /// One message as a run of one, sharing its bytes rather than copying
+    /// them.
+    pub(crate) fn single(frame: Frame) -> Run {
+        debug_assert!(frame.is_message());
+        Run { bytes: frame.bytes, frames: 1 }
+    }
+
     /// The frames, back to back, exactly as they go on the wire.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes
@@ -300,6 +307,9 @@ mod tests {
         let run = Run::new(&frames);
         assert_eq!(run.frames(), 2);
         assert_eq!(run.as_bytes(), [frames[0].as_bytes(), frames[1].as_bytes()].concat());
+        let single = Run::single(frames[0].clone());
+        assert_eq!(single.frames(), 1);
+        assert!(std::ptr::eq(single.as_bytes(), frames[0].as_bytes()), "shared, not copied");
     }
 
     #[test]

@@ -82,19 +82,30 @@ pub(crate) enum Closing {
     FromReader,
 }
 
-/// What an outbox queues: a frame, or a run of a room's messages that the
-/// room's members share.
+/// What an outbox queues: a frame, or a room's messages, which the room's
+/// members share.
 #[derive(Debug, Clone)]
 pub(crate) enum Queued {
     Frame(Frame),
-    Run(Run),
+    /// One or more messages for a room, and when the hub took them: their
+    /// delivery latency, observed once the last of their bytes has left,
+    /// counts from there.
+    Room(Run, Instant),
 }
 
 impl Queued {
     fn as_bytes(&self) -> &[u8] {
         match self {
             Queued::Frame(frame) => frame.as_bytes(),
-            Queued::Run(run) => run.as_bytes(),
+            Queued::Room(run, _) => run.as_bytes(),
+        }
+    }
+
+    /// When the hub took a room's messages; `None` for anything else.
+    fn enqueued(&self) -> Option<Instant> {
+        match self {
+            Queued::Frame(_) => None,
+            Queued::Room(_, enqueued) => Some(*enqueued),
         }
     }
 
@@ -106,7 +117,7 @@ impl Queued {
     fn frames(&self) -> usize {
         match self {
             Queued::Frame(_) => 1,
-            Queued::Run(run) => run.frames(),
+            Queued::Room(run, _) => run.frames(),
         }
     }
 }
@@ -114,12 +125,6 @@ impl Queued {
 impl From<Frame> for Queued {
     fn from(frame: Frame) -> Self {
         Queued::Frame(frame)
-    }
-}
-
-impl From<Run> for Queued {
-    fn from(run: Run) -> Self {
-        Queued::Run(run)
     }
 }
 
@@ -170,6 +175,9 @@ struct State {
     /// TLS the sealed records.
     head: Vec<u8>,
     head_sent: usize,
+    /// Over TLS, when the hub took each room run sealed into `head`: they
+    /// are delivered once `head` has been sent.
+    sealed: Vec<Instant>,
     frames: VecDeque<Queued>,
     /// Bytes of the first frame already sent. Over TLS frames are sealed
     /// whole, so it stays 0.
@@ -264,6 +272,7 @@ impl Outbox {
         let state = State {
             head,
             head_sent: 0,
+            sealed: Vec::new(),
             frames: VecDeque::new(),
             front_sent: 0,
             budget_used: 0,
@@ -542,6 +551,7 @@ impl Outbox {
         state.stalled = false;
         state.head = Vec::new();
         state.head_sent = 0;
+        state.sealed = Vec::new();
         state.frames = VecDeque::new();
         state.front_sent = 0;
         state.budget_used = 0;
@@ -553,7 +563,7 @@ impl Outbox {
     /// many bytes went out.
     fn write(&self, state: &mut State) -> (Written, usize) {
         let tls = self.sink.tls();
-        let mut sent = Sent::default();
+        let mut sent = Sent::new(&self.metrics);
         let mut bytes = 0;
         let written = loop {
             if let Some(tls) = tls {
@@ -585,7 +595,7 @@ impl Outbox {
                 Err(e) => break Written::Failed(e),
             }
         };
-        sent.record(&self.metrics);
+        sent.record();
         (written, bytes)
     }
 }
@@ -635,7 +645,7 @@ impl State {
     }
 
     /// Takes `n` sent bytes off the front.
-    fn advance(&mut self, mut n: usize, sent: &mut Sent) {
+    fn advance(&mut self, mut n: usize, sent: &mut Sent<'_>) {
         let from_head = n.min(self.head.len() - self.head_sent);
         self.head_sent += from_head;
         n -= from_head;
@@ -643,6 +653,9 @@ impl State {
             // The 101, or a batch of records: not worth keeping for later.
             self.head = Vec::new();
             self.head_sent = 0;
+            for enqueued in std::mem::take(&mut self.sealed) {
+                sent.delivered(enqueued);
+            }
         }
         while n > 0 {
             let left = self.frames[0].len() - self.front_sent;
@@ -654,6 +667,9 @@ impl State {
             self.front_sent = 0;
             let queued = self.frames.pop_front().expect("Bug: bytes sent beyond the queue");
             self.taken(&queued, sent);
+            if let Some(enqueued) = queued.enqueued() {
+                sent.delivered(enqueued);
+            }
         }
         self.shrink();
     }
@@ -661,7 +677,7 @@ impl State {
     /// Over TLS, once the head is sent: seals the records waiting in the
     /// session, then the next frames (up to a batch or 64 KiB), into the
     /// head. close_notify follows the close frame.
-    fn seal(&mut self, tls: &TlsStream, sent: &mut Sent) -> io::Result<()> {
+    fn seal(&mut self, tls: &TlsStream, sent: &mut Sent<'_>) -> io::Result<()> {
         let mut count = 0;
         let mut plaintext = 0;
         for queued in self.frames.iter().take(MAX_BATCH) {
@@ -681,13 +697,14 @@ impl State {
         drop(slices);
         for queued in self.frames.drain(..count).collect::<Vec<_>>() {
             self.taken(&queued, sent);
+            self.sealed.extend(queued.enqueued());
         }
         self.shrink();
         Ok(())
     }
 
-    /// A frame or run has left the queue.
-    fn taken(&mut self, queued: &Queued, sent: &mut Sent) {
+    /// A frame or run has left the queue: sent, or sealed into the head.
+    fn taken(&mut self, queued: &Queued, sent: &mut Sent<'_>) {
         self.budget_used -= cost(queued);
         sent.add(queued);
     }
@@ -709,17 +726,24 @@ fn cost(queued: &Queued) -> usize {
 
 /// What one write sent, for the metrics: counted once per write rather than
 /// once per frame.
-#[derive(Debug, Default)]
-struct Sent {
+#[derive(Debug)]
+struct Sent<'a> {
+    metrics: &'a Metrics,
     messages: usize,
     bytes: usize,
     close: Option<CloseCode>,
+    /// The time, read once a write and only if it delivers room messages.
+    now: Option<Instant>,
 }
 
-impl Sent {
+impl<'a> Sent<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        Sent { metrics, messages: 0, bytes: 0, close: None, now: None }
+    }
+
     fn add(&mut self, queued: &Queued) {
         match queued {
-            Queued::Run(run) => self.messages += run.frames(),
+            Queued::Room(run, _) => self.messages += run.frames(),
             Queued::Frame(frame) if frame.is_message() => self.messages += 1,
             Queued::Frame(frame) if frame.is_close() => {
                 self.close = frame.close_frame().map(|close| close.code);
@@ -729,12 +753,18 @@ impl Sent {
         self.bytes += queued.len();
     }
 
-    fn record(&self, metrics: &Metrics) {
+    /// The last byte of room messages the hub took at `enqueued` has left.
+    fn delivered(&mut self, enqueued: Instant) {
+        let now = *self.now.get_or_insert_with(Instant::now);
+        self.metrics.room_delivered(now.saturating_duration_since(enqueued));
+    }
+
+    fn record(&self) {
         if self.bytes > 0 {
-            metrics.written(self.messages, self.bytes);
+            self.metrics.written(self.messages, self.bytes);
         }
         if let Some(code) = self.close {
-            metrics.close_sent(code);
+            self.metrics.close_sent(code);
         }
     }
 }
@@ -967,6 +997,31 @@ pub(crate) mod tests {
         );
         let json = metrics.to_json();
         assert!(json.contains("\"slow_consumer_closes\": 1"), "{json}");
+    }
+
+    /// How many times room messages were counted as delivered.
+    fn deliveries(metrics: &Metrics) -> u64 {
+        let stats: serde_json::Value = serde_json::from_str(&metrics.to_json()).unwrap();
+        stats["room_delivery_latency_seconds"]["count"].as_u64().unwrap()
+    }
+
+    #[test]
+    fn a_room_run_is_delivered_once_its_last_byte_has_left_and_never_if_dropped() {
+        let metrics = Arc::new(Metrics::default());
+        let r = recorded(1, b"", 1 << 20, metrics.clone());
+        let run = || Queued::Room(Run::new(&[Frame::text("one"), Frame::text("two")]), Instant::now());
+        r.sink.set_room(Some(4));
+        r.outbox.push(run()).unwrap();
+        r.outbox.push(Frame::text("direct")).unwrap();
+        r.outbox.flush();
+        assert_eq!(deliveries(&metrics), 0, "part of a run is not delivered");
+        r.sink.set_room(None);
+        assert_eq!(r.outbox.resume(), Resumed::Done);
+        assert_eq!(deliveries(&metrics), 1, "one run for one member; the direct frame is no room's");
+        r.sink.fail();
+        r.outbox.push(run()).unwrap();
+        r.outbox.flush();
+        assert_eq!(deliveries(&metrics), 1, "a run dropped with the connection was never delivered");
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! gathered: anything else (a message for another room, a join, a message
 //! for one connection) ends the run first, so every member still gets
 //! everything in the order the hub was asked.
+//!
+//! What is gathered carries the instant the hub took its batch, from which
+//! its delivery latency is counted (see [`Queued::Room`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::ConnectionId;
 use crate::connection::Queued;
@@ -23,6 +27,8 @@ pub(crate) struct Gathering {
     except: Option<ConnectionId>,
     frames: Vec<Frame>,
     bytes: usize,
+    /// When the hub took the batch these came in.
+    enqueued: Option<Instant>,
 }
 
 /// What was gathered, ready to deliver: one frame, or a run of them.
@@ -34,15 +40,16 @@ pub(crate) struct Gathered {
 }
 
 impl Gathering {
-    /// Gathers `frame` for `room` (all members but `except`). Returns what
-    /// was gathered before when `frame` cannot join it: it is for another
-    /// room or another `except`, one of the two is not a message, or the run
-    /// is full.
+    /// Gathers `frame` for `room` (all members but `except`), taken by the
+    /// hub at `enqueued`. Returns what was gathered before when `frame`
+    /// cannot join it: it is for another room or another `except`, one of
+    /// the two is not a message, or the run is full.
     pub(crate) fn add(
         &mut self,
         room: Arc<str>,
         frame: Frame,
         except: Option<ConnectionId>,
+        enqueued: Instant,
     ) -> Option<Gathered> {
         let same_room =
             self.room.as_ref().is_some_and(|gathered| Arc::ptr_eq(gathered, &room) || *gathered == room);
@@ -54,6 +61,7 @@ impl Gathering {
         let done = if joins { None } else { self.take() };
         self.room = Some(room);
         self.except = except;
+        self.enqueued.get_or_insert(enqueued);
         self.bytes += frame.len();
         self.frames.push(frame);
         done
@@ -62,9 +70,11 @@ impl Gathering {
     /// What is gathered, if anything, and a fresh start.
     pub(crate) fn take(&mut self) -> Option<Gathered> {
         let room = self.room.take()?;
+        let enqueued = self.enqueued.take().unwrap_or_else(Instant::now);
         let queued = match self.frames.as_slice() {
-            [frame] => Queued::Frame(frame.clone()),
-            frames => Queued::Run(Run::new(frames)),
+            [frame] if !frame.is_message() => Queued::Frame(frame.clone()),
+            [frame] => Queued::Room(Run::single(frame.clone()), enqueued),
+            frames => Queued::Room(Run::new(frames), enqueued),
         };
         self.frames.clear();
         self.bytes = 0;
@@ -80,18 +90,26 @@ mod tests {
         &gathered.room
     }
 
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     #[test]
-    fn messages_in_a_row_for_one_room_make_one_run() {
+    fn messages_in_a_row_for_one_room_make_one_run_stamped_when_the_first_was_taken() {
         let mut gathering = Gathering::default();
         let room: Arc<str> = "r".into();
-        assert!(gathering.add(room.clone(), Frame::text("1"), None).is_none());
-        assert!(gathering.add("r".into(), Frame::text("2"), None).is_none(), "the same name joins");
+        let first = now();
+        assert!(gathering.add(room.clone(), Frame::text("1"), None, first).is_none());
+        assert!(gathering.add("r".into(), Frame::text("2"), None, now()).is_none(), "the same name joins");
         let done = gathering.take().unwrap();
         match done.queued {
-            Queued::Run(run) => assert_eq!(
-                run.as_bytes(),
-                [Frame::text("1"), Frame::text("2")].map(|f| f.as_bytes().to_vec()).concat()
-            ),
+            Queued::Room(run, enqueued) => {
+                assert_eq!(
+                    run.as_bytes(),
+                    [Frame::text("1"), Frame::text("2")].map(|f| f.as_bytes().to_vec()).concat()
+                );
+                assert_eq!(enqueued, first);
+            }
             other => panic!("expected a run, got {other:?}"),
         }
         assert!(gathering.take().is_none());
@@ -100,14 +118,14 @@ mod tests {
     #[test]
     fn another_room_another_except_or_a_control_frame_ends_the_run() {
         let mut gathering = Gathering::default();
-        assert!(gathering.add("a".into(), Frame::text("1"), None).is_none());
-        let done = gathering.add("b".into(), Frame::text("2"), None).unwrap();
+        assert!(gathering.add("a".into(), Frame::text("1"), None, now()).is_none());
+        let done = gathering.add("b".into(), Frame::text("2"), None, now()).unwrap();
         assert_eq!(room(&done), "a");
-        let done = gathering.add("b".into(), Frame::text("3"), Some(ConnectionId(1))).unwrap();
-        assert!(matches!(done.queued, Queued::Frame(_)), "one frame stays a frame");
-        let done = gathering.add("b".into(), Frame::close(None), Some(ConnectionId(1))).unwrap();
+        let done = gathering.add("b".into(), Frame::text("3"), Some(ConnectionId(1)), now()).unwrap();
+        assert!(matches!(done.queued, Queued::Room(ref run, _) if run.frames() == 1), "a run of one");
+        let done = gathering.add("b".into(), Frame::close(None), Some(ConnectionId(1)), now()).unwrap();
         assert_eq!(done.except, Some(ConnectionId(1)));
-        let done = gathering.add("b".into(), Frame::text("4"), Some(ConnectionId(1))).unwrap();
+        let done = gathering.add("b".into(), Frame::text("4"), Some(ConnectionId(1)), now()).unwrap();
         assert!(matches!(done.queued, Queued::Frame(ref frame) if frame.is_close()));
     }
 
@@ -115,7 +133,7 @@ mod tests {
     fn a_run_stops_at_64_kib() {
         let mut gathering = Gathering::default();
         let big = Frame::binary(vec![0u8; 40 * 1024]);
-        assert!(gathering.add("r".into(), big.clone(), None).is_none());
-        assert!(gathering.add("r".into(), big, None).is_some());
+        assert!(gathering.add("r".into(), big.clone(), None, now()).is_none());
+        assert!(gathering.add("r".into(), big, None, now()).is_some());
     }
 }

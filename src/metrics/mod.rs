@@ -11,7 +11,7 @@
 mod histogram;
 mod json;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use self::histogram::{BYTES, Histogram, SECONDS, Scale};
 use prometheus_client::collector::Collector;
@@ -126,6 +126,9 @@ pub(crate) struct Metrics {
     /// From accept to the 101 written, or to the answer or failure that
     /// ended the connection instead, by [`HandshakeEnd`].
     handshake_duration: ByLabel<Histogram>,
+    /// From the hub taking room messages to their last byte written to a
+    /// member: once per member and run of messages, not per message.
+    room_delivery_latency: Histogram,
     /// The payload size of every message received.
     message_size: Histogram,
     /// Present when the node shares rooms through Redis.
@@ -289,6 +292,14 @@ impl Metrics {
                 "outcome",
                 || Histogram::new(&SECONDS),
             ),
+            room_delivery_latency: histogram(
+                &mut r,
+                "room_delivery_latency",
+                "Time from the hub taking room messages to their last byte written to a member's socket, \
+                 once per member and run of messages sent together",
+                Unit::Seconds,
+                &SECONDS,
+            ),
             message_size: histogram(
                 &mut r,
                 "message_size",
@@ -426,6 +437,12 @@ impl Metrics {
     pub(crate) fn written(&self, messages: usize, bytes: usize) {
         self.messages_out.inc_by(messages as u64);
         self.bytes_out.inc_by(bytes as u64);
+    }
+
+    /// Room messages reached a member's socket `latency` after the hub took
+    /// them.
+    pub(crate) fn room_delivered(&self, latency: Duration) {
+        self.room_delivery_latency.observe_duration(latency);
     }
 
     pub(crate) fn slow_consumer(&self) {

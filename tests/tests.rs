@@ -5,6 +5,8 @@ mod support;
 
 // Plain HTTP on the WebSocket port: statuses, built-in routes.
 mod http;
+// /metrics as the Prometheus text format, its histograms, and /stats beside it.
+mod metrics;
 // The upgrade: validation, the same-port sequence, bytes sent with the head.
 mod upgrade;
 // Rooms, echo, ordering, and the hub handle.

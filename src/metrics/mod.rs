@@ -8,69 +8,26 @@
 //! to count. Histograms are atomics too ([`histogram`]), and are observed
 //! once per event, never once per frame per member.
 
+mod backplane;
 mod histogram;
 mod json;
+mod labels;
 
 use std::time::{Duration, Instant};
 
-use self::histogram::{BYTES, Histogram, SECONDS, Scale};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, prometheus_text};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::info::Info;
-use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use self::backplane::Backplane;
+use self::histogram::{BYTES, Histogram, SECONDS, Scale};
+use self::labels::{ByLabel, close_code_label, refusal_label, status_label};
+
 /// The `Content-Type` of `/metrics`: the Prometheus text format, 0.0.4.
 pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
-
-/// The HTTP statuses the server answers with, and the reason each gives a
-/// refused upgrade. Anything else is counted as `other`, so that no handler
-/// or client can add series.
-const STATUSES: [(u16, &str, &str); 13] = [
-    (200, "200", "ok"),
-    (204, "204", "no_content"),
-    (400, "400", "bad_request"),
-    (401, "401", "unauthorized"),
-    (403, "403", "forbidden"),
-    (404, "404", "not_found"),
-    (405, "405", "method_not_allowed"),
-    (408, "408", "timeout"),
-    (426, "426", "upgrade_required"),
-    (429, "429", "too_many_requests"),
-    (431, "431", "head_too_large"),
-    (500, "500", "internal_error"),
-    (503, "503", "unavailable"),
-];
-
-/// The close codes the server sends; anything else is counted as `other`.
-const CLOSE_CODES: [(u16, &str); 7] = [
-    (1000, "1000"),
-    (1001, "1001"),
-    (1002, "1002"),
-    (1007, "1007"),
-    (1008, "1008"),
-    (1009, "1009"),
-    (1011, "1011"),
-];
-
-/// A status as its label value.
-fn status_label(status: u16) -> &'static str {
-    STATUSES.iter().find(|(s, ..)| *s == status).map_or("other", |(_, label, _)| label)
-}
-
-/// A refused upgrade's status as its reason.
-fn refusal_label(status: u16) -> &'static str {
-    STATUSES.iter().find(|(s, ..)| *s == status).map_or("other", |(.., reason)| reason)
-}
-
-fn close_code_label(code: CloseCode) -> &'static str {
-    let code = u16::from(code);
-    CLOSE_CODES.iter().find(|(c, _)| *c == code).map_or("other", |(_, label)| label)
-}
 
 /// How a connection's handshake ended: the label of its duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,63 +90,6 @@ pub(crate) struct Metrics {
     message_size: Histogram,
     /// Present when the node shares rooms through Redis.
     backplane: Option<Backplane>,
-}
-
-/// What the Redis backplane counts; see [`Metrics::with_backplane`].
-#[derive(Debug)]
-struct Backplane {
-    /// 1 while both Redis connections are up, else 0.
-    up: Gauge,
-    published: Counter,
-    received: Counter,
-    not_relayed: Counter,
-    rejected: Counter,
-    reconnects: Counter,
-    subscriptions: Gauge,
-}
-
-impl Backplane {
-    /// Registers the backplane's figures, and its identity: `node_id`.
-    fn register(r: &mut Registry, node_id: &str) -> Self {
-        r.register(
-            "backplane",
-            "This node's backplane identity",
-            Info::new([("node_id", node_id.to_owned())]),
-        );
-        Backplane {
-            up: gauge(r, "backplane_up", "1 while both Redis connections are up, else 0"),
-            published: counter(
-                r,
-                "backplane_published",
-                "Room messages published to Redis for the other nodes",
-            ),
-            received: counter(
-                r,
-                "backplane_received",
-                "Room messages received from other nodes and delivered here",
-            ),
-            not_relayed: counter(
-                r,
-                "backplane_not_relayed",
-                "Room messages delivered here but not to the other nodes: Redis down, slow, or failing",
-            ),
-            rejected: counter(
-                r,
-                "backplane_rejected",
-                "Messages on a room channel that were not a well-formed switchboard envelope",
-            ),
-            reconnects: counter(
-                r,
-                "backplane_reconnects",
-                "Times the backplane came back up after being down",
-            ),
-            subscriptions: gauge(
-                r,
-                "backplane_subscriptions",
-                "Room channels this node is subscribed to: the rooms it has members in",
-            ),
-        }
-    }
 }
 
 impl Default for Metrics {
@@ -356,57 +256,6 @@ impl Metrics {
         json::from_text(&self.to_prometheus())
     }
 
-    fn backplane(&self) -> Option<&Backplane> {
-        self.backplane.as_ref()
-    }
-
-    pub(crate) fn backplane_up(&self, up: bool) {
-        if let Some(backplane) = self.backplane() {
-            backplane.up.set(i64::from(up));
-        }
-    }
-
-    pub(crate) fn backplane_published(&self, n: usize) {
-        if let Some(backplane) = self.backplane() {
-            backplane.published.inc_by(n as u64);
-        }
-    }
-
-    pub(crate) fn backplane_received(&self) {
-        if let Some(backplane) = self.backplane() {
-            backplane.received.inc();
-        }
-    }
-
-    pub(crate) fn backplane_not_relayed(&self, n: usize) {
-        if let Some(backplane) = self.backplane() {
-            backplane.not_relayed.inc_by(n as u64);
-        }
-    }
-
-    pub(crate) fn backplane_rejected(&self) {
-        if let Some(backplane) = self.backplane() {
-            backplane.rejected.inc();
-        }
-    }
-
-    pub(crate) fn backplane_reconnected(&self) {
-        if let Some(backplane) = self.backplane() {
-            backplane.reconnects.inc();
-        }
-    }
-
-    pub(crate) fn backplane_subscriptions(&self, rooms: usize) {
-        if let Some(backplane) = self.backplane() {
-            backplane.subscriptions.set(i64::try_from(rooms).unwrap_or(i64::MAX));
-        }
-    }
-
-    /// Messages not relayed to other nodes so far.
-    pub(crate) fn backplane_not_relayed_total(&self) -> u64 {
-        self.backplane().map_or(0, |b| b.not_relayed.get())
-    }
-
     pub(crate) fn connection_opened(&self) {
         self.connections_open.inc();
         self.connections_total.inc();
@@ -549,49 +398,6 @@ fn histogram(
     let histogram = Histogram::new(scale);
     registry.register_with_unit(name, help, unit, histogram.clone());
     histogram
-}
-
-/// The label set of a [`ByLabel`]: one label, its value from a fixed list.
-type Label = [(&'static str, &'static str); 1];
-
-/// A metric by one label. Each value is a series once it has been counted;
-/// the metric's `# HELP` and `# TYPE` show from the start, so that `/stats`
-/// has its object, empty, from the start too.
-#[derive(Debug, Clone)]
-struct ByLabel<M, C = fn() -> M> {
-    key: &'static str,
-    family: Family<Label, M, C>,
-}
-
-impl<M, C> ByLabel<M, C>
-where
-    M: EncodeMetric + TypedMetric + Clone + std::fmt::Debug + Send + Sync + 'static,
-    C: MetricConstructor<M> + Clone + std::fmt::Debug + Send + Sync + 'static,
-{
-    fn register(registry: &mut Registry, name: &str, help: &str, key: &'static str, new: C) -> Self {
-        let by_label = ByLabel { key, family: Family::new_with_constructor(new) };
-        registry.register(name, help, by_label.clone());
-        by_label
-    }
-
-    /// The series for `value`, made on first use.
-    fn get(&self, value: &'static str) -> M {
-        self.family.get_or_create_owned(&[(self.key, value)])
-    }
-}
-
-impl<M, C> EncodeMetric for ByLabel<M, C>
-where
-    M: EncodeMetric + TypedMetric,
-    C: MetricConstructor<M>,
-{
-    fn encode(&self, encoder: MetricEncoder) -> std::fmt::Result {
-        self.family.encode(encoder)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        M::TYPE
-    }
 }
 
 /// `uptime_seconds`, worked out whenever the registry is encoded.

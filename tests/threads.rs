@@ -55,25 +55,28 @@ fn close(mut client: crate::support::Client) {
     while client.read().is_ok() {}
 }
 
-/// Connects clients one after another until one is served by `thread`; the
-/// others are closed. A new thread serves a client that comes before the
-/// last one's thread has parked; with one parked thread at most, the thread
-/// that parked first is the one reused.
-fn served_by(server: &TestServer, thread: &str) -> crate::support::Client {
+/// Connects clients one after another until one is served by `thread`;
+/// returns it, and the clients served by other threads meanwhile, which
+/// the caller keeps open until the test ends. (A new thread serves a client
+/// that comes before `thread` has parked. Closed, such a client's thread
+/// would park too, and with one parked thread at most, `thread` could find
+/// no room and end.)
+fn served_by(server: &TestServer, thread: &str) -> (crate::support::Client, Vec<crate::support::Client>) {
     let mut others = Vec::new();
+    let mut found = None;
     assert!(
         wait_until(PATIENCE, || {
             let (client, serving) = open(server);
             if serving == thread {
-                others.push(Some(client));
+                found = Some(client);
                 return true;
             }
-            close(client);
+            others.push(client);
             false
         }),
         "no client was served by {thread}"
     );
-    others.pop().flatten().unwrap()
+    (found.unwrap(), others)
 }
 
 #[test]
@@ -83,7 +86,7 @@ fn a_parked_thread_serves_the_next_client() {
     send_text(&mut first, "hello");
     assert_eq!(recv_text(&mut first), "hello #1");
     close(first);
-    let mut second = served_by(&server, &thread);
+    let (mut second, _others) = served_by(&server, &thread);
     // Its own state, from the start.
     send_text(&mut second, "again");
     assert_eq!(recv_text(&mut second), "again #1");
@@ -98,13 +101,13 @@ fn a_handler_panic_on_a_reused_thread_ends_only_its_connection() {
     let (mut bystander, _) = open(&server);
     let (first, thread) = open(&server);
     close(first);
-    let mut victim = served_by(&server, &thread);
+    let (mut victim, _others) = served_by(&server, &thread);
     send_text(&mut victim, "boom");
     assert_eq!(close_code(&mut victim), 1011);
     // Hanging up lets the server finish with it at once, and park its thread.
     drop(victim);
     // The thread survives the panic, and serves its next client as new.
-    let mut next = served_by(&server, &thread);
+    let (mut next, _more) = served_by(&server, &thread);
     send_text(&mut next, "fine");
     assert_eq!(recv_text(&mut next), "fine #1");
     close(next);

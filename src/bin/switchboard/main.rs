@@ -1,7 +1,7 @@
 //! The `switchboard` binary: the library's [`RoomsHandler`] behind a command
 //! line, and `switchboard client` to talk to it.
 
-mod arenas;
+mod allocator;
 mod args;
 mod client;
 mod flags;
@@ -23,8 +23,8 @@ use crate::flags::FlagError;
 use crate::sources::{ParseError, Parsed, REDIS_PASSWORD_VAR, Sources};
 
 fn main() -> ExitCode {
-    // Before any thread starts, the signal handlers' included.
-    arenas::one_per_core();
+    // First of all: it may start the program again.
+    allocator::tune();
     let Parsed { cli, sources } = match sources::parse(std::env::args_os().collect()) {
         Ok(parsed) => parsed,
         Err(ParseError::Clap(e)) => e.exit(),

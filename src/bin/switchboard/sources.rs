@@ -380,6 +380,7 @@ pub fn unknown_variables(names: impl Iterator<Item = OsString>) -> Vec<String> {
     let command = Cli::command();
     let known = |name: &str| {
         name == REDIS_PASSWORD_VAR
+            || name == crate::allocator::RESTARTED
             || command.get_arguments().any(|arg| arg.get_env().is_some_and(|var| var == name))
     };
     let mut unknown: Vec<String> = names

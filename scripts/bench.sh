@@ -75,7 +75,9 @@ start_server() {
   local command=()
   if [ -n "$pinning" ]; then command=(taskset -c "$server_cpu"); fi
   command+=("${@//PORT/$p}")
+  # As the report shows it: the peers by $PEERS_DIR, not where they are here.
   start_command[$name]="${command[*]}"
+  if [ -n "$peers_dir" ]; then start_command[$name]="${start_command[$name]//$peers_dir/\$PEERS_DIR}"; fi
   "${command[@]}" >"$out/logs/server-$name.log" 2>&1 &
   pid[$name]=$!
   port[$name]=$p

@@ -75,7 +75,13 @@ impl FlagError {
 /// `sources` describes: the setting as it was given (or that it was the
 /// default), and the problem, with every field it names given as its flag.
 pub fn explain(field: &str, problem: &str, sources: &Sources) -> FlagError {
-    let problem = FLAGS.iter().fold(problem.to_owned(), |text, (field, flag)| text.replace(field, flag));
+    // Other settings the problem names are shown with their values too.
+    let problem = FLAGS.iter().fold(problem.to_owned(), |text, (name, flag)| {
+        if *name == field || !text.contains(name) {
+            return text.replace(name, flag);
+        }
+        text.replace(name, &sources.describe(flag.trim_start_matches("--")))
+    });
     match FLAGS.iter().find(|(name, _)| *name == field) {
         // The password came from the variable, which has no flag.
         Some((_, "--redis-password-file"))
@@ -108,8 +114,8 @@ mod tests {
         );
         assert_eq!(
             error.to_string(),
-            "--ping-interval (the default): must be less than --idle-timeout, or a live client that only \
-             answers pings is closed as idle"
+            "--ping-interval 20s (the default): must be less than --idle-timeout 10s, or a live client \
+             that only answers pings is closed as idle"
         );
         let error = explain(
             "backplane.url",

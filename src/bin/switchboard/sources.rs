@@ -357,7 +357,8 @@ impl Sources {
                 let file = self.file.as_deref().unwrap_or(Path::new("the configuration file"));
                 format!("{key} = {} in {}", setting.toml(key), file.display())
             }
-            Origin::Default => format!("--{key} (the default)"),
+            Origin::Default if shown.is_empty() => format!("--{key} (the default)"),
+            Origin::Default => format!("--{key} {} (the default)", shown.join(",")),
         }
     }
 
@@ -444,7 +445,7 @@ mod tests {
         assert_eq!(sources.get("max-headers").unwrap().origin, Origin::Default);
         assert_eq!(sources.describe("max-connections"), format!("max-connections = 400 in {path}"));
         assert_eq!(sources.describe("idle-timeout"), "--idle-timeout 90s");
-        assert_eq!(sources.describe("max-headers"), "--max-headers (the default)");
+        assert_eq!(sources.describe("max-headers"), "--max-headers 64 (the default)");
         assert_eq!(
             sources.describe("allow-origin"),
             format!("allow-origin = [\"https://a\", \"https://b\"] in {path}")

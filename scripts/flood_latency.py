@@ -4,14 +4,12 @@ each in its own process. Usage: flood_latency.py HOST:PORT ATTEMPTS"""
 import multiprocessing as mp
 import os
 import socket
-import struct
 import sys
 import time
 
-UPGRADE = (
-    "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from raw_ws import frame, read_frame, read_head, upgrade  # noqa: E402
+
 LIMIT_PER_ADDRESS = 50
 LIMIT_TOTAL = 200
 
@@ -25,38 +23,13 @@ def connect(addr, source):
     return s
 
 
-def read_head(s):
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        chunk = s.recv(1)
-        if not chunk:
-            break
-        head += chunk
-    return head
-
-
-def upgrade(addr, source, path):
+def upgraded(addr, source, path):
     s = connect(addr, source)
-    s.sendall(UPGRADE.format(path=path).encode())
-    head = read_head(s)
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(f"upgrade from {source} refused: {head[:40]!r}")
+    try:
+        upgrade(s, "t", path)
+    except ConnectionError as e:
+        raise RuntimeError(f"upgrade from {source} refused: {e}") from e
     return s
-
-
-def masked_text(payload):
-    key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([0x81, 0x80 | len(payload)]) + key + masked
-
-
-def read_frame(s):
-    head = s.recv(2, socket.MSG_WAITALL)
-    length = head[1] & 0x7F
-    if length == 126:
-        length = struct.unpack(">H", s.recv(2, socket.MSG_WAITALL))[0]
-    payload = s.recv(length, socket.MSG_WAITALL) if length else b""
-    return head[0] & 0x0F, payload
 
 
 PROBE_INTERVAL = 0.002
@@ -66,7 +39,7 @@ def probe(addr, ready, stop, results):
     """Round trips through room "probe", one every 2 ms (within the
     server's default rate limit of 1,000 a second), until told to stop.
     Each result is (when it started, how long it took)."""
-    s = upgrade(addr, "127.0.0.1", "/ws/probe")
+    s = upgraded(addr, "127.0.0.1", "/ws/probe")
     ready.set()
     rtts = []
     n = 0
@@ -77,7 +50,7 @@ def probe(addr, ready, stop, results):
         n += 1
         payload = str(n).encode()
         started = time.perf_counter()
-        s.sendall(masked_text(payload))
+        s.sendall(frame(0x1, payload))
         while True:
             opcode, body = read_frame(s)
             if opcode == 0x1 and body == payload:
@@ -90,7 +63,7 @@ def probe(addr, ready, stop, results):
 
 def hold(addr, source, count, ready, stop):
     """Takes `count` places from `source` with idle WebSocket connections."""
-    held = [upgrade(addr, source, "/ws/holders") for _ in range(count)]
+    held = [upgraded(addr, source, "/ws/holders") for _ in range(count)]
     ready.set()
     stop.wait()
     for s in held:
@@ -109,7 +82,7 @@ def flood(addr, sources, attempts, results):
         try:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             head = read_head(s)
-            status = head.split(b" ")[1].decode() if head else "no answer"
+            status = head.split(" ")[1] if head else "no answer"
         except OSError as e:
             status = type(e).__name__
         finally:

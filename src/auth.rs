@@ -154,7 +154,9 @@ impl Credentials {
         let expires = claims
             .get("exp")
             .and_then(Value::as_u64)
-            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp.saturating_add(JWT_LEEWAY_SECS)));
+            // An `exp` past what a SystemTime holds (a signed token may say
+            // anything) is no expiry at all, rather than an overflow.
+            .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp.saturating_add(JWT_LEEWAY_SECS))));
         Ok(Proof { identity: identity.to_owned(), verified_name: Some(name.to_owned()), expires })
     }
 }
@@ -302,6 +304,13 @@ mod tests {
         let until = UNIX_EPOCH + Duration::from_secs((exp + JWT_LEEWAY_SECS as i64) as u64);
         assert_eq!(check_query(&c, &token).unwrap().expires, Some(until));
         assert_eq!(check_query(&c, "s3cret").unwrap().expires, None, "a bearer token does not expire");
+    }
+
+    #[test]
+    fn jwt_with_an_exp_past_any_clock_is_admitted_without_an_expiry() {
+        let c = credentials();
+        let token = signed("jwt key", serde_json::json!({ "sub": "alice", "exp": u64::MAX }));
+        assert_eq!(check_query(&c, &token).unwrap().expires, None);
     }
 
     #[test]

@@ -65,7 +65,9 @@ impl Expiry {
     /// A connection admitted with credentials good until `until` (a JWT's
     /// `exp` and its leeway).
     pub(crate) fn credentials(now: Instant, until: SystemTime) -> Self {
-        let left = until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        // A century is as good as never, and an Instant cannot overflow.
+        const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+        let left = until.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(NEVER);
         Expiry { at: now + left, reason: CloseReason::CredentialsExpired }
     }
 }

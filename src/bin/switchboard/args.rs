@@ -335,12 +335,11 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let not_an_address =
         || format!("`{text}` is not an address and port, as 127.0.0.1:9001, [::]:9001 or localhost:9001");
     let (host, port) = text.rsplit_once(':').ok_or_else(not_an_address)?;
-    port.parse::<u16>().map_err(|_| not_an_address())?;
-    (host, 0)
+    let port: u16 = port.parse().map_err(|_| not_an_address())?;
+    (host, port)
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .map(|addr| SocketAddr::new(addr.ip(), port.parse().unwrap_or(0)))
         .ok_or_else(|| format!("`{host}` in `{text}` is not a host name this machine can look up"))
 }
 

@@ -171,6 +171,20 @@ mod tests {
     }
 
     #[test]
+    fn text_that_reads_true_is_printed_as_text_and_read_back() {
+        let args =
+            ["switchboard", "--jwt-name-claim", "true", "--private-metrics", "true"].map(str::to_owned);
+        let printed = render(&parsed(&args).sources);
+        assert!(printed.contains("\njwt-name-claim = \"true\"\n"), "{printed}");
+        assert!(printed.contains("\nprivate-metrics = true\n"), "{printed}");
+        let path = std::env::temp_dir().join(format!("switchboard-print-text-{}.toml", std::process::id()));
+        std::fs::write(&path, &printed).unwrap();
+        let second = parsed(&["switchboard".to_owned(), "--config".to_owned(), path.display().to_string()]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(render(&second.sources), printed);
+    }
+
+    #[test]
     fn defaults_are_commented_out_and_read_back_as_defaults() {
         let first = parsed(&["switchboard".to_owned()]);
         let printed = render(&first.sources);

@@ -62,6 +62,8 @@ pub struct Setting {
     pub values: Vec<String>,
     /// A number, written unquoted in a file.
     pub numeric: bool,
+    /// On or off: `true` or `false`, written bare in a file.
+    pub switch: bool,
     /// A flag that may be given more than once: a list in a file.
     pub repeatable: bool,
 }
@@ -71,7 +73,8 @@ impl Setting {
     pub fn toml(&self, key: &str) -> String {
         let scalar = |value: &String| {
             let value = Sources::shown(key, value);
-            let bare = (self.numeric && value.parse::<i64>().is_ok()) || value == "true" || value == "false";
+            let bare = (self.numeric && value.parse::<i64>().is_ok())
+                || (self.switch && (value == "true" || value == "false"));
             if bare { value } else { toml_string(&value) }
         };
         if self.repeatable {
@@ -315,7 +318,13 @@ impl Sources {
                     _ if file.as_ref().is_some_and(|file| file.values.contains_key(key)) => Origin::File,
                     _ => Origin::Default,
                 };
-                let setting = Setting { origin, values, numeric: numeric(arg), repeatable: repeatable(arg) };
+                let setting = Setting {
+                    origin,
+                    values,
+                    numeric: numeric(arg),
+                    switch: switch(arg),
+                    repeatable: repeatable(arg),
+                };
                 (key.to_owned(), setting)
             })
             .collect();

@@ -176,6 +176,14 @@ def main(directory):
     wss = found_clients.get("wss", {})
     if wss.get("wrong", 0) or wss.get("failed", 0) or not wss.get("echoed", 0):
         failures.append(f"wss clients: {wss}")
+    # A load that never ran would lose nothing: each must have reported.
+    for load in ("echo", "churn"):
+        if not glob.glob(os.path.join(directory, f"load-{load}-*.json")):
+            failures.append(f"the {load} load never reported")
+    for name in ("hostile", "hostile-tls"):
+        sent = sum(v for k, v in found_clients.get(name, {}).items() if isinstance(v, int))
+        if not sent:
+            failures.append(f"no {name} sockets were sent")
     slow = found_clients.get("slow-reader", {})
     if slow.get("failed", 0) or not slow.get("rounds", 0):
         failures.append(f"slow readers that could not connect: {slow}")

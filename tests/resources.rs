@@ -9,7 +9,9 @@ use switchboard::Message;
 /// included), parked ones left out.
 fn thread_counts(process: &Process) -> (u64, u64) {
     let count = |stats: &serde_json::Value, name: &str| stats[name].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
     loop {
+        assert!(std::time::Instant::now() < deadline, "the thread count never held still");
         let before = process.stats();
         let threads = process.threads() as u64;
         // A connection thread that started or ended meanwhile: ask again.

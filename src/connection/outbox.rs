@@ -653,7 +653,7 @@ impl State {
             // The 101, or a batch of records: not worth keeping for later.
             self.head = Vec::new();
             self.head_sent = 0;
-            for enqueued in std::mem::take(&mut self.sealed) {
+            for enqueued in self.sealed.drain(..) {
                 sent.delivered(enqueued);
             }
         }

@@ -109,7 +109,9 @@ impl Handshakes {
 
     /// Starts the handshake of connection `id` from `address` (`None` for a
     /// trusted proxy's). Past the per-address limit of stalled handshakes,
-    /// 429; past `max`, the oldest handshake is shed to make room.
+    /// 429. Past `max`, room is made only once the connection has been
+    /// admitted ([`make_room`](Handshakes::make_room)): a newcomer refused
+    /// for other reasons must not cost another client its handshake.
     pub(crate) fn begin(
         self: &Arc<Self>,
         id: ConnectionId,
@@ -117,7 +119,7 @@ impl Handshakes {
     ) -> Result<Handshake, Refusal> {
         let address = address.map(client_key);
         let now = Instant::now();
-        let over = {
+        {
             let mut book = self.book();
             if address.is_some() && self.max_per_address > 0 {
                 // The stalled ones are the oldest, at the front.
@@ -132,14 +134,18 @@ impl Handshakes {
                 }
             }
             book.under_way.push_back(Entry { id, address, started: now, socket: None });
-            book.under_way.len() > self.max
-        };
-        self.metrics.handshake_began();
-        let handshake = Handshake { handshakes: self.clone(), id, started: now, under_way: true };
-        if over {
-            self.shed_oldest(id);
         }
-        Ok(handshake)
+        self.metrics.handshake_began();
+        Ok(Handshake { handshakes: self.clone(), id, started: now, under_way: true })
+    }
+
+    /// Past the budget of handshakes under way, sheds the oldest but
+    /// `newcomer`'s, which has been admitted.
+    pub(crate) fn make_room(&self, newcomer: ConnectionId) {
+        let over = self.book().under_way.len() > self.max;
+        if over {
+            self.shed_oldest(newcomer);
+        }
     }
 
     /// Sheds the oldest handshake but `newcomer`'s: takes it off the book
@@ -280,6 +286,8 @@ mod tests {
         let oldest = handshakes.begin(ConnectionId(1), ip("10.0.0.1")).unwrap();
         let middle = handshakes.begin(ConnectionId(2), ip("10.0.0.2")).unwrap();
         let newest = handshakes.begin(ConnectionId(3), ip("10.0.0.3")).unwrap();
+        assert_eq!(handshakes.book().under_way.len(), 3, "nobody is shed before the newcomer is admitted");
+        handshakes.make_room(ConnectionId(3));
         assert_eq!(oldest.end(), Err(Shed));
         assert_eq!(middle.end(), Ok(()));
         assert_eq!(newest.end(), Ok(()));

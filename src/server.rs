@@ -263,14 +263,21 @@ impl<H: Handler> Server<H> {
         let peer = peer.ip().to_canonical();
         let address = (!self.shared.config.access.trusts(peer)).then_some(peer);
         let handshake = self.handshakes.begin(id, address)?;
+        // Only a newcomer that is admitted takes another's place: one
+        // refused 429 must cost nobody their handshake.
         let permit = match self.admission.admit(address) {
             Err(full) if full.status == 503 => {
+                let permit = self.admission.admit_in_place(address)?;
                 if !self.handshakes.shed_oldest(id) {
                     return Err(full);
                 }
-                self.admission.admit_in_place(address)?
+                permit
             }
-            admitted => admitted?,
+            admitted => {
+                let permit = admitted?;
+                self.handshakes.make_room(id);
+                permit
+            }
         };
         Ok((permit, handshake))
     }

@@ -15,7 +15,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 connections="${1:-15000}"
-command -v curl >/dev/null || { echo "capacity.sh needs curl (to wait on /healthz)" >&2; exit 1; }
 echo "machine: vm.max_map_count $(cat /proc/sys/vm/max_map_count), kernel.pid_max $(cat /proc/sys/kernel/pid_max)," \
   "ulimit -n $(ulimit -n), $(nproc) CPUs" >&2
 cargo build --release --bins --features bench --quiet
@@ -35,7 +34,6 @@ server_pid=$!
 # shellcheck source=lib/loopback.sh
 source scripts/lib/loopback.sh
 addr="$(listening_address "$log" "$server_pid")"
-until curl -fsS --max-time 1 "http://$addr/healthz" >/dev/null 2>&1; do sleep 0.05; done
 # The server's own start-up warnings, such as a connection limit lowered to
 # what the machine allows.
 grep -E "WARN|ERROR" "$log" >&2 || true

@@ -54,8 +54,13 @@ measure() {
   port="$(free_port)"
   taskset -c "$server_cpu" "${@//PORT/$port}" >"$out/server-$case.log" 2>&1 &
   server_pid=$!
+  local deadline=$((SECONDS + 60))
   until curl -fsS --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
-    kill -0 "$server_pid" 2>/dev/null || { tail -5 "$out/server-$case.log" >&2; exit 1; }
+    if ! kill -0 "$server_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "$case: no answer on /healthz" >&2
+      tail -5 "$out/server-$case.log" >&2
+      exit 1
+    fi
     sleep 0.05
   done
   local duration=$((warmup + window + 2))

@@ -347,7 +347,7 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 /// however it was given). Lines are trimmed; blank lines and `#` comments
 /// are skipped. A file with nothing in it is an error: it would otherwise
 /// silently turn credentials off.
-pub fn read_secrets(path: &Path, what: &str) -> Result<Vec<Secret>, FlagError> {
+fn read_secrets(path: &Path, what: &str) -> Result<Vec<Secret>, FlagError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| FlagError::from(format!("{what}: cannot read it: {e}")))?;
     let secrets: Vec<Secret> = text
@@ -391,7 +391,80 @@ const NEEDS: [(&str, &str); 8] = [
     ("redis-ca-cert", "redis"),
 ];
 
+/// The files of credentials and the certificate, each with its setting as
+/// the user gave it: read at start, and again on SIGHUP.
+#[derive(Debug, Clone, Default)]
+pub struct Files {
+    auth_token_file: Option<(PathBuf, String)>,
+    jwt_secret_file: Option<(PathBuf, String)>,
+    /// The certificate chain and the key, and both settings in words.
+    tls: Option<(PathBuf, PathBuf, String)>,
+}
+
+/// What [`Files`] hold.
+pub struct CredentialFiles {
+    pub tokens: Vec<Secret>,
+    pub jwt_secret: Option<Secret>,
+    pub tls: Option<TlsConfig>,
+}
+
+impl Files {
+    /// Reads every file named; an error names the setting that named it.
+    pub fn read(&self) -> Result<CredentialFiles, FlagError> {
+        let tokens = match &self.auth_token_file {
+            Some((path, setting)) => read_secrets(path, setting)?,
+            None => Vec::new(),
+        };
+        let jwt_secret = match &self.jwt_secret_file {
+            Some((path, setting)) => read_secrets(path, setting)?.into_iter().next(),
+            None => None,
+        };
+        let tls = match &self.tls {
+            Some((cert, key, settings)) => Some(
+                TlsConfig::from_pem_files(cert, key)
+                    .map_err(|e| FlagError::from(format!("{settings}: {}", switchboard::error_chain(&e))))?,
+            ),
+            None => None,
+        };
+        Ok(CredentialFiles { tokens, jwt_secret, tls })
+    }
+
+    /// What a reload of these files replaces, in words.
+    pub fn describe(&self, read: &CredentialFiles) -> String {
+        let mut what = Vec::new();
+        if self.auth_token_file.is_some() {
+            let n = read.tokens.len();
+            what.push(format!("{n} token{}", if n == 1 { "" } else { "s" }));
+        }
+        if self.jwt_secret_file.is_some() {
+            what.push("the JWT key".to_owned());
+        }
+        if self.tls.is_some() {
+            what.push("the certificate and key".to_owned());
+        }
+        if what.is_empty() { "nothing (no file to read)".to_owned() } else { what.join(", ") }
+    }
+}
+
 impl ServerArgs {
+    /// The files these arguments name, as [`Files`] reads them.
+    pub fn credential_files(&self, sources: &Sources) -> Files {
+        let named =
+            |path: &Option<PathBuf>, key: &str| path.clone().map(|path| (path, sources.describe(key)));
+        Files {
+            auth_token_file: named(&self.auth_token_file, "auth-token-file"),
+            jwt_secret_file: named(&self.jwt_secret_file, "jwt-secret-file"),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some((
+                    cert.clone(),
+                    key.clone(),
+                    format!("{} and {}", sources.describe("tls-cert"), sources.describe("tls-key")),
+                )),
+                _ => None,
+            },
+        }
+    }
+
     /// The library configuration these arguments describe; `sources`
     /// tells how each was given, for the errors.
     ///
@@ -413,25 +486,7 @@ impl ServerArgs {
             return Err(FlagError::from(format!("{REDIS_PASSWORD_VAR} is set: it needs --redis too")));
         }
         let defaults = Config::default();
-        let tokens = match &self.auth_token_file {
-            Some(path) => read_secrets(path, &sources.describe("auth-token-file"))?,
-            None => Vec::new(),
-        };
-        let jwt_secret = match &self.jwt_secret_file {
-            Some(path) => read_secrets(path, &sources.describe("jwt-secret-file"))?.into_iter().next(),
-            None => None,
-        };
-        let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key).map_err(|e| {
-                let problem = switchboard::error_chain(&e);
-                FlagError::from(format!(
-                    "{} and {}: {problem}",
-                    sources.describe("tls-cert"),
-                    sources.describe("tls-key")
-                ))
-            })?),
-            _ => None,
-        };
+        let CredentialFiles { tokens, jwt_secret, tls } = self.credential_files(sources).read()?;
         let redis_password = match (&self.redis_password_file, sources.redis_password()) {
             (Some(_), Some(_)) => {
                 let problem = format!("{REDIS_PASSWORD_VAR} holds a password too: give it one way");

@@ -68,16 +68,9 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
         warn!("cannot raise the open-file limit: {e}");
     }
     // What SIGHUP reads again.
-    let (auth_token_file, jwt_secret_file) = (args.auth_token_file.clone(), args.jwt_secret_file.clone());
-    let (tls_cert, tls_key) = (args.tls_cert.clone(), args.tls_key.clone());
+    let files = args.credential_files(sources);
     let config = args.into_config(sources)?;
-    let files = signals::Reloadable {
-        access: config.access.clone(),
-        auth_token_file: auth_token_file.map(|path| (path, sources.describe("auth-token-file"))),
-        jwt_secret_file: jwt_secret_file.map(|path| (path, sources.describe("jwt-secret-file"))),
-        tls_cert,
-        tls_key,
-    };
+    let files = signals::Reloadable { access: config.access.clone(), files };
     let password_given = config.backplane.as_ref().is_some_and(|backplane| backplane.password.is_some());
     let (http, ws) = if config.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
     let server = Server::bind(config, RoomsHandler).map_err(|e| -> Box<dyn Error> {

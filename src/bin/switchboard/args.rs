@@ -380,10 +380,9 @@ fn read_password(path: &Path, what: &str) -> Result<Secret, FlagError> {
 }
 
 /// The settings that mean something only beside another, and that other.
-const NEEDS: [(&str, &str); 8] = [
+const NEEDS: [(&str, &str); 7] = [
     ("tls-cert", "tls-key"),
     ("tls-key", "tls-cert"),
-    ("jwt-name-claim", "jwt-secret-file"),
     ("node-id", "redis"),
     ("redis-prefix", "redis"),
     ("redis-queue", "redis"),
@@ -479,9 +478,6 @@ impl ServerArgs {
         {
             return Err(sources.error(setting, &format!("needs --{needed} too")));
         }
-        if self.private_metrics && self.auth_token_file.is_none() && self.jwt_secret_file.is_none() {
-            return Err(sources.error("private-metrics", "needs --auth-token-file or --jwt-secret-file too"));
-        }
         if sources.redis_password().is_some() && self.redis.is_none() {
             return Err(FlagError::from(format!("{REDIS_PASSWORD_VAR} is set: it needs --redis too")));
         }
@@ -502,7 +498,7 @@ impl ServerArgs {
             ),
             None => None,
         };
-        Ok(Config {
+        let config = Config {
             listen: self.listen,
             timeouts: Timeouts {
                 handshake: self.handshake_timeout.into(),
@@ -555,7 +551,16 @@ impl ServerArgs {
                 }
             }),
             thread_stack_size: self.thread_stack_size,
-        })
+        };
+        // The library's own rules, in the user's words: they are not
+        // written again here.
+        match config.validate() {
+            Err(switchboard::Error::Config { field, problem }) => {
+                Err(crate::flags::explain(field, problem, sources))
+            }
+            Err(other) => Err(FlagError::from(other.to_string())),
+            Ok(()) => Ok(config),
+        }
     }
 }
 
@@ -688,7 +693,8 @@ mod tests {
         let error = config(&["switchboard", "--private-metrics"]).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "--private-metrics true: needs --auth-token-file or --jwt-secret-file too"
+            "--private-metrics true: needs --auth-token-file or --jwt-secret-file: the credentials /metrics and \
+             /stats would ask for"
         );
         let path = std::env::temp_dir().join(format!("switchboard-metrics-tokens-{}", std::process::id()));
         std::fs::write(&path, "scraper\n").unwrap();

@@ -75,10 +75,6 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
     let (http, ws) = if config.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
     let server = Server::bind(config, RoomsHandler).map_err(|e| -> Box<dyn Error> {
         match e {
-            // The library names the field of Config; the user wrote a flag.
-            switchboard::Error::Config { field, problem } => {
-                Box::new(flags::explain(field, problem, sources))
-            }
             switchboard::Error::RedisAuth { reason, .. } => {
                 Box::new(refused(sources, password_given, &reason))
             }

@@ -366,7 +366,7 @@ impl Sources {
                 let file = self.file.as_deref().unwrap_or(Path::new("the configuration file"));
                 format!("{key} = {} in {}", setting.toml(key), file.display())
             }
-            Origin::Default if shown.is_empty() => format!("--{key} (the default)"),
+            Origin::Default if shown.is_empty() => format!("--{key}"),
             Origin::Default => format!("--{key} {} (the default)", shown.join(",")),
         }
     }

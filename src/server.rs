@@ -21,7 +21,7 @@ use crate::hub::{ConnectionId, Hub, HubHandle};
 use crate::listener;
 use crate::metrics::Metrics;
 use crate::reload::ReloadHandle;
-use crate::thread_pool::{NotStarted, ThreadPool};
+use crate::thread_pool::ThreadPool;
 use crate::tls::TlsAcceptor;
 use crate::upgrade::Gate;
 
@@ -306,10 +306,9 @@ impl<H: Handler> Server<H> {
                 connection::serve(stream, peer, id, permit, handshake, &shared);
             }
         });
-        let NotStarted { job, error } = self.threads.run(job).err()?;
+        let error = self.threads.run(job).err()?;
         warn!("connection {id}: {error}; answering 503");
         self.shared.metrics.thread_refused();
-        drop(job);
         slot.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }

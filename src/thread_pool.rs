@@ -80,12 +80,6 @@ impl std::fmt::Debug for Next {
     }
 }
 
-/// A job no thread could be found for, given back with the reason.
-pub(crate) struct NotStarted {
-    pub(crate) job: Job,
-    pub(crate) error: io::Error,
-}
-
 impl ThreadPool {
     /// A pool of threads called `name`, each with `stack_size` bytes of
     /// stack, keeping at most `max_parked` parked for `idle_timeout` each.
@@ -112,10 +106,11 @@ impl ThreadPool {
     ///
     /// # Errors
     ///
-    /// Gives `job` back when no thread is parked and none can be started (the
-    /// process is at its limit of threads or memory mappings), so that the
-    /// caller can still answer its client.
-    pub(crate) fn run(&self, job: Job) -> Result<(), NotStarted> {
+    /// When no thread is parked and none can be started (the process is at
+    /// its limit of threads or memory mappings); `job` has been dropped
+    /// unrun, so what it owns is freed (a caller that must still answer its
+    /// client keeps the socket where the job only borrows it).
+    pub(crate) fn run(&self, job: Job) -> io::Result<()> {
         let seat = self.pool.lock_parked().seats.pop();
         match seat {
             Some(seat) => {
@@ -127,32 +122,14 @@ impl ThreadPool {
         }
     }
 
-    fn start(&self, job: Job) -> Result<(), NotStarted> {
-        // The job reaches its thread through a slot, so that it can be given
-        // back if the thread cannot be started.
-        let slot = Arc::new(Mutex::new(Some(job)));
-        let taken = slot.clone();
+    fn start(&self, job: Job) -> io::Result<()> {
         let pool = self.pool.clone();
-        let started = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(self.pool.name.clone())
             .stack_size(self.pool.stack_size)
-            .spawn(move || {
-                let job = taken.lock().unwrap_or_else(PoisonError::into_inner).take();
-                drop(taken);
-                if let Some(job) = job {
-                    pool.work(job);
-                }
-            });
-        match started {
-            Ok(_) => {
-                self.pool.metrics.thread_started();
-                Ok(())
-            }
-            Err(error) => {
-                let job = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-                Err(NotStarted { job: job.expect("Bug: a thread that did not start took its job"), error })
-            }
-        }
+            .spawn(move || pool.work(job))?;
+        self.pool.metrics.thread_started();
+        Ok(())
     }
 
     /// Ends every parked thread, and every thread that would park from now

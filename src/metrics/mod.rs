@@ -6,7 +6,9 @@
 //! channel: each is a relaxed atomic that threads only ever add to
 //! (prometheus-client's `Counter` and `Gauge`), so no thread waits on another
 //! to count. Histograms are atomics too ([`histogram`]), and are observed
-//! once per event, never once per frame per member.
+//! once per event, never once per frame per member. A series by label
+//! ([`labels`]) is found under the family's read lock, so it is counted
+//! once per connection, response or close, never per message.
 
 mod backplane;
 mod histogram;

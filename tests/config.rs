@@ -2,11 +2,10 @@
 //! variables: precedence, errors that name where a value came from, and
 //! `--print-config` read back.
 
-use std::net::TcpStream;
 use std::path::PathBuf;
 
-use crate::support::raw::{read_head, upgrade_request};
-use crate::support::{PATIENCE, Process, run};
+use crate::support::raw::upgrade_status;
+use crate::support::{Process, run};
 
 /// A configuration file of this test's own.
 fn file(test: &str, contents: &str) -> PathBuf {
@@ -85,13 +84,7 @@ fn a_server_takes_its_settings_from_the_file() {
     let path =
         file("serve", &format!("auth-token-file = {:?}\nmax-connections = 50\n", tokens.to_str().unwrap()));
     let process = Process::start(&["--config", path.to_str().unwrap()]);
-    let status = |token: &str| {
-        use std::io::Write;
-        let mut stream = TcpStream::connect(process.addr).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream.write_all(upgrade_request(&format!("/echo?access_token={token}"), "").as_bytes()).unwrap();
-        read_head(&mut stream).split(' ').nth(1).unwrap_or("none").to_owned()
-    };
+    let status = |token: &str| upgrade_status(process.addr, token);
     assert_eq!(status("from-the-file"), "101");
     assert_eq!(status("another"), "403");
 }

@@ -5,27 +5,9 @@
 use serde_json::{Value, json};
 use switchboard::{Access, Config, Secret, Timeouts};
 
+use crate::support::jwt::{KEY, jwt, now};
 use crate::support::raw::upgrade_request;
 use crate::support::{Client, Reply, TestServer, config, ms, recv_close, recv_text, send_text};
-
-const KEY: &str = "jwt-key";
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// An HS256 token signed with [`KEY`], holding `claims` and an `exp` an
-/// hour ahead unless `claims` has one.
-fn jwt(claims: Value) -> String {
-    let mut claims = claims;
-    claims.as_object_mut().unwrap().entry("exp").or_insert(json!(now() + 3600));
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
-}
 
 /// A server taking JWTs signed with [`KEY`], the bearer token `letmein`,
 /// and naming users by `name_claim`.

@@ -7,31 +7,20 @@
 use serde_json::json;
 use switchboard::{Access, Config, Secret};
 
-use crate::support::{PATIENCE, Reply, TestServer, config, wait_until};
+use crate::support::{PATIENCE, Reply, TestServer, config, jwt, wait_until};
 
-const KEY: &str = "jwt-key";
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// An HS256 token signed with [`KEY`] for `sub`, expiring `exp_from_now`
+/// A token signed with the test key for `sub`, expiring `exp_from_now`
 /// seconds from now.
 fn jwt(sub: &str, exp_from_now: i64) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({ "sub": sub, "exp": now() + exp_from_now }),
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
+    jwt::jwt(json!({ "sub": sub, "exp": jwt::now() + exp_from_now }))
 }
 
-/// A server taking the bearer token `letmein` and JWTs signed with [`KEY`].
+/// A server taking the bearer token `letmein` and JWTs signed with [`jwt::KEY`].
 fn server(private_metrics: bool) -> TestServer {
     TestServer::start(Config {
         access: Access {
             tokens: vec![Secret::new("letmein")],
-            jwt_secret: Some(Secret::new(KEY)),
+            jwt_secret: Some(Secret::new(jwt::KEY)),
             private_metrics,
             ..Access::default()
         },

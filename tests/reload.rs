@@ -6,9 +6,9 @@
 use std::net::TcpStream;
 use std::path::PathBuf;
 
-use crate::support::raw::{read_head, upgrade_request};
+use crate::support::raw::{self, read_head};
 use crate::support::tls::{self, handshake};
-use crate::support::{PATIENCE, Process, connect, recv_text, send_text};
+use crate::support::{Process, connect, recv_text, send_text};
 
 /// A file of this test's own, removed when dropped.
 struct TempFile(PathBuf);
@@ -37,11 +37,7 @@ impl Drop for TempFile {
 
 /// The status of an upgrade on /echo with `token`, over plain TCP.
 fn upgrade_status(process: &Process, token: &str) -> String {
-    use std::io::Write;
-    let mut stream = TcpStream::connect(process.addr).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    stream.write_all(upgrade_request(&format!("/echo?access_token={token}"), "").as_bytes()).unwrap();
-    read_head(&mut stream).split(' ').nth(1).unwrap_or("none").to_owned()
+    raw::upgrade_status(process.addr, token)
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod jwt;
 mod process;
 mod program;
 pub mod raw;

@@ -37,6 +37,14 @@ pub fn tcp(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// The status of an upgrade on /echo presenting `token` in the query, as
+/// text (`"101"`, `"403"`...), or `"none"` if the server answered nothing.
+pub fn upgrade_status(addr: SocketAddr, token: &str) -> String {
+    let mut stream = tcp(addr);
+    stream.write_all(upgrade_request(&format!("/echo?access_token={token}"), "").as_bytes()).unwrap();
+    read_head(&mut stream).split(' ').nth(1).unwrap_or("none").to_owned()
+}
+
 /// A TCP connection to `addr` whose receive buffer is [`SMALL_RCVBUF`] and
 /// segments [`SMALL_MSS`], both set before connecting so that the window it
 /// offers and the server's send buffer are small too: a few hundred

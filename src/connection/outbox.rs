@@ -319,11 +319,11 @@ impl Outbox {
         appended
     }
 
-    /// Appends `frame` and sends what the socket takes now.
-    pub(crate) fn send(self: &Arc<Self>, frame: Frame) -> Result<(), Refused> {
+    /// Appends a frame or a run and sends what the socket takes now.
+    pub(crate) fn send(self: &Arc<Self>, queued: impl Into<Queued>) -> Result<(), Refused> {
         let appended = {
             let mut state = self.lock();
-            let appended = self.append(&mut state, frame.into());
+            let appended = self.append(&mut state, queued.into());
             self.flush_locked(&mut state);
             appended
         };

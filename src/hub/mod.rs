@@ -320,9 +320,13 @@ impl Hub {
     }
 
     /// Sends what the batch queued, one system call per outbox, and lets the
-    /// backplane catch up on rooms it could not be told about.
+    /// backplane catch up on rooms it could not be told about. The run still
+    /// gathering, most often the batch's only one, is appended and sent in
+    /// the same pass over its room.
     fn flush(&mut self) {
-        self.deliver_gathered();
+        if let Some(last) = self.gathering.take() {
+            self.send(last);
+        }
         if let Some(relay) = &mut self.relay {
             relay.catch_up(|| self.rooms.keys().cloned().collect());
         }
@@ -423,6 +427,16 @@ impl Hub {
             if room.deliver(&queued, except, &mut self.full) {
                 self.dirty_rooms.push(name);
             }
+        }
+        self.forget_full();
+    }
+
+    /// Hands the batch's last frame or run to this node's members of its
+    /// room but one, sending each its share at once.
+    fn send(&mut self, gathered: Gathered) {
+        let Gathered { room: name, queued, except } = gathered;
+        if let Some(room) = self.rooms.get_mut(&name) {
+            room.send(&queued, except, &mut self.full);
         }
         self.forget_full();
     }

@@ -45,13 +45,12 @@ pub fn tune() {
     let Some(tunables) = with_defaults(&current, &wanted) else { return };
     let mut args = std::env::args_os();
     let program = args.next().unwrap_or_else(|| "switchboard".into());
-    // /proc/self/exe is this very binary, even if its file was replaced.
-    let error = Command::new("/proc/self/exe")
-        .arg0(program)
-        .args(args)
-        .env(VARIABLE, tunables)
-        .env(RESTARTED, "1")
-        .exec();
+    // The binary's path, so that the process keeps its name (ps, pgrep);
+    // /proc/self/exe, this very binary even if its file was replaced, when
+    // the path cannot be read.
+    let binary = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let error =
+        Command::new(binary).arg0(program).args(args).env(VARIABLE, tunables).env(RESTARTED, "1").exec();
     eprintln!("switchboard: could not restart with {VARIABLE} set ({error}); going on without");
 }
 

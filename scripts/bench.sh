@@ -8,8 +8,9 @@
 # --prepare builds it), each on a free port and pinned to CPU 0, and runs
 # switchboard-bench pinned to CPU 1 against each of them:
 # echo, fanout as fast as possible, fanout at 100 publishes/s, churn, and
-# last idle with 10,000 connections, one server at a time, stopping each
-# server after its turn so that its threads are freed before the next.
+# last idle with 10,000 connections, one server at a time, each started
+# afresh for it and stopped after its turn so that its threads are freed
+# before the next.
 #
 # Writes under target/bench/: results.md (the table, with ratios of
 # switchboard against each reference, the machine and the exact commands),
@@ -31,7 +32,7 @@ load_cpu="${LOAD_CPU:-1}"
 out=target/bench
 bench=target/release/switchboard-bench
 
-declare -A pid=() port=() start_command=() fate=()
+declare -A pid=() port=() start_command=() fate=() argv=()
 servers=()
 troubles=()
 
@@ -78,10 +79,12 @@ start_server() {
   # As the report shows it: the peers by $PEERS_DIR, not where they are here.
   start_command[$name]="${command[*]}"
   if [ -n "$peers_dir" ]; then start_command[$name]="${start_command[$name]//$peers_dir/\$PEERS_DIR}"; fi
-  "${command[@]}" >"$out/logs/server-$name.log" 2>&1 &
+  "${command[@]}" >>"$out/logs/server-$name.log" 2>&1 &
   pid[$name]=$!
   port[$name]=$p
-  servers+=("$name")
+  if [ -z "${argv[$name]:-}" ]; then servers+=("$name"); fi
+  # Kept, with PORT, for a restart; joined by a unit separator.
+  argv[$name]="$(IFS=$'\x1f'; echo "$*")"
   local deadline=$((SECONDS + 60))
   until curl -fsS --max-time 1 "http://127.0.0.1:$p/healthz" >/dev/null 2>&1; do
     if ! kill -0 "${pid[$name]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
@@ -187,7 +190,15 @@ done
 for server in "${servers[@]}"; do run "$server" churn churn --workers 8 --duration "$duration"; done
 # Idle last and one server at a time: 10,000 connections cost a
 # thread-per-connection server 20,000 threads, and the machine has ~32k.
+# Each server is started afresh for it, so that what the workloads before
+# left (threads parked for reuse, memory its allocator kept) is counted
+# neither for nor against its connections.
 for server in "${servers[@]}"; do
+  [ -n "${pid[$server]:-}" ] || continue
+  IFS=$'\x1f' read -r -a again <<<"${argv[$server]}"
+  stop_server "$server"
+  fate[$server]=""
+  start_server "$server" "${again[@]}"
   run "$server" idle idle --connections "$idle_connections" --duration 3s
   stop_server "$server"
 done

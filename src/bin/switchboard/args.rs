@@ -13,6 +13,7 @@ use humantime::Duration;
 
 use crate::flags::FlagError;
 use crate::logging::LogFormat;
+use crate::scheduling::Scheduling;
 use crate::sources::{REDIS_PASSWORD_VAR, Sources};
 use switchboard::{Access, BackplaneConfig, Config, IpNet, Limits, Secret, Timeouts, TlsConfig};
 
@@ -297,6 +298,13 @@ pub struct ServerArgs {
     /// RUST_LOG chooses what is logged.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// How the server's threads are scheduled: batch (Linux's SCHED_BATCH:
+    /// a fair share, but a thread woken by its client does not take the
+    /// core from the one running; more connections per second of CPU) or
+    /// inherit (the policy the server was started with, say by chrt).
+    #[arg(long, env = "SWITCHBOARD_SCHEDULING", value_name = "POLICY", value_enum, default_value_t = Scheduling::Batch)]
+    pub scheduling: Scheduling,
 }
 
 /// The backplane's defaults, for `--help`.

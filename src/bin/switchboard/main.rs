@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 
 fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
     // Before any of the server's threads starts: they inherit it.
-    scheduling::batch();
+    scheduling::apply(args.scheduling);
     // One descriptor per connection: the soft limit (often 1,024) would
     // hold the server to a few hundred clients when the hard limit allows
     // far more. The server then reads the limit it got, and says so if it

@@ -12,16 +12,40 @@
 //! shape, three runs each): 13% more handshakes per second of server CPU,
 //! and preemptions of the accept loop down from 0.7 per handshake to none.
 //!
+//! The price is latency when the server shares its cores with other busy
+//! processes: a woken thread waits for the running one's turn to end
+//! rather than taking the core, so `--scheduling inherit` leaves the
+//! threads under the policy the server was started with.
+//!
 //! Threads inherit their creator's policy, so this is set once, before the
 //! server starts any. A policy the operator chose (`chrt`) is kept.
 
+use clap::ValueEnum;
 use log::{debug, warn};
 
-/// Puts the calling thread, and so every thread it starts from now on,
-/// under `SCHED_BATCH`, unless it runs under a policy other than the
-/// default.
+/// How the server's threads are scheduled (`--scheduling`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Scheduling {
+    /// `SCHED_BATCH`, unless the server was started under a policy other
+    /// than the default.
+    #[default]
+    Batch,
+    /// The policy the server was started with.
+    Inherit,
+}
+
+/// Applies `scheduling` to the calling thread, and so to every thread it
+/// starts from now on.
+pub fn apply(scheduling: Scheduling) {
+    if scheduling == Scheduling::Batch {
+        batch();
+    }
+}
+
+/// Puts the calling thread under `SCHED_BATCH`, unless it runs under a
+/// policy other than the default.
 #[allow(unsafe_code)]
-pub fn batch() {
+fn batch() {
     // SAFETY: both calls take the calling thread (0) and, for the second, a
     // parameter that outlives the call; neither touches memory of ours
     // otherwise.
@@ -50,10 +74,19 @@ mod tests {
     #[test]
     fn a_thread_started_after_inherits_batch() {
         let inherited = std::thread::spawn(|| {
-            batch();
+            apply(Scheduling::Batch);
             std::thread::spawn(policy).join().unwrap()
         });
         assert_eq!(inherited.join().unwrap(), libc::SCHED_BATCH);
+    }
+
+    #[test]
+    fn inherit_leaves_the_policy_alone() {
+        let kept = std::thread::spawn(|| {
+            apply(Scheduling::Inherit);
+            policy()
+        });
+        assert_eq!(kept.join().unwrap(), libc::SCHED_OTHER);
     }
 
     #[test]

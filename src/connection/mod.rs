@@ -17,7 +17,7 @@ mod outbox;
 mod reader;
 mod token_bucket;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -206,7 +206,7 @@ fn http_phase<H: Handler>(
 
 /// What a handler that panicked on `request` answers.
 #[inline(never)]
-fn handler_panicked<S>(id: ConnectionId, client: std::net::IpAddr, request: &Request) -> Route<S> {
+fn handler_panicked<S>(id: ConnectionId, client: IpAddr, request: &Request) -> Route<S> {
     error!(
         "connection {id} from {client}: the handler panicked on {} {}",
         Untrusted(request.method()),
@@ -222,7 +222,7 @@ fn handler_panicked<S>(id: ConnectionId, client: std::net::IpAddr, request: &Req
 fn reply<H>(
     socket: &mut Socket,
     id: ConnectionId,
-    client: std::net::IpAddr,
+    client: IpAddr,
     request: &Request,
     response: &Response,
     accepted: Instant,
@@ -412,6 +412,7 @@ fn open<H: Handler>(
     Some(Box::new(Opened { socket, line: line?, state, rest }))
 }
 
+/// What [`open`] does, from the parts it needs.
 fn plug_in<'a, H: Handler>(
     socket: &mut Socket,
     id: ConnectionId,

@@ -65,54 +65,47 @@ impl Backplane {
 }
 
 impl Metrics {
-    fn backplane(&self) -> Option<&Backplane> {
-        self.backplane.as_ref()
+    /// Adds `n` to one of the backplane's counters, if there is a backplane.
+    fn backplane_add(&self, counter: fn(&Backplane) -> &Counter, n: usize) {
+        if let Some(backplane) = &self.backplane {
+            counter(backplane).inc_by(n as u64);
+        }
     }
 
     pub(crate) fn backplane_up(&self, up: bool) {
-        if let Some(backplane) = self.backplane() {
+        if let Some(backplane) = &self.backplane {
             backplane.up.set(i64::from(up));
         }
     }
 
     pub(crate) fn backplane_published(&self, n: usize) {
-        if let Some(backplane) = self.backplane() {
-            backplane.published.inc_by(n as u64);
-        }
+        self.backplane_add(|b| &b.published, n);
     }
 
     pub(crate) fn backplane_received(&self) {
-        if let Some(backplane) = self.backplane() {
-            backplane.received.inc();
-        }
+        self.backplane_add(|b| &b.received, 1);
     }
 
     pub(crate) fn backplane_not_relayed(&self, n: usize) {
-        if let Some(backplane) = self.backplane() {
-            backplane.not_relayed.inc_by(n as u64);
-        }
+        self.backplane_add(|b| &b.not_relayed, n);
     }
 
     pub(crate) fn backplane_rejected(&self) {
-        if let Some(backplane) = self.backplane() {
-            backplane.rejected.inc();
-        }
+        self.backplane_add(|b| &b.rejected, 1);
     }
 
     pub(crate) fn backplane_reconnected(&self) {
-        if let Some(backplane) = self.backplane() {
-            backplane.reconnects.inc();
-        }
+        self.backplane_add(|b| &b.reconnects, 1);
     }
 
     pub(crate) fn backplane_subscriptions(&self, rooms: usize) {
-        if let Some(backplane) = self.backplane() {
+        if let Some(backplane) = &self.backplane {
             backplane.subscriptions.set(i64::try_from(rooms).unwrap_or(i64::MAX));
         }
     }
 
     /// Messages not relayed to other nodes so far.
     pub(crate) fn backplane_not_relayed_total(&self) -> u64 {
-        self.backplane().map_or(0, |b| b.not_relayed.get())
+        self.backplane.as_ref().map_or(0, |b| b.not_relayed.get())
     }
 }

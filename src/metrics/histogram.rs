@@ -70,6 +70,13 @@ impl Histogram {
         inner.sum.fetch_add(value, Relaxed);
     }
 
+    /// How many values were counted, and their sum in the scale's whole
+    /// units.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        let inner = &*self.0;
+        (inner.buckets.iter().map(|bucket| bucket.load(Relaxed)).sum(), inner.sum.load(Relaxed))
+    }
+
     /// Counts a duration, on the [`SECONDS`] scale.
     pub(crate) fn observe_duration(&self, took: Duration) {
         self.observe(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -61,8 +61,6 @@ pub(crate) struct Metrics {
     connections_total: Counter,
     http_responses: ByLabel<Counter>,
     upgrades_refused: ByLabel<Counter>,
-    messages_in: Counter,
-    bytes_in: Counter,
     messages_out: Counter,
     bytes_out: Counter,
     slow_consumer_closes: Counter,
@@ -109,11 +107,18 @@ impl Metrics {
     fn new(node_id: Option<&str>) -> Self {
         let mut r = Registry::with_prefix("switchboard");
         r.register_collector(Box::new(Uptime(Instant::now())));
-        let mut metrics = Metrics {
+        let message_size = histogram(
+            &mut r,
+            "message_size",
+            "Payload sizes of the text and binary messages received",
+            Unit::Bytes,
+            &BYTES,
+        );
+        // Its count and sum: one observation a message, not three counts.
+        r.register_collector(Box::new(Received(message_size.clone())));
+        Metrics {
             connections_open: gauge(&mut r, "connections_open", "WebSocket connections open now"),
             connections_total: counter(&mut r, "connections", "WebSocket connections opened"),
-            messages_in: counter(&mut r, "messages_in", "Text and binary messages received"),
-            bytes_in: counter(&mut r, "bytes_in", "Payload bytes of the messages received"),
             messages_out: counter(&mut r, "messages_out", "Text and binary messages written to clients"),
             bytes_out: counter(
                 &mut r,
@@ -202,13 +207,7 @@ impl Metrics {
                 Unit::Seconds,
                 &SECONDS,
             ),
-            message_size: histogram(
-                &mut r,
-                "message_size",
-                "Payload sizes of the text and binary messages received",
-                Unit::Bytes,
-                &BYTES,
-            ),
+            message_size,
             http_responses: ByLabel::register(
                 &mut r,
                 "http_responses",
@@ -237,13 +236,9 @@ impl Metrics {
                 "code",
                 Counter::default,
             ),
-            backplane: None,
+            backplane: node_id.map(|node_id| Backplane::register(&mut r, node_id)),
             registry: r,
-        };
-        if let Some(node_id) = node_id {
-            metrics.backplane = Some(Backplane::register(&mut metrics.registry, node_id));
         }
-        metrics
     }
 
     /// `/metrics`: the registry in the Prometheus text format ([`CONTENT_TYPE`]).
@@ -280,8 +275,6 @@ impl Metrics {
     }
 
     pub(crate) fn message_in(&self, bytes: usize) {
-        self.messages_in.inc();
-        self.bytes_in.inc_by(bytes as u64);
         self.message_size.observe(bytes as u64);
     }
 
@@ -416,6 +409,25 @@ impl Collector for Uptime {
             seconds.metric_type(),
         )?;
         seconds.encode(metric)
+    }
+}
+
+/// `messages_in` and `bytes_in`: the count and the sum of `message_size`,
+/// worked out whenever the registry is encoded.
+#[derive(Debug)]
+struct Received(Histogram);
+
+impl Collector for Received {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let (messages, bytes) = self.0.totals();
+        for (name, help, total) in [
+            ("messages_in", "Text and binary messages received.", messages),
+            ("bytes_in", "Payload bytes of the messages received.", bytes),
+        ] {
+            let total = ConstCounter::new(total);
+            total.encode(encoder.encode_descriptor(name, help, None, total.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 

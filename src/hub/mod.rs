@@ -31,7 +31,7 @@ use log::{debug, info};
 use tungstenite::protocol::CloseFrame;
 
 use self::gathering::{Gathered, Gathering};
-use self::room::Room;
+use self::room::{Pass, Room};
 use crate::backplane::Relay;
 use crate::close::CloseReason;
 use crate::connection::{Closing, Outbox, Refused, assert_unlocked};
@@ -325,7 +325,7 @@ impl Hub {
     /// the same pass over its room.
     fn flush(&mut self) {
         if let Some(last) = self.gathering.take() {
-            self.send(last);
+            self.deliver(last, Pass::Send);
         }
         if let Some(relay) = &mut self.relay {
             relay.catch_up(|| self.rooms.keys().cloned().collect());
@@ -410,33 +410,24 @@ impl Hub {
     /// it cannot join is delivered now.
     fn gather(&mut self, room: Arc<str>, frame: Frame, except: Option<ConnectionId>) {
         if let Some(gathered) = self.gathering.add(room, frame, except, self.batch_taken) {
-            self.deliver(gathered);
+            self.deliver(gathered, Pass::Append);
         }
     }
 
     fn deliver_gathered(&mut self) {
         if let Some(gathered) = self.gathering.take() {
-            self.deliver(gathered);
+            self.deliver(gathered, Pass::Append);
         }
     }
 
-    /// Hands a frame or run to this node's members of its room but one.
-    fn deliver(&mut self, gathered: Gathered) {
+    /// Hands a frame or run to this node's members of its room but one, as
+    /// `pass` says.
+    fn deliver(&mut self, gathered: Gathered, pass: Pass) {
         let Gathered { room: name, queued, except } = gathered;
         if let Some(room) = self.rooms.get_mut(&name) {
-            if room.deliver(&queued, except, &mut self.full) {
+            if room.deliver(&queued, except, &mut self.full, pass) {
                 self.dirty_rooms.push(name);
             }
-        }
-        self.forget_full();
-    }
-
-    /// Hands the batch's last frame or run to this node's members of its
-    /// room but one, sending each its share at once.
-    fn send(&mut self, gathered: Gathered) {
-        let Gathered { room: name, queued, except } = gathered;
-        if let Some(room) = self.rooms.get_mut(&name) {
-            room.send(&queued, except, &mut self.full);
         }
         self.forget_full();
     }

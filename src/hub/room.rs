@@ -6,6 +6,17 @@ use std::sync::Arc;
 use super::ConnectionId;
 use crate::connection::{Outbox, Queued, Refused};
 
+/// How [`Room::deliver`] hands a frame or run to the members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Appended to each outbox, for the end of the batch's flush.
+    Append,
+    /// Appended and sent in the same pass: for the batch's last delivery, a
+    /// walk over the outboxes that appending and then flushing would make
+    /// twice, each time finding them out of the cache.
+    Send,
+}
+
 /// The members of a room, kept in a `Vec` so that a broadcast is a straight
 /// walk over outboxes, with an index beside it so that joining and leaving
 /// cost O(1) even in a room of ten thousand.
@@ -48,53 +59,40 @@ impl Room {
         self.members.len()
     }
 
-    /// Appends a frame or run to every member's outbox without sending it, and
+    /// Appends a frame or run to every member's outbox but `except`'s, and
     /// lists in `full` the members whose outbox took nothing more: each has
-    /// closed itself as a slow consumer, or is closing. [`flush`](Room::flush)
-    /// sends. Returns true
-    /// if and only if the room was clean before, so that the caller notes it
-    /// once.
+    /// closed itself as a slow consumer, or is closing. With
+    /// [`Pass::Append`], [`flush`](Room::flush) sends; returns true if and
+    /// only if the room was clean before, so that the caller notes it once.
+    /// With [`Pass::Send`], each member is sent its share at once, behind
+    /// what was appended before; returns false.
     pub(crate) fn deliver(
         &mut self,
         queued: &Queued,
         except: Option<ConnectionId>,
         full: &mut Vec<ConnectionId>,
+        pass: Pass,
     ) -> bool {
-        let was_clean = !std::mem::replace(&mut self.dirty, true);
-        for (id, outbox) in self.members.iter().filter(|(id, _)| Some(*id) != except) {
-            // A member that is closed as a slow consumer, or closing, is
-            // forgotten now rather than asked again until it unregisters.
-            if let Err(Refused::Full | Refused::Closed) = outbox.push(queued.clone()) {
-                full.push(*id);
-            }
-        }
-        was_clean
-    }
-
-    /// Appends a frame or run to every member's outbox and sends each at
-    /// once, in one pass: for the hub's last delivery in a batch, a walk
-    /// over the outboxes that [`deliver`](Room::deliver) and
-    /// [`flush`](Room::flush) would make twice, each time finding them out
-    /// of the cache. Frames delivered earlier in the batch go first; members
-    /// whose outbox took nothing more are listed in `full`.
-    pub(crate) fn send(
-        &mut self,
-        queued: &Queued,
-        except: Option<ConnectionId>,
-        full: &mut Vec<ConnectionId>,
-    ) {
-        let was_dirty = std::mem::take(&mut self.dirty);
+        let was_dirty = std::mem::replace(&mut self.dirty, pass == Pass::Append);
         for (id, outbox) in &self.members {
-            if Some(*id) == except {
-                if was_dirty {
+            let taken = if Some(*id) == except {
+                // It may hold frames appended earlier in the batch.
+                if was_dirty && pass == Pass::Send {
                     outbox.flush();
                 }
                 continue;
-            }
-            if let Err(Refused::Full | Refused::Closed) = outbox.send(queued.clone()) {
+            } else if pass == Pass::Send {
+                outbox.send(queued.clone())
+            } else {
+                outbox.push(queued.clone())
+            };
+            // A member that is closed as a slow consumer, or closing, is
+            // forgotten now rather than asked again until it unregisters.
+            if let Err(Refused::Full | Refused::Closed) = taken {
                 full.push(*id);
             }
         }
+        pass == Pass::Append && !was_dirty
     }
 
     /// Sends every member the frames delivered since the last time, one
@@ -125,7 +123,7 @@ mod tests {
         assert!(room.remove(ConnectionId(0)));
         assert!(!room.remove(ConnectionId(0)));
         let mut full = Vec::new();
-        room.deliver(&Frame::text("x").into(), None, &mut full);
+        room.deliver(&Frame::text("x").into(), None, &mut full, Pass::Append);
         room.flush();
         assert!(full.is_empty());
         assert!(lines[0].sink.bytes().is_empty());
@@ -148,9 +146,9 @@ mod tests {
         }
         let (a, b) = (Frame::text("a"), Frame::text("b"));
         let mut full = Vec::new();
-        room.deliver(&a.clone().into(), None, &mut full);
+        room.deliver(&a.clone().into(), None, &mut full, Pass::Append);
         // The sender of b is left out of b, but not out of a.
-        room.send(&b.clone().into(), Some(ConnectionId(2)), &mut full);
+        room.deliver(&b.clone().into(), Some(ConnectionId(2)), &mut full, Pass::Send);
         assert!(full.is_empty());
         for line in &lines[..2] {
             assert_eq!(line.sink.bytes(), [a.as_bytes(), b.as_bytes()].concat());
@@ -170,9 +168,9 @@ mod tests {
         slow.sink.set_room(Some(0));
         room.insert(ConnectionId(1), slow.outbox.clone());
         let mut full = Vec::new();
-        room.send(&Frame::text("a").into(), None, &mut full);
+        room.deliver(&Frame::text("a").into(), None, &mut full, Pass::Send);
         assert!(full.is_empty(), "queued behind a full socket, within the budget");
-        room.send(&Frame::binary(vec![0; 200]).into(), None, &mut full);
+        room.deliver(&Frame::binary(vec![0; 200]).into(), None, &mut full, Pass::Send);
         assert_eq!(full, vec![ConnectionId(1)]);
     }
 
@@ -187,8 +185,8 @@ mod tests {
         room.insert(ConnectionId(1), slow.outbox.clone());
         room.insert(ConnectionId(2), fast.outbox.clone());
         let mut full = Vec::new();
-        room.deliver(&Frame::text("a").into(), None, &mut full);
-        room.deliver(&Frame::text("b").into(), None, &mut full);
+        room.deliver(&Frame::text("a").into(), None, &mut full, Pass::Append);
+        room.deliver(&Frame::text("b").into(), None, &mut full, Pass::Append);
         assert_eq!(full, vec![ConnectionId(1)]);
         room.flush();
         assert_eq!(fast.sink.calls(), 1);

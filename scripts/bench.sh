@@ -32,7 +32,7 @@ load_cpu="${LOAD_CPU:-1}"
 out=target/bench
 bench=target/release/switchboard-bench
 
-declare -A pid=() port=() start_command=() fate=() argv=()
+declare -A pid=() port=() start_command=() fate=()
 servers=()
 troubles=()
 
@@ -67,7 +67,8 @@ trap cleanup EXIT
 # shellcheck source=lib/loopback.sh
 source scripts/lib/loopback.sh
 
-# Starts a server in the background and waits until GET /healthz answers.
+# Starts a server in the background and waits until GET /healthz answers;
+# returns 1 if it does not come up.
 start_server() {
   local name="$1"
   shift
@@ -82,19 +83,29 @@ start_server() {
   "${command[@]}" >>"$out/logs/server-$name.log" 2>&1 &
   pid[$name]=$!
   port[$name]=$p
-  if [ -z "${argv[$name]:-}" ]; then servers+=("$name"); fi
-  # Kept, with PORT, for a restart; joined by a unit separator.
-  argv[$name]="$(IFS=$'\x1f'; echo "$*")"
   local deadline=$((SECONDS + 60))
   until curl -fsS --max-time 1 "http://127.0.0.1:$p/healthz" >/dev/null 2>&1; do
     if ! kill -0 "${pid[$name]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
       echo "$name did not come up on port $p; its log:" >&2
       tail -20 "$out/logs/server-$name.log" >&2
-      exit 1
+      return 1
     fi
     sleep 0.05
   done
   echo "$name: pid ${pid[$name]}, port $p" >&2
+}
+
+# Starts switchboard or the reference server NAME. The references have no
+# per-client limits; switchboard's defaults (256 connections per address,
+# 1,000 messages a second per connection) would refuse a load generator on
+# one address, so they are lifted for the run.
+launch() {
+  if [ "$1" = switchboard ]; then
+    start_server switchboard target/release/switchboard --listen 127.0.0.1:PORT \
+      --max-connections-per-ip 0 --max-messages-per-sec 0
+  else
+    start_server "$1" "$peers_dir/$1/run.sh" PORT
+  fi
 }
 
 # Runs one scenario against one server; a failure is recorded, not fatal.
@@ -171,13 +182,9 @@ for peer in tungstenite-threads tokio-tungstenite; do
 done
 
 say "starting servers"
-# The references have no per-client limits; switchboard's defaults (256
-# connections per address, 1,000 messages a second per connection) would
-# refuse a load generator on one address, so they are lifted for the run.
-start_server switchboard target/release/switchboard --listen 127.0.0.1:PORT \
-  --max-connections-per-ip 0 --max-messages-per-sec 0
-for peer in "${peers[@]}"; do
-  start_server "$peer" "$peers_dir/$peer/run.sh" PORT
+for server in switchboard "${peers[@]}"; do
+  launch "$server" || exit 1
+  servers+=("$server")
 done
 
 for server in "${servers[@]}"; do run "$server" echo echo --duration "$duration"; done
@@ -195,10 +202,13 @@ for server in "${servers[@]}"; do run "$server" churn churn --workers 8 --durati
 # neither for nor against its connections.
 for server in "${servers[@]}"; do
   [ -n "${pid[$server]:-}" ] || continue
-  IFS=$'\x1f' read -r -a again <<<"${argv[$server]}"
   stop_server "$server"
   fate[$server]=""
-  start_server "$server" "${again[@]}"
+  if ! launch "$server"; then
+    fate[$server]="did not start again for idle"
+    troubles+=("$server did not start again for idle (see logs/server-$server.log)")
+    continue
+  fi
   run "$server" idle idle --connections "$idle_connections" --duration 3s
   stop_server "$server"
 done

@@ -229,8 +229,7 @@ fn reply<H>(
     shared: &Shared<H>,
 ) {
     let status = response.status();
-    let end = if request.wants_websocket() { HandshakeEnd::Refused } else { HandshakeEnd::Http };
-    if request.wants_websocket() {
+    let end = if request.wants_websocket() {
         // A handler's reason may quote the request.
         let reason = String::from_utf8_lossy(response.body_bytes());
         debug!(
@@ -240,6 +239,7 @@ fn reply<H>(
         );
         shared.metrics.upgrade_refused(status);
         shared.refused_upgrades.note(status);
+        HandshakeEnd::Refused
     } else {
         debug!(
             "connection {id} from {client}: {} {} -> {status}",
@@ -247,7 +247,8 @@ fn reply<H>(
             Untrusted(request.path())
         );
         shared.metrics.http_response(status);
-    }
+        HandshakeEnd::Http
+    };
     answer(socket, response, request.method() == "HEAD", end, accepted, shared);
 }
 

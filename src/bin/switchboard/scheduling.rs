@@ -71,36 +71,39 @@ mod tests {
         unsafe { libc::sched_getscheduler(0) }
     }
 
+    /// Puts the calling thread under `policy`, which must need no
+    /// privilege, whatever the tests run under.
+    #[allow(unsafe_code)]
+    fn set(policy: libc::c_int) {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: as in `batch`.
+        assert_eq!(unsafe { libc::sched_setscheduler(0, policy, &raw const param) }, 0);
+    }
+
+    /// The policy of a thread started by one that began under `start` and
+    /// applied `scheduling`.
+    fn started_after(start: libc::c_int, scheduling: Scheduling) -> libc::c_int {
+        std::thread::spawn(move || {
+            set(start);
+            apply(scheduling);
+            std::thread::spawn(policy).join().unwrap()
+        })
+        .join()
+        .unwrap()
+    }
+
     #[test]
     fn a_thread_started_after_inherits_batch() {
-        let inherited = std::thread::spawn(|| {
-            apply(Scheduling::Batch);
-            std::thread::spawn(policy).join().unwrap()
-        });
-        assert_eq!(inherited.join().unwrap(), libc::SCHED_BATCH);
+        assert_eq!(started_after(libc::SCHED_OTHER, Scheduling::Batch), libc::SCHED_BATCH);
     }
 
     #[test]
     fn inherit_leaves_the_policy_alone() {
-        let kept = std::thread::spawn(|| {
-            apply(Scheduling::Inherit);
-            policy()
-        });
-        assert_eq!(kept.join().unwrap(), libc::SCHED_OTHER);
+        assert_eq!(started_after(libc::SCHED_OTHER, Scheduling::Inherit), libc::SCHED_OTHER);
     }
 
     #[test]
     fn a_chosen_policy_is_kept() {
-        let kept = std::thread::spawn(|| {
-            // SCHED_IDLE needs no privilege, like the batch one.
-            let param = libc::sched_param { sched_priority: 0 };
-            #[allow(unsafe_code)]
-            // SAFETY: as in `batch`.
-            let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) };
-            assert_eq!(set, 0);
-            batch();
-            policy()
-        });
-        assert_eq!(kept.join().unwrap(), libc::SCHED_IDLE);
+        assert_eq!(started_after(libc::SCHED_IDLE, Scheduling::Batch), libc::SCHED_IDLE);
     }
 }

@@ -378,9 +378,6 @@ fn read_password(path: &Path, what: &str) -> Result<Secret, FlagError> {
         std::fs::read_to_string(path).map_err(|e| FlagError::from(format!("{what}: cannot read it: {e}")))?;
     let password =
         text.strip_suffix('\n').map_or(text.as_str(), |line| line.strip_suffix('\r').unwrap_or(line));
-    if password.is_empty() {
-        return Err(FlagError::from(format!("{what}: the file is empty")));
-    }
     if password.contains('\n') {
         return Err(FlagError::from(format!("{what}: the file holds more than one line; a password is one")));
     }
@@ -679,7 +676,9 @@ mod tests {
         assert_eq!(read("# not a comment \n").unwrap(), Secret::new("# not a comment "));
         assert_eq!(read("crlf\r\n").unwrap(), Secret::new("crlf"));
         assert_eq!(read("no newline").unwrap(), Secret::new("no newline"));
-        assert!(read("").unwrap_err().to_string().contains("is empty"));
+        // Config::validate's rule, told in flag words.
+        let empty = read("").unwrap_err().to_string();
+        assert!(empty.contains("--redis-password-file") && empty.contains("must not be empty"), "{empty}");
         assert!(read("two\nlines\n").unwrap_err().to_string().contains("more than one line"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

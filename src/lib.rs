@@ -323,6 +323,7 @@ mod upgrade;
 
 pub use crate::auth::Secret;
 pub use crate::backplane::redact_url as redact_redis_url;
+pub use crate::backplane::url_has_password as redis_url_has_password;
 pub use crate::close::{CloseReason, Ending};
 pub use crate::config::{Access, BackplaneConfig, Config, Limits, Timeouts, TlsConfig};
 pub use crate::error::{Error, Refusal, Result, error_chain};

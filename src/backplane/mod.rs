@@ -139,8 +139,16 @@ pub(crate) fn url_problem(url: &str) -> Option<&'static str> {
     redis::Client::open(url).err().map(|_| "is not a valid Redis URL")
 }
 
-/// Returns true if and only if the redis crate reads a password from `url`.
-pub(crate) fn url_has_password(url: &str) -> bool {
+/// Returns true if and only if `url`, a Redis URL, holds a password, in
+/// any of the forms the redis crate reads (`user:password@`, or the
+/// query's `password=`), as [`redact_redis_url`](crate::redact_redis_url)
+/// hides it.
+///
+/// ```
+/// assert!(switchboard::redis_url_has_password("redis://app:hunter2@db:6379"));
+/// assert!(!switchboard::redis_url_has_password("redis://db:6379"));
+/// ```
+pub fn url_has_password(url: &str) -> bool {
     redis::IntoConnectionInfo::into_connection_info(url)
         .is_ok_and(|info| info.redis_settings().password().is_some())
 }

@@ -74,13 +74,10 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
     let files = args.credential_files(sources);
     let config = args.into_config(sources)?;
     let files = signals::Reloadable { access: config.access.clone(), files };
-    let password_given = config.backplane.as_ref().is_some_and(|backplane| backplane.password.is_some());
     let (http, ws) = if config.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
     let server = Server::bind(config, RoomsHandler).map_err(|e| -> Box<dyn Error> {
         match e {
-            switchboard::Error::RedisAuth { reason, .. } => {
-                Box::new(refused(sources, password_given, &reason))
-            }
+            switchboard::Error::RedisAuth { reason, .. } => Box::new(refused(sources, &reason)),
             other => Box::new(other),
         }
     })?;
@@ -95,22 +92,24 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
 
 /// Redis's refusal of the node's credentials, named by where the password
 /// came from, or the URL when none was given.
-fn refused(sources: &Sources, password_given: bool, reason: &str) -> FlagError {
-    let password = if sources.is_set("redis-password-file") {
-        sources.describe("redis-password-file")
+fn refused(sources: &Sources, reason: &str) -> FlagError {
+    let (password, given) = if sources.is_set("redis-password-file") {
+        (sources.describe("redis-password-file"), true)
     } else if sources.redis_password().is_some() {
-        format!("{REDIS_PASSWORD_VAR} (not shown)")
+        (format!("{REDIS_PASSWORD_VAR} (not shown)"), true)
     } else {
-        sources.describe("redis")
+        let in_url = sources
+            .get("redis")
+            .is_some_and(|redis| redis.values.iter().any(|url| switchboard::redis_url_has_password(url)));
+        (sources.describe("redis"), in_url)
     };
-    let url_password = sources
-        .get("redis")
-        .is_some_and(|redis| redis.values.iter().any(|url| Sources::shown("redis", url).contains("***")));
-    let what = if password_given || url_password {
-        "Redis refused this password"
+    let what = if given {
+        "Redis refused this password".to_owned()
     } else {
-        "Redis asks for a password, and none was given (--redis-password-file, or the variable \
-         SWITCHBOARD_REDIS_PASSWORD)"
+        format!(
+            "Redis asks for a password, and none was given (--redis-password-file, or the variable \
+             {REDIS_PASSWORD_VAR})"
+        )
     };
     FlagError::from(format!("{password}: {what}: {reason}"))
 }

@@ -89,21 +89,24 @@ impl Passwords {
                 }
             }
         }
-        found.retain(|password| !password.is_empty());
-        // The longest first, so that a password holding another is hidden
-        // whole rather than left in pieces around the shorter one.
-        found.sort_by_key(|password| std::cmp::Reverse(password.len()));
-        found.dedup();
-        Passwords(found)
+        let mut passwords = Passwords(found);
+        passwords.tidy();
+        passwords
     }
 
     /// Adds a password given apart from the URL.
     pub(crate) fn add(&mut self, password: &str) {
-        if !password.is_empty() {
-            self.0.push(password.to_owned());
-            self.0.sort_by_key(|password| std::cmp::Reverse(password.len()));
-            self.0.dedup();
-        }
+        self.0.push(password.to_owned());
+        self.tidy();
+    }
+
+    /// Drops empty and repeated passwords, and puts the longest first, so
+    /// that a password holding another is hidden whole rather than left in
+    /// pieces around the shorter one.
+    fn tidy(&mut self) {
+        self.0.retain(|password| !password.is_empty());
+        self.0.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.0.dedup();
     }
 
     /// `text` with every password replaced by `***`.

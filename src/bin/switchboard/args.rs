@@ -594,7 +594,7 @@ mod tests {
     #[test]
     fn every_setting_has_its_variable() {
         let command = Cli::command();
-        for (key, arg) in crate::sources::setting_args(&command) {
+        for (key, arg) in crate::sources::settings(&command) {
             let variable = arg.get_env().map(|var| var.to_string_lossy().into_owned());
             assert_eq!(variable, Some(crate::sources::variable(key)), "--{key}");
         }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::sources::{REDIS_PASSWORD_VAR, Sources};
+use crate::sources::Sources;
 
 /// Each `Config` field the library may name, and the flag that sets it.
 /// Longer names first, so that a name is never replaced inside a longer one.
@@ -64,13 +64,6 @@ impl From<String> for FlagError {
     }
 }
 
-impl FlagError {
-    /// A problem with `flag` given `value`.
-    pub fn with_value(flag: &str, value: impl fmt::Display, problem: &str) -> Self {
-        FlagError(format!("{flag} {value}: {problem}"))
-    }
-}
-
 /// Says what the library's complaint about `field` means in the settings
 /// `sources` describes: the setting as it was given (or that it was the
 /// default), and the problem, with every field it names given as its flag.
@@ -82,13 +75,13 @@ pub fn explain(field: &str, problem: &str, sources: &Sources) -> FlagError {
         }
         text.replace(name, &sources.describe(flag.trim_start_matches("--")))
     });
-    match FLAGS.iter().find(|(name, _)| *name == field) {
-        // The password came from the variable, which has no flag.
-        Some((_, "--redis-password-file"))
-            if !sources.is_set("redis-password-file") && sources.redis_password().is_some() =>
-        {
-            FlagError(format!("{REDIS_PASSWORD_VAR} (not shown): {problem}"))
+    // The password may have come from the variable, which has no flag.
+    if field == "backplane.password" {
+        if let Some(given) = sources.describe_redis_password() {
+            return FlagError(format!("{given}: {problem}"));
         }
+    }
+    match FLAGS.iter().find(|(name, _)| *name == field) {
         Some((_, flag)) => sources.error(flag.trim_start_matches("--"), &problem),
         // `timeouts` names them all: every duration flag.
         None if field == "timeouts" => FlagError(format!("every duration flag {problem}")),

@@ -93,15 +93,14 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
 /// Redis's refusal of the node's credentials, named by where the password
 /// came from, or the URL when none was given.
 fn refused(sources: &Sources, reason: &str) -> FlagError {
-    let (password, given) = if sources.is_set("redis-password-file") {
-        (sources.describe("redis-password-file"), true)
-    } else if sources.redis_password().is_some() {
-        (format!("{REDIS_PASSWORD_VAR} (not shown)"), true)
-    } else {
-        let in_url = sources
-            .get("redis")
-            .is_some_and(|redis| redis.values.iter().any(|url| switchboard::redis_url_has_password(url)));
-        (sources.describe("redis"), in_url)
+    let (password, given) = match sources.describe_redis_password() {
+        Some(given) => (given, true),
+        None => {
+            let in_url = sources
+                .get("redis")
+                .is_some_and(|redis| redis.values.iter().any(|url| switchboard::redis_url_has_password(url)));
+            (sources.describe("redis"), in_url)
+        }
     };
     let what = if given {
         "Redis refused this password".to_owned()

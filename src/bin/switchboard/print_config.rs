@@ -7,7 +7,7 @@
 use clap::CommandFactory;
 
 use crate::args::Cli;
-use crate::sources::{Origin, REDIS_PASSWORD_VAR, Sources, setting_args};
+use crate::sources::{Origin, REDIS_PASSWORD_VAR, Sources, settings};
 
 /// Comments are wrapped to this many columns.
 const WIDTH: usize = 92;
@@ -28,7 +28,7 @@ pub fn render(sources: &Sources) -> String {
     let command = Cli::command();
     let mut out = String::from(HEADER);
     let mut heading = None;
-    for (key, arg) in setting_args(&command) {
+    for (key, arg) in settings(&command) {
         let Some(setting) = sources.get(key) else { continue };
         if arg.get_help_heading() != heading {
             heading = arg.get_help_heading();
@@ -151,7 +151,7 @@ mod tests {
             args.extend([format!("--{key}"), (*value).to_owned()]);
         }
         let first = parsed(&args);
-        for (key, _) in setting_args(&Cli::command()) {
+        for (key, _) in settings(&Cli::command()) {
             assert!(
                 EVERY_SETTING.iter().any(|(set, _)| *set == key),
                 "--{key} is missing from EVERY_SETTING"

@@ -156,7 +156,7 @@ fn config_path(argv: &[OsString]) -> Option<(PathBuf, String)> {
 }
 
 /// The settings' flags, in the order `--help` lists them.
-fn settings(command: &Command) -> impl Iterator<Item = (&str, &Arg)> {
+pub fn settings(command: &Command) -> impl Iterator<Item = (&str, &Arg)> {
     command.get_arguments().filter_map(|arg| {
         let key = arg.get_long()?;
         (!NOT_SETTINGS.contains(&key)).then_some((key, arg))
@@ -251,7 +251,7 @@ impl ConfigFile {
     /// the key.
     fn read(path: PathBuf, named_by: &str) -> Result<ConfigFile, FlagError> {
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| FlagError::with_value(named_by, path.display(), &format!("cannot read it: {e}")))?;
+            .map_err(|e| FlagError::from(format!("{named_by} {}: cannot read it: {e}", path.display())))?;
         ConfigFile::parse(path, &text)
     }
 
@@ -348,6 +348,17 @@ impl Sources {
         self.redis_password.as_ref()
     }
 
+    /// Where the Redis password was given, as an error message names it:
+    /// `--redis-password-file` and its value, or the variable; `None` if
+    /// neither gave one.
+    pub fn describe_redis_password(&self) -> Option<String> {
+        if self.is_set("redis-password-file") {
+            Some(self.describe("redis-password-file"))
+        } else {
+            self.redis_password.is_some().then(|| format!("{REDIS_PASSWORD_VAR} (not shown)"))
+        }
+    }
+
     /// The value of `key` as it may be shown: a Redis URL's passwords
     /// are replaced by `***`.
     pub fn shown(key: &str, value: &str) -> String {
@@ -399,11 +410,6 @@ pub fn unknown_variables(names: impl Iterator<Item = OsString>) -> Vec<String> {
         .collect();
     unknown.sort();
     unknown
-}
-
-/// The settings' flags of `command`, for `--print-config`.
-pub fn setting_args(command: &Command) -> impl Iterator<Item = (&str, &Arg)> {
-    settings(command)
 }
 
 /// The variable that sets `key`.

@@ -161,14 +161,26 @@ mod tests {
         for (key, _) in EVERY_SETTING {
             assert!(printed.lines().any(|line| line.starts_with(&format!("{key} = "))), "{key}:\n{printed}");
         }
-        let path = std::env::temp_dir().join(format!("switchboard-print-config-{}.toml", std::process::id()));
-        std::fs::write(&path, &printed).unwrap();
-        let second = parsed(&["switchboard".to_owned(), "--config".to_owned(), path.display().to_string()]);
-        std::fs::remove_file(&path).unwrap();
+        let second = read_back("print-config", &printed);
         assert_eq!(render(&second.sources), printed);
-        let mut read_back = second.cli.server;
-        read_back.config = None;
-        assert_eq!(format!("{read_back:?}"), format!("{:?}", first.cli.server));
+        assert_eq!(server_settings(second), format!("{:?}", first.cli.server));
+    }
+
+    /// `text` written to a file named for `name` and read back with
+    /// `--config`.
+    fn read_back(name: &str, text: &str) -> Parsed {
+        let path = std::env::temp_dir().join(format!("switchboard-{name}-{}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let parsed = parsed(&["switchboard".to_owned(), "--config".to_owned(), path.display().to_string()]);
+        std::fs::remove_file(&path).unwrap();
+        parsed
+    }
+
+    /// The server's settings of `parsed`, as read from its file.
+    fn server_settings(parsed: Parsed) -> String {
+        let mut server = parsed.cli.server;
+        server.config = None;
+        format!("{server:?}")
     }
 
     #[test]
@@ -178,11 +190,7 @@ mod tests {
         let printed = render(&parsed(&args).sources);
         assert!(printed.contains("\njwt-name-claim = \"true\"\n"), "{printed}");
         assert!(printed.contains("\nprivate-metrics = true\n"), "{printed}");
-        let path = std::env::temp_dir().join(format!("switchboard-print-text-{}.toml", std::process::id()));
-        std::fs::write(&path, &printed).unwrap();
-        let second = parsed(&["switchboard".to_owned(), "--config".to_owned(), path.display().to_string()]);
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(render(&second.sources), printed);
+        assert_eq!(render(&read_back("print-text", &printed).sources), printed);
     }
 
     #[test]
@@ -211,13 +219,7 @@ mod tests {
             .map(|(_, _, line)| format!("{line}\n"))
             .collect();
         assert!(uncommented.lines().count() >= 25, "{uncommented}");
-        let path = std::env::temp_dir().join(format!("switchboard-defaults-{}.toml", std::process::id()));
-        std::fs::write(&path, &uncommented).unwrap();
-        let second = parsed(&["switchboard".to_owned(), "--config".to_owned(), path.display().to_string()]);
-        std::fs::remove_file(&path).unwrap();
-        let mut read_back = second.cli.server;
-        read_back.config = None;
-        assert_eq!(format!("{read_back:?}"), format!("{:?}", first.cli.server));
+        assert_eq!(server_settings(read_back("defaults", &uncommented)), format!("{:?}", first.cli.server));
     }
 
     #[test]

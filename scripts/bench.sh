@@ -6,24 +6,31 @@
 # directory holding them) the two reference servers, tungstenite-threads/
 # and tokio-tungstenite/, each started with its run.sh PORT (run.sh
 # --prepare builds it), each on a free port and pinned to CPU 0, and runs
-# switchboard-bench pinned to CPU 1 against each of them:
-# echo, fanout as fast as possible, fanout at 100 publishes/s, churn, and
-# last idle with 10,000 connections, one server at a time, each started
-# afresh for it and stopped after its turn so that its threads are freed
-# before the next.
+# switchboard-bench pinned to CPU 1 against each of them: echo, fanout as
+# fast as possible, fanout at 100 publishes/s, and churn, each in ROUNDS
+# rounds in which the servers take turns, a different one going first in
+# each; last idle with 10,000 connections, one server at a time, each
+# started afresh for it and stopped after its turn so that its threads are
+# freed before the next.
+#
+# Rounds, because this machine has slow spells of ten seconds to a minute
+# (every server slows, thread-per-connection servers most), and one run
+# per server lets a spell decide a ratio. The report shows each server's
+# median round, every round's figure beside it, and what any round lost.
 #
 # Writes under target/bench/: results.md (the table, with ratios of
 # switchboard against each reference, the machine and the exact commands),
 # results.svg (the chart), json/ (one file per run) and logs/. Prints
 # results.md at the end.
 #
-# Environment: DURATION (measured time per run, default 8s),
+# Environment: DURATION (measured time per run, default 6s), ROUNDS (3),
 # IDLE_CONNECTIONS (10000), SUBSCRIBERS (1000), PEERS_DIR (none: switchboard
 # alone), SERVER_CPU (0), LOAD_CPU (1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-duration="${DURATION:-8s}"
+duration="${DURATION:-6s}"
+rounds="${ROUNDS:-3}"
 idle_connections="${IDLE_CONNECTIONS:-10000}"
 subscribers="${SUBSCRIBERS:-1000}"
 peers_dir="${PEERS_DIR:-}"
@@ -108,29 +115,31 @@ launch() {
   fi
 }
 
-# Runs one scenario against one server; a failure is recorded, not fatal.
+# Runs round ROUND of one scenario against one server; a failure is
+# recorded, not fatal.
 run() {
-  local server="$1" case="$2"
-  shift 2
+  local server="$1" case="$2" round="$3"
+  shift 3
   [ -n "${pid[$server]:-}" ] || return 0
+  local name="$case-$server-$round"
   local command=()
   if [ -n "$pinning" ]; then command=(taskset -c "$load_cpu"); fi
   command+=("$bench" "$@" --server "127.0.0.1:${port[$server]}" --server-pid "${pid[$server]}"
-    --label "$server" --case "$case" --json "$out/json/$case-$server.json")
+    --label "$server" --case "$case" --json "$out/json/$name.json")
   echo "${command[*]}" >>"$out/commands.txt"
-  say "$case on $server"
+  say "$case on $server, round $round"
   set +e
-  "${command[@]}" 2>&1 | tee "$out/logs/$case-$server.txt"
+  "${command[@]}" 2>&1 | tee "$out/logs/$name.txt"
   local status="${PIPESTATUS[0]}"
   set -e
   if [ "$status" -ne 0 ]; then
-    troubles+=("$case on $server: switchboard-bench exited with status $status (see logs/$case-$server.txt)")
+    troubles+=("$case on $server, round $round: switchboard-bench exited with status $status (see logs/$name.txt)")
   fi
   if ! kill -0 "${pid[$server]}" 2>/dev/null; then
     local exit_status=0
     wait "${pid[$server]}" 2>/dev/null || exit_status=$?
-    fate[$server]="died during $case (exit status $exit_status)"
-    troubles+=("$server died during $case (exit status $exit_status); last lines of its log:"$'\n\n```\n'"$(tail -5 "$out/logs/server-$server.log")"$'\n```')
+    fate[$server]="died during $case, round $round (exit status $exit_status)"
+    troubles+=("$server died during $case, round $round (exit status $exit_status); last lines of its log:"$'\n\n```\n'"$(tail -5 "$out/logs/server-$server.log")"$'\n```')
     unset 'pid[$server]'
   fi
 }
@@ -187,14 +196,23 @@ for server in switchboard "${peers[@]}"; do
   servers+=("$server")
 done
 
-for server in "${servers[@]}"; do run "$server" echo echo --duration "$duration"; done
-for server in "${servers[@]}"; do
-  run "$server" fanout-max fanout --subscribers "$subscribers" --duration "$duration"
-done
-for server in "${servers[@]}"; do
-  run "$server" fanout-rate100 fanout --subscribers "$subscribers" --rate 100 --duration "$duration"
-done
-for server in "${servers[@]}"; do run "$server" churn churn --workers 8 --duration "$duration"; done
+# Runs CASE (the tool's arguments follow) in every round, the servers
+# taking turns: in round r the r-th server goes first.
+in_rounds() {
+  local case="$1" round i
+  shift
+  local n="${#servers[@]}"
+  for round in $(seq "$rounds"); do
+    for i in $(seq 0 $((n - 1))); do
+      run "${servers[$(((i + round - 1) % n))]}" "$case" "$round" "$@"
+    done
+  done
+}
+
+in_rounds echo echo --duration "$duration"
+in_rounds fanout-max fanout --subscribers "$subscribers" --duration "$duration"
+in_rounds fanout-rate100 fanout --subscribers "$subscribers" --rate 100 --duration "$duration"
+in_rounds churn churn --workers 8 --duration "$duration"
 # Idle last and one server at a time: 10,000 connections cost a
 # thread-per-connection server 20,000 threads, and the machine has ~32k.
 # Each server is started afresh for it, so that what the workloads before
@@ -209,7 +227,7 @@ for server in "${servers[@]}"; do
     troubles+=("$server did not start again for idle (see logs/server-$server.log)")
     continue
   fi
-  run "$server" idle idle --connections "$idle_connections" --duration 3s
+  run "$server" idle 1 idle --connections "$idle_connections" --duration 3s
   stop_server "$server"
 done
 
@@ -217,7 +235,9 @@ say "report"
 files=()
 for case in echo fanout-max fanout-rate100 churn idle; do
   for server in "${servers[@]}"; do
-    if [ -f "$out/json/$case-$server.json" ]; then files+=("$out/json/$case-$server.json"); fi
+    for file in "$out/json/$case-$server"-*.json; do
+      if [ -f "$file" ]; then files+=("$file"); fi
+    done
   done
 done
 {

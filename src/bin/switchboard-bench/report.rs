@@ -42,6 +42,10 @@ pub struct Report {
     pub connections: Connections,
     /// The headline rate.
     pub throughput: Throughput,
+    /// Whether the tool set the rate (`--rate`, `--interval`): then it is
+    /// latency, not throughput, that tells servers apart.
+    #[serde(default)]
+    pub paced: bool,
     /// What `latency` times (`round trip`, `publish to delivery`).
     pub latency_of: String,
     /// Its percentiles.
@@ -199,6 +203,7 @@ impl Report {
                 unit: "messages".to_owned(),
                 per_server_cpu_second: None,
             },
+            paced: false,
             latency_of: "round trip".to_owned(),
             latency: LatencySummary {
                 count: 10_000,

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::compare::figures::accounting;
-use crate::compare::{Better, Comparison, FIGURES};
-use crate::numbers::ratio;
+use crate::compare::{Better, Case, Comparison, FIGURES};
+use crate::numbers::{grouped, millis, ratio};
 use crate::report::Report;
 
 /// The connection endings the tool did not ask for, and a server that died.
@@ -45,6 +45,15 @@ pub fn render(comparison: &Comparison) -> String {
     for case in &comparison.cases {
         let Some(first) = case.runs.iter().flatten().next() else { continue };
         let _ = writeln!(out, "## {}\n\n{}.\n", case.name, case.description);
+        let rounds = case.most_rounds();
+        if rounds > 1 {
+            let by = if case.paced() { "p99 latency" } else { "throughput" };
+            let _ = writeln!(
+                out,
+                "Each server ran it {rounds} times, the servers taking turns; each column is the \
+                 server's median run by {by}, and its losses and trouble are those of all its runs.\n"
+            );
+        }
         let mut header = format!("| figure | {} |", servers.join(" | "));
         let mut rule = format!("| --- |{}", " ---: |".repeat(servers.len()));
         for other in others {
@@ -72,18 +81,35 @@ pub fn render(comparison: &Comparison) -> String {
             }
             let _ = writeln!(out, "{row}");
         }
+        if rounds > 1 {
+            rounds_row(&mut out, case, others.len());
+        }
         text_row(&mut out, "lost / duplicated / out of order", &case.runs, accounting, others.len());
         text_row(&mut out, "connection trouble", &case.runs, trouble, others.len());
         out.push('\n');
     }
     let _ = writeln!(out, "## Commands\n\n```sh");
-    for case in &comparison.cases {
-        for run in case.runs.iter().flatten() {
-            let _ = writeln!(out, "{}", run.command);
-        }
+    for command in comparison.cases.iter().flat_map(|case| &case.commands) {
+        let _ = writeln!(out, "{command}");
     }
     let _ = writeln!(out, "```");
     out
+}
+
+/// Each server's ranking figure in every round, in the order they ran.
+fn rounds_row(out: &mut String, case: &Case, ratios: usize) {
+    let (title, show): (&str, fn(f64) -> String) = if case.paced() {
+        ("p99 latency of each run (ms)", |p99| millis(-p99))
+    } else {
+        ("throughput of each run (per second)", grouped)
+    };
+    let mut row = format!("| {title} |");
+    for rounds in &case.rounds {
+        let shown: Vec<String> = rounds.iter().map(|&figure| show(figure)).collect();
+        let _ = write!(row, " {} |", if shown.is_empty() { "–".to_owned() } else { shown.join(" · ") });
+    }
+    row.push_str(&" |".repeat(ratios));
+    let _ = writeln!(out, "{row}");
 }
 
 /// A row of words rather than figures: one cell per run, and empty ratio cells.
@@ -144,5 +170,28 @@ mod tests {
             table.contains("| deliveries per server CPU-second | 2,000 | 1,000 | – | 2.00× | – |"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn rounds_are_listed_and_the_median_compared() {
+        let mut reports = Vec::new();
+        for (label, rates) in [("switchboard", [900.0, 3000.0, 2000.0]), ("other", [1000.0, 1200.0, 800.0])] {
+            for rate in rates {
+                let mut run = Report::example("echo", label);
+                run.throughput.per_second = rate;
+                reports.push(run);
+            }
+        }
+        let table = render(&Comparison::new(reports, "switchboard"));
+        assert!(table.contains("Each server ran it 3 times"), "{table}");
+        assert!(table.contains("| throughput (per second) | 2,000 | 1,000 | 2.00× |"), "{table}");
+        assert!(
+            table.contains(
+                "| throughput of each run (per second) | 900 · 3,000 · 2,000 | 1,000 · 1,200 · 800 | |"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("| lost / duplicated / out of order | 0 / 0 / 0 | 0 / 0 / 0 | |"), "{table}");
+        assert_eq!(table.matches("switchboard-bench echo --label").count(), 6, "every command: {table}");
     }
 }

@@ -111,6 +111,7 @@ pub fn run(load: &LoadSettings, churn: &ChurnSettings) -> Result<Report> {
     report.connections =
         Connections { wanted: cycles, opened: upgrades.summary().count, upgrade: upgrades.summary() };
     report.throughput = Throughput::over(in_measure, &measured, "handshakes");
+    report.paced = churn.rate.is_some();
     report.latency_of = "whole cycle".to_owned();
     report.latency = latency.summary();
     report.messages = messages;

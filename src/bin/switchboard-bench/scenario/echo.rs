@@ -89,6 +89,7 @@ pub fn run(load: &LoadSettings, echo: &EchoSettings) -> Result<Report> {
     report.cpu = measured.cpu;
     report.connections = Connections { wanted, opened, upgrade: merged.upgrades.summary() };
     report.throughput = Throughput::over(in_measure, &measured, "messages");
+    report.paced = echo.interval.is_some();
     report.latency_of = "round trip".to_owned();
     report.latency = latency.summary();
     report.messages = messages;

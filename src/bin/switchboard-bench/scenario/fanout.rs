@@ -194,6 +194,7 @@ pub fn run(load: &LoadSettings, fanout: &FanoutSettings) -> Result<Report> {
     report.cpu = measured.cpu;
     report.connections = Connections { wanted: wanted + 1, opened, upgrade: merged.upgrades.summary() };
     report.throughput = Throughput::over(in_measure, &measured, "deliveries");
+    report.paced = matches!(fanout.pace, Pace::Rate(_));
     report.latency_of = match fanout.pace {
         Pace::Flat => "publish to delivery".to_owned(),
         Pace::Rate(_) => "scheduled publish to delivery".to_owned(),

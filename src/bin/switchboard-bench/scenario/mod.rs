@@ -96,6 +96,7 @@ impl LoadSettings {
             measured_s: 0.0,
             connections: Connections::default(),
             throughput: Throughput::default(),
+            paced: false,
             latency_of: String::new(),
             latency: Default::default(),
             messages: SequenceCounts::default(),

@@ -110,6 +110,23 @@ fn a_refused_handshake_prints_its_status_and_nothing_connected_exits_non_zero() 
 }
 
 #[test]
+fn the_servers_variables_do_not_concern_the_client() {
+    let server = TestServer::start(config());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command.arg("client").arg(server.url("/echo"));
+    // Set for a server in the same shell: one bad value, and a file that is not there.
+    command
+        .env("SWITCHBOARD_PING_INTERVAL", "bogus")
+        .env("SWITCHBOARD_CONFIG", "/nonexistent/switchboard.toml");
+    let mut cli = Program::start(command);
+    cli.expect("connected", |l| l.starts_with("[1] connected"));
+    cli.type_line("hello");
+    cli.expect_exact("[1] hello");
+    let (status, _) = cli.finish();
+    assert!(status.success());
+}
+
+#[test]
 fn connection_refused_and_malformed_urls_are_one_line_each() {
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let mut cli = start_cli(&[&format!("ws://{unused}/x"), "http://example.com/"]);

@@ -118,11 +118,18 @@ pub enum ParseError {
 ///
 /// See [`ParseError`].
 pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ParseError> {
-    let file = match config_path(&argv) {
+    let client = argv.get(1).is_some_and(|first| first == "client");
+    let file = match config_path(&argv).filter(|_| !client) {
         Some((path, named_by)) => Some(ConfigFile::read(path, &named_by).map_err(ParseError::File)?),
         None => None,
     };
     let mut command = command(file.as_ref());
+    if client {
+        // The client has no use for the server's settings, so a server's
+        // SWITCHBOARD_* variables, set for the server in the same shell,
+        // must not stop it with a value it would never read.
+        command = command.mut_args(|arg| arg.env(None));
+    }
     let matches = command
         .try_get_matches_from_mut(&argv)
         .map_err(|e| ParseError::Clap(attribute(e, &command, &argv, file.as_ref())))?;
@@ -132,12 +139,9 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ParseError> {
 }
 
 /// The configuration file `argv` or the environment names, and which of
-/// them named it. The client reads none.
+/// them named it.
 fn config_path(argv: &[OsString]) -> Option<(PathBuf, String)> {
     let mut args = argv.iter().skip(1);
-    if argv.get(1).is_some_and(|first| first == "client") {
-        return None;
-    }
     while let Some(arg) = args.next() {
         if arg == "--" {
             break;

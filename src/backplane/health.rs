@@ -11,7 +11,7 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 
 use super::redaction::Passwords;
 use crate::metrics::Metrics;
@@ -37,6 +37,8 @@ const BOTH_LINKS: u8 = 0b011;
 const SAID_UP: u8 = 0b100;
 /// Something has been logged since the start.
 const SAID_ANYTHING: u8 = 0b1000;
+/// This outage's refused credentials have been logged.
+const SAID_REFUSED: u8 = 0b1_0000;
 
 /// The backplane's health; see the module docs.
 ///
@@ -68,7 +70,7 @@ enum Change {
 
 /// The state after `link` came up, and what that means for the whole.
 fn after_up(state: u8, link: Link) -> (u8, Change) {
-    let state = state | link.bit();
+    let state = (state | link.bit()) & !SAID_REFUSED;
     if state & BOTH_LINKS != BOTH_LINKS || state & SAID_UP != 0 {
         return (state, Change::Quiet);
     }
@@ -106,12 +108,26 @@ impl Health {
         }
     }
 
-    /// `link` has failed, or could not connect, because of `error`.
-    pub(crate) fn down(&self, link: Link, error: &dyn Display) {
+    /// `link` has failed, or could not connect, because of `error`;
+    /// `refused` if that is Redis turning the node's credentials down.
+    ///
+    /// A refusal is logged as an error, once per outage, even when the
+    /// outage was already told: an outage that began with Redis going away
+    /// and goes on because it came back with another password will not end
+    /// until someone puts the password right.
+    pub(crate) fn down(&self, link: Link, error: &dyn Display, refused: bool) {
         let change = self.update(|state| after_down(state, link));
         self.show();
         let error = self.passwords.scrub(&error.to_string());
-        if change == Change::Down {
+        let first_refusal =
+            refused && self.state.fetch_or(SAID_REFUSED, Ordering::AcqRel) & SAID_REFUSED == 0;
+        if first_refusal {
+            error!(
+                "backplane down: Redis refuses this node's credentials ({error}; {}); room messages \
+                 are not relayed to other nodes until the password is put right; retrying with backoff",
+                self.redis
+            );
+        } else if change == Change::Down {
             warn!(
                 "backplane down: {error} ({}); local delivery goes on, room messages are not relayed \
                  to other nodes until Redis is back; retrying with backoff",
@@ -197,11 +213,25 @@ mod tests {
         assert!(!health.is_up());
         health.up(Subscriber);
         assert!(health.is_up());
-        health.down(Subscriber, &"connection reset");
+        health.down(Subscriber, &"connection reset", false);
         assert!(!health.is_up());
         health.up(Subscriber);
         let json = health.metrics.to_json();
         assert!(json.contains("\"reconnects\": 1"), "{json}");
         assert!(json.contains("\"up\": true"), "{json}");
+    }
+
+    #[test]
+    fn a_refusal_is_told_once_per_outage() {
+        let health =
+            Health::new("redis://test".into(), Passwords::default(), Arc::new(Metrics::with_backplane("n")));
+        let said = |health: &Health| health.state.load(Ordering::Acquire) & SAID_REFUSED != 0;
+        health.down(Publisher, &"connection refused", false);
+        assert!(!said(&health));
+        health.down(Publisher, &"WRONGPASS", true);
+        assert!(said(&health));
+        health.up(Publisher);
+        health.up(Subscriber);
+        assert!(!said(&health), "a later outage tells its own refusal");
     }
 }

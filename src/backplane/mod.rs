@@ -181,7 +181,7 @@ fn client(config: &BackplaneConfig) -> redis::RedisResult<redis::Client> {
 /// Returns true if and only if `error` is Redis turning the node's
 /// credentials down: a password it refuses (`AUTH` failing, `WRONGPASS`),
 /// or none where it wants one (`NOAUTH`).
-fn refuses_credentials(error: &redis::RedisError) -> bool {
+pub(crate) fn refuses_credentials(error: &redis::RedisError) -> bool {
     error.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
 }

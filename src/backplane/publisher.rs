@@ -19,7 +19,7 @@ use redis::{Client, Connection, RedisResult};
 
 use super::envelope::{Channel, Envelope};
 use super::health::{Health, Link};
-use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY};
+use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, refuses_credentials};
 use crate::backoff::Backoff;
 use crate::frame::Frame;
 use crate::metrics::Metrics;
@@ -70,10 +70,10 @@ impl Publisher {
                     backoff.reset();
                     match self.serve(&mut connection) {
                         Ended::HubStopped => return,
-                        Ended::Failed(e) => self.health.down(Link::Publisher, &e),
+                        Ended::Failed(e) => self.health.down(Link::Publisher, &e, refuses_credentials(&e)),
                     }
                 }
-                Err(e) => self.health.down(Link::Publisher, &e),
+                Err(e) => self.health.down(Link::Publisher, &e, refuses_credentials(&e)),
             }
             if !self.discard_until(Instant::now() + backoff.next_delay()) {
                 return;

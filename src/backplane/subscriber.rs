@@ -32,7 +32,7 @@ use redis::{Client, Connection, Msg, PubSub, RedisError, RedisResult};
 use super::envelope::{self, Channel};
 use super::health::{Health, Link};
 use super::interest::{Interest, Wanted};
-use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY};
+use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, refuses_credentials};
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
@@ -96,9 +96,9 @@ impl Subscriber {
             match self.client.get_connection_with_timeout(CONNECT_TIMEOUT) {
                 Ok(mut connection) => match self.serve(&mut connection, &mut backoff) {
                     Ended::HubStopped => return,
-                    Ended::Failed(e) => self.health.down(Link::Subscriber, &e),
+                    Ended::Failed(e) => self.health.down(Link::Subscriber, &e, refuses_credentials(&e)),
                 },
-                Err(e) => self.health.down(Link::Subscriber, &e),
+                Err(e) => self.health.down(Link::Subscriber, &e, refuses_credentials(&e)),
             }
             if !self.follow_until(Instant::now() + backoff.next_delay()) {
                 return;

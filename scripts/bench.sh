@@ -23,14 +23,14 @@
 # results.svg (the chart), json/ (one file per run) and logs/. Prints
 # results.md at the end.
 #
-# Environment: DURATION (measured time per run, default 6s), ROUNDS (3),
+# Environment: DURATION (measured time per run, default 4s), ROUNDS (5),
 # IDLE_CONNECTIONS (10000), SUBSCRIBERS (1000), PEERS_DIR (none: switchboard
 # alone), SERVER_CPU (0), LOAD_CPU (1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-duration="${DURATION:-6s}"
-rounds="${ROUNDS:-3}"
+duration="${DURATION:-4s}"
+rounds="${ROUNDS:-5}"
 idle_connections="${IDLE_CONNECTIONS:-10000}"
 subscribers="${SUBSCRIBERS:-1000}"
 peers_dir="${PEERS_DIR:-}"

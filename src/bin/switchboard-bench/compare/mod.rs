@@ -5,7 +5,7 @@
 //! figure of each other server.
 //!
 //! A case may have been run several times on each server, the servers
-//! taking turns (`scripts/bench.sh` does three rounds). A shared machine
+//! taking turns (`scripts/bench.sh` does five rounds). A shared machine
 //! has slow spells that last tens of seconds, and a single run of each
 //! server would let one of them decide a ratio; the median of each
 //! server's rounds does not. What any round lost or broke still counts.

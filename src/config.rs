@@ -32,7 +32,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The address to listen on. Default `127.0.0.1:9001`: loopback only, so a
-    /// server started by accident is not reachable from the network.
+    /// server started by accident is not reachable from the network. An IPv6
+    /// address takes IPv4 clients too (`[::]` is dual-stack on every host,
+    /// whatever `net.ipv6.bindv6only` says).
     pub listen: SocketAddr,
     /// How long each phase of a connection may take.
     pub timeouts: Timeouts,

@@ -1,11 +1,11 @@
 //! The listening socket: bound, with the options every accepted socket
 //! inherits, and its accepts deferred until the client speaks.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use socket2::SockRef;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -34,7 +34,7 @@ use crate::http::request::first_read_timeout;
 /// when an option cannot be set.
 pub(crate) fn listen(config: &Config) -> Result<TcpListener> {
     let addr = config.listen;
-    let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+    let listener = bind(addr).map_err(|source| Error::Bind { addr, source })?;
     let timeouts = &config.timeouts;
     let socket = SockRef::from(&listener);
     socket.set_tcp_nodelay(true)?;
@@ -43,6 +43,29 @@ pub(crate) fn listen(config: &Config) -> Result<TcpListener> {
     socket.set_write_timeout(Some(timeouts.write))?;
     defer_accept(&listener, timeouts.handshake)?;
     Ok(listener)
+}
+
+/// Connections the kernel holds ready for `accept`, before it drops further
+/// SYNs (it caps this at `net.core.somaxconn`, 4,096 by default). The 128
+/// the standard library asks for overflows when many clients reconnect at
+/// once, after a restart or a network blip, and each SYN dropped costs its
+/// client a second before it tries again.
+const BACKLOG: i32 = 4096;
+
+/// A listening socket on `addr`, as `TcpListener::bind` makes one (address
+/// reuse for a quick restart) but for its backlog, and for an IPv6 address
+/// taking IPv4 clients too (as `::ffff:a.b.c.d`) whatever
+/// `net.ipv6.bindv6only` says, so that `[::]` is one dual-stack listener on
+/// every host.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Sets `TCP_DEFER_ACCEPT` on `listener` for `wait`, rounded up to whole
@@ -69,4 +92,18 @@ fn defer_accept(listener: &TcpListener, wait: Duration) -> std::io::Result<()> {
         )
     };
     if set == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_listener_takes_ipv4_clients_whatever_the_system_default() {
+        let config = Config { listen: "[::]:0".parse().unwrap(), ..Config::default() };
+        let listener = listen(&config).unwrap();
+        assert!(!SockRef::from(&listener).only_v6().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    }
 }

@@ -572,12 +572,6 @@ fn refused_upgrades_are_summed_up_not_logged_one_by_one() {
     assert_eq!(counted, 50, "{summaries:#?}");
 }
 
-/// Returns true if and only if a listener on `[::]` takes IPv4 clients too,
-/// as Linux's does unless `net.ipv6.bindv6only` is set.
-fn dual_stack_listeners_take_ipv4() -> bool {
-    std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|value| value.trim() == "0")
-}
-
 /// A server on a dual-stack listener (`[::]:0`), and its address over IPv4:
 /// the clients that connect there from 127.0.0.x arrive as ::ffff:127.0.0.x.
 fn dual_stack(config: Config) -> (TestServer, SocketAddr) {
@@ -596,10 +590,6 @@ fn upgrade_from(last: u8, server: SocketAddr, headers: &str) -> (u16, TcpStream)
 
 #[test]
 fn per_address_limit_on_a_dual_stack_listener_counts_each_ipv4_client_apart() {
-    if !dual_stack_listeners_take_ipv4() {
-        eprintln!("skipped: listeners on [::] take no IPv4 clients here (net.ipv6.bindv6only)");
-        return;
-    }
     let (server, ipv4) =
         dual_stack(Config { limits: Limits { max_connections_per_ip: 2, ..Limits::default() }, ..config() });
     // The bystanders connect over IPv6 loopback.
@@ -622,10 +612,6 @@ fn per_address_limit_on_a_dual_stack_listener_counts_each_ipv4_client_apart() {
 
 #[test]
 fn trusted_ipv4_proxy_on_a_dual_stack_listener_is_believed() {
-    if !dual_stack_listeners_take_ipv4() {
-        eprintln!("skipped: listeners on [::] take no IPv4 clients here (net.ipv6.bindv6only)");
-        return;
-    }
     let (server, ipv4) = dual_stack(Config {
         limits: Limits { max_connections_per_ip: 2, ..Limits::default() },
         access: Access { trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()], ..Access::default() },

@@ -59,7 +59,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub print_config: bool,
 
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port; [::] takes IPv4 clients too).
     #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR", default_value_t = Config::default().listen, value_parser = parse_listen)]
     pub listen: SocketAddr,
 

@@ -70,7 +70,11 @@ enum Change {
 
 /// The state after `link` came up, and what that means for the whole.
 fn after_up(state: u8, link: Link) -> (u8, Change) {
-    let state = (state | link.bit()) & !SAID_REFUSED;
+    let mut state = state | link.bit();
+    if state & BOTH_LINKS == BOTH_LINKS {
+        // The outage is over; the next one's refusal is news again.
+        state &= !SAID_REFUSED;
+    }
     if state & BOTH_LINKS != BOTH_LINKS || state & SAID_UP != 0 {
         return (state, Change::Quiet);
     }
@@ -229,8 +233,10 @@ mod tests {
         health.down(Publisher, &"connection refused", false);
         assert!(!said(&health));
         health.down(Publisher, &"WRONGPASS", true);
+        health.down(Subscriber, &"WRONGPASS", true);
         assert!(said(&health));
         health.up(Publisher);
+        assert!(said(&health), "told once while the other link is still refused");
         health.up(Subscriber);
         assert!(!said(&health), "a later outage tells its own refusal");
     }

@@ -13,9 +13,9 @@
 # started afresh for it and stopped after its turn so that its threads are
 # freed before the next.
 #
-# Rounds, because this machine has slow spells of ten seconds to a minute
-# (every server slows, thread-per-connection servers most), and one run
-# per server lets a spell decide a ratio. The report shows each server's
+# Rounds, because this machine has slow spells of 20 to 30 s in which
+# every server slows by up to a quarter, and one run per server lets a
+# spell decide a ratio. The report shows each server's
 # median round, every round's figure beside it, and what any round lost.
 #
 # Writes under target/bench/: results.md (the table, with ratios of
@@ -31,6 +31,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 duration="${DURATION:-4s}"
 rounds="${ROUNDS:-5}"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a whole number from 1 (it is '$rounds')" >&2; exit 2; }
 idle_connections="${IDLE_CONNECTIONS:-10000}"
 subscribers="${SUBSCRIBERS:-1000}"
 peers_dir="${PEERS_DIR:-}"
@@ -235,7 +236,9 @@ say "report"
 files=()
 for case in echo fanout-max fanout-rate100 churn idle; do
   for server in "${servers[@]}"; do
-    for file in "$out/json/$case-$server"-*.json; do
+    # In the order the rounds ran (idle has one).
+    for round in $(seq "$rounds"); do
+      file="$out/json/$case-$server-$round.json"
       if [ -f "$file" ]; then files+=("$file"); fi
     done
   done

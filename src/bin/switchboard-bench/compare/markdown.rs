@@ -99,7 +99,7 @@ pub fn render(comparison: &Comparison) -> String {
 /// Each server's ranking figure in every round, in the order they ran.
 fn rounds_row(out: &mut String, case: &Case, ratios: usize) {
     let (title, show): (&str, fn(f64) -> String) = if case.paced() {
-        ("p99 latency of each run (ms)", |p99| millis(-p99))
+        ("p99 latency of each run (ms)", millis)
     } else {
         ("throughput of each run (per second)", grouped)
     };
@@ -193,5 +193,22 @@ mod tests {
         );
         assert!(table.contains("| lost / duplicated / out of order | 0 / 0 / 0 | 0 / 0 / 0 | |"), "{table}");
         assert_eq!(table.matches("switchboard-bench echo --label").count(), 6, "every command: {table}");
+    }
+
+    #[test]
+    fn paced_rounds_are_listed_by_p99() {
+        let reports = [1500.0, 1000.0, 2500.0]
+            .into_iter()
+            .map(|p99| {
+                let mut run = Report::example("fanout-rate100", "switchboard");
+                run.paced = true;
+                run.latency.p99_us = p99;
+                run
+            })
+            .collect();
+        let table = render(&Comparison::new(reports, "switchboard"));
+        assert!(table.contains("median run by p99 latency"), "{table}");
+        assert!(table.contains("| p99 latency of each run (ms) | 1.50 · 1.00 · 2.50 |"), "{table}");
+        assert!(table.contains("round trip p99 (ms) | 1.50 |"), "{table}");
     }
 }

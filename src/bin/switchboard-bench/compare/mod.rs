@@ -43,8 +43,8 @@ pub struct Case {
     /// median round, with the messages and connection endings of all its
     /// rounds added up.
     pub runs: Vec<Option<Report>>,
-    /// Per server, the figure its rounds were ranked by ([`rank`]), one per
-    /// round in the order they ran.
+    /// Per server, the figure its rounds were ranked by ([`headline`]), one
+    /// per round in the order they ran.
     pub rounds: Vec<Vec<f64>>,
     /// Every run's command line, in the order given.
     pub commands: Vec<String>,
@@ -62,11 +62,15 @@ impl Case {
     }
 }
 
-/// The figure a server's rounds are ranked by, higher being better: the
-/// rate it reached, or, when the tool set the rate, its p99 latency
-/// (negated).
-pub fn rank(report: &Report) -> f64 {
-    if report.paced { -report.latency.p99_us } else { report.throughput.per_second }
+/// The figure a server's rounds are ranked by: the rate it reached, or,
+/// when the tool set the rate, its p99 latency (µs).
+fn headline(report: &Report) -> f64 {
+    if report.paced { report.latency.p99_us } else { report.throughput.per_second }
+}
+
+/// [`headline`], higher being better.
+fn rank(report: &Report) -> f64 {
+    if report.paced { -headline(report) } else { headline(report) }
 }
 
 /// The round that stands for a server: the median by [`rank`], the worse of
@@ -133,7 +137,7 @@ impl Comparison {
             .map(|g| Case {
                 name: g.name,
                 description: g.description,
-                rounds: g.rounds.iter().map(|runs| runs.iter().map(rank).collect()).collect(),
+                rounds: g.rounds.iter().map(|runs| runs.iter().map(headline).collect()).collect(),
                 runs: g.rounds.into_iter().map(median).collect(),
                 commands: g.commands,
             })

@@ -95,12 +95,7 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
 fn refused(sources: &Sources, reason: &str) -> FlagError {
     let (password, given) = match sources.describe_redis_password() {
         Some(given) => (given, true),
-        None => {
-            let in_url = sources
-                .get("redis")
-                .is_some_and(|redis| redis.values.iter().any(|url| switchboard::redis_url_has_password(url)));
-            (sources.describe("redis"), in_url)
-        }
+        None => (sources.describe("redis"), sources.redis_url_has_password()),
     };
     let what = if given {
         "Redis refused this password".to_owned()

@@ -48,7 +48,7 @@ pub fn render(sources: &Sources) -> String {
             setting.toml(key)
         };
         // Also when read back from a file this printed: the same file again.
-        if key == "redis" && setting.values.iter().any(|url| switchboard::redis_url_has_password(url)) {
+        if key == "redis" && sources.redis_url_has_password() {
             comment(
                 &mut out,
                 &format!(

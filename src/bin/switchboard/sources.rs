@@ -352,6 +352,12 @@ impl Sources {
         self.redis_password.as_ref()
     }
 
+    /// Returns true if and only if the Redis URL given holds a password.
+    pub fn redis_url_has_password(&self) -> bool {
+        self.get("redis")
+            .is_some_and(|redis| redis.values.iter().any(|url| switchboard::redis_url_has_password(url)))
+    }
+
     /// Where the Redis password was given, as an error message names it:
     /// `--redis-password-file` and its value, or the variable; `None` if
     /// neither gave one.

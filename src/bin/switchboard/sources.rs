@@ -119,9 +119,12 @@ pub enum ParseError {
 /// See [`ParseError`].
 pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ParseError> {
     let client = argv.get(1).is_some_and(|first| first == "client");
-    let file = match config_path(&argv).filter(|_| !client) {
-        Some((path, named_by)) => Some(ConfigFile::read(path, &named_by).map_err(ParseError::File)?),
-        None => None,
+    let file = match config_path(&argv) {
+        // The client reads none.
+        Some((path, named_by)) if !client => {
+            Some(ConfigFile::read(path, &named_by).map_err(ParseError::File)?)
+        }
+        _ => None,
     };
     let mut command = command(file.as_ref());
     if client {

@@ -107,18 +107,24 @@ impl Room {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::recorded;
+    use crate::connection::{Recorded, recorded};
     use crate::frame::Frame;
     use crate::metrics::Metrics;
 
-    #[test]
-    fn leave_keeps_the_index_consistent() {
+    /// A room of `n` members numbered from 0, each with a recorded socket.
+    fn room_of(n: u64) -> (Room, Vec<Recorded>) {
         let mut room = Room::default();
         let metrics = Arc::new(Metrics::default());
-        let lines: Vec<_> = (0..4).map(|i| recorded(i, b"", 1000, metrics.clone())).collect();
+        let lines: Vec<_> = (0..n).map(|i| recorded(i, b"", 1000, metrics.clone())).collect();
         for (i, line) in lines.iter().enumerate() {
             assert!(room.insert(ConnectionId(i as u64), line.outbox.clone()));
         }
+        (room, lines)
+    }
+
+    #[test]
+    fn leave_keeps_the_index_consistent() {
+        let (mut room, lines) = room_of(4);
         assert!(!room.insert(ConnectionId(0), lines[0].outbox.clone()));
         assert!(room.remove(ConnectionId(0)));
         assert!(!room.remove(ConnectionId(0)));
@@ -138,12 +144,7 @@ mod tests {
 
     #[test]
     fn send_goes_out_in_one_pass_behind_what_was_delivered_before() {
-        let mut room = Room::default();
-        let metrics = Arc::new(Metrics::default());
-        let lines: Vec<_> = (0..3).map(|i| recorded(i, b"", 1000, metrics.clone())).collect();
-        for (i, line) in lines.iter().enumerate() {
-            room.insert(ConnectionId(i as u64), line.outbox.clone());
-        }
+        let (mut room, lines) = room_of(3);
         let (a, b) = (Frame::text("a"), Frame::text("b"));
         let mut full = Vec::new();
         room.deliver(&a.clone().into(), None, &mut full, Pass::Append);

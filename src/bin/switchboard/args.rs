@@ -299,11 +299,13 @@ pub struct ServerArgs {
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// How the server's threads are scheduled: batch (Linux's SCHED_BATCH:
-    /// a fair share, but a thread woken by its client does not take the
-    /// core from the one running; more connections per second of CPU) or
-    /// inherit (the policy the server was started with, say by chrt).
-    #[arg(long, env = "SWITCHBOARD_SCHEDULING", value_name = "POLICY", value_enum, default_value_t = Scheduling::Batch)]
+    /// How the server's threads are scheduled: inherit (the policy the
+    /// server was started with, say by chrt) or batch (Linux's
+    /// SCHED_BATCH: a thread woken by its client does not take the core
+    /// from the one running; more connections per second of CPU on a core
+    /// the server has to itself, but beside any other busy process its
+    /// threads wait out that process's turns).
+    #[arg(long, env = "SWITCHBOARD_SCHEDULING", value_name = "POLICY", value_enum, default_value_t)]
     pub scheduling: Scheduling,
 }
 

@@ -141,7 +141,7 @@ mod tests {
         ("redis-queue", "100"),
         ("private-metrics", "true"),
         ("log-format", "json"),
-        ("scheduling", "inherit"),
+        ("scheduling", "batch"),
     ];
 
     #[test]

@@ -85,11 +85,12 @@ pub(crate) fn refused_upgrades() -> RefusalLog {
 /// from here once the one before has returned, and what one hands the next
 /// is boxed, so that this frame, under all of them, stays small; rare paths
 /// within a step (log lines, answers) are out of line too. Measured with
-/// 10,000 idle connections on a fresh server, the deepest any of their
-/// threads went was 8,024 bytes below the top of its stack: two pages, the
+/// 1,000 idle connections on a fresh server, the deepest any of their
+/// threads went was 7,928 bytes below the top of its stack: two pages, the
 /// first of which glibc fills with the thread's descriptor and thread-local
-/// storage. One more call's frame on the deepest path (the request head's
-/// parsing, under the HTTP phase) would make it three.
+/// storage. The deepest path is the read loop's first read, which
+/// allocates the WebSocket's read buffer; 264 bytes more on it would make
+/// it three pages.
 #[inline(never)]
 pub(crate) fn serve<H: Handler>(
     tcp: TcpStream,
@@ -119,10 +120,9 @@ struct Opened<'a, S> {
 struct Upgraded<S> {
     socket: Socket,
     id: ConnectionId,
-    request: Request,
+    /// The request, and what the client sent after it.
+    head: Box<Head>,
     accept: Accept<S>,
-    /// What the client sent after its request head.
-    rest: Vec<u8>,
     /// When the connection was accepted, for the handshake's duration.
     accepted: Instant,
 }
@@ -197,10 +197,7 @@ fn http_phase<H: Handler>(
             reply(&mut socket, id, client, request, &response, accepted, shared);
             None
         }
-        Route::Upgrade(accept) => {
-            let Head { request, rest } = head;
-            Some(Box::new(Upgraded { socket, id, request, accept, rest, accepted }))
-        }
+        Route::Upgrade(accept) => Some(Box::new(Upgraded { socket, id, head, accept, accepted })),
     }
 }
 
@@ -402,15 +399,15 @@ fn open<H: Handler>(
     upgraded: Box<Upgraded<H::State>>,
     shared: &Shared<H>,
 ) -> Option<Box<Opened<'_, H::State>>> {
-    let Upgraded { mut socket, id, request, accept, rest, accepted } = *upgraded;
+    let Upgraded { mut socket, id, head, accept, accepted } = *upgraded;
     let Accept { state, rooms, subprotocol } = accept;
-    let line = plug_in(&mut socket, id, &request, rooms, subprotocol, shared);
+    let line = plug_in(&mut socket, id, &head.request, rooms, subprotocol, shared);
     // The 101 has just been handed to the socket.
     let end = if line.is_some() { HandshakeEnd::Upgraded } else { HandshakeEnd::Refused };
     shared.metrics.handshake_took(end, accepted);
     // The request is dropped here: a connection may live for days, its
     // request headers need not.
-    Some(Box::new(Opened { socket, line: line?, state, rest }))
+    Some(Box::new(Opened { socket, line: line?, state, rest: head.rest }))
 }
 
 /// What [`open`] does, from the parts it needs.

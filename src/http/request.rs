@@ -171,6 +171,9 @@ fn forwarded_address(entry: &str) -> Option<IpAddr> {
 
 /// A request head and whatever the client sent after it in the same reads
 /// (the first WebSocket frames, if the client did not wait for the 101).
+/// Handed out boxed: the connection's HTTP phase holds it while it routes,
+/// and every byte of that frame stays resident, with the stack beneath it,
+/// for as long as the connection lives (see `connection::serve`).
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) request: Request,
@@ -250,7 +253,7 @@ pub(crate) fn read_head(
     source: &mut impl HeadSource,
     peer: SocketAddr,
     limits: HeadLimits,
-) -> Result<Head, HeadError> {
+) -> Result<Box<Head>, HeadError> {
     // Read straight into the heap buffer: a buffer on this thread's stack
     // would stay resident for the whole life of a WebSocket connection. It
     // is larger than glibc's per-thread cache takes (1 KiB), so once freed
@@ -281,7 +284,7 @@ pub(crate) fn read_head(
         }
         if let Some((request, len)) = parse(&buf, peer, limits.max_headers)? {
             let rest = buf.split_off(len);
-            return Ok(Head { request, rest });
+            return Ok(Box::new(Head { request, rest }));
         }
         if buf.len() > limits.max_size {
             return Err(HeadError::Refused(Refusal::new(431, "request head too large")));
@@ -382,7 +385,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn read(chunks: &[&[u8]]) -> Result<Head, HeadError> {
+    fn read(chunks: &[&[u8]]) -> Result<Box<Head>, HeadError> {
         let mut source = Trickle(chunks.iter().map(|c| c.to_vec()).collect());
         let limits = HeadLimits {
             max_size: 512,
@@ -394,7 +397,7 @@ pub(crate) mod tests {
         read_head(&mut source, "127.0.0.1:1".parse().unwrap(), limits)
     }
 
-    fn status(result: Result<Head, HeadError>) -> u16 {
+    fn status(result: Result<Box<Head>, HeadError>) -> u16 {
         match result {
             Err(HeadError::Refused(refusal)) => refusal.status,
             other => panic!("expected a refusal, got {other:?}"),

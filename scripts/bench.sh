@@ -91,15 +91,7 @@ start_server() {
   "${command[@]}" >>"$out/logs/server-$name.log" 2>&1 &
   pid[$name]=$!
   port[$name]=$p
-  local deadline=$((SECONDS + 60))
-  until curl -fsS --max-time 1 "http://127.0.0.1:$p/healthz" >/dev/null 2>&1; do
-    if ! kill -0 "${pid[$name]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      echo "$name did not come up on port $p; its log:" >&2
-      tail -20 "$out/logs/server-$name.log" >&2
-      return 1
-    fi
-    sleep 0.05
-  done
+  wait_healthy "$p" "${pid[$name]}" "$out/logs/server-$name.log" || return 1
   echo "$name: pid ${pid[$name]}, port $p" >&2
 }
 

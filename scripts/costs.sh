@@ -54,15 +54,7 @@ measure() {
   port="$(free_port)"
   taskset -c "$server_cpu" "${@//PORT/$port}" >"$out/server-$case.log" 2>&1 &
   server_pid=$!
-  local deadline=$((SECONDS + 60))
-  until curl -fsS --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
-    if ! kill -0 "$server_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      echo "$case: no answer on /healthz" >&2
-      tail -5 "$out/server-$case.log" >&2
-      exit 1
-    fi
-    sleep 0.05
-  done
+  wait_healthy "$port" "$server_pid" "$out/server-$case.log" || exit 1
   local duration=$((warmup + window + 2))
   (sleep "$warmup" && perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter -p "$server_pid" \
     -o "$out/perf-$case.csv" -- sleep "$window" 2>"$out/perf-$case.log") &

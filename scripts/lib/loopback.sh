@@ -31,3 +31,17 @@ listening_address() {
   done
   echo "$addr"
 }
+
+# Waits until the server PID answers GET /healthz on 127.0.0.1:PORT, for at
+# most 60 s; fails, with the end of its log LOG, if it ends or never does.
+wait_healthy() {
+  local port="$1" pid="$2" log="$3" deadline=$((SECONDS + 60))
+  until curl -fsS --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "no answer on http://127.0.0.1:$port/healthz; the server's log:" >&2
+      tail -20 "$log" >&2
+      return 1
+    fi
+    sleep 0.05
+  done
+}

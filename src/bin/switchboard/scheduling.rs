@@ -14,11 +14,11 @@
 //! It is not the default, because a core is seldom the server's alone.
 //! Beside one other busy process, even one at nice 19, a batch thread
 //! woken by its client waits out that process's turn instead of taking the
-//! core: churn on one core fell from 14,000 handshakes a second to 2,100,
-//! and a whole connect-to-close cycle went from 0.5 to 3.9 ms (p50), where
-//! under the default policy it held 10,300. A server must not be knocked
-//! over by a backup job, so batch is for an operator who knows the core
-//! is free.
+//! core: churn on one core fell from 13,600 handshakes a second to 1,900,
+//! and a whole connect-to-close cycle went from 0.55 to 4.0 ms (p50),
+//! where under the default policy it held 10,700 (`scripts/contended.sh`).
+//! A server must not be knocked over by a backup job, so batch is for an
+//! operator who knows the core is free.
 //!
 //! Threads inherit their creator's policy, so this is set once, before the
 //! server starts any. A policy the operator chose (`chrt`) is kept.

@@ -154,6 +154,10 @@ struct Unnamable;
 /// `1000000000.0`), one that grows by more than the name is refused too,
 /// so that a message never grows past the size limits it was checked
 /// against by much more than a name.
+///
+/// Out of line: its JSON work would otherwise widen the frame of every
+/// room message's handling, named or not, on the connection thread's stack.
+#[inline(never)]
 fn named(name: &str, message: Message) -> Result<Message, Unnamable> {
     let Message::Text(text) = &message else {
         return Ok(message);

@@ -17,7 +17,8 @@
 #   - wss:// cycles on the TLS server, 5 a second: upgrade, echo, close;
 #   - hostile sockets, 10 a second on ws:// and 2 on wss://, from other
 #     loopback addresses: silent, trickling, oversized heads, garbage.
-# Each sample also records each server's RSS, file descriptors and threads.
+# Each sample also records each server's RSS (and of it, the anonymous
+# part), file descriptors and threads.
 # At the end the load stops, the servers are given 30 s to settle, and
 # scripts/lib/soak_report.py writes target/soak/results.md (the table and
 # the verdict: fds and threads back to where they started, RSS within 5%
@@ -78,14 +79,17 @@ ws="$(listening_address "$out/server-ws.log" "$ws_pid")"
 wss="$(listening_address "$out/server-wss.log" "$wss_pid")"
 echo "soak: ws://$ws (pid $ws_pid), wss://$wss (pid $wss_pid), $minutes min" >&2
 
-# RSS KiB, fds, threads of one process.
+# RSS KiB, anonymous RSS KiB, fds, threads of one process. The anonymous
+# part is the heap and the stacks, where a leak would show; the rest is
+# mostly the binary's own code, paged in as paths run for the first time.
 measure() {
   local pid="$1"
-  local rss threads fds
+  local rss anon threads fds
   rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")"
+  anon="$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status")"
   threads="$(awk '/^Threads:/ {print $2}' "/proc/$pid/status")"
   fds="$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 | wc -l)"
-  echo "$rss $fds $threads"
+  echo "$rss $anon $fds $threads"
 }
 mark() {
   echo "$1 ws $(measure "$ws_pid")" >>"$out/baseline.tsv"
@@ -123,7 +127,8 @@ pids+=($!)
 python3 scripts/lib/soak_clients.py hostile "$wss" "$seconds" 2 >"$out/clients-hostile-tls.json" &
 pids+=($!)
 
-echo "seconds ws_rss ws_fds ws_threads wss_rss wss_fds wss_threads p99_ms lost dup" >"$out/samples.tsv"
+echo "seconds ws_rss ws_anon ws_fds ws_threads wss_rss wss_anon wss_fds wss_threads p99_ms lost dup" \
+  >"$out/samples.tsv"
 n=0
 while [ "$(left)" -ge 10 ]; do
   # One sample every ten seconds: the probe takes about nine.
@@ -151,11 +156,11 @@ done
 # connection closed, parked threads ended (5 s), at most 30 s.
 for p in "${pids[@]}"; do wait "$p" || true; done
 pids=()
-start_fds() { awk -v n="$1" '$1 == "start" && $2 == n {print $4}' "$out/baseline.tsv"; }
-start_threads() { awk -v n="$1" '$1 == "start" && $2 == n {print $5}' "$out/baseline.tsv"; }
+start_fds() { awk -v n="$1" '$1 == "start" && $2 == n {print $5}' "$out/baseline.tsv"; }
+start_threads() { awk -v n="$1" '$1 == "start" && $2 == n {print $6}' "$out/baseline.tsv"; }
 for _ in $(seq 60); do
-  read -r _ ws_fds ws_threads < <(measure "$ws_pid")
-  read -r _ wss_fds wss_threads < <(measure "$wss_pid")
+  read -r _ _ ws_fds ws_threads < <(measure "$ws_pid")
+  read -r _ _ wss_fds wss_threads < <(measure "$wss_pid")
   if [ "$ws_fds" = "$(start_fds ws)" ] && [ "$ws_threads" = "$(start_threads ws)" ] &&
     [ "$wss_fds" = "$(start_fds wss)" ] && [ "$wss_threads" = "$(start_threads wss)" ]; then
     break

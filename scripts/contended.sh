@@ -32,15 +32,11 @@ mkdir -p "$out"
 bench=target/release/switchboard-bench
 
 server_pid=""
+server_port=""
 hog_pid=""
 stop() {
-  local p
-  for p in "$server_pid" "$hog_pid"; do
-    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
-      kill -TERM "$p" 2>/dev/null || true
-      wait "$p" 2>/dev/null || true
-    fi
-  done
+  end_process "$server_pid"
+  end_process "$hog_pid"
   server_pid=""
   hog_pid=""
 }
@@ -59,11 +55,9 @@ declare -A SCENARIO=(
 measure() {
   local case="$1" nice="$2"
   shift 2
-  local port label="$case-$nice"
-  port="$(free_port)"
-  taskset -c "$server_cpu" "${@//PORT/$port}" >"$out/server-$label.log" 2>&1 &
-  server_pid=$!
-  wait_healthy "$port" "$server_pid" "$out/server-$label.log" || exit 1
+  local label="$case-$nice"
+  start_pinned "$server_cpu" "$out/server-$label.log" "$@" || exit 1
+  local port="$server_port"
   if [ "$nice" != none ]; then
     # Bounded like every load here: it ends with the run at the latest.
     taskset -c "$server_cpu" nice -n "$nice" timeout "$((duration + 30))" bash -c 'while :; do :; done' &

@@ -33,11 +33,9 @@ mkdir -p "$out"
 bench=target/release/switchboard-bench
 
 server_pid=""
+server_port=""
 stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  end_process "$server_pid"
   server_pid=""
 }
 trap stop_server EXIT
@@ -50,11 +48,8 @@ source scripts/lib/loopback.sh
 measure() {
   local case="$1"
   shift
-  local port
-  port="$(free_port)"
-  taskset -c "$server_cpu" "${@//PORT/$port}" >"$out/server-$case.log" 2>&1 &
-  server_pid=$!
-  wait_healthy "$port" "$server_pid" "$out/server-$case.log" || exit 1
+  start_pinned "$server_cpu" "$out/server-$case.log" "$@" || exit 1
+  local port="$server_port"
   local duration=$((warmup + window + 2))
   (sleep "$warmup" && perf stat -x, -e task-clock,context-switches,raw_syscalls:sys_enter -p "$server_pid" \
     -o "$out/perf-$case.csv" -- sleep "$window" 2>"$out/perf-$case.log") &

@@ -45,3 +45,25 @@ wait_healthy() {
     sleep 0.05
   done
 }
+
+# Starts COMMAND pinned to CPU, with PORT in it replaced by a free port and
+# its output in LOG; sets server_pid and server_port, and waits until it
+# answers GET /healthz (fails as wait_healthy does).
+start_pinned() {
+  local cpu="$1" log="$2"
+  shift 2
+  server_port="$(free_port)"
+  taskset -c "$cpu" "${@//PORT/$server_port}" >"$log" 2>&1 &
+  server_pid=$!
+  wait_healthy "$server_port" "$server_pid" "$log"
+}
+
+# Ends PID, a process this script started, if it still runs: SIGTERM, and
+# waits for it.
+end_process() {
+  local pid="$1"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+}

@@ -22,6 +22,7 @@ use log::Level;
 
 use crate::error::Refusal;
 use crate::http::Response;
+use crate::hub::REGISTRATIONS_WAKE;
 use crate::refusal_log::RefusalLog;
 
 /// The number of per-address counters.
@@ -260,8 +261,11 @@ pub(crate) fn machine(spare_threads: usize) -> Machine {
         read("/proc/self/limits").and_then(|limits| soft_limit(&limits, "Max open files"))
     {
         held_refusals = held_refusals.min(open_files / 8);
+        // An ended connection's descriptor is closed once the hub takes its
+        // unregistration, which waits for at most this many others.
+        let ending = REGISTRATIONS_WAKE;
         limits.push(MachineLimit {
-            connections: open_files.saturating_sub(held_refusals + FDS_KEPT),
+            connections: open_files.saturating_sub(held_refusals + ending + FDS_KEPT),
             because: format!("the open-file limit (ulimit -n) is {open_files}"),
         });
     }

@@ -316,6 +316,7 @@ mod refusal_log;
 mod reload;
 pub mod rooms;
 mod server;
+mod stack;
 mod stream;
 mod thread_pool;
 mod tls;

@@ -101,7 +101,15 @@ pub(crate) fn serve<H: Handler>(
     handshake: Handshake,
     shared: &Shared<H>,
 ) {
-    let Some(upgraded) = http_phase(tcp, peer, id, &mut permit, handshake, shared) else { return };
+    let upgraded = http_phase(tcp, peer, id, &mut permit, handshake, shared);
+    if shared.tls.is_some() {
+        // The TLS handshake went deep: neither the read loop nor the
+        // thread parked after it needs those pages.
+        if let Err(e) = crate::stack::release_below() {
+            debug!("connection {id}: stack pages kept: {e}");
+        }
+    }
+    let Some(upgraded) = upgraded else { return };
     if let Some(opened) = open(upgraded, shared) {
         converse(opened, shared);
     }

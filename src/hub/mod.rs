@@ -257,7 +257,7 @@ impl HubHandle {
     fn enrol(&self, command: Command) -> Result<()> {
         assert_unlocked();
         match self.registrations.try_send(command) {
-            Ok(()) if self.registrations.len() != REGISTRATIONS_WAKE => Ok(()),
+            Ok(()) if self.registrations.len() < REGISTRATIONS_WAKE => Ok(()),
             Ok(()) => self.send(Command::TakeRegistrations),
             Err(TrySendError::Full(command)) => {
                 self.send(Command::TakeRegistrations)?;

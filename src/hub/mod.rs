@@ -146,6 +146,11 @@ pub(crate) const REGISTRATIONS_WAIT: Duration = Duration::from_secs(1);
 /// ended connections' descriptors wait for it however many end at once.
 pub(crate) const REGISTRATIONS_WAKE: usize = 64;
 
+/// The registrations queue's bound: room for those that come while the hub
+/// wakes. A bounded channel allocates and touches every slot up front, so
+/// it is not the inbox's thousands.
+const REGISTRATIONS_QUEUE: usize = 4 * REGISTRATIONS_WAKE;
+
 impl HubHandle {
     fn send(&self, command: Command) -> Result<()> {
         // The hub takes outbox locks, and this may wait for it.
@@ -313,11 +318,10 @@ pub(crate) struct Hub {
 const BATCH: usize = 256;
 
 impl Hub {
-    /// A hub whose inbox holds up to `capacity` commands, and as many
-    /// registrations, and its handle.
+    /// A hub whose inbox holds up to `capacity` commands, and its handle.
     pub(crate) fn new(capacity: usize) -> (Hub, HubHandle) {
         let (commands_tx, commands) = bounded(capacity);
-        let (registrations_tx, registrations) = bounded(capacity);
+        let (registrations_tx, registrations) = bounded(capacity.min(REGISTRATIONS_QUEUE));
         let hub = Hub {
             commands,
             registrations,

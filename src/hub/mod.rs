@@ -140,7 +140,7 @@ pub struct HubHandle {
 /// the hub holds an ended connection's outbox, and with it the socket's
 /// descriptor, and a connection that registers during a shutdown waits for
 /// its 1001.
-pub(crate) const REGISTRATIONS_WAIT: Duration = Duration::from_secs(1);
+const REGISTRATIONS_WAIT: Duration = Duration::from_secs(1);
 
 /// Registrations queued at which the hub is woken to take them, so that few
 /// ended connections' descriptors wait for it however many end at once.
@@ -415,14 +415,16 @@ impl Hub {
 
     fn apply(&mut self, command: Command) {
         // Room messages gathered so far go before anything else but
-        // (un)registrations, which may come between any two commands: an
-        // ended connection takes nothing more, and a new one is in no room.
+        // (un)registrations and the wake-up that brings them, which may come
+        // between any two commands: an ended connection takes nothing more,
+        // and a new one is in no room.
         if !matches!(
             command,
             Command::Publish { .. }
                 | Command::Deliver { .. }
                 | Command::Register { .. }
                 | Command::Unregister { .. }
+                | Command::TakeRegistrations
         ) {
             self.deliver_gathered();
         }
@@ -851,7 +853,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         while line.sink.bytes() != bytes {
             assert!(Instant::now() < deadline, "sent so far: {:?}", line.sink.bytes());
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -877,7 +879,7 @@ mod tests {
         let deadline = Instant::now() + REGISTRATIONS_WAIT * 5;
         while Arc::strong_count(&line.outbox) > 1 {
             assert!(Instant::now() < deadline, "the hub still holds the ended line");
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_millis(5));
         }
         handle.stop();
         hub.join().unwrap();

@@ -10,8 +10,15 @@
 //! pages below its frame ([`release_below`]), and a deeper call later
 //! touches fresh ones, as a new thread would.
 
+use std::cell::Cell;
 use std::io;
 use std::mem::MaybeUninit;
+
+thread_local! {
+    /// The calling thread's [`lowest_address`], once asked: a stack does
+    /// not move, and asking glibc also reads the thread's CPU affinity.
+    static LOWEST: Cell<Option<usize>> = const { Cell::new(None) };
+}
 
 /// Gives back to the kernel every page of the calling thread's stack below
 /// the page it runs in and the one below that.
@@ -58,8 +65,17 @@ fn page_size() -> usize {
 }
 
 /// The lowest address of the calling thread's stack.
-#[allow(unsafe_code)]
 fn lowest_address() -> io::Result<usize> {
+    if let Some(lowest) = LOWEST.get() {
+        return Ok(lowest);
+    }
+    let lowest = ask_lowest_address()?;
+    LOWEST.set(Some(lowest));
+    Ok(lowest)
+}
+
+#[allow(unsafe_code)]
+fn ask_lowest_address() -> io::Result<usize> {
     let mut attributes = MaybeUninit::<libc::pthread_attr_t>::uninit();
     // SAFETY: pthread_getattr_np fills `attributes` when it returns 0; only
     // then are they read, and destroyed once, after the last read.

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::io::Write;
+use std::io::IoSlice;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -24,6 +24,7 @@ use crate::error::Refusal;
 use crate::http::Response;
 use crate::hub::REGISTRATIONS_WAKE;
 use crate::refusal_log::RefusalLog;
+use crate::stream::{Sink, Then};
 
 /// The number of per-address counters.
 const SLOTS: usize = 1 << 16;
@@ -175,12 +176,11 @@ impl Turnaway {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
-        let mut answer = Vec::new();
-        // A fresh socket's send buffer always has room for one small answer.
-        if Response::from(refusal).write_to(&mut answer, false).is_ok() {
-            let _ = (&stream).write_all(&answer);
-        }
-        let _ = stream.shutdown(Shutdown::Write);
+        // A fresh socket's send buffer always has room for one small answer,
+        // which leaves with the FIN in one segment.
+        let answer = Response::from(refusal).to_bytes(false);
+        let _ = Sink::send(&stream, &[IoSlice::new(&answer)], Then::Fin);
+        Sink::shutdown(&stream, Shutdown::Write);
         if self.held.len() >= self.capacity {
             self.held.pop_front();
         }

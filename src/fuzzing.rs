@@ -70,7 +70,7 @@ pub fn parse_and_route(bytes: &[u8]) {
     let mut head = match read_head(&mut Arrived(bytes), peer, limits) {
         Ok(head) => head,
         Err(HeadError::Refused(refusal)) => {
-            let _ = crate::http::Response::from(refusal).write_to(&mut io::sink(), false);
+            let _ = crate::http::Response::from(refusal).to_bytes(false);
             return;
         }
         Err(HeadError::Gone) => return,
@@ -81,11 +81,11 @@ pub fn parse_and_route(bytes: &[u8]) {
     }
     match route(&mut head.request, &RoomsHandler, gate, hub, metrics) {
         Route::Answer(response) => {
-            let _ = response.write_to(&mut io::sink(), head.request.method() == "HEAD");
+            let _ = response.to_bytes(head.request.method() == "HEAD");
         }
         Route::Upgrade(accept) => {
             let response = crate::upgrade::switching_protocols(&head.request, accept.subprotocol.as_deref());
-            let _ = response.write_to(&mut io::sink(), false);
+            let _ = response.to_bytes(false);
         }
     }
 }

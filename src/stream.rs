@@ -69,8 +69,11 @@ pub(crate) trait Hangup {
 /// wait, whichever thread makes them.
 pub(crate) trait Sink: Send + Sync + fmt::Debug {
     /// Sends as much of `bufs` as the kernel takes now, in one system call,
-    /// without waiting: `WouldBlock` when its buffer is full.
-    fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// without waiting: `WouldBlock` when its buffer is full. With
+    /// [`Then::Fin`] the caller shuts the writing side down as soon as the
+    /// last of these bytes is taken, and must: till then the kernel may hold
+    /// them back.
+    fn send(&self, bufs: &[IoSlice<'_>], then: Then) -> io::Result<usize>;
 
     /// Shuts down one direction or both. Errors are ignored: the peer may
     /// already be gone, which is the goal anyway.
@@ -86,18 +89,36 @@ pub(crate) trait Sink: Send + Sync + fmt::Debug {
     }
 }
 
+/// What comes right after a [`Sink::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// Perhaps more, perhaps not for a while: the bytes leave now.
+    More,
+    /// The FIN: these are the last bytes. The kernel holds them until the
+    /// writing side is shut down, so that bytes and FIN leave in one
+    /// segment, as the close reply and the FIN of a short-lived client's
+    /// connection should: one packet fewer for both ends to handle.
+    Fin,
+}
+
 /// The flags of every send to a client: return at once rather than wait for
 /// room (this call only: the socket stays blocking for its reader), and
 /// report a vanished peer as an error rather than with SIGPIPE.
 const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 
 impl Sink for TcpStream {
-    fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn send(&self, bufs: &[IoSlice<'_>], then: Then) -> io::Result<usize> {
+        // The shutdown that follows the last bytes tacks the FIN onto the
+        // segment still held back by MSG_MORE (tcp_send_fin).
+        let flags = match then {
+            Then::More => SEND_FLAGS,
+            Then::Fin => SEND_FLAGS | libc::MSG_MORE,
+        };
         match bufs {
             // send(2) spares the kernel the message header and iovec that
             // sendmsg(2) must copy in: the usual case, one frame or one run.
-            [one] => SockRef::from(self).send_with_flags(one, SEND_FLAGS),
-            _ => SockRef::from(self).send_vectored_with_flags(bufs, SEND_FLAGS),
+            [one] => SockRef::from(self).send_with_flags(one, flags),
+            _ => SockRef::from(self).send_vectored_with_flags(bufs, flags),
         }
     }
 
@@ -188,6 +209,27 @@ impl Socket {
             Socket::Plain(tcp) => tcp.clone(),
             Socket::Tls(tls) => tls.clone(),
         }
+    }
+
+    /// Writes the last bytes the connection will send, waiting for room as
+    /// any write in the HTTP phase does. On a plain socket they are held for
+    /// the FIN that [`linger`](Self::linger) sends next, as [`Then::Fin`]
+    /// sends are, so that an answer and its FIN leave in one segment.
+    pub(crate) fn write_last(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Socket::Plain(tcp) = self else {
+            self.write_all(bytes)?;
+            return self.flush();
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match SockRef::from(&**tcp).send_with_flags(rest, libc::MSG_NOSIGNAL | libc::MSG_MORE) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Closes gracefully: says so (FIN, and close_notify over TLS), then
@@ -331,5 +373,55 @@ impl Hangup for WriteHalf {
 
     fn end_output(&self) {
         self.0.end_output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// The segments `socket` has sent so far, by the kernel's count.
+    #[allow(unsafe_code)]
+    fn segments_sent(socket: &TcpStream) -> u32 {
+        // SAFETY: tcp_info is plain integers, for which zero is a value.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).unwrap();
+        // SAFETY: getsockopt writes at most `len` bytes into `info`, which
+        // has that many.
+        let got = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&raw mut info).cast(),
+                &raw mut len,
+            )
+        };
+        assert_eq!(got, 0, "TCP_INFO: {}", io::Error::last_os_error());
+        info.tcpi_segs_out
+    }
+
+    /// Sends "goodbye" as a server's last bytes, saying `then`, and shuts
+    /// the writing side down: the segments that took, and what the client
+    /// read up to the end of the stream.
+    fn goodbye(then: Then) -> (u32, Vec<u8>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let before = segments_sent(&server);
+        assert_eq!(Sink::send(&server, &[IoSlice::new(b"good"), IoSlice::new(b"bye")], then).unwrap(), 7);
+        Sink::shutdown(&server, Shutdown::Write);
+        let segments = segments_sent(&server) - before;
+        let mut read = Vec::new();
+        client.read_to_end(&mut read).unwrap();
+        (segments, read)
+    }
+
+    #[test]
+    fn the_last_bytes_and_the_fin_leave_in_one_segment() {
+        assert_eq!(goodbye(Then::Fin), (1, b"goodbye".to_vec()));
+        assert_eq!(goodbye(Then::More), (2, b"goodbye".to_vec()), "sent at once, the FIN follows alone");
     }
 }

@@ -316,7 +316,7 @@ fn answer<H>(
     accepted: Instant,
     shared: &Shared<H>,
 ) {
-    let written = response.write_to(socket, head_only);
+    let written = socket.write_last(&response.to_bytes(head_only));
     shared.metrics.handshake_took(end, accepted);
     if written.is_ok() {
         socket.linger(shared.config.timeouts.close);

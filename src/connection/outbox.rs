@@ -42,7 +42,7 @@ use crate::close::CloseReason;
 use crate::frame::{Frame, Run};
 use crate::hub::ConnectionId;
 use crate::metrics::Metrics;
-use crate::stream::Sink;
+use crate::stream::{Sink, Then};
 use crate::tls::TlsStream;
 
 /// What each queued frame costs beyond its own bytes: its slot in the queue,
@@ -578,7 +578,8 @@ impl Outbox {
                 break Written::Empty;
             }
             let wanted: usize = slices.iter().map(|slice| slice.len()).sum();
-            let result = self.sink.send(&slices);
+            let then = if state.sends_the_end(tls.is_none()) { Then::Fin } else { Then::More };
+            let result = self.sink.send(&slices, then);
             drop(slices);
             match result {
                 Ok(n) => {
@@ -642,6 +643,14 @@ impl State {
             slices.push(IoSlice::new(&queued.as_bytes()[skip..]));
         }
         slices
+    }
+
+    /// Whether [`slices`](State::slices) hold the last bytes the
+    /// connection will send: the close frame is queued, and nothing is left
+    /// out of them (over TLS, everything is sealed, close_notify too). Once
+    /// they are sent, the FIN follows at once.
+    fn sends_the_end(&self, frames: bool) -> bool {
+        self.close.is_some() && if frames { self.frames.len() <= MAX_BATCH } else { self.frames.is_empty() }
     }
 
     /// Takes `n` sent bytes off the front.
@@ -837,6 +846,8 @@ pub(crate) mod tests {
         room: Option<usize>,
         fail: bool,
         shutdowns: Vec<Shutdown>,
+        /// What each send said would follow it.
+        thens: Vec<Then>,
     }
 
     impl Recorder {
@@ -861,12 +872,17 @@ pub(crate) mod tests {
         fn shutdowns(&self) -> Vec<Shutdown> {
             self.inner.lock().unwrap().shutdowns.clone()
         }
+
+        fn thens(&self) -> Vec<Then> {
+            self.inner.lock().unwrap().thens.clone()
+        }
     }
 
     impl Sink for Recorder {
-        fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        fn send(&self, bufs: &[IoSlice<'_>], then: Then) -> io::Result<usize> {
             let mut inner = self.inner.lock().unwrap();
             inner.calls += 1;
+            inner.thens.push(then);
             if inner.fail {
                 return Err(io::ErrorKind::ConnectionReset.into());
             }
@@ -1042,6 +1058,31 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(stages, [CloseStage::Queued, CloseStage::Sent], "{timed:?}");
         assert_eq!(r.outbox.close(Frame::close(None), Closing::Now), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn the_close_frame_is_sent_for_the_fin_to_join_it() {
+        let r = outbox(1 << 20);
+        r.outbox.send(Frame::text("a")).unwrap();
+        r.outbox.close(Frame::close(None), Closing::Last).unwrap();
+        assert_eq!(r.sink.thens(), [Then::More, Then::Fin], "only the last bytes wait for the FIN");
+        assert_eq!(r.sink.shutdowns(), [Shutdown::Write], "and the FIN comes at once");
+    }
+
+    #[test]
+    fn a_close_that_waits_for_room_is_still_sent_for_the_fin_to_join_it() {
+        let r = outbox(1 << 20);
+        r.sink.set_room(Some(10));
+        r.outbox.send(Frame::text("a message")).unwrap();
+        r.outbox.close(Frame::close(None), Closing::Last).unwrap();
+        r.sink.set_room(Some(10));
+        assert_eq!(r.outbox.resume(), Resumed::Waiting);
+        assert!(r.sink.shutdowns().is_empty(), "no FIN before the last bytes");
+        r.sink.set_room(None);
+        assert_eq!(r.outbox.resume(), Resumed::Done);
+        assert_eq!(r.sink.thens(), [Then::More, Then::Fin, Then::Fin]);
+        assert_eq!(r.sink.shutdowns(), [Shutdown::Write]);
+        assert!(r.sink.bytes().ends_with(&wire(&[&Frame::text("a message"), &Frame::close(None)])));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! An HTTP response: status, headers and body, written in one go.
 
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::io::Write;
 
 use crate::error::Refusal;
 
@@ -71,14 +71,8 @@ impl Response {
         &self.body
     }
 
-    /// Writes the response; with `head_only` (a `HEAD` request) the headers
-    /// are sent as for `GET`, without the body.
-    pub(crate) fn write_to(&self, out: &mut impl Write, head_only: bool) -> io::Result<()> {
-        out.write_all(&self.to_bytes(head_only))?;
-        out.flush()
-    }
-
-    /// The response as it goes on the wire; see [`write_to`](Self::write_to).
+    /// The response as it goes on the wire; with `head_only` (a `HEAD`
+    /// request) the headers are as for `GET`, without the body.
     pub(crate) fn to_bytes(&self, head_only: bool) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(256 + self.body.len());
         let _ = write!(bytes, "HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status));
@@ -156,9 +150,7 @@ mod tests {
     use super::*;
 
     fn written(response: &Response, head_only: bool) -> String {
-        let mut out = Vec::new();
-        response.write_to(&mut out, head_only).unwrap();
-        String::from_utf8(out).unwrap()
+        String::from_utf8(response.to_bytes(head_only)).unwrap()
     }
 
     #[test]

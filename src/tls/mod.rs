@@ -32,7 +32,7 @@ mod pinned;
 
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
-use crate::stream::{Sink, set_deadline};
+use crate::stream::{Sink, Then, set_deadline};
 
 /// The most bytes read from the socket at once, over TLS.
 const RAW_READ: usize = 4096;
@@ -362,8 +362,8 @@ impl TlsStream {
 }
 
 impl Sink for TlsStream {
-    fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.tcp.send(bufs)
+    fn send(&self, bufs: &[IoSlice<'_>], then: Then) -> io::Result<usize> {
+        self.tcp.send(bufs, then)
     }
 
     fn shutdown(&self, how: Shutdown) {

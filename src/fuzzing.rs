@@ -32,6 +32,8 @@ impl HeadSource for Arrived<'_> {
     fn set_deadline(&mut self, _: Instant) -> io::Result<()> {
         Ok(())
     }
+
+    fn expect_more(&mut self) {}
 }
 
 /// What the router needs, made once per process: a running hub, and a gate

@@ -158,6 +158,15 @@ impl Socket {
         }
     }
 
+    /// Has the kernel acknowledge what arrives at once again. Accepted
+    /// sockets start out delaying their ACKs (see [`crate::listener`]), so
+    /// that a request that came whole is acknowledged by its answer; the
+    /// client of one that comes in pieces must not wait for a delayed ACK
+    /// (its Nagle would hold the next piece for it).
+    pub(crate) fn ack_at_once(&self) {
+        let _ = SockRef::from(self.tcp()).set_tcp_quickack(true);
+    }
+
     /// Makes every read wait at most `timeout` for bytes, or for as long as
     /// it takes with `None`.
     pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {

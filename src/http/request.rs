@@ -194,11 +194,19 @@ pub(crate) enum HeadError {
 pub(crate) trait HeadSource: Read {
     /// Makes the next reads give up at `deadline`.
     fn set_deadline(&mut self, deadline: Instant) -> io::Result<()>;
+
+    /// Says that the head did not come whole, so its client is still
+    /// sending: called once, before the second read.
+    fn expect_more(&mut self);
 }
 
 impl HeadSource for Socket {
     fn set_deadline(&mut self, deadline: Instant) -> io::Result<()> {
         Socket::set_deadline(self, deadline)
+    }
+
+    fn expect_more(&mut self) {
+        self.ack_at_once();
     }
 }
 
@@ -289,6 +297,9 @@ pub(crate) fn read_head(
         if buf.len() > limits.max_size {
             return Err(HeadError::Refused(Refusal::new(431, "request head too large")));
         }
+        if start == 0 {
+            source.expect_more();
+        }
     }
 }
 
@@ -360,8 +371,9 @@ pub(crate) mod tests {
         parse(text.as_bytes(), "127.0.0.1:1".parse().unwrap(), 64).ok().flatten().unwrap().0
     }
 
-    /// Hands out its chunks one read at a time, then times out.
-    struct Trickle(VecDeque<Vec<u8>>);
+    /// Hands out its chunks one read at a time, then times out; counts the
+    /// calls to `expect_more`.
+    struct Trickle(VecDeque<Vec<u8>>, usize);
 
     impl Read for Trickle {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -383,10 +395,19 @@ pub(crate) mod tests {
         fn set_deadline(&mut self, _: Instant) -> io::Result<()> {
             Ok(())
         }
+
+        fn expect_more(&mut self) {
+            self.1 += 1;
+        }
     }
 
     fn read(chunks: &[&[u8]]) -> Result<Box<Head>, HeadError> {
-        let mut source = Trickle(chunks.iter().map(|c| c.to_vec()).collect());
+        read_counting(chunks).0
+    }
+
+    /// Reads a head from `chunks`, and counts the calls to `expect_more`.
+    fn read_counting(chunks: &[&[u8]]) -> (Result<Box<Head>, HeadError>, usize) {
+        let mut source = Trickle(chunks.iter().map(|c| c.to_vec()).collect(), 0);
         let limits = HeadLimits {
             max_size: 512,
             max_headers: 8,
@@ -394,7 +415,17 @@ pub(crate) mod tests {
             min_rate: 0,
             first_read_timed: false,
         };
-        read_head(&mut source, "127.0.0.1:1".parse().unwrap(), limits)
+        (read_head(&mut source, "127.0.0.1:1".parse().unwrap(), limits), source.1)
+    }
+
+    #[test]
+    fn a_head_in_pieces_asks_for_its_client_to_be_answered_at_once() {
+        let (whole, calls) = read_counting(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert!(whole.is_ok());
+        assert_eq!(calls, 0, "a head that came whole is answered with the response");
+        let (pieces, calls) = read_counting(&[b"GET / HTTP/1.1\r\n", b"Host: a\r\n", b"\r\n"]);
+        assert!(pieces.is_ok());
+        assert_eq!(calls, 1, "once, after the first piece");
     }
 
     fn status(result: Result<Box<Head>, HeadError>) -> u16 {

@@ -6,6 +6,8 @@
 use std::net::TcpStream;
 use std::path::PathBuf;
 
+use rustls::HandshakeKind;
+
 use crate::support::raw::{self, read_head};
 use crate::support::tls::{self, handshake};
 use crate::support::{Process, connect, recv_text, send_text};
@@ -88,6 +90,28 @@ fn sighup_reloads_the_certificate_and_open_tls_connections_go_on() {
     use std::io::Write;
     open.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert!(read_head(&mut open).starts_with("HTTP/1.1 200 "));
+}
+
+#[test]
+fn a_tls_client_resumes_with_its_ticket_until_the_certificate_is_reloaded() {
+    let (tls, trusts) = tls::certificate();
+    let cert = TempFile::new("resume-cert", &tls.certificate_chain_pem);
+    let key = TempFile::new("resume-key", tls.private_key_pem.expose());
+    let mut process = Process::start(&["--tls-cert", cert.arg(), "--tls-key", key.arg()]);
+    let addr = process.addr;
+    // Reading the answer takes in the tickets sent before it.
+    let handshake_kind = || {
+        use std::io::Write;
+        let mut stream = handshake(&trusts, TcpStream::connect(addr).unwrap()).unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert!(read_head(&mut stream).starts_with("HTTP/1.1 200 "));
+        stream.conn.handshake_kind()
+    };
+    assert_eq!(handshake_kind(), Some(HandshakeKind::Full));
+    assert_eq!(handshake_kind(), Some(HandshakeKind::Resumed), "with a ticket from the first");
+    process.signal("HUP");
+    process.wait_for_line("SIGHUP (reload): reloaded the certificate and key");
+    assert_eq!(handshake_kind(), Some(HandshakeKind::Full), "a reload starts a new ticket key");
 }
 
 #[test]

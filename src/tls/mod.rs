@@ -93,6 +93,16 @@ impl TlsAcceptor {
                 source: Some(Box::new(e)),
             })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Resumption through tickets the client keeps, sealed with a key of
+        // this acceptor's (rotated every six hours), rather than sessions
+        // the server keeps: rustls's default stores two per handshake in a
+        // cache of 256, whose turnover kept the heap of a server under a
+        // steady wss:// load growing for minutes (168 KiB in eight). A
+        // reload starts a new key, so clients of the old certificate make a
+        // full handshake again.
+        config.ticketer = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| Error::Tls { problem: "cannot make a ticket key", source: Some(Box::new(e)) })?;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(TlsAcceptor { config: RwLock::new(Arc::new(config)) })
     }
 

@@ -131,6 +131,20 @@ impl Sink for TcpStream {
     }
 }
 
+/// A plain socket's blocking writes of its last bytes, which the kernel
+/// holds for the FIN as it does a [`Then::Fin`] send.
+struct HeldForFin<'a>(&'a TcpStream);
+
+impl Write for HeldForFin<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        SockRef::from(self.0).send_with_flags(buf, libc::MSG_NOSIGNAL | libc::MSG_MORE)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The most bytes [`Socket::discard_input`] will read and discard.
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 
@@ -225,20 +239,13 @@ impl Socket {
     /// the FIN that [`linger`](Self::linger) sends next, as [`Then::Fin`]
     /// sends are, so that an answer and its FIN leave in one segment.
     pub(crate) fn write_last(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let Socket::Plain(tcp) = self else {
-            self.write_all(bytes)?;
-            return self.flush();
-        };
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            match SockRef::from(&**tcp).send_with_flags(rest, libc::MSG_NOSIGNAL | libc::MSG_MORE) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        match self {
+            Socket::Plain(tcp) => HeldForFin(tcp).write_all(bytes),
+            Socket::Tls(_) => {
+                self.write_all(bytes)?;
+                self.flush()
             }
         }
-        Ok(())
     }
 
     /// Closes gracefully: says so (FIN, and close_notify over TLS), then

@@ -286,8 +286,9 @@
 //!   thread-local outlives its client and greets the next one. Keep a
 //!   client's data in [`Handler::State`].
 
-// Denied rather than forbidden: listener.rs holds the one unsafe block, a
-// setsockopt that no safe wrapper offers yet.
+// Denied rather than forbidden: a few calls no safe wrapper offers yet are
+// allowed where they are made (a setsockopt in listener.rs, madvise and
+// the thread's stack bounds in stack.rs).
 #![deny(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 

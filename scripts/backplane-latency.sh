@@ -5,8 +5,8 @@
 #
 #   scripts/backplane-latency.sh
 #
-# It builds release binaries (switchboard, and switchboard-bench with
-# --features bench), starts a redis-server and three servers on free
+# It builds release binaries (switchboard, and switchboard-bench from the
+# workspace's bench/ package), starts a redis-server and three servers on free
 # loopback ports (nodes a and b sharing rooms through that Redis, and a
 # single node without it), and runs switchboard-bench fanout three ways for
 # each workload:
@@ -44,8 +44,7 @@ trap 'exit 130' INT TERM
 source scripts/lib/loopback.sh
 
 echo "== building release binaries"
-cargo build --release --quiet --bin switchboard
-cargo build --release --quiet --features bench --bin switchboard-bench
+cargo build --release --quiet --workspace --bins
 bench=target/release/switchboard-bench
 
 redis_port="$(free_port)"

@@ -168,8 +168,8 @@ mkdir -p "$out/json" "$out/logs"
 : >"$out/commands.txt"
 began=$SECONDS
 
-say "building (cargo build --release --features bench)"
-cargo build --release --bins --features bench --quiet
+say "building (cargo build --release --workspace --bins)"
+cargo build --release --workspace --bins --quiet
 peers=()
 for peer in tungstenite-threads tokio-tungstenite; do
   if [ -z "$peers_dir" ]; then

@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 connections="${1:-15000}"
 echo "machine: vm.max_map_count $(cat /proc/sys/vm/max_map_count), kernel.pid_max $(cat /proc/sys/kernel/pid_max)," \
   "ulimit -n $(ulimit -n), $(nproc) CPUs" >&2
-cargo build --release --bins --features bench --quiet
+cargo build --release --workspace --bins --quiet
 log="$(mktemp)"
 server_pid=""
 cleanup() {

@@ -25,7 +25,7 @@ case "$duration" in
   *) echo "DURATION must be whole seconds, 1 to 60" >&2; exit 2 ;;
 esac
 command -v curl >/dev/null || { echo "contended.sh needs curl (to wait on /healthz)" >&2; exit 1; }
-cargo build --release --bins --features bench --quiet
+cargo build --release --workspace --bins --quiet
 out="target/contended/$name"
 rm -rf "$out"
 mkdir -p "$out"

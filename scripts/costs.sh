@@ -26,7 +26,7 @@ warmup="${WARMUP:-2}"
 window="${WINDOW:-4}"
 command -v perf >/dev/null || { echo "costs.sh needs perf (Debian: apt-get install linux-perf)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "costs.sh needs curl (to wait on /healthz)" >&2; exit 1; }
-cargo build --release --bins --features bench --quiet
+cargo build --release --workspace --bins --quiet
 out="target/costs/$name"
 rm -rf "$out"
 mkdir -p "$out"

@@ -42,7 +42,7 @@ server=target/release/switchboard
 rm -rf "$out"
 mkdir -p "$out"
 
-cargo build --release --bins --features bench --quiet
+cargo build --release --workspace --bins --quiet
 
 # shellcheck source=lib/loopback.sh
 source scripts/lib/loopback.sh

@@ -50,8 +50,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets --all-features -- -D warnings"
-cargo clippy --all-targets --all-features --quiet -- -D warnings
+step "cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 
 step "what the suite needs"
 need curl curl
@@ -70,9 +70,9 @@ if ! skip_asked soak || ! skip_asked autobahn; then
   fi
 fi
 
-step "cargo test (every feature: the benchmark tool's unit tests too)"
-cargo test --all-targets --all-features --quiet
-cargo test --doc --quiet
+step "cargo test (the whole workspace: the benchmark tool's unit tests too)"
+cargo test --workspace --all-targets --all-features --quiet
+cargo test --workspace --doc --quiet
 
 step "soak: one minute of mixed load against two servers, failing on a leak"
 skipped soak || scripts/soak.sh 1

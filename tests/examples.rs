@@ -48,12 +48,8 @@ fn build_examples(profile_dir: &Path) -> Result<(), String> {
     }
     // The same features as this test binary, so that the library built for
     // it is used again rather than built once more.
-    let features: Vec<&str> = [("bench", cfg!(feature = "bench")), ("fuzzing", cfg!(feature = "fuzzing"))]
-        .into_iter()
-        .filter_map(|(name, on)| on.then_some(name))
-        .collect();
-    if !features.is_empty() {
-        cargo.arg("--features").arg(features.join(","));
+    if cfg!(feature = "fuzzing") {
+        cargo.arg("--features").arg("fuzzing");
     }
     // `cargo test` gives this process variables that describe the test
     // (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...). Some build scripts watch

@@ -235,15 +235,17 @@ impl Socket {
     }
 
     /// Writes the last bytes the connection will send, waiting for room as
-    /// any write in the HTTP phase does. On a plain socket they are held for
-    /// the FIN that [`linger`](Self::linger) sends next, as [`Then::Fin`]
-    /// sends are, so that an answer and its FIN leave in one segment.
+    /// any write in the HTTP phase does. They are held for the FIN that
+    /// [`linger`](Self::linger) sends next, as [`Then::Fin`] sends are, so
+    /// that an answer and its FIN leave in one segment; over TLS, with
+    /// close_notify sealed after them.
     pub(crate) fn write_last(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Socket::Plain(tcp) => HeldForFin(tcp).write_all(bytes),
-            Socket::Tls(_) => {
-                self.write_all(bytes)?;
-                self.flush()
+            Socket::Tls(tls) => {
+                let mut sealed = Vec::new();
+                tls.seal(&[IoSlice::new(bytes)], true, &mut sealed)?;
+                HeldForFin(tls.tcp()).write_all(&sealed)
             }
         }
     }
@@ -439,5 +441,44 @@ mod tests {
     fn the_last_bytes_and_the_fin_leave_in_one_segment() {
         assert_eq!(goodbye(Then::Fin), (1, b"goodbye".to_vec()));
         assert_eq!(goodbye(Then::More), (2, b"goodbye".to_vec()), "sent at once, the FIN follows alone");
+    }
+
+    #[test]
+    fn over_tls_the_last_bytes_close_notify_and_the_fin_leave_in_one_segment() {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let pem = certified.cert.pem().into_bytes();
+        let config = crate::TlsConfig {
+            certificate_chain_pem: pem.clone(),
+            private_key_pem: crate::Secret::new(certified.signing_key.serialize_pem()),
+        };
+        let acceptor = crate::tls::TlsAcceptor::new(&config).unwrap();
+        let connector = crate::tls::TlsConnector::new(Some(&pem)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            // As the server's listener has it: Nagle would hold what follows.
+            tcp.set_nodelay(true).unwrap();
+            let tls = acceptor.accept(tcp, deadline).unwrap_or_else(|e| panic!("handshake: {e:?}"));
+            // The handshake's records, session tickets included, are out.
+            let before = segments_sent(tls.tcp());
+            let mut socket = Socket::tls(tls);
+            socket.write_last(b"goodbye").unwrap();
+            socket.end_output();
+            segments_sent(socket.tcp()) - before
+        });
+        let client = connector.connect(tcp, "localhost", deadline).unwrap();
+        let mut read = Vec::new();
+        let mut buf = [0u8; 64];
+        // Ok(0) only for the server's close_notify: a clean end.
+        loop {
+            match client.read(&mut buf).unwrap() {
+                0 => break,
+                n => read.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert_eq!(read, b"goodbye");
+        assert_eq!(server.join().unwrap(), 1, "the answer, close_notify and the FIN in one segment");
     }
 }

@@ -225,8 +225,9 @@ pub struct Limits {
     /// The slowest a request head may arrive, in bytes per second, after
     /// its first second: a head trickled slower is cut with 408 (Apache's
     /// mod_reqtimeout `MinRate`), long before `timeouts.handshake`, which
-    /// bounds the whole handshake whatever the rate. A whole head usually
-    /// arrives at once. 0 turns the rule off. Default 500.
+    /// bounds the whole handshake whatever the rate. The TLS handshake's
+    /// bytes are held to it too (one trickled slower is closed). A whole
+    /// head usually arrives at once. 0 turns the rule off. Default 500.
     pub handshake_min_rate: u32,
 }
 

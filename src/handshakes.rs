@@ -22,8 +22,8 @@
 //! which have finished their handshake, never do.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use log::Level;
@@ -34,7 +34,6 @@ use crate::http::request::HEAD_GRACE;
 use crate::hub::ConnectionId;
 use crate::metrics::Metrics;
 use crate::refusal_log::RefusalLog;
-use crate::stream::{Socket, WeakSocket};
 
 /// The handshakes under way, and their limits.
 #[derive(Debug)]
@@ -68,8 +67,9 @@ struct Entry {
     /// forwards once its request names it.
     address: Option<u128>,
     started: Instant,
-    /// The socket, once its thread has it: what a shed wakes.
-    socket: Option<WeakSocket>,
+    /// The socket, once its thread has it: what a shed wakes, in its TLS
+    /// handshake as in its request head.
+    socket: Option<Weak<TcpStream>>,
 }
 
 /// One connection's place among the handshakes, held by its thread until
@@ -165,10 +165,11 @@ impl Handshakes {
         self.metrics.handshake_shed();
         self.log.note(408);
         // Its thread, if blocked reading, wakes with the end of the stream
-        // and finds itself shed; one that has not read yet finds out when
-        // it first tries.
-        if let Some(socket) = shed.socket {
-            socket.shut_reading();
+        // (a TLS handshake fails with it) and finds itself shed; one that
+        // has not read yet finds out when it first tries. It can still
+        // write its answer.
+        if let Some(tcp) = shed.socket.and_then(|socket| socket.upgrade()) {
+            let _ = tcp.shutdown(Shutdown::Read);
         }
         true
     }
@@ -209,15 +210,22 @@ impl Handshake {
         self.started
     }
 
-    /// Tells the book which socket this handshake reads, so that a shed can
-    /// wake it. `Err(Shed)` if the connection was shed already.
-    pub(crate) fn reading(&self, socket: &Socket) -> Result<(), Shed> {
+    /// Tells the book which socket this handshake reads, before anything
+    /// is read from it (a TLS handshake included), so that a shed can wake
+    /// it. `Err(Shed)` if the connection was shed already.
+    pub(crate) fn reading(&self, tcp: &Arc<TcpStream>) -> Result<(), Shed> {
         let mut book = self.handshakes.book();
         if let Some(entry) = book.under_way.iter_mut().find(|entry| entry.id == self.id) {
-            entry.socket = Some(socket.downgrade());
+            entry.socket = Some(Arc::downgrade(tcp));
             return Ok(());
         }
         if book.shed.contains(&self.id) { Err(Shed) } else { Ok(()) }
+    }
+
+    /// Returns true if and only if the connection has been shed: a TLS
+    /// handshake that failed may have failed for that.
+    pub(crate) fn is_shed(&self) -> bool {
+        self.handshakes.book().shed.contains(&self.id)
     }
 
     /// The request head has been read, or the handshake failed: the

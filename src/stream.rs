@@ -15,7 +15,7 @@ use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -31,26 +31,6 @@ use crate::tls::TlsStream;
 pub(crate) enum Socket {
     Plain(Arc<TcpStream>),
     Tls(Arc<TlsStream>),
-}
-
-/// A socket held without keeping it open, so that a thread that does not
-/// own the connection can still wake the thread reading it.
-#[derive(Debug, Clone)]
-pub(crate) enum WeakSocket {
-    Plain(Weak<TcpStream>),
-    Tls(Weak<TlsStream>),
-}
-
-impl WeakSocket {
-    /// Shuts the socket's reading side, if it is still open: a thread
-    /// blocked reading it wakes with the end of the stream, and it can
-    /// still write its answer.
-    pub(crate) fn shut_reading(&self) {
-        let _ = match self {
-            WeakSocket::Plain(tcp) => tcp.upgrade().map(|tcp| tcp.shutdown(Shutdown::Read)),
-            WeakSocket::Tls(tls) => tls.upgrade().map(|tls| tls.tcp().shutdown(Shutdown::Read)),
-        };
-    }
 }
 
 /// Ends a conversation. Errors are ignored: the peer may already be gone,
@@ -148,21 +128,19 @@ impl Write for HeldForFin<'_> {
 /// The most bytes [`Socket::discard_input`] will read and discard.
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 
+impl From<Arc<TcpStream>> for Socket {
+    fn from(tcp: Arc<TcpStream>) -> Self {
+        Socket::Plain(tcp)
+    }
+}
+
 impl Socket {
-    pub(crate) fn plain(stream: TcpStream) -> Self {
-        Socket::Plain(Arc::new(stream))
+    pub(crate) fn plain(stream: impl Into<Arc<TcpStream>>) -> Self {
+        Socket::Plain(stream.into())
     }
 
     pub(crate) fn tls(stream: Arc<TlsStream>) -> Self {
         Socket::Tls(stream)
-    }
-
-    /// This socket, held without keeping it open.
-    pub(crate) fn downgrade(&self) -> WeakSocket {
-        match self {
-            Socket::Plain(tcp) => WeakSocket::Plain(Arc::downgrade(tcp)),
-            Socket::Tls(tls) => WeakSocket::Tls(Arc::downgrade(tls)),
-        }
     }
 
     fn tcp(&self) -> &TcpStream {
@@ -460,7 +438,8 @@ mod tests {
             let (tcp, _) = listener.accept().unwrap();
             // As the server's listener has it: Nagle would hold what follows.
             tcp.set_nodelay(true).unwrap();
-            let tls = acceptor.accept(tcp, deadline).unwrap_or_else(|e| panic!("handshake: {e:?}"));
+            let tls =
+                acceptor.accept(Arc::new(tcp), &|_| deadline).unwrap_or_else(|e| panic!("handshake: {e:?}"));
             // The handshake's records, session tickets included, are out.
             let before = segments_sent(tls.tcp());
             let mut socket = Socket::tls(tls);

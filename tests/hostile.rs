@@ -185,6 +185,24 @@ fn a_head_trickled_below_the_minimum_rate_is_cut_long_before_the_deadline() {
 }
 
 #[test]
+fn a_tls_handshake_trickled_below_the_minimum_rate_is_cut_long_before_the_deadline() {
+    // The request head's rule holds for the TLS handshake's bytes too.
+    let server = TestServer::start_tls(Config {
+        timeouts: Timeouts { handshake: Duration::from_secs(10), ..Timeouts::default() },
+        limits: Limits { handshake_min_rate: 500, ..Limits::default() },
+        ..config()
+    });
+    let bystanders = Bystanders::join(&server);
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    // A handshake record that announces 200 bytes, its body then sent a
+    // byte every 50 ms.
+    slow.write_all(&[0x16, 0x03, 0x01, 0x00, 200]).unwrap();
+    let (took, _) = trickle(&mut slow, &[1; 200]);
+    assert!(took < Duration::from_secs(3), "cut after {took:?}: by the deadline, not the rate");
+    bystanders.still_served();
+}
+
+#[test]
 fn a_silent_socket_is_not_accepted_while_a_real_client_is_served() {
     // One place in all: a silent socket that took it would leave 503.
     let server =
@@ -248,6 +266,58 @@ fn half_open_sockets_from_eight_addresses_give_way_to_a_newcomer() {
     let mut next = half_open.remove(0);
     assert!(read_head(&mut next).starts_with("HTTP/1.1 408 "));
     // The established connections were never candidates.
+    bystanders.still_served();
+}
+
+/// Reads from a socket the server closed without a word: the end of the
+/// stream (or a reset) must come at once, long before the read timeout.
+fn closed_at_once(stream: &mut TcpStream) {
+    let began = Instant::now();
+    let read = stream.read(&mut [0u8; 64]);
+    assert!(
+        matches!(&read, Ok(0)) || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{read:?}"
+    );
+    assert!(began.elapsed() < Duration::from_secs(1), "closed after {:?}", began.elapsed());
+}
+
+#[test]
+fn half_open_tls_handshakes_from_eight_addresses_give_way_to_a_newcomer() {
+    // Every place held by sockets that began a TLS handshake and stopped,
+    // five from each of eight addresses; no rate rule to cut them first.
+    let server = TestServer::start_tls(Config {
+        limits: Limits {
+            max_connections: 42,
+            max_handshakes_per_ip: 5,
+            handshake_min_rate: 0,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let bystanders = Bystanders::join(&server);
+    let mut half_open = Vec::new();
+    for last in 2..10 {
+        for _ in 0..5 {
+            let mut stream = connect_from(last, server.addr()).unwrap();
+            // A handshake record that announces 200 bytes and brings none.
+            stream.write_all(&[0x16, 0x03, 0x01, 0x00, 200]).unwrap();
+            half_open.push(stream);
+        }
+    }
+    // Asking for /stats with every place taken sheds the oldest, as any
+    // newcomer would; the other 39 are still in their handshake.
+    let counted = server.stats();
+    assert_eq!(counted["handshakes"], 39, "{counted}");
+    assert_eq!(counted["connections_shed"], 1, "{counted}");
+    // In its TLS handshake it cannot be told 408: it is closed, at once
+    // rather than at the handshake timeout, and its thread with it.
+    closed_at_once(&mut half_open.remove(0));
+    // A newcomer is answered at once, in the place of the next oldest.
+    let began = Instant::now();
+    let reply = server.get("/healthz");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(began.elapsed() < Duration::from_secs(1), "answered after {:?}", began.elapsed());
+    closed_at_once(&mut half_open.remove(0));
     bystanders.still_served();
 }
 

@@ -151,25 +151,27 @@ fn http_phase<H: Handler>(
     let accepted = handshake.started();
     // The TLS handshake and the request head share one deadline, so that a
     // peer trickling bytes cannot stretch the two.
-    let deadline = Instant::now() + shared.config.timeouts.handshake;
-    let mut socket = secure(tcp, id, peer, deadline, accepted, shared)?;
-    if handshake.reading(&socket).is_err() {
-        shed(&mut socket, id, peer, accepted, shared);
-        return None;
-    }
     let limits = HeadLimits {
         max_size: shared.config.limits.max_head_size,
         max_headers: shared.config.limits.max_headers,
-        deadline,
+        deadline: Instant::now() + shared.config.timeouts.handshake,
         min_rate: shared.config.limits.handshake_min_rate,
         // Over TLS the handshake's reads have set their own timeouts.
         first_read_timed: shared.tls.is_none(),
     };
+    // The book learns the socket before anything is read from it, so that a
+    // shed wakes a TLS handshake as it wakes a request head.
+    let tcp = Arc::new(tcp);
+    if handshake.reading(&tcp).is_err() {
+        shed(tcp, id, peer, accepted, shared);
+        return None;
+    }
+    let mut socket = secure(tcp, id, peer, &limits, accepted, &handshake, shared)?;
     let head = read_head(&mut socket, peer, limits);
     // Shed while reading (its read woke with the end of the stream), or
     // just after: either way it is answered as shed.
     if handshake.end().is_err() {
-        shed(&mut socket, id, peer, accepted, shared);
+        shed(socket, id, peer, accepted, shared);
         return None;
     }
     let mut head = match head {
@@ -259,13 +261,26 @@ fn reply<H>(
 }
 
 /// Answers a connection shed from its handshake to make room for a
-/// newcomer: 408, as to any client whose request took too long.
+/// newcomer: 408, as to any client whose request took too long. A socket
+/// on a TLS port that has not made its TLS handshake cannot be told: it is
+/// closed.
 #[inline(never)]
-fn shed<H>(socket: &mut Socket, id: ConnectionId, peer: SocketAddr, accepted: Instant, shared: &Shared<H>) {
+fn shed<H>(
+    socket: impl Into<Socket>,
+    id: ConnectionId,
+    peer: SocketAddr,
+    accepted: Instant,
+    shared: &Shared<H>,
+) {
     debug!("connection {id} from {peer}: shed from its handshake to make room for a newcomer");
+    let mut socket = socket.into();
+    if shared.tls.is_some() && matches!(socket, Socket::Plain(_)) {
+        shared.metrics.handshake_took(HandshakeEnd::Refused, accepted);
+        return;
+    }
     shared.metrics.http_response(408);
     let refusal = Refusal::new(408, "request not received in time: the server is busy");
-    answer(socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);
+    answer(&mut socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);
 }
 
 /// The socket to speak HTTP over: the TCP stream itself, or, with TLS
@@ -273,17 +288,20 @@ fn shed<H>(socket: &mut Socket, id: ConnectionId, peer: SocketAddr, accepted: In
 /// HTTP to a TLS port is told so in plain HTTP.
 #[inline(never)]
 fn secure<H>(
-    tcp: TcpStream,
+    tcp: Arc<TcpStream>,
     id: ConnectionId,
     peer: SocketAddr,
-    deadline: Instant,
+    limits: &HeadLimits,
     accepted: Instant,
+    handshake: &Handshake,
     shared: &Shared<H>,
 ) -> Option<Socket> {
     let Some(acceptor) = &shared.tls else {
         return Some(Socket::plain(tcp));
     };
-    match acceptor.accept(tcp, deadline) {
+    // The TLS handshake's bytes are held to the request head's rate rule.
+    let started = Instant::now();
+    match acceptor.accept(tcp, &|received| limits.due(started, received)) {
         Ok(tls) => Some(Socket::tls(tls)),
         Err(Rejected::NotTls(tcp)) => {
             debug!("connection {id} from {peer}: plain text on the TLS port");
@@ -291,6 +309,11 @@ fn secure<H>(
             let refusal = Refusal::bad_request("this port speaks TLS: use https:// or wss://");
             let socket = &mut Socket::plain(tcp);
             answer(socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);
+            None
+        }
+        Err(Rejected::Failed(_)) if handshake.is_shed() => {
+            debug!("connection {id} from {peer}: shed in its TLS handshake to make room for a newcomer");
+            shared.metrics.handshake_took(HandshakeEnd::Refused, accepted);
             None
         }
         Err(Rejected::Failed(e)) => {

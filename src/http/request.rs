@@ -243,7 +243,7 @@ impl HeadLimits {
     /// When the head must be complete, now that `received` bytes of it have
     /// come since `started`: the grace, and a second more for every
     /// `min_rate` bytes (Apache's mod_reqtimeout), never past `deadline`.
-    fn due(&self, started: Instant, received: usize) -> Instant {
+    pub(crate) fn due(&self, started: Instant, received: usize) -> Instant {
         if self.min_rate == 0 {
             return self.deadline;
         }

@@ -66,7 +66,7 @@ pub(crate) struct TlsAcceptor {
 pub(crate) enum Rejected {
     /// The client spoke something else first (plain HTTP, most likely); the
     /// socket is handed back so that the client can be told.
-    NotTls(TcpStream),
+    NotTls(Arc<TcpStream>),
     /// The handshake failed or did not finish in time.
     Failed(io::Error),
 }
@@ -117,15 +117,19 @@ impl TlsAcceptor {
         self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Runs the server side of the handshake, all of it before `deadline`.
+    /// Runs the server side of the handshake. Each read of the socket gives
+    /// up at `due(bytes read so far)`, so that the caller's deadline and
+    /// rate rule hold for the handshake's bytes as for a request head's. The
+    /// socket is shared so that another thread can shut its reading side
+    /// meanwhile, which fails the handshake.
     pub(crate) fn accept(
         &self,
-        tcp: TcpStream,
-        deadline: Instant,
+        tcp: Arc<TcpStream>,
+        due: &dyn Fn(usize) -> Instant,
     ) -> std::result::Result<Arc<TlsStream>, Rejected> {
         let mut first = [0u8; 1];
         loop {
-            if let Err(e) = set_deadline(&tcp, deadline) {
+            if let Err(e) = set_deadline(&tcp, due(0)) {
                 return Err(Rejected::Failed(e));
             }
             match tcp.peek(&mut first) {
@@ -138,7 +142,7 @@ impl TlsAcceptor {
         }
         let session =
             ServerConnection::new(self.config()).map_err(|e| Rejected::Failed(io::Error::other(e)))?;
-        handshake(tcp, Connection::Server(session), deadline).map_err(Rejected::Failed)
+        handshake(tcp, Connection::Server(session), due).map_err(Rejected::Failed)
     }
 }
 
@@ -195,23 +199,26 @@ impl TlsConnector {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let session = ClientConnection::new(self.config.clone(), name).map_err(io::Error::other)?;
-        handshake(tcp, Connection::Client(session), deadline)
+        handshake(Arc::new(tcp), Connection::Client(session), &|_| deadline)
     }
 }
 
-/// The socket as a handshake reads it: every read gives up at `deadline`.
-/// rustls reads for as long as each read brings bytes, so a timeout set
-/// once would let a peer that sends a byte now and then stretch one
-/// handshake for as long as it likes.
+/// The socket as a handshake reads it: every read gives up at `due(bytes
+/// read so far)`. rustls reads for as long as each read brings bytes, so a
+/// timeout set once would let a peer that sends a byte now and then stretch
+/// one handshake for as long as it likes.
 struct Before<'a> {
     tcp: &'a TcpStream,
-    deadline: Instant,
+    due: &'a dyn Fn(usize) -> Instant,
+    received: usize,
 }
 
 impl Read for Before<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        set_deadline(self.tcp, self.deadline)?;
-        (&*self.tcp).read(buf)
+        set_deadline(self.tcp, (self.due)(self.received))?;
+        let n = (&*self.tcp).read(buf)?;
+        self.received += n;
+        Ok(n)
     }
 }
 
@@ -225,16 +232,21 @@ impl Write for Before<'_> {
     }
 }
 
-/// Completes a handshake, server or client, before `deadline`.
+/// Completes a handshake, server or client, each read before `due` says.
 /// The stream is returned on the heap: a TLS session is kilobytes, and
 /// passing it by value would make every caller's stack frame that large,
 /// plain connections' included.
-fn handshake(tcp: TcpStream, mut session: Connection, deadline: Instant) -> io::Result<Arc<TlsStream>> {
+fn handshake(
+    tcp: Arc<TcpStream>,
+    mut session: Connection,
+    due: &dyn Fn(usize) -> Instant,
+) -> io::Result<Arc<TlsStream>> {
     // The outbox bounds what a connection may queue, and moves sealed
     // records out of the session as it seals them; rustls need not.
     session.set_buffer_limit(None);
+    let mut before = Before { tcp: &tcp, due, received: 0 };
     while session.is_handshaking() {
-        session.complete_io(&mut Before { tcp: &tcp, deadline })?;
+        session.complete_io(&mut before)?;
     }
     let session = Session { connection: session, unread: Vec::new(), deadline: None };
     Ok(Arc::new(TlsStream { tcp, session: Mutex::new(session) }))
@@ -243,7 +255,7 @@ fn handshake(tcp: TcpStream, mut session: Connection, deadline: Instant) -> io::
 /// A TLS connection, shared by the thread that reads it and those that write it.
 #[derive(Debug)]
 pub(crate) struct TlsStream {
-    tcp: TcpStream,
+    tcp: Arc<TcpStream>,
     session: Mutex<Session>,
 }
 
@@ -307,7 +319,7 @@ impl TlsStream {
             set_deadline(&self.tcp, deadline)?;
         }
         raw.resize(RAW_READ, 0);
-        let read = (&self.tcp).read(&mut raw);
+        let read = (&*self.tcp).read(&mut raw);
         raw.truncate(*read.as_ref().unwrap_or(&0));
         let mut session = self.session();
         session.unread = raw;
@@ -329,14 +341,14 @@ impl TlsStream {
             }
             take_sealed(&mut session)?
         };
-        (&self.tcp).write_all(&sealed)?;
+        (&*self.tcp).write_all(&sealed)?;
         Ok(bufs.iter().map(|buf| buf.len()).sum())
     }
 
     /// Sends the records that are waiting, if any.
     pub(crate) fn send_pending(&self) -> io::Result<()> {
         let sealed = take_sealed(&mut self.session())?;
-        (&self.tcp).write_all(&sealed)
+        (&*self.tcp).write_all(&sealed)
     }
 
     /// Queues close_notify and sends it: the TLS way of saying "no more".
@@ -373,15 +385,15 @@ impl TlsStream {
 
 impl Sink for TlsStream {
     fn send(&self, bufs: &[IoSlice<'_>], then: Then) -> io::Result<usize> {
-        self.tcp.send(bufs, then)
+        Sink::send(&*self.tcp, bufs, then)
     }
 
     fn shutdown(&self, how: Shutdown) {
-        Sink::shutdown(&self.tcp, how);
+        Sink::shutdown(&*self.tcp, how);
     }
 
     fn fd(&self) -> RawFd {
-        self.tcp.fd()
+        Sink::fd(&*self.tcp)
     }
 
     fn tls(&self) -> Option<&TlsStream> {

@@ -232,8 +232,9 @@ pub struct ServerArgs {
     #[arg(long, env = "SWITCHBOARD_MAX_HANDSHAKES_PER_IP", value_name = "COUNT", default_value_t = Limits::default().max_handshakes_per_ip)]
     pub max_handshakes_per_ip: usize,
 
-    /// The slowest a request head may arrive after its first second, in
-    /// bytes per second; slower gets 408. 0 turns the rule off.
+    /// The slowest a request head (or a TLS handshake) may arrive after its
+    /// first second, in bytes per second; slower gets 408 (a TLS handshake
+    /// is closed). 0 turns the rule off.
     #[arg(long, env = "SWITCHBOARD_HANDSHAKE_MIN_RATE", value_name = "BYTES", default_value_t = Limits::default().handshake_min_rate)]
     pub handshake_min_rate: u32,
 

@@ -59,6 +59,13 @@ pub(crate) trait Sink: Send + Sync + fmt::Debug {
     /// already be gone, which is the goal anyway.
     fn shutdown(&self, how: Shutdown);
 
+    /// Has the socket, once closed, drop what the kernel still holds for
+    /// the peer and reset the connection, rather than send it all and then
+    /// the FIN: for a client given up on for not taking its bytes, whose
+    /// kernel buffer (megabytes, as Linux grows it) would otherwise stay
+    /// allocated for as long as it takes a byte now and then.
+    fn discard_unsent(&self) {}
+
     /// The descriptor to wait on for room to write.
     fn fd(&self) -> RawFd;
 
@@ -104,6 +111,10 @@ impl Sink for TcpStream {
 
     fn shutdown(&self, how: Shutdown) {
         let _ = TcpStream::shutdown(self, how);
+    }
+
+    fn discard_unsent(&self) {
+        let _ = SockRef::from(self).set_linger(Some(Duration::ZERO));
     }
 
     fn fd(&self) -> RawFd {

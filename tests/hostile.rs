@@ -6,9 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Socket, Type};
-
-use crate::support::raw::{BINARY, CONTINUATION, PING, TEXT, frame, read_head, tcp, upgrade_request};
+use crate::support::raw::{
+    BINARY, CONTINUATION, PING, TEXT, connect_from, frame, read_head, tcp, upgrade_request,
+};
 use crate::support::tls::{self, handshake};
 use crate::support::{
     Client, PATIENCE, Process, RawClient, Reply, TestServer, close_code, config, ms, parse_reply, recv_text,
@@ -41,16 +41,6 @@ impl Bystanders {
             assert_eq!(recv_text(&mut self.b), text);
         }
     }
-}
-
-/// A TCP connection to `server` from the loopback address `127.0.0.<last>`.
-fn connect_from(last: u8, server: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    socket.bind(&SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), 0)).into())?;
-    socket.connect(&server.into())?;
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(PATIENCE))?;
-    Ok(stream)
 }
 
 /// Sends a plain GET and reads the whole answer.

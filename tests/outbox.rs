@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::support::raw::{CLOSE, PING, TEXT, frame, read_head, sleeper, upgrade_request};
+use crate::support::raw::{
+    CLOSE, PING, TEXT, connect_from, frame, read_head, sleeper, sleeper_from, upgrade_request,
+};
 use crate::support::{
     Client, PATIENCE, RawClient, TestServer, config, ms, recv, recv_text, send_text, wait_until,
 };
@@ -346,6 +348,69 @@ fn a_socket_that_takes_nothing_is_hung_up_after_the_write_timeout() {
         assert!(read <= sent * (LEN + 4), "more bytes than were ever sent");
     }
     assert!(read < sent * (LEN + 4), "the hung-up client was sent everything");
+    publish_in_step(&mut keeper, sent, 1, LEN);
+}
+
+#[test]
+fn a_client_that_hangs_up_on_its_stalled_output_cannot_keep_it_by_reading_a_little() {
+    const LEN: usize = 1024;
+    let (write, close) = (ms(600), ms(200));
+    let server = TestServer::start(Config {
+        timeouts: Timeouts { write, close, ..Timeouts::default() },
+        limits: Limits { max_connections_per_ip: 3, ..unlimited().limits },
+        ..unlimited()
+    });
+    // The stalled client comes from 127.0.0.2, with two idle ones that
+    // leave its address no place but the stalled one's: whether a new
+    // connection from there is let in shows whether it is still counted.
+    let mut stalled = sleeper_from(2, server.addr(), "/ws/trickle");
+    let _idle = [sleeper_from(2, server.addr(), "/ws/idle"), sleeper_from(2, server.addr(), "/ws/idle")];
+    let mut keeper = server.connect("/ws/trickle");
+    let mut sent = 0;
+    while stat(&server, "writes_stalled") == 0 {
+        assert!(sent < 4000, "4 MiB never filled a 4 KiB receive buffer");
+        publish_in_step(&mut keeper, sent, 50, LEN);
+        sent += 50;
+    }
+    // Far more than the kernel's buffer for the socket grows to meanwhile:
+    // the outbox keeps most of it.
+    publish_in_step(&mut keeper, sent, 1000, LEN);
+    sent += 1000;
+    // The client says goodbye, then takes 4 KiB every 100 ms: enough that
+    // its socket keeps taking bytes and the write timeout alone would let
+    // it hold its megabyte for half a minute.
+    stalled.stream.write_all(&frame(true, CLOSE, &[0x03, 0xe8], true)).unwrap();
+    let said_goodbye = Instant::now();
+    let mut reading = stalled.stream.try_clone().unwrap();
+    let trickler = thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while said_goodbye.elapsed() < PATIENCE {
+            thread::sleep(ms(100));
+            match reading.read(&mut buf) {
+                Ok(1..) => {}
+                Ok(0) => break,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        said_goodbye.elapsed()
+    });
+    let status_from_its_address = || {
+        let mut stream = connect_from(2, server.addr()).unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        read_head(&mut stream).split(' ').nth(1).unwrap_or("none").to_owned()
+    };
+    // The keeper and the two idle ones are left.
+    assert!(wait_until(PATIENCE, || stat(&server, "connections_open") == 3), "its thread never ended");
+    // Its socket and queue still held, it keeps its place.
+    assert_eq!(status_from_its_address(), "429", "the place of a socket still held was given back");
+    // Until the rest of its output has had the write and close timeouts.
+    assert!(wait_until(PATIENCE, || status_from_its_address() == "200"), "its place was never given back");
+    let took = said_goodbye.elapsed();
+    assert!(took < write + close + Duration::from_secs(1), "given up on only after {took:?}");
+    // Given up on, it is reset: the kernel drops what it still held for it.
+    let took = trickler.join().unwrap();
+    assert!(took < write + close + Duration::from_secs(3), "reset only after {took:?}");
     publish_in_step(&mut keeper, sent, 1, LEN);
 }
 

@@ -74,7 +74,9 @@ pub(crate) fn refused_upgrades() -> RefusalLog {
 }
 
 /// The body of a connection thread. `permit` is the connection's place
-/// within the connection limits; it is given back when this returns.
+/// within the connection limits; it is given back when this returns, or,
+/// if the drain thread is still finishing the connection's output, once
+/// that ends.
 /// `handshake` is its place among the connections still in their
 /// handshake, given back once its request head is read.
 ///
@@ -111,7 +113,7 @@ pub(crate) fn serve<H: Handler>(
     }
     let Some(upgraded) = upgraded else { return };
     if let Some(opened) = open(upgraded, shared) {
-        converse(opened, shared);
+        converse(opened, permit, shared);
     }
 }
 
@@ -349,7 +351,7 @@ fn answer<H>(
 /// The WebSocket phase, once [`open`]: the reader loop, and the end.
 #[inline(never)]
 #[allow(clippy::boxed_local)] // See `serve`.
-fn converse<H: Handler>(opened: Box<Opened<'_, H::State>>, shared: &Shared<H>) {
+fn converse<H: Handler>(opened: Box<Opened<'_, H::State>>, permit: Permit, shared: &Shared<H>) {
     let config = &shared.config;
     let Opened { socket, line: Line { registration, connection }, mut state, rest } = *opened;
     welcome(&connection, &mut state, shared);
@@ -369,6 +371,8 @@ fn converse<H: Handler>(opened: Box<Opened<'_, H::State>>, shared: &Shared<H>) {
     let read_end = reader.run(&socket, rest);
     drop(registration);
     farewell(&socket, &connection, &mut state, read_end, shared);
+    // A socket whose output the drain thread is still finishing holds on.
+    connection.outbox.keep_place(permit);
 }
 
 /// The connection is open: says so, and tells the handler.

@@ -38,6 +38,7 @@ use log::info;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::drain::{CloseStage, DrainHandle};
+use crate::admission::Permit;
 use crate::close::CloseReason;
 use crate::frame::{Frame, Run};
 use crate::hub::ConnectionId;
@@ -197,6 +198,9 @@ struct State {
     progress: Instant,
     /// The connection's thread has finished reading: nothing more is queued.
     reader_done: bool,
+    /// The connection's place within the limits, once its thread has ended
+    /// with output still going out: given back when the output ends.
+    place: Option<Permit>,
     /// Why the output broke off, if it did.
     failure: Option<Failure>,
 }
@@ -210,6 +214,9 @@ pub(crate) enum Failure {
     WriteTimeout,
     /// The client did not answer the close in time.
     CloseTimeout,
+    /// Its thread ended, and the client did not take what was still queued
+    /// within the write timeout and the close timeout together.
+    Unsent,
     /// The server stopped with the connection still open.
     Stopped,
 }
@@ -220,6 +227,7 @@ impl fmt::Display for Failure {
             Failure::Send(e) => write!(f, "a send failed: {e}"),
             Failure::WriteTimeout => write!(f, "its socket took no bytes for the write timeout"),
             Failure::CloseTimeout => write!(f, "it did not answer the close in time"),
+            Failure::Unsent => write!(f, "it did not take what was still queued in time"),
             Failure::Stopped => write!(f, "the server stopped"),
         }
     }
@@ -282,6 +290,7 @@ impl Outbox {
             stalled: false,
             progress: Instant::now(),
             reader_done: false,
+            place: None,
             failure: None,
         };
         let outbox = Arc::new(Outbox {
@@ -356,9 +365,28 @@ impl Outbox {
     }
 
     /// The connection's thread has finished reading: nothing more is queued,
-    /// and no one need hang up to wake it. What is queued still goes out.
-    pub(crate) fn reader_ended(&self) {
-        self.lock().reader_done = true;
+    /// and no one need hang up to wake it. What is queued still goes out,
+    /// but within the write timeout and the close timeout together, as a
+    /// close that others queue must: a client that stops reading, then
+    /// hangs up and takes a few bytes now and then, would otherwise keep its
+    /// socket and its queue for as long as it liked.
+    pub(crate) fn reader_ended(self: &Arc<Self>) {
+        let mut state = self.lock();
+        state.reader_done = true;
+        if state.stalled && state.output == Output::Open && !state.close_timed {
+            state.close_timed = true;
+            self.drain.time_close(Arc::downgrade(self), CloseStage::Queued);
+        }
+    }
+
+    /// Keeps the connection's place within the limits for as long as what
+    /// is queued is still going out, once its thread has ended: its socket
+    /// and queue are still held. Gives it back at once otherwise.
+    pub(crate) fn keep_place(&self, permit: Permit) {
+        let mut state = self.lock();
+        if state.stalled && state.output == Output::Open {
+            state.place = Some(permit);
+        }
     }
 
     /// The client has sent something: its connection is alive.
@@ -421,13 +449,15 @@ impl Outbox {
         Stall::TimedOut
     }
 
-    /// For the drain thread, once a close has had its time: hangs up unless
-    /// the connection's thread is done, so that it stops waiting for a
-    /// client that does not answer.
+    /// For the drain thread, once a close has had its time: hangs up if the
+    /// close has not all left yet, or if the client has not answered it
+    /// while the connection's thread still waits for that.
     pub(crate) fn close_timed_out(&self) {
         let mut state = self.lock();
-        if !state.reader_done && state.output != Output::Broken {
-            self.hang_up_locked(&mut state, Failure::CloseTimeout);
+        match (state.output, state.reader_done) {
+            (Output::Open, true) if state.stalled => self.hang_up_locked(&mut state, Failure::Unsent),
+            (Output::Open | Output::Ended, false) => self.hang_up_locked(&mut state, Failure::CloseTimeout),
+            (Output::Open | Output::Ended, true) | (Output::Broken, _) => {}
         }
     }
 
@@ -521,6 +551,10 @@ impl Outbox {
     fn settle(self: &Arc<Self>, state: &mut State, written: Written) {
         match written {
             Written::Empty => {
+                if state.reader_done {
+                    // All that was queued is out: nothing more is held.
+                    state.place = None;
+                }
                 if state.close.is_some() && state.output == Output::Open {
                     // Nothing is ever queued after a close frame: say so.
                     self.sink.shutdown(Shutdown::Write);
@@ -548,6 +582,7 @@ impl Outbox {
     fn hang_up_locked(&self, state: &mut State, failure: Failure) {
         state.failure.get_or_insert(failure);
         state.output = Output::Broken;
+        state.place = None;
         state.stalled = false;
         state.head = Vec::new();
         state.head_sent = 0;
@@ -555,6 +590,9 @@ impl Outbox {
         state.frames = VecDeque::new();
         state.front_sent = 0;
         state.budget_used = 0;
+        if matches!(state.failure, Some(Failure::WriteTimeout | Failure::Unsent)) {
+            self.sink.discard_unsent();
+        }
         self.sink.shutdown(Shutdown::Both);
     }
 

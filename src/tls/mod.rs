@@ -392,6 +392,10 @@ impl Sink for TlsStream {
         Sink::shutdown(&*self.tcp, how);
     }
 
+    fn discard_unsent(&self) {
+        Sink::discard_unsent(&*self.tcp);
+    }
+
     fn fd(&self) -> RawFd {
         Sink::fd(&*self.tcp)
     }

@@ -1,7 +1,7 @@
 //! A hand-rolled WebSocket client, for sending what a correct client never would.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 
 use socket2::{Domain, Socket, Type};
 
@@ -50,7 +50,15 @@ pub fn upgrade_status(addr: SocketAddr, token: &str) -> String {
 /// offers and the server's send buffer are small too: a few hundred
 /// kilobytes sent to it and left unread fill the server's socket.
 pub fn small_buffer_tcp(addr: SocketAddr) -> TcpStream {
+    small_buffer_tcp_from(None, addr)
+}
+
+/// [`small_buffer_tcp`], from the loopback address `127.0.0.<last>` if given.
+fn small_buffer_tcp_from(last: Option<u8>, addr: SocketAddr) -> TcpStream {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    if let Some(last) = last {
+        socket.bind(&SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), 0)).into()).unwrap();
+    }
     socket.set_recv_buffer_size(SMALL_RCVBUF).unwrap();
     socket.set_tcp_mss(SMALL_MSS).unwrap();
     socket.connect(&addr.into()).unwrap();
@@ -60,10 +68,25 @@ pub fn small_buffer_tcp(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A TCP connection to `addr` from the loopback address `127.0.0.<last>`.
+pub fn connect_from(last: u8, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), 0)).into())?;
+    socket.connect(&addr.into())?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(PATIENCE))?;
+    Ok(stream)
+}
+
 /// A client on `path` with a small receive buffer, which the test then
 /// leaves unread.
 pub fn sleeper(addr: SocketAddr, path: &str) -> RawClient {
     upgrade_over(small_buffer_tcp(addr), path)
+}
+
+/// [`sleeper`], from the loopback address `127.0.0.<last>`.
+pub fn sleeper_from(last: u8, addr: SocketAddr, path: &str) -> RawClient {
+    upgrade_over(small_buffer_tcp_from(Some(last), addr), path)
 }
 
 /// Upgrades over `stream` on `path`; the first bytes must be the 101's head.

@@ -151,13 +151,24 @@ impl Credentials {
             )));
         };
         let identity = claims.get("sub").and_then(Value::as_str).unwrap_or("jwt");
-        let expires = claims
-            .get("exp")
-            .and_then(Value::as_u64)
+        let expires = claims.get("exp").and_then(whole_seconds).and_then(|exp| {
             // An `exp` past what a SystemTime holds (a signed token may say
             // anything) is no expiry at all, rather than an overflow.
-            .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp.saturating_add(JWT_LEEWAY_SECS))));
+            UNIX_EPOCH.checked_add(Duration::from_secs(exp.saturating_add(JWT_LEEWAY_SECS)))
+        });
         Ok(Proof { identity: identity.to_owned(), verified_name: Some(name.to_owned()), expires })
+    }
+}
+
+/// A NumericDate claim in whole seconds since the epoch, rounded down: RFC
+/// 7519 lets it have a fraction (`1764541234.5`, as issuers that read a
+/// floating-point clock write it), and the signature check reads it so.
+/// `None` for no date at all (negative, or not a number).
+fn whole_seconds(date: &Value) -> Option<u64> {
+    match date.as_u64() {
+        Some(seconds) => Some(seconds),
+        // Casting a float to an integer rounds toward zero and saturates.
+        None => date.as_f64().filter(|seconds| *seconds >= 0.0).map(|seconds| seconds as u64),
     }
 }
 
@@ -304,6 +315,17 @@ mod tests {
         let until = UNIX_EPOCH + Duration::from_secs((exp + JWT_LEEWAY_SECS as i64) as u64);
         assert_eq!(check_query(&c, &token).unwrap().expires, Some(until));
         assert_eq!(check_query(&c, "s3cret").unwrap().expires, None, "a bearer token does not expire");
+    }
+
+    #[test]
+    fn a_jwt_whose_exp_has_a_fraction_expires_too() {
+        let c = credentials();
+        let exp = now() + 60;
+        for date in [serde_json::json!(exp as f64 + 0.5), serde_json::json!(exp as f64)] {
+            let token = signed("jwt key", serde_json::json!({ "sub": "alice", "exp": date }));
+            let until = UNIX_EPOCH + Duration::from_secs((exp + JWT_LEEWAY_SECS as i64) as u64);
+            assert_eq!(check_query(&c, &token).unwrap().expires, Some(until), "exp {date}");
+        }
     }
 
     #[test]

@@ -121,6 +121,19 @@ pub(crate) fn check(request: &Request) -> Result<(), Refusal> {
     if request.header("host").is_none() {
         return Err(Refusal::bad_request("missing Host header"));
     }
+    // What follows the head is the WebSocket's: a body declared as well
+    // would be read as frames by us and as the body by a proxy before us.
+    if request.header("transfer-encoding").is_some()
+        || request.header("content-length").is_some_and(|length| length.trim() != "0")
+    {
+        return Err(Refusal::bad_request("a WebSocket upgrade has no body"));
+    }
+    // RFC 6455 §11.3.1 and §11.3.5: each may come once.
+    for name in ["sec-websocket-key", "sec-websocket-version"] {
+        if request.repeats(name) {
+            return Err(Refusal::bad_request(format!("more than one {name} header")));
+        }
+    }
     if !request.has_token("connection", "upgrade") {
         return Err(Refusal::bad_request("missing `Connection: Upgrade`"));
     }
@@ -134,12 +147,15 @@ pub(crate) fn check(request: &Request) -> Result<(), Refusal> {
     }
 }
 
-/// A key is 16 random bytes in base64: 22 characters and `==`.
+/// A key is 16 random bytes in base64: 22 characters and `==`. The 22nd
+/// holds the last byte's two low bits and four zero bits, so it is one of
+/// `A`, `Q`, `g` and `w`; any other decodes to more than 16 bytes.
 fn is_valid_key(key: &str) -> bool {
     let bytes = key.as_bytes();
     bytes.len() == 24
         && bytes.ends_with(b"==")
-        && bytes[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && bytes[..21].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && matches!(bytes[21], b'A' | b'Q' | b'g' | b'w')
 }
 
 /// The `101 Switching Protocols` answer to a request that passed [`check`],

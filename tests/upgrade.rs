@@ -1,6 +1,8 @@
 //! Verifies that WebSocket upgrades are checked, answered, and share the port with HTTP.
 
-use crate::support::raw::{TEXT, frame};
+use std::io::Write;
+
+use crate::support::raw::{TEXT, frame, read_head, tcp};
 use crate::support::{RawClient, Scheme, TestServer, config, recv_text, send_text};
 
 fn upgrade_request(path: &str, extra_headers: &str) -> String {
@@ -44,6 +46,45 @@ fn missing_or_bad_key_is_400() {
     let bad =
         server.http(&upgrade_request("/echo", "Sec-WebSocket-Key: nope\r\nSec-WebSocket-Version: 13\r\n"));
     assert_eq!(bad.status, 400);
+}
+
+#[test]
+fn a_key_that_is_not_16_bytes_is_400() {
+    let server = TestServer::start(config());
+    // 22 characters and `==`, but the 22nd carries bits past the 16th byte.
+    let long = server.http(&upgrade_request(
+        "/echo",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\nSec-WebSocket-Version: 13\r\n",
+    ));
+    assert_eq!(long.status, 400, "{long:?}");
+}
+
+#[test]
+fn an_upgrade_that_says_a_field_twice_or_brings_a_body_is_400() {
+    let server = TestServer::start(config());
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let version = "Sec-WebSocket-Version: 13\r\n";
+    let cases = [
+        (format!("Host: u\r\n{key}{version}"), "more than one Host header"),
+        (format!("{key}{key}{version}"), "more than one sec-websocket-key header"),
+        (format!("{key}{version}Sec-WebSocket-Version: 8\r\n"), "more than one sec-websocket-version header"),
+        (format!("{key}{version}Content-Length: 6\r\n"), "a WebSocket upgrade has no body"),
+        (format!("{key}{version}Transfer-Encoding: chunked\r\n"), "a WebSocket upgrade has no body"),
+    ];
+    for (headers, why) in cases {
+        let reply = server.http(&upgrade_request("/echo", &headers));
+        assert_eq!(reply.status, 400, "{headers:?}: {reply:?}");
+        assert!(reply.body.contains(why), "{headers:?}: {reply:?}");
+    }
+    // An empty body said outright is no body.
+    let mut stream = tcp(server.addr());
+    let request = upgrade_request("/echo", &format!("{key}{version}Content-Length: 0\r\n"));
+    stream.write_all(request.as_bytes()).unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head:?}");
+    // Nor may a plain request name two hosts.
+    let reply = server.http("GET /healthz HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n");
+    assert_eq!(reply.status, 400, "{reply:?}");
 }
 
 #[test]

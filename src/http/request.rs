@@ -50,6 +50,12 @@ impl Request {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// Returns true if and only if the header `name` (any case) came more
+    /// than once: for one that may come only once, the request is ambiguous.
+    pub(crate) fn repeats(&self, name: &str) -> bool {
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).nth(1).is_some()
+    }
+
     /// The address the connection comes from: the client itself, or the
     /// proxy in front of it. An IPv4 peer of a dual-stack listener is given
     /// in its IPv4 form, not as `::ffff:a.b.c.d`.
@@ -355,6 +361,11 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         verified_name: None,
         credentials_expire: None,
     };
+    // RFC 9112 §3.2: two Hosts leave it open which site is meant, and a
+    // proxy before us may have read the other one.
+    if request.repeats("host") {
+        return Err(HeadError::Refused(Refusal::bad_request("more than one Host header")));
+    }
     Ok(Some((request, len)))
 }
 

@@ -22,11 +22,13 @@ use crate::hub::{ConnectionId, HubHandle};
 /// is shared by every connection, so it is `Sync`: keep shared state in it
 /// behind atomics or channels, or in the hub.
 ///
-/// A panic in [`on_message`](Handler::on_message) closes that connection
-/// with 1011; a panic in [`on_upgrade`](Handler::on_upgrade) or
-/// [`on_request`](Handler::on_request) answers 500. Either way the
-/// connection's threads, socket and hub entry are released as usual, and
-/// every other connection carries on.
+/// A panic in [`on_open`](Handler::on_open) or
+/// [`on_message`](Handler::on_message) closes that connection with 1011; a
+/// panic in [`on_upgrade`](Handler::on_upgrade) or
+/// [`on_request`](Handler::on_request) answers 500; one in
+/// [`on_close`](Handler::on_close) is logged. Either way the connection's
+/// thread, socket and hub entry are released as usual, the thread goes on
+/// to serve another client, and every other connection carries on.
 ///
 /// ```
 /// use switchboard::{Accept, Connection, Handler, Message, Refusal, Request};

@@ -8,10 +8,11 @@ use std::thread;
 use crate::support::{
     PATIENCE, Process, TestServer, close_code, config, connect, recv_text, send_text, wait_until,
 };
-use switchboard::{Accept, Config, Connection, Handler, Limits, Message, Refusal, Request};
+use switchboard::{Accept, Config, Connection, Ending, Handler, Limits, Message, Refusal, Request};
 
 /// Tells each client, as it opens, which thread serves it; echoes text, and
-/// panics on "boom".
+/// panics on "boom", as a connection to `/boom-open` opens (once it has
+/// said which thread) and as one to `/boom-close` closes.
 struct Witness;
 
 impl Handler for Witness {
@@ -23,6 +24,11 @@ impl Handler for Witness {
 
     fn on_open(&self, connection: &Connection, _: &mut usize) {
         let _ = connection.send(format!("{:?}", thread::current().id()));
+        assert_ne!(connection.path(), "/boom-open", "the handler was asked to panic");
+    }
+
+    fn on_close(&self, connection: &Connection, _: &mut usize, _: &Ending) {
+        assert_ne!(connection.path(), "/boom-close", "the handler was asked to panic");
     }
 
     fn on_message(&self, connection: &Connection, messages: &mut usize, message: Message) {
@@ -111,6 +117,31 @@ fn a_handler_panic_on_a_reused_thread_ends_only_its_connection() {
     send_text(&mut next, "fine");
     assert_eq!(recv_text(&mut next), "fine #1");
     close(next);
+    send_text(&mut bystander, "still here");
+    assert_eq!(recv_text(&mut bystander), "still here #1");
+}
+
+#[test]
+fn a_handler_panic_as_a_connection_opens_or_closes_ends_only_it() {
+    let server = witnessed();
+    let (mut bystander, _) = open(&server);
+    for path in ["/boom-open", "/boom-close"] {
+        let mut victim = server.connect(path);
+        let thread = recv_text(&mut victim);
+        if path == "/boom-open" {
+            assert_eq!(close_code(&mut victim), 1011, "{path}");
+            drop(victim);
+        } else {
+            send_text(&mut victim, "hello");
+            assert_eq!(recv_text(&mut victim), "hello #1");
+            close(victim);
+        }
+        // The thread survives the panic, and serves its next client as new.
+        let (mut next, _more) = served_by(&server, &thread);
+        send_text(&mut next, "fine");
+        assert_eq!(recv_text(&mut next), "fine #1", "{path}");
+        close(next);
+    }
     send_text(&mut bystander, "still here");
     assert_eq!(recv_text(&mut bystander), "still here #1");
 }

@@ -354,37 +354,49 @@ fn answer<H>(
 fn converse<H: Handler>(opened: Box<Opened<'_, H::State>>, permit: Permit, shared: &Shared<H>) {
     let config = &shared.config;
     let Opened { socket, line: Line { registration, connection }, mut state, rest } = *opened;
-    welcome(&connection, &mut state, shared);
-
-    let reader = Reader {
-        websocket: config.websocket,
-        handler: &shared.handler,
-        connection: &connection,
-        state: &mut state,
-        metrics: &shared.metrics,
-        bucket: TokenBucket::new(
-            config.limits.max_messages_per_sec,
-            config.limits.message_burst,
-            Instant::now(),
-        ),
+    let read_end = match welcome(&connection, &mut state, shared) {
+        Ok(()) => {
+            let reader = Reader {
+                websocket: config.websocket,
+                handler: &shared.handler,
+                connection: &connection,
+                state: &mut state,
+                metrics: &shared.metrics,
+                bucket: TokenBucket::new(
+                    config.limits.max_messages_per_sec,
+                    config.limits.message_burst,
+                    Instant::now(),
+                ),
+            };
+            reader.run(&socket, rest)
+        }
+        Err(end) => end,
     };
-    let read_end = reader.run(&socket, rest);
     drop(registration);
     farewell(&socket, &connection, &mut state, read_end, shared);
     // A socket whose output the drain thread is still finishing holds on.
     connection.outbox.keep_place(permit);
 }
 
-/// The connection is open: says so, and tells the handler.
+/// The connection is open: says so, and tells the handler. A handler that
+/// panics closes the connection with 1011, as in `on_message`.
 #[inline(never)]
-fn welcome<H: Handler>(connection: &Connection, state: &mut H::State, shared: &Shared<H>) {
+fn welcome<H: Handler>(
+    connection: &Connection,
+    state: &mut H::State,
+    shared: &Shared<H>,
+) -> std::result::Result<(), ReadEnd> {
     debug!(
         "connection {} from {}: open on {}",
         connection.id,
         connection.client_ip,
         Untrusted(&connection.path)
     );
-    shared.handler.on_open(connection, state);
+    panic::catch_unwind(AssertUnwindSafe(|| shared.handler.on_open(connection, state))).map_err(|_| {
+        let close = CloseReason::Internal.frame();
+        let _ = connection.outbox.close(Frame::close(Some(close.clone())), Closing::FromReader);
+        ReadEnd::ServerClosed { close, cause: "the handler panicked as the connection opened".into() }
+    })
 }
 
 /// The connection is over: lets the client finish its side of our close,
@@ -416,7 +428,13 @@ fn farewell<H: Handler>(
     } else {
         debug!("connection {id} from {client}: {ending}{cause}");
     }
-    shared.handler.on_close(connection, state, &ending);
+    // A panic here has nothing left to close; the thread goes on to serve
+    // its next client.
+    let closed =
+        panic::catch_unwind(AssertUnwindSafe(|| shared.handler.on_close(connection, state, &ending)));
+    if closed.is_err() {
+        error!("connection {id} from {client}: the handler panicked in on_close");
+    }
 }
 
 /// Plugs the connection in: an outbox holding the 101, then its hub entry

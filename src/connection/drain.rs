@@ -346,8 +346,14 @@ impl Drain {
 
     /// The server has stopped: hangs up on every connection still open, so
     /// that its thread, blocked reading, ends, and its socket is closed.
+    /// Those the heartbeat has closed already (idle, expired) are no longer
+    /// watched, but their close may still wait here, or for its answer.
     fn stop(mut self) {
-        let open = self.heartbeats.open();
+        let mut open = self.heartbeats.open();
+        open.extend(self.waiting.values().cloned());
+        open.extend(self.closes.drain().filter_map(|Reverse(close)| close.outbox.upgrade()));
+        open.sort_unstable_by_key(|outbox| outbox.id().0);
+        open.dedup_by_key(|outbox| outbox.id().0);
         if !open.is_empty() {
             debug!("drain stopping: hanging up on {} connections still open", open.len());
         }
@@ -371,6 +377,7 @@ mod tests {
 
     use socket2::SockRef;
 
+    use crate::close::CloseReason;
     use crate::frame::Frame;
     use crate::hub::ConnectionId;
     use crate::metrics::Metrics;
@@ -473,6 +480,27 @@ mod tests {
         }
         assert_eq!(outbox.failure().as_deref(), Some("its socket took no bytes for the write timeout"));
         assert!(!outbox.is_stalled());
+    }
+
+    #[test]
+    fn stopping_hangs_up_on_a_connection_the_heartbeat_closed_whose_close_waits() {
+        let drain = Running::start(Timeouts {
+            ping_interval: Duration::from_millis(40),
+            ..timeouts(Duration::from_secs(10))
+        });
+        let (outbox, _peer) = connection(&drain.handle);
+        fill(&outbox);
+        // Expired now: the heartbeat queues its close, behind the stall, and
+        // stops watching it.
+        let reason = CloseReason::Lifetime;
+        drain.handle.expire(Arc::downgrade(&outbox), Expiry { at: Instant::now(), reason });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while outbox.closed_with().is_none() && Instant::now() < deadline {
+            thread::yield_now();
+        }
+        assert!(outbox.closed_with().is_some(), "the heartbeat never closed it");
+        drop(drain);
+        assert_eq!(outbox.failure().as_deref(), Some("the server stopped"));
     }
 
     #[test]

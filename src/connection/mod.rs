@@ -538,7 +538,8 @@ struct Line<'a> {
 fn ending(read_end: ReadEnd, written: Option<Frame>) -> Ending {
     let server_close = |written: Option<Frame>| written.and_then(|frame| frame.close_frame());
     match read_end {
-        ReadEnd::ServerClosed { close, .. } => Ending::ByServer(close),
+        // The reader's close is not sent if another was queued first.
+        ReadEnd::ServerClosed { close, .. } => Ending::ByServer(server_close(written).unwrap_or(close)),
         ReadEnd::ClientClosed { close, reply } => match written {
             Some(frame) if !reply.is_some_and(|reply| reply.same_as(&frame)) => {
                 server_close(Some(frame)).map_or(Ending::ByClient(close), Ending::ByServer)
@@ -597,6 +598,16 @@ mod tests {
         let reply = Frame::close(close(CloseReason::Shutdown));
         let end = ReadEnd::ClientClosed { close: close(CloseReason::Shutdown), reply: Some(reply) };
         assert_eq!(ending(end, Some(shutdown)), Ending::ByServer(CloseReason::Shutdown.frame()));
+    }
+
+    #[test]
+    fn a_reader_close_after_another_ends_with_the_one_sent() {
+        let kick = Frame::close(close(CloseReason::SlowConsumer));
+        let end = ReadEnd::ServerClosed { close: CloseReason::RateLimited.frame(), cause: "too fast".into() };
+        assert_eq!(ending(end, Some(kick)), Ending::ByServer(CloseReason::SlowConsumer.frame()));
+        let end = ReadEnd::ServerClosed { close: CloseReason::RateLimited.frame(), cause: "too fast".into() };
+        let own = Frame::close(close(CloseReason::RateLimited));
+        assert_eq!(ending(end, Some(own)), Ending::ByServer(CloseReason::RateLimited.frame()));
     }
 
     #[test]

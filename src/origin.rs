@@ -19,8 +19,8 @@ pub(crate) fn check(request: &Request, allowed: &[String]) -> Result<(), Refusal
     let permitted = if allowed.is_empty() {
         same_origin(origin, request.header("host").unwrap_or_default())
     } else {
-        let origin = origin.trim_end_matches('/');
-        allowed.iter().any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        let origin = as_sent(origin);
+        allowed.iter().any(|a| a == "*" || as_sent(a).eq_ignore_ascii_case(origin))
     };
     if permitted { Ok(()) } else { Err(Refusal::forbidden("origin not allowed")) }
 }
@@ -44,6 +44,20 @@ fn same_origin(origin: &str, host: &str) -> bool {
     origin_host.eq_ignore_ascii_case(host_host)
         && host_port.is_none_or(|port| port == origin_port)
         && (host_port.is_some() || origin_port == default_port)
+}
+
+/// An origin as a browser sends it: no `/` at the end, and no port where
+/// it is the scheme's default, so that `https://app.example:443` listed
+/// matches the `https://app.example` a page there sends.
+fn as_sent(origin: &str) -> &str {
+    let origin = origin.trim_end_matches('/');
+    let scheme = origin.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+    let default_port = match scheme.as_deref() {
+        Some("http") => ":80",
+        Some("https") => ":443",
+        _ => return origin,
+    };
+    origin.strip_suffix(default_port).unwrap_or(origin)
 }
 
 /// `host:port` into its parts, minding IPv6 literals such as `[::1]:9001`.
@@ -96,5 +110,15 @@ mod tests {
         assert_eq!(status("https://app.example", "ws.example", &["https://app.example"]), 200);
         assert_eq!(status("https://other.example", "ws.example", &["https://app.example"]), 403);
         assert_eq!(status("https://anything.example", "ws.example", &["*"]), 200);
+    }
+
+    #[test]
+    fn a_listed_origin_matches_with_or_without_its_default_port() {
+        assert_eq!(status("https://app.example", "ws.example", &["https://app.example:443"]), 200);
+        assert_eq!(status("http://app.example", "ws.example", &["http://app.example:80/"]), 200);
+        assert_eq!(status("https://app.example:443", "ws.example", &["https://app.example"]), 200);
+        assert_eq!(status("https://app.example", "ws.example", &["https://app.example:8443"]), 403);
+        assert_eq!(status("https://app.example", "ws.example", &["http://app.example:443"]), 403);
+        assert_eq!(status("https://[::1]", "ws.example", &["https://[::1]:443"]), 200);
     }
 }

@@ -352,9 +352,42 @@ fn a_socket_that_takes_nothing_is_hung_up_after_the_write_timeout() {
 }
 
 #[test]
+fn a_clients_close_is_answered_ahead_of_what_waits_for_it() {
+    const LEN: usize = 1024;
+    let server = TestServer::start(unlimited());
+    let mut stalled = sleeper(server.addr(), "/ws/closing");
+    let mut keeper = server.connect("/ws/closing");
+    let mut sent = 0;
+    while stat(&server, "writes_stalled") == 0 {
+        assert!(sent < 4000, "4 MiB never filled a 4 KiB receive buffer");
+        publish_in_step(&mut keeper, sent, 50, LEN);
+        sent += 50;
+    }
+    publish_in_step(&mut keeper, sent, 1000, LEN);
+    sent += 1000;
+    stalled.stream.write_all(&frame(true, CLOSE, &[0x03, 0xe8], true)).unwrap();
+    // What the kernel already held, then the reply; the rest is dropped.
+    let mut texts = 0;
+    loop {
+        let (opcode, payload) = read_server_frame(&mut stalled.stream).expect("frames, then the reply");
+        match opcode {
+            TEXT => texts += 1,
+            CLOSE => {
+                assert_eq!(payload, [0x03, 0xe8], "the client's code, echoed");
+                break;
+            }
+            other => panic!("unexpected opcode {other:#x}"),
+        }
+    }
+    assert!(texts < sent / 2, "{texts} of {sent} messages went out before the reply");
+    let mut rest = Vec::new();
+    assert_eq!(stalled.stream.read_to_end(&mut rest).unwrap(), 0, "the FIN after the reply");
+}
+
+#[test]
 fn a_client_that_hangs_up_on_its_stalled_output_cannot_keep_it_by_reading_a_little() {
     const LEN: usize = 1024;
-    let (write, close) = (ms(600), ms(200));
+    let (write, close) = (ms(2000), ms(200));
     let server = TestServer::start(Config {
         timeouts: Timeouts { write, close, ..Timeouts::default() },
         limits: Limits { max_connections_per_ip: 3, ..unlimited().limits },
@@ -363,7 +396,7 @@ fn a_client_that_hangs_up_on_its_stalled_output_cannot_keep_it_by_reading_a_litt
     // The stalled client comes from 127.0.0.2, with two idle ones that
     // leave its address no place but the stalled one's: whether a new
     // connection from there is let in shows whether it is still counted.
-    let mut stalled = sleeper_from(2, server.addr(), "/ws/trickle");
+    let stalled = sleeper_from(2, server.addr(), "/ws/trickle");
     let _idle = [sleeper_from(2, server.addr(), "/ws/idle"), sleeper_from(2, server.addr(), "/ws/idle")];
     let mut keeper = server.connect("/ws/trickle");
     let mut sent = 0;
@@ -376,10 +409,11 @@ fn a_client_that_hangs_up_on_its_stalled_output_cannot_keep_it_by_reading_a_litt
     // the outbox keeps most of it.
     publish_in_step(&mut keeper, sent, 1000, LEN);
     sent += 1000;
-    // The client says goodbye, then takes 4 KiB every 100 ms: enough that
-    // its socket keeps taking bytes and the write timeout alone would let
-    // it hold its megabyte for half a minute.
-    stalled.stream.write_all(&frame(true, CLOSE, &[0x03, 0xe8], true)).unwrap();
+    // The client hangs up its side without a close (which would be answered
+    // ahead of the queue, dropping it), then takes 4 KiB every 100 ms:
+    // enough that its socket keeps taking bytes and the write timeout alone
+    // would let it hold its megabyte for half a minute.
+    stalled.stream.shutdown(Shutdown::Write).unwrap();
     let said_goodbye = Instant::now();
     let mut reading = stalled.stream.try_clone().unwrap();
     let trickler = thread::spawn(move || {
@@ -408,6 +442,7 @@ fn a_client_that_hangs_up_on_its_stalled_output_cannot_keep_it_by_reading_a_litt
     assert!(wait_until(PATIENCE, || status_from_its_address() == "200"), "its place was never given back");
     let took = said_goodbye.elapsed();
     assert!(took < write + close + Duration::from_secs(1), "given up on only after {took:?}");
+    assert_eq!(stat(&server, "write_timeouts"), 0, "it kept taking bytes: given up on for the rest");
     // Given up on, it is reset: the kernel drops what it still held for it.
     let took = trickler.join().unwrap();
     assert!(took < write + close + Duration::from_secs(3), "reset only after {took:?}");

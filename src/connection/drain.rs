@@ -58,8 +58,9 @@ const LAZY_JOBS: usize = 1024;
 pub(crate) enum Job {
     /// This outbox's socket is full: finish writing it when it has room.
     Finish(Arc<Outbox>),
-    /// This outbox has a close to see through: hang up when its time is up,
-    /// unless its connection's thread is done by then.
+    /// This outbox has a close to see through, or, its connection's thread
+    /// done, what was queued to finish: hang up if that is not done when its
+    /// time is up.
     TimeClose(Weak<Outbox>, CloseStage),
     /// A new connection: keep its heartbeat.
     Watch(Weak<Outbox>),
@@ -98,7 +99,8 @@ impl DrainHandle {
     }
 
     /// Hangs up on `outbox`'s connection when the close at `stage` has had
-    /// its time, unless its thread has finished by then.
+    /// its time, unless it is through by then (see
+    /// [`Outbox::close_timed_out`]).
     pub(crate) fn time_close(&self, outbox: Weak<Outbox>, stage: CloseStage) {
         // A queued close has seconds to go: no hurry to tell the thread.
         self.hand(Job::TimeClose(outbox, stage), stage == CloseStage::Sent);

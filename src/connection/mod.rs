@@ -9,7 +9,9 @@
 //! room for. When the reader ends, for whatever reason, it asks the hub to
 //! take the connection out: when `serve` returns, the thread is free, and
 //! the socket closes once the hub has let go and the last bytes queued for
-//! it have left (or the write timeout has given up on them).
+//! it have left. Those have the write and close timeouts together at most,
+//! and meanwhile the connection keeps its place within the limits; a
+//! client's close is answered ahead of them, which drops them.
 
 mod drain;
 mod heartbeat;
@@ -302,8 +304,7 @@ fn secure<H>(
         return Some(Socket::plain(tcp));
     };
     // The TLS handshake's bytes are held to the request head's rate rule.
-    let started = Instant::now();
-    match acceptor.accept(tcp, &|received| limits.due(started, received)) {
+    match acceptor.accept(tcp, &|since, received| limits.due(since, received)) {
         Ok(tls) => Some(Socket::tls(tls)),
         Err(Rejected::NotTls(tcp)) => {
             debug!("connection {id} from {peer}: plain text on the TLS port");

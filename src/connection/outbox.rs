@@ -78,9 +78,15 @@ pub(crate) enum Closing {
     /// After everything queued, so that nothing accepted is lost (shutdown's
     /// 1001); hung up on as for `Now`.
     Last,
-    /// After everything queued, by the connection's own thread (a reply to
-    /// the client's close, or its own close), which keeps its own deadline.
+    /// After everything queued, by the connection's own thread (its own
+    /// close: a limit, a protocol error), which keeps its own deadline.
     FromReader,
+    /// The answer to the client's close, by the connection's own thread:
+    /// ahead of every frame not yet started, as RFC 6455 asks for it as
+    /// soon as practical (section 5.5.1). A client that has closed wants no
+    /// more messages (a browser drops them), and what would wait for it
+    /// could be megabytes.
+    Reply,
 }
 
 /// What an outbox queues: a frame, or a room's messages, which the room's
@@ -373,7 +379,15 @@ impl Outbox {
     pub(crate) fn reader_ended(self: &Arc<Self>) {
         let mut state = self.lock();
         state.reader_done = true;
-        if state.stalled && state.output == Output::Open && !state.close_timed {
+        if state.stalled {
+            self.time_rest(&mut state);
+        }
+    }
+
+    /// Gives what is still queued, once the connection's thread has ended,
+    /// the write timeout and the close timeout together to leave.
+    fn time_rest(self: &Arc<Self>, state: &mut State) {
+        if state.output == Output::Open && !state.close_timed {
             state.close_timed = true;
             self.drain.time_close(Arc::downgrade(self), CloseStage::Queued);
         }
@@ -511,7 +525,7 @@ impl Outbox {
         if state.close.is_some() || state.reader_done || state.output != Output::Open {
             return Err(Refused::Closed);
         }
-        if closing == Closing::Now {
+        if matches!(closing, Closing::Now | Closing::Reply) {
             // A frame partly sent must be finished, or the client would
             // read the close as the rest of it.
             let started = usize::from(state.front_sent > 0);
@@ -522,7 +536,7 @@ impl Outbox {
         state.budget_used += cost(&queued);
         state.frames.push_back(queued);
         state.close = Some(frame);
-        state.close_timed = closing != Closing::FromReader;
+        state.close_timed = matches!(closing, Closing::Now | Closing::Last);
         if state.close_timed {
             self.drain.time_close(Arc::downgrade(self), CloseStage::Queued);
         }
@@ -570,6 +584,10 @@ impl Outbox {
                     state.progress = Instant::now();
                     self.metrics.write_stalled();
                     self.drain.finish(self.clone());
+                    // A flush of what was queued before the thread ended.
+                    if state.reader_done {
+                        self.time_rest(state);
+                    }
                 }
             }
             Written::Failed(e) => self.hang_up_locked(state, Failure::Send(e)),
@@ -1167,6 +1185,53 @@ pub(crate) mod tests {
         assert!(r.sink.bytes().ends_with(Frame::text("last words").as_bytes()));
         r.outbox.close_timed_out();
         assert!(r.sink.shutdowns().is_empty(), "no one to wake");
+    }
+
+    #[test]
+    fn the_reply_to_a_clients_close_goes_ahead_of_unstarted_frames_and_needs_no_timer() {
+        let r = recorded(1, b"", 1 << 20, Arc::new(Metrics::default()));
+        let big = Frame::binary(vec![7u8; 100]);
+        r.sink.set_room(Some(50));
+        r.outbox.send(big.clone()).unwrap();
+        r.outbox.push(Frame::text("not started")).unwrap();
+        let reply = Frame::close(None);
+        r.outbox.close(reply.clone(), Closing::Reply).unwrap();
+        r.sink.set_room(None);
+        assert_eq!(r.outbox.resume(), Resumed::Done);
+        assert_eq!(r.sink.bytes(), wire(&[&big, &reply]), "the started frame, then the reply");
+        assert_eq!(r.sink.shutdowns(), [Shutdown::Write]);
+        assert_eq!(r.outbox.lock().budget_used, 0);
+        let timed = r.jobs.try_iter().filter(|job| matches!(job, Job::TimeClose(..))).count();
+        assert_eq!(timed, 0, "the connection's thread keeps its own deadline");
+    }
+
+    #[test]
+    fn what_stalls_after_the_reader_is_done_has_a_deadline_and_is_given_up_on_then() {
+        // Stalled when the reader ends, or only afterwards.
+        for stalled_first in [true, false] {
+            let r = outbox(1 << 20);
+            r.outbox.push(Frame::text("queued before the end")).unwrap();
+            r.sink.set_room(Some(0));
+            if stalled_first {
+                r.outbox.flush();
+                r.outbox.reader_ended();
+            } else {
+                r.outbox.reader_ended();
+                r.outbox.flush();
+            }
+            let stages: Vec<CloseStage> = r
+                .jobs
+                .try_iter()
+                .filter_map(|job| match job {
+                    Job::TimeClose(_, stage) => Some(stage),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(stages, [CloseStage::Queued], "stalled first: {stalled_first}");
+            r.outbox.close_timed_out();
+            assert_eq!(r.outbox.failure().as_deref(), Some("it did not take what was still queued in time"));
+            assert_eq!(r.sink.shutdowns(), [Shutdown::Both]);
+        }
     }
 
     #[test]

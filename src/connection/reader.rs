@@ -81,7 +81,7 @@ impl<H: Handler> Reader<'_, H> {
                     // tungstenite has already replaced a code that may not be
                     // sent on the wire with 1002, as RFC 6455 asks.
                     self.metrics.close_received();
-                    let reply = self.queue_close(close.clone());
+                    let reply = self.queue_close(close.clone(), Closing::Reply);
                     client_close = Some(ReadEnd::ClientClosed { close, reply });
                     continue;
                 }
@@ -154,16 +154,16 @@ impl<H: Handler> Reader<'_, H> {
 
     #[inline(never)]
     fn close(&self, reason: CloseReason, cause: String) -> ReadEnd {
-        self.queue_close(Some(reason.frame()));
+        self.queue_close(Some(reason.frame()), Closing::FromReader);
         ReadEnd::ServerClosed { close: reason.frame(), cause }
     }
 
-    /// Queues a close frame behind what the outbox holds; returns it unless
-    /// a close was already queued.
+    /// Queues a close frame, as `closing` says; returns it unless a close
+    /// was already queued.
     #[inline(never)]
-    fn queue_close(&self, close: Option<CloseFrame>) -> Option<Frame> {
+    fn queue_close(&self, close: Option<CloseFrame>, closing: Closing) -> Option<Frame> {
         let frame = Frame::close(close);
-        self.connection.outbox.close(frame.clone(), Closing::FromReader).ok().map(|()| frame)
+        self.connection.outbox.close(frame.clone(), closing).ok().map(|()| frame)
     }
 }
 

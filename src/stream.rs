@@ -449,8 +449,9 @@ mod tests {
             let (tcp, _) = listener.accept().unwrap();
             // As the server's listener has it: Nagle would hold what follows.
             tcp.set_nodelay(true).unwrap();
-            let tls =
-                acceptor.accept(Arc::new(tcp), &|_| deadline).unwrap_or_else(|e| panic!("handshake: {e:?}"));
+            let tls = acceptor
+                .accept(Arc::new(tcp), &|_, _| deadline)
+                .unwrap_or_else(|e| panic!("handshake: {e:?}"));
             // The handshake's records, session tickets included, are out.
             let before = segments_sent(tls.tcp());
             let mut socket = Socket::tls(tls);

@@ -118,18 +118,21 @@ impl TlsAcceptor {
     }
 
     /// Runs the server side of the handshake. Each read of the socket gives
-    /// up at `due(bytes read so far)`, so that the caller's deadline and
-    /// rate rule hold for the handshake's bytes as for a request head's. The
+    /// up at `due(since, bytes read since)`, counted from the start or from
+    /// the server's last flight (the client's next one comes a round trip
+    /// and its own computing later), so that the caller's deadline and rate
+    /// rule hold for the handshake's bytes as for a request head's. The
     /// socket is shared so that another thread can shut its reading side
     /// meanwhile, which fails the handshake.
     pub(crate) fn accept(
         &self,
         tcp: Arc<TcpStream>,
-        due: &dyn Fn(usize) -> Instant,
+        due: &dyn Fn(Instant, usize) -> Instant,
     ) -> std::result::Result<Arc<TlsStream>, Rejected> {
         let mut first = [0u8; 1];
+        let started = Instant::now();
         loop {
-            if let Err(e) = set_deadline(&tcp, due(0)) {
+            if let Err(e) = set_deadline(&tcp, due(started, 0)) {
                 return Err(Rejected::Failed(e));
             }
             match tcp.peek(&mut first) {
@@ -199,23 +202,25 @@ impl TlsConnector {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let session = ClientConnection::new(self.config.clone(), name).map_err(io::Error::other)?;
-        handshake(Arc::new(tcp), Connection::Client(session), &|_| deadline)
+        handshake(Arc::new(tcp), Connection::Client(session), &|_, _| deadline)
     }
 }
 
-/// The socket as a handshake reads it: every read gives up at `due(bytes
-/// read so far)`. rustls reads for as long as each read brings bytes, so a
-/// timeout set once would let a peer that sends a byte now and then stretch
-/// one handshake for as long as it likes.
+/// The socket as a handshake reads it: every read gives up at `due(since,
+/// bytes read since)`, `since` being the start or the last write. rustls
+/// reads for as long as each read brings bytes, so a timeout set once would
+/// let a peer that sends a byte now and then stretch one handshake for as
+/// long as it likes.
 struct Before<'a> {
     tcp: &'a TcpStream,
-    due: &'a dyn Fn(usize) -> Instant,
+    due: &'a dyn Fn(Instant, usize) -> Instant,
+    since: Instant,
     received: usize,
 }
 
 impl Read for Before<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        set_deadline(self.tcp, (self.due)(self.received))?;
+        set_deadline(self.tcp, (self.due)(self.since, self.received))?;
         let n = (&*self.tcp).read(buf)?;
         self.received += n;
         Ok(n)
@@ -224,6 +229,9 @@ impl Read for Before<'_> {
 
 impl Write for Before<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // What the peer sends next answers this: its time starts now.
+        self.since = Instant::now();
+        self.received = 0;
         (&*self.tcp).write(buf)
     }
 
@@ -239,12 +247,12 @@ impl Write for Before<'_> {
 fn handshake(
     tcp: Arc<TcpStream>,
     mut session: Connection,
-    due: &dyn Fn(usize) -> Instant,
+    due: &dyn Fn(Instant, usize) -> Instant,
 ) -> io::Result<Arc<TlsStream>> {
     // The outbox bounds what a connection may queue, and moves sealed
     // records out of the session as it seals them; rustls need not.
     session.set_buffer_limit(None);
-    let mut before = Before { tcp: &tcp, due, received: 0 };
+    let mut before = Before { tcp: &tcp, due, since: Instant::now(), received: 0 };
     while session.is_handshaking() {
         session.complete_io(&mut before)?;
     }

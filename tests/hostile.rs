@@ -302,6 +302,10 @@ fn half_open_tls_handshakes_from_eight_addresses_give_way_to_a_newcomer() {
     // In its TLS handshake it cannot be told 408: it is closed, at once
     // rather than at the handshake timeout, and its thread with it.
     closed_at_once(&mut half_open.remove(0));
+    // Its address takes the place again.
+    let mut again = connect_from(2, server.addr()).unwrap();
+    again.write_all(&[0x16, 0x03, 0x01, 0x00, 200]).unwrap();
+    half_open.push(again);
     // A newcomer is answered at once, in the place of the next oldest.
     let began = Instant::now();
     let reply = server.get("/healthz");

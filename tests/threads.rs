@@ -125,6 +125,9 @@ fn a_handler_panic_on_a_reused_thread_ends_only_its_connection() {
 fn a_handler_panic_as_a_connection_opens_or_closes_ends_only_it() {
     let server = witnessed();
     let (mut bystander, _) = open(&server);
+    // Kept open to the end: closed, they would park and could take the one
+    // place `thread` needs.
+    let mut others = Vec::new();
     for path in ["/boom-open", "/boom-close"] {
         let mut victim = server.connect(path);
         let thread = recv_text(&mut victim);
@@ -137,7 +140,8 @@ fn a_handler_panic_as_a_connection_opens_or_closes_ends_only_it() {
             close(victim);
         }
         // The thread survives the panic, and serves its next client as new.
-        let (mut next, _more) = served_by(&server, &thread);
+        let (mut next, more) = served_by(&server, &thread);
+        others.extend(more);
         send_text(&mut next, "fine");
         assert_eq!(recv_text(&mut next), "fine #1", "{path}");
         close(next);

@@ -160,9 +160,10 @@ impl Credentials {
     }
 }
 
-/// A NumericDate claim in whole seconds since the epoch, rounded down: RFC
-/// 7519 lets it have a fraction (`1764541234.5`, as issuers that read a
-/// floating-point clock write it), and the signature check reads it so.
+/// A NumericDate claim in whole seconds since the epoch, rounded down (up
+/// to a second sooner than the check at the door, which rounds): RFC 7519
+/// lets it have a fraction (`1764541234.5`, as issuers that read a
+/// floating-point clock write it), and the check at the door takes it.
 /// `None` for no date at all (negative, or not a number).
 fn whole_seconds(date: &Value) -> Option<u64> {
     match date.as_u64() {

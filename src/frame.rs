@@ -110,7 +110,8 @@ impl Frame {
 
     /// A frame that arrived already encoded, from another server node: one
     /// whole, final, unmasked text or binary frame, its length field
-    /// matching its bytes, a text payload valid UTF-8; `None` otherwise.
+    /// matching its bytes and as short as it can be, a text payload valid
+    /// UTF-8; `None` otherwise.
     ///
     /// The bytes go to clients as they are, so they are checked here rather
     /// than trusted: a peer node, or anything else that writes to the same
@@ -132,6 +133,16 @@ impl Frame {
             127 => u64::from_be_bytes(length_field.try_into().ok()?),
             len => u64::from(len),
         };
+        // RFC 6455 section 5.2: the length in as few bytes as will hold it,
+        // which browsers enforce by failing the connection.
+        let shortest = match payload_len {
+            0..=125 => 2,
+            126..=0xffff => 4,
+            _ => 10,
+        };
+        if header_len != shortest {
+            return None;
+        }
         let payload = bytes.get(header_len..)?;
         if payload.len() as u64 != payload_len {
             return None;
@@ -285,15 +296,17 @@ mod tests {
     fn malformed_or_foreign_wire_bytes_are_refused() {
         let text = Frame::text("hello");
         let bytes = text.as_bytes();
-        let refused: [&[u8]; 8] = [
+        let refused: [&[u8]; 10] = [
             b"",
             b"\x81",
-            &bytes[..bytes.len() - 1], // half a frame
-            &[bytes, b"x"].concat(),   // a frame and a stray byte
-            b"\x01\x02hi",             // not final
-            b"\x81\x82abcdhi",         // masked
-            b"\x89\x00",               // a ping
-            b"\x81\x02\xff\xfe",       // text that is not UTF-8
+            &bytes[..bytes.len() - 1],                     // half a frame
+            &[bytes, b"x"].concat(),                       // a frame and a stray byte
+            b"\x01\x02hi",                                 // not final
+            b"\x81\x82abcdhi",                             // masked
+            b"\x89\x00",                                   // a ping
+            b"\x81\x02\xff\xfe",                           // text that is not UTF-8
+            b"\x81\x7e\x00\x05hello",                      // 5 written in two bytes
+            b"\x82\x7f\x00\x00\x00\x00\x00\x00\x00\x02hi", // 2 written in eight bytes
         ];
         for bytes in refused {
             assert_eq!(Frame::from_wire(bytes), None, "{bytes:?}");

@@ -420,7 +420,8 @@ pub struct BackplaneConfig {
     /// node but not to the others, and counted as not relayed: the hub never
     /// waits on Redis. Default 4096, as `limits.hub_capacity`: the publisher
     /// sends what waits in pipelines of up to 256, so a queue this size rides
-    /// out several round trips to a busy Redis.
+    /// out several round trips to a busy Redis. The queue also holds at
+    /// most 64 MiB of messages, however few.
     pub publish_queue: usize,
 }
 

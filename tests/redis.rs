@@ -671,3 +671,42 @@ fn rediss_checks_the_certificate_against_the_ca_named() {
     assert!(down.contains("certificate"), "{down}");
     untrusting.stop();
 }
+
+/// Connections Redis has accepted since it started.
+fn connections_received(connection: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(connection).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("INFO stats names total_connections_received")
+}
+
+#[test]
+fn a_redis_that_refuses_every_publish_is_tried_again_at_the_backoffs_pace() {
+    let Some(redis) = Redis::start("a_redis_that_refuses_every_publish_is_tried_again_at_the_backoffs_pace")
+    else {
+        return;
+    };
+    let server = TestServer::start(node(&redis, "a"));
+    let mut client = server.connect("/ws/refused");
+    send_text(&mut client, "before");
+    assert_eq!(recv_text(&mut client), "before");
+    // The node's user may no longer publish: every PUBLISH is answered
+    // NOPERM, on connections Redis still accepts.
+    let mut admin = redis.connection(PATIENCE).unwrap();
+    redis::cmd("ACL").arg("SETUSER").arg("default").arg("-publish").exec(&mut admin).unwrap();
+    let before = connections_received(&mut admin);
+    // Three seconds of messages, each one a publish for the node to try.
+    let began = Instant::now();
+    let mut sent = 0;
+    while began.elapsed() < Duration::from_secs(3) && sent < 1_000_000 {
+        send_text(&mut client, "refused");
+        assert_eq!(recv_text(&mut client), "refused", "local delivery goes on");
+        sent += 1;
+    }
+    // From 0.1 s, doubling up to 1 s: about six tries in three seconds.
+    // Starting over at 0.1 s after every connect, it was about thirty.
+    let tries = connections_received(&mut admin) - before;
+    assert!(tries <= 12, "{tries} connections in 3 s to a Redis that refuses every publish");
+    assert!(backplane_stats(&server)["not_relayed"].as_u64().unwrap() > 0);
+}

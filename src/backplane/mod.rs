@@ -65,10 +65,11 @@ mod redaction;
 mod subscriber;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use log::{info, warn};
 
 use self::health::Health;
@@ -76,7 +77,7 @@ use self::health::Health;
 pub(crate) use self::interest::Interest;
 use self::interest::Interests;
 pub(crate) use self::publisher::Outgoing;
-use self::publisher::Publisher;
+use self::publisher::{MAX_QUEUED_BYTES, Publisher};
 use self::redaction::Passwords;
 pub use self::redaction::redact_url;
 use self::subscriber::Subscriber;
@@ -120,6 +121,8 @@ pub(crate) struct Backplane {
 #[derive(Debug)]
 pub(crate) struct Relay {
     outgoing: Sender<Outgoing>,
+    /// The frame bytes waiting in `outgoing`, at most [`MAX_QUEUED_BYTES`].
+    queued_bytes: Arc<AtomicUsize>,
     interests: Interests,
     metrics: Arc<Metrics>,
 }
@@ -248,6 +251,7 @@ impl Backplane {
         let node_id: Arc<[u8]> = config.node_id.as_bytes().into();
         let prefix: Arc<str> = config.channel_prefix.as_str().into();
         let (outgoing, outgoing_rx) = bounded(config.publish_queue);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let (interests, interests_rx) = interest::channel();
         let (done, all_done) = bounded::<()>(0);
         let (abandon, abandoned) = bounded::<()>(0);
@@ -255,6 +259,7 @@ impl Backplane {
         let publisher = Publisher {
             client: client.clone(),
             outgoing: outgoing_rx,
+            queued_bytes: queued_bytes.clone(),
             node_id: node_id.clone(),
             prefix: prefix.clone(),
             health: health.clone(),
@@ -278,7 +283,7 @@ impl Backplane {
             spawn("switchboard-pub", move || publisher.run())?,
             spawn("switchboard-sub", move || subscriber.run())?,
         ];
-        let relay = Relay { outgoing, interests, metrics };
+        let relay = Relay { outgoing, queued_bytes, interests, metrics };
         Ok((Backplane { threads, all_done, _abandon: abandon }, relay))
     }
 
@@ -320,17 +325,19 @@ impl Relay {
     ) -> (Relay, Receiver<Outgoing>, Receiver<Interest>) {
         let (outgoing, published) = bounded(publish_queue);
         let (interests, told) = interest::channel();
-        (Relay { outgoing, interests, metrics }, published, told)
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        (Relay { outgoing, queued_bytes, interests, metrics }, published, told)
     }
 
     /// Hands a room message to the publisher, or counts it as not relayed
-    /// when the queue is full: never waits.
+    /// when the queue is full, in messages or in bytes: never waits.
     pub(crate) fn publish(&self, room: &Arc<str>, frame: &Frame) {
-        match self.outgoing.try_send(Outgoing { room: room.clone(), frame: frame.clone() }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.metrics.backplane_not_relayed(1)
-            }
+        let len = frame.len();
+        let queued = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len <= MAX_QUEUED_BYTES
+            && self.outgoing.try_send(Outgoing { room: room.clone(), frame: frame.clone() }).is_ok();
+        if !queued {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.metrics.backplane_not_relayed(1);
         }
     }
 
@@ -349,5 +356,28 @@ impl Relay {
     /// lists it.
     pub(crate) fn catch_up(&mut self, rooms: impl FnOnce() -> Vec<Arc<str>>) {
         self.interests.catch_up(rooms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_publish_queue_is_bounded_in_bytes_as_well_as_in_messages() {
+        let metrics = Arc::new(Metrics::with_backplane("test"));
+        let (relay, published, _told) = Relay::detached(64, metrics.clone());
+        let room: Arc<str> = "big".into();
+        // One payload shared by every clone: a fifth of the bytes allowed.
+        let large = Frame::binary(vec![0u8; MAX_QUEUED_BYTES / 5]);
+        for _ in 0..6 {
+            relay.publish(&room, &large);
+        }
+        assert_eq!(published.len(), 4, "five would pass the bound: the frame's header counts too");
+        assert_eq!(metrics.backplane_not_relayed_total(), 2);
+        // A small message still fits.
+        relay.publish(&room, &Frame::text("hi"));
+        assert_eq!(published.len(), 5);
+        assert_eq!(relay.queued_bytes.load(Ordering::Relaxed), 4 * large.len() + Frame::text("hi").len());
     }
 }

@@ -12,6 +12,7 @@
 //! after an outage would be more confusing than one never delivered.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -37,11 +38,18 @@ pub(crate) struct Outgoing {
     pub(crate) frame: Frame,
 }
 
+/// The most frame bytes waiting for the publisher: the queue's length in
+/// messages alone would let a slow Redis hold thousands of the largest
+/// messages (4,096 of 1 MiB: 4 GiB). Past it, a message is not relayed.
+pub(crate) const MAX_QUEUED_BYTES: usize = 64 << 20;
+
 /// The publisher thread's state; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Publisher {
     pub(crate) client: Client,
     pub(crate) outgoing: Receiver<Outgoing>,
+    /// The frame bytes in `outgoing`, which the relay counts in.
+    pub(crate) queued_bytes: Arc<AtomicUsize>,
     pub(crate) node_id: Arc<[u8]>,
     pub(crate) prefix: Arc<str>,
     pub(crate) health: Arc<Health>,
@@ -60,15 +68,17 @@ enum Ended {
 
 impl Publisher {
     /// The thread body: connect, publish until Redis fails, wait, again;
-    /// until the hub stops.
+    /// until the hub stops. The wait starts over only once Redis has taken
+    /// a command: one that accepts connections but refuses every PUBLISH
+    /// (a user without channel rights) is tried again at the backoff's
+    /// pace, not every tenth of a second.
     pub(crate) fn run(self) {
         let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
         loop {
             match self.connect() {
                 Ok(mut connection) => {
                     self.health.up(Link::Publisher);
-                    backoff.reset();
-                    match self.serve(&mut connection) {
+                    match self.serve(&mut connection, &mut backoff) {
                         Ended::HubStopped => return,
                         Ended::Failed(e) => self.health.down(Link::Publisher, &e, refuses_credentials(&e)),
                     }
@@ -89,13 +99,16 @@ impl Publisher {
     }
 
     /// Publishes what arrives until Redis fails or the hub stops.
-    fn serve(&self, connection: &mut Connection) -> Ended {
+    fn serve(&self, connection: &mut Connection, backoff: &mut Backoff) -> Ended {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let first = match self.outgoing.recv_timeout(KEEPALIVE) {
-                Ok(first) => first,
+                Ok(first) => self.taken(first),
                 Err(RecvTimeoutError::Timeout) => match redis::cmd("PING").query::<()>(connection) {
-                    Ok(()) => continue,
+                    Ok(()) => {
+                        backoff.reset();
+                        continue;
+                    }
                     Err(e) => return Ended::Failed(e),
                 },
                 Err(RecvTimeoutError::Disconnected) => return Ended::HubStopped,
@@ -105,13 +118,16 @@ impl Publisher {
             while batch.len() < BATCH && bytes < BATCH_BYTES {
                 let Ok(next) = self.outgoing.try_recv() else { break };
                 bytes += next.frame.len();
-                batch.push(next);
+                batch.push(self.taken(next));
             }
             let published = self.publish(connection, &batch);
             let sent = batch.len();
             batch.clear();
             match published {
-                Ok(()) => self.metrics.backplane_published(sent),
+                Ok(()) => {
+                    backoff.reset();
+                    self.metrics.backplane_published(sent);
+                }
                 Err(e) => {
                     // Some of the batch may have reached Redis before it
                     // failed; which ones cannot be known. Counting them all
@@ -136,12 +152,21 @@ impl Publisher {
         pipeline.query(connection)
     }
 
+    /// A message taken from the queue: its bytes no longer count there.
+    fn taken(&self, outgoing: Outgoing) -> Outgoing {
+        self.queued_bytes.fetch_sub(outgoing.frame.len(), Ordering::Relaxed);
+        outgoing
+    }
+
     /// Waits until `deadline`, counting whatever arrives meanwhile as not
     /// relayed; returns false if the hub has stopped.
     fn discard_until(&self, deadline: Instant) -> bool {
         loop {
             match self.outgoing.recv_deadline(deadline) {
-                Ok(_) => self.metrics.backplane_not_relayed(1),
+                Ok(outgoing) => {
+                    self.taken(outgoing);
+                    self.metrics.backplane_not_relayed(1);
+                }
                 Err(RecvTimeoutError::Timeout) => return true,
                 Err(RecvTimeoutError::Disconnected) => return false,
             }

@@ -283,8 +283,8 @@ pub struct ServerArgs {
     )]
     pub redis_prefix: String,
 
-    /// Room messages waiting to be published to Redis; past it, a message is delivered
-    /// on this node only and counted as not relayed.
+    /// Room messages waiting to be published to Redis (at most 64 MiB of them); past
+    /// it, a message is delivered on this node only and counted as not relayed.
     #[arg(
         long,
         env = "SWITCHBOARD_REDIS_QUEUE",

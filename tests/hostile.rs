@@ -11,8 +11,8 @@ use crate::support::raw::{
 };
 use crate::support::tls::{self, handshake};
 use crate::support::{
-    Client, PATIENCE, Process, RawClient, Reply, TestServer, close_code, config, ms, parse_reply, recv_text,
-    send_text,
+    Client, PATIENCE, Process, RawClient, Reply, Scheme, TestServer, close_code, config, ms, parse_reply,
+    recv_text, send_text,
 };
 use switchboard::{Access, Config, Limits, Secret, Timeouts, WebSocketConfig};
 
@@ -214,49 +214,54 @@ fn a_silent_socket_is_not_accepted_while_a_real_client_is_served() {
     drop(silent);
 }
 
-#[test]
-fn half_open_sockets_from_eight_addresses_give_way_to_a_newcomer() {
-    // Every place held by sockets that sent part of a head and stopped,
-    // five from each of eight addresses; no rate rule to cut them first.
-    let server = TestServer::start(Config {
-        limits: Limits {
-            max_connections: 42,
-            max_handshakes_per_ip: 5,
-            handshake_min_rate: 0,
-            ..Limits::default()
+/// Every place held by sockets that began their handshake with `first`
+/// and stopped, five from each of eight addresses, with no rate rule to cut
+/// them first: each newcomer takes the place of the oldest, which `shed`
+/// sees give way, and the established connections are never candidates.
+fn half_open_sockets_give_way_to_a_newcomer(scheme: Scheme, first: &[u8], shed: fn(&mut TcpStream)) {
+    let server = TestServer::start_scheme(
+        scheme,
+        Config {
+            limits: Limits {
+                max_connections: 42,
+                max_handshakes_per_ip: 5,
+                handshake_min_rate: 0,
+                ..Limits::default()
+            },
+            ..config()
         },
-        ..config()
-    });
+    );
     let bystanders = Bystanders::join(&server);
-    let mut half_open = Vec::new();
-    for last in 2..10 {
-        for _ in 0..5 {
-            let mut stream = connect_from(last, server.addr()).unwrap();
-            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
-            half_open.push(stream);
-        }
-    }
+    let half_open = |last: u8| {
+        let mut stream = connect_from(last, server.addr()).unwrap();
+        stream.write_all(first).unwrap();
+        stream
+    };
+    let mut held: Vec<TcpStream> =
+        (2..10).flat_map(|last| (0..5).map(move |_| last)).map(half_open).collect();
     // Asking for /stats with every place taken sheds the oldest, as any
     // newcomer would; the other 39 are still in their handshake.
     let counted = server.stats();
     assert_eq!(counted["handshakes"], 39, "{counted}");
     assert_eq!(counted["connections_shed"], 1, "{counted}");
-    let mut oldest = half_open.remove(0);
-    assert!(read_head(&mut oldest).starts_with("HTTP/1.1 408 "));
+    shed(&mut held.remove(0));
     // Its address takes the place again.
-    let mut again = connect_from(2, server.addr()).unwrap();
-    again.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
-    half_open.push(again);
+    held.push(half_open(2));
     // A newcomer from another address is answered at once, in the place of
-    // the oldest half-open socket.
+    // the next oldest.
     let began = Instant::now();
-    let reply = get_over(connect_from(20, server.addr()).unwrap(), "/healthz");
+    let reply = server.get("/healthz");
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(began.elapsed() < Duration::from_secs(1), "answered after {:?}", began.elapsed());
-    let mut next = half_open.remove(0);
-    assert!(read_head(&mut next).starts_with("HTTP/1.1 408 "));
-    // The established connections were never candidates.
+    shed(&mut held.remove(0));
     bystanders.still_served();
+}
+
+#[test]
+fn half_open_sockets_from_eight_addresses_give_way_to_a_newcomer() {
+    half_open_sockets_give_way_to_a_newcomer(Scheme::Ws, b"GET /healthz HTTP/1.1\r\nHost: t\r\n", |oldest| {
+        assert!(read_head(oldest).starts_with("HTTP/1.1 408 "));
+    });
 }
 
 /// Reads from a socket the server closed without a word: the end of the
@@ -273,46 +278,10 @@ fn closed_at_once(stream: &mut TcpStream) {
 
 #[test]
 fn half_open_tls_handshakes_from_eight_addresses_give_way_to_a_newcomer() {
-    // Every place held by sockets that began a TLS handshake and stopped,
-    // five from each of eight addresses; no rate rule to cut them first.
-    let server = TestServer::start_tls(Config {
-        limits: Limits {
-            max_connections: 42,
-            max_handshakes_per_ip: 5,
-            handshake_min_rate: 0,
-            ..Limits::default()
-        },
-        ..config()
-    });
-    let bystanders = Bystanders::join(&server);
-    let mut half_open = Vec::new();
-    for last in 2..10 {
-        for _ in 0..5 {
-            let mut stream = connect_from(last, server.addr()).unwrap();
-            // A handshake record that announces 200 bytes and brings none.
-            stream.write_all(&[0x16, 0x03, 0x01, 0x00, 200]).unwrap();
-            half_open.push(stream);
-        }
-    }
-    // Asking for /stats with every place taken sheds the oldest, as any
-    // newcomer would; the other 39 are still in their handshake.
-    let counted = server.stats();
-    assert_eq!(counted["handshakes"], 39, "{counted}");
-    assert_eq!(counted["connections_shed"], 1, "{counted}");
-    // In its TLS handshake it cannot be told 408: it is closed, at once
+    // A handshake record that announces 200 bytes and brings none. In its
+    // TLS handshake the oldest cannot be told 408: it is closed, at once
     // rather than at the handshake timeout, and its thread with it.
-    closed_at_once(&mut half_open.remove(0));
-    // Its address takes the place again.
-    let mut again = connect_from(2, server.addr()).unwrap();
-    again.write_all(&[0x16, 0x03, 0x01, 0x00, 200]).unwrap();
-    half_open.push(again);
-    // A newcomer is answered at once, in the place of the next oldest.
-    let began = Instant::now();
-    let reply = server.get("/healthz");
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert!(began.elapsed() < Duration::from_secs(1), "answered after {:?}", began.elapsed());
-    closed_at_once(&mut half_open.remove(0));
-    bystanders.still_served();
+    half_open_sockets_give_way_to_a_newcomer(Scheme::Wss, &[0x16, 0x03, 0x01, 0x00, 200], closed_at_once);
 }
 
 #[test]

@@ -282,6 +282,20 @@ fn publish_in_step(publisher: &mut Client, from: usize, count: usize, len: usize
     }
 }
 
+/// Publishes through `keeper`, a member of the room, 50 messages of `len`
+/// bytes at a time until the server has found another member's socket
+/// full, then `more`; returns how many in all.
+fn publish_until_stalled(server: &TestServer, keeper: &mut Client, len: usize, more: usize) -> usize {
+    let mut sent = 0;
+    while stat(server, "writes_stalled") == 0 {
+        assert!(sent < 4000, "4 MiB never filled a 4 KiB receive buffer");
+        publish_in_step(keeper, sent, 50, len);
+        sent += 50;
+    }
+    publish_in_step(keeper, sent, more, len);
+    sent + more
+}
+
 #[test]
 fn a_stalled_client_is_finished_by_the_drain_thread_once_it_reads_again() {
     const COUNT: usize = 300;
@@ -317,12 +331,7 @@ fn a_socket_that_takes_nothing_is_hung_up_after_the_write_timeout() {
     });
     let mut stalled = sleeper(server.addr(), "/ws/hang");
     let mut keeper = server.connect("/ws/hang");
-    let mut sent = 0;
-    while stat(&server, "writes_stalled") == 0 {
-        assert!(sent < 4000, "4 MiB never filled a 4 KiB receive buffer");
-        publish_in_step(&mut keeper, sent, 50, LEN);
-        sent += 50;
-    }
+    let mut sent = publish_until_stalled(&server, &mut keeper, LEN, 0);
     let stalled_at = Instant::now();
     // The keeper goes on receiving while the drain thread waits out the
     // stalled socket; each poll is one more message through the room.
@@ -357,14 +366,7 @@ fn a_clients_close_is_answered_ahead_of_what_waits_for_it() {
     let server = TestServer::start(unlimited());
     let mut stalled = sleeper(server.addr(), "/ws/closing");
     let mut keeper = server.connect("/ws/closing");
-    let mut sent = 0;
-    while stat(&server, "writes_stalled") == 0 {
-        assert!(sent < 4000, "4 MiB never filled a 4 KiB receive buffer");
-        publish_in_step(&mut keeper, sent, 50, LEN);
-        sent += 50;
-    }
-    publish_in_step(&mut keeper, sent, 1000, LEN);
-    sent += 1000;
+    let sent = publish_until_stalled(&server, &mut keeper, LEN, 1000);
     stalled.stream.write_all(&frame(true, CLOSE, &[0x03, 0xe8], true)).unwrap();
     // What the kernel already held, then the reply; the rest is dropped.
     let mut texts = 0;
@@ -399,16 +401,9 @@ fn a_client_that_hangs_up_on_its_stalled_output_cannot_keep_it_by_reading_a_litt
     let stalled = sleeper_from(2, server.addr(), "/ws/trickle");
     let _idle = [sleeper_from(2, server.addr(), "/ws/idle"), sleeper_from(2, server.addr(), "/ws/idle")];
     let mut keeper = server.connect("/ws/trickle");
-    let mut sent = 0;
-    while stat(&server, "writes_stalled") == 0 {
-        assert!(sent < 4000, "4 MiB never filled a 4 KiB receive buffer");
-        publish_in_step(&mut keeper, sent, 50, LEN);
-        sent += 50;
-    }
     // Far more than the kernel's buffer for the socket grows to meanwhile:
     // the outbox keeps most of it.
-    publish_in_step(&mut keeper, sent, 1000, LEN);
-    sent += 1000;
+    let sent = publish_until_stalled(&server, &mut keeper, LEN, 1000);
     // The client hangs up its side without a close (which would be answered
     // ahead of the queue, dropping it), then takes 4 KiB every 100 ms:
     // enough that its socket keeps taking bytes and the write timeout alone

@@ -156,15 +156,17 @@ fn slowloris_head_is_cut_off_on_time() {
     bystanders.still_served();
 }
 
+/// Ten seconds for the whole handshake, but at least 500 bytes a second
+/// after the first: one byte every 50 ms is 20.
+fn unhurried_but_steady(scheme: Scheme) -> TestServer {
+    let timeouts = Timeouts { handshake: Duration::from_secs(10), ..Timeouts::default() };
+    let limits = Limits { handshake_min_rate: 500, ..Limits::default() };
+    TestServer::start_scheme(scheme, Config { timeouts, limits, ..config() })
+}
+
 #[test]
 fn a_head_trickled_below_the_minimum_rate_is_cut_long_before_the_deadline() {
-    // Ten seconds for the whole handshake, but at least 500 bytes a second
-    // after the first: one byte every 50 ms is 20.
-    let server = TestServer::start(Config {
-        timeouts: Timeouts { handshake: Duration::from_secs(10), ..Timeouts::default() },
-        limits: Limits { handshake_min_rate: 500, ..Limits::default() },
-        ..config()
-    });
+    let server = unhurried_but_steady(Scheme::Ws);
     let bystanders = Bystanders::join(&server);
     let mut slow = TcpStream::connect(server.addr()).unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
@@ -177,11 +179,7 @@ fn a_head_trickled_below_the_minimum_rate_is_cut_long_before_the_deadline() {
 #[test]
 fn a_tls_handshake_trickled_below_the_minimum_rate_is_cut_long_before_the_deadline() {
     // The request head's rule holds for the TLS handshake's bytes too.
-    let server = TestServer::start_tls(Config {
-        timeouts: Timeouts { handshake: Duration::from_secs(10), ..Timeouts::default() },
-        limits: Limits { handshake_min_rate: 500, ..Limits::default() },
-        ..config()
-    });
+    let server = unhurried_but_steady(Scheme::Wss);
     let bystanders = Bystanders::join(&server);
     let mut slow = TcpStream::connect(server.addr()).unwrap();
     // A handshake record that announces 200 bytes, its body then sent a

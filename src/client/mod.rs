@@ -142,6 +142,35 @@ impl Default for ClientConfig {
     }
 }
 
+impl ClientConfig {
+    /// Refuses durations that would make a line spin: pinging, or
+    /// reconnecting, with no wait between tries.
+    fn check(&self) -> Result<(), ClientError> {
+        let zero = |field: &'static str| ClientError::Config { field, problem: "must be more than zero" };
+        if self.ping_interval.is_zero() {
+            return Err(zero("ping_interval"));
+        }
+        if self.pong_timeout.is_zero() {
+            return Err(zero("pong_timeout"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(zero("connect_timeout"));
+        }
+        if let Reconnect::Backoff { first, max } = self.reconnect {
+            if first.is_zero() {
+                return Err(zero("reconnect's first wait"));
+            }
+            if max < first {
+                return Err(ClientError::Config {
+                    field: "reconnect's longest wait",
+                    problem: "must be at least its first",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What went wrong on the client side.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -192,6 +221,14 @@ pub enum ClientError {
     /// Two lines were given the same name.
     #[error("two connections are named {0:?}")]
     DuplicateLine(String),
+    /// A [`ClientConfig`] field is out of bounds.
+    #[error("client configuration: {field} {problem}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The line is not connected right now (it is reconnecting, or ended).
     #[error("{0} is not connected")]
     NotConnected(Arc<str>),
@@ -322,8 +359,11 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`ClientError::Io`] when a thread cannot be started.
+    /// [`ClientError::Config`] for a configuration that would spin (a zero
+    /// ping interval or wait), [`ClientError::DuplicateLine`] for two lines
+    /// of one name, and [`ClientError::Io`] when a thread cannot be started.
     pub fn start(endpoints: Vec<Endpoint>, config: ClientConfig) -> Result<Client, ClientError> {
+        config.check()?;
         let config = Arc::new(config);
         let (events_tx, events) = bounded(EVENTS);
         let (stop, stop_rx) = bounded::<Never>(0);
@@ -427,6 +467,32 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configuration_that_would_spin_is_refused() {
+        let endpoints = || vec![Endpoint::new("a", "ws://127.0.0.1:1/")];
+        let zero = Duration::ZERO;
+        let spinning = [
+            ClientConfig { ping_interval: zero, ..ClientConfig::default() },
+            ClientConfig { pong_timeout: zero, ..ClientConfig::default() },
+            ClientConfig { connect_timeout: zero, ..ClientConfig::default() },
+            ClientConfig {
+                reconnect: Reconnect::Backoff { first: zero, max: Duration::from_secs(1) },
+                ..ClientConfig::default()
+            },
+            ClientConfig {
+                reconnect: Reconnect::Backoff { first: Duration::from_secs(2), max: Duration::from_secs(1) },
+                ..ClientConfig::default()
+            },
+        ];
+        for config in spinning {
+            let refused = Client::start(endpoints(), config.clone());
+            assert!(matches!(refused, Err(ClientError::Config { .. })), "{config:?}");
+        }
+        let never = ClientConfig { reconnect: Reconnect::Never, ..ClientConfig::default() };
+        let mut client = Client::start(endpoints(), never).unwrap();
+        client.close();
+    }
 
     #[test]
     fn two_lines_with_one_name_are_refused_before_any_starts() {

@@ -139,12 +139,6 @@ impl Write for HeldForFin<'_> {
 /// The most bytes [`Socket::discard_input`] will read and discard.
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 
-impl From<Arc<TcpStream>> for Socket {
-    fn from(tcp: Arc<TcpStream>) -> Self {
-        Socket::Plain(tcp)
-    }
-}
-
 impl Socket {
     pub(crate) fn plain(stream: impl Into<Arc<TcpStream>>) -> Self {
         Socket::Plain(stream.into())

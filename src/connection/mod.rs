@@ -167,7 +167,7 @@ fn http_phase<H: Handler>(
     // shed wakes a TLS handshake as it wakes a request head.
     let tcp = Arc::new(tcp);
     if handshake.reading(&tcp).is_err() {
-        shed(tcp, id, peer, accepted, shared);
+        shed(Socket::plain(tcp), id, peer, accepted, shared);
         return None;
     }
     let mut socket = secure(tcp, id, peer, &limits, accepted, &handshake, shared)?;
@@ -269,15 +269,8 @@ fn reply<H>(
 /// on a TLS port that has not made its TLS handshake cannot be told: it is
 /// closed.
 #[inline(never)]
-fn shed<H>(
-    socket: impl Into<Socket>,
-    id: ConnectionId,
-    peer: SocketAddr,
-    accepted: Instant,
-    shared: &Shared<H>,
-) {
+fn shed<H>(mut socket: Socket, id: ConnectionId, peer: SocketAddr, accepted: Instant, shared: &Shared<H>) {
     debug!("connection {id} from {peer}: shed from its handshake to make room for a newcomer");
-    let mut socket = socket.into();
     if shared.tls.is_some() && matches!(socket, Socket::Plain(_)) {
         shared.metrics.handshake_took(HandshakeEnd::Refused, accepted);
         return;

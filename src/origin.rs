@@ -33,10 +33,8 @@ fn same_origin(origin: &str, host: &str) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" => "80",
-        "https" => "443",
-        _ => return false,
+    let Some(default_port) = default_port(scheme) else {
+        return false;
     };
     let (origin_host, origin_port) = split_port(authority);
     let (host_host, host_port) = split_port(host.trim());
@@ -51,13 +49,19 @@ fn same_origin(origin: &str, host: &str) -> bool {
 /// matches the `https://app.example` a page there sends.
 fn as_sent(origin: &str) -> &str {
     let origin = origin.trim_end_matches('/');
-    let scheme = origin.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
-    let default_port = match scheme.as_deref() {
-        Some("http") => ":80",
-        Some("https") => ":443",
-        _ => return origin,
+    let Some(port) = origin.split_once("://").and_then(|(scheme, _)| default_port(scheme)) else {
+        return origin;
     };
-    origin.strip_suffix(default_port).unwrap_or(origin)
+    origin.strip_suffix(port).and_then(|rest| rest.strip_suffix(':')).unwrap_or(origin)
+}
+
+/// The port a scheme's origins have when they name none.
+fn default_port(scheme: &str) -> Option<&'static str> {
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" => Some("80"),
+        "https" => Some("443"),
+        _ => None,
+    }
 }
 
 /// `host:port` into its parts, minding IPv6 literals such as `[::1]:9001`.

@@ -3,6 +3,7 @@
 //! connection failed, and routes typed lines by name.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::support::{PATIENCE, Program, TestServer, config, tls, wait_until};
 use switchboard::{
@@ -107,6 +108,49 @@ fn a_refused_handshake_prints_its_status_and_nothing_connected_exits_non_zero() 
     cli.expect_exact("[2] error: upgrade refused: 401 credentials required");
     let (status, _) = cli.finish();
     assert_eq!(status.code(), Some(1));
+}
+
+/// Lets everyone in until someone says `revoke me`: that connection is
+/// closed with 4001, and every upgrade from then on is refused 403.
+#[derive(Default)]
+struct Revoker {
+    revoked: AtomicBool,
+}
+
+impl Handler for Revoker {
+    type State = ();
+
+    fn on_upgrade(&self, _: &Request) -> Result<Accept<()>, Refusal> {
+        match self.revoked.load(Ordering::SeqCst) {
+            true => Err(Refusal::new(403, "access revoked")),
+            false => Ok(Accept::new(())),
+        }
+    }
+
+    fn on_message(&self, connection: &Connection, _: &mut (), message: Message) {
+        if message.to_text().ok() == Some("revoke me") {
+            self.revoked.store(true, Ordering::SeqCst);
+            let close = CloseFrame { code: CloseCode::Library(4001), reason: "revoked".into() };
+            let _ = connection.hub().close(connection.id(), close);
+        }
+    }
+}
+
+#[test]
+fn a_reconnection_refused_for_good_ends_the_line() {
+    let server = TestServer::start_with(config(), Revoker::default());
+    let mut cli = start_cli(&[&server.url("/any")]);
+    cli.expect_exact("[1] connected");
+    cli.type_line("revoke me");
+    cli.expect_exact("[1] closed: 4001 revoked");
+    cli.expect("reconnecting", |l| l.starts_with("[1] reconnecting in "));
+    cli.expect_exact("[1] error: upgrade refused: 403 access revoked");
+    cli.expect_exact("[1] ended");
+    // The line has ended: the program exits without being told to.
+    let (status, seen, _) = cli.wait(PATIENCE);
+    assert!(status.success(), "{seen:?}");
+    let tries = seen.iter().filter(|l| l.starts_with("[1] reconnecting in ")).count();
+    assert_eq!(tries, 1, "{seen:?}");
 }
 
 #[test]

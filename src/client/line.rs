@@ -69,10 +69,13 @@ impl Line {
                 }
                 // A line that never connected is given up at once: the
                 // address, the credentials or the server are wrong, and
-                // trying forever would hide it.
+                // trying forever would hide it. So is one the server turns
+                // away for good, however long it was up: its request will
+                // not change.
                 Err(error) => {
+                    let hopeless = !ever_connected || error.is_final();
                     self.event(Event::Failed { line: self.name.clone(), error });
-                    if !ever_connected {
+                    if hopeless {
                         break;
                     }
                 }

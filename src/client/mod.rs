@@ -91,7 +91,9 @@ impl Endpoint {
     }
 }
 
-/// What to do when a connection drops.
+/// What to do when a connection drops. Either way a line ends when its
+/// first connection fails, or when the server refuses a reconnection for
+/// good (401, 403, 404, and the other client errors but 408 and 429).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reconnect {
     /// End the line.
@@ -235,6 +237,16 @@ pub enum ClientError {
     /// The line's queue of outgoing messages is full.
     #[error("{0} has too much to send already")]
     Busy(Arc<str>),
+}
+
+impl ClientError {
+    /// Whether the same request cannot fare better later: the server
+    /// refused the upgrade with a client error (401, 403, 404...) other
+    /// than 408 (too slow) and 429 (too many).
+    fn is_final(&self) -> bool {
+        matches!(self, ClientError::Refused { status, .. }
+            if (400..500).contains(status) && !matches!(status, 408 | 429))
+    }
 }
 
 /// Something that happened on a line.

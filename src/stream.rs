@@ -359,6 +359,14 @@ impl Write for WriteHalf {
     }
 }
 
+impl WriteHalf {
+    /// Makes every write wait at most `timeout` for room in the kernel's
+    /// buffer.
+    pub(crate) fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.0.set_write_timeout(timeout)
+    }
+}
+
 /// tungstenite's `WebSocket` wants `Read + Write` even where it only
 /// writes, as on a client's writer thread; it never reads this half.
 impl Read for WriteHalf {

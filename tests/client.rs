@@ -2,10 +2,14 @@
 //! tells them apart, reconnects the one that drops, says clearly why a
 //! connection failed, and routes typed lines by name.
 
+use std::net::TcpListener;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 
 use crate::support::{PATIENCE, Program, TestServer, config, tls, wait_until};
+use switchboard::client::{Client, ClientConfig, ClientError, Endpoint, Event};
+use switchboard::tungstenite::Bytes;
 use switchboard::{
     Accept, CloseCode, CloseFrame, Config, Connection, Handler, Message, Refusal, Request, RoomsHandler,
     TlsConfig,
@@ -151,6 +155,35 @@ fn a_reconnection_refused_for_good_ends_the_line() {
     assert!(status.success(), "{seen:?}");
     let tries = seen.iter().filter(|l| l.starts_with("[1] reconnecting in ")).count();
     assert_eq!(tries, 1, "{seen:?}");
+}
+
+#[test]
+fn join_hangs_up_on_a_server_that_stopped_reading() {
+    // A server that answers the upgrade, then reads nothing more.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        switchboard::tungstenite::accept(tcp).unwrap()
+    });
+    let client = Client::start(vec![Endpoint::new("stuck", url)], ClientConfig::default()).unwrap();
+    let connected = client.events().recv_timeout(PATIENCE).unwrap();
+    assert!(matches!(connected, Event::Connected { .. }), "{connected}");
+    let _held = server.join().unwrap();
+    // A megabyte at a time, the line's queue fills once the kernel's
+    // buffers have: its writer is then blocked on the socket.
+    let megabyte = Bytes::from(vec![0u8; 1 << 20]);
+    let full = (0..10_000).any(|_| {
+        matches!(client.send("stuck", Message::Binary(megabyte.clone())), Err(ClientError::Busy(_)))
+    });
+    assert!(full, "the queue never filled");
+    let (joined, join_returned) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        client.join();
+        let _ = joined.send(());
+    });
+    // The write timeout alone would hold it for 30 s.
+    assert!(join_returned.recv_timeout(PATIENCE).is_ok(), "join still waiting after {PATIENCE:?}");
 }
 
 #[test]

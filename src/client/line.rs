@@ -5,8 +5,8 @@
 //! the writing (messages, pings, pongs, the close). When the connection
 //! drops, the line waits out a backoff and connects again.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
@@ -17,11 +17,14 @@ use tungstenite::{Error as WsError, Message};
 use super::handshake::{Opened, Target, open};
 use super::{ClientConfig, ClientError, Endpoint, Event, Never, Reconnect};
 use crate::backoff::Backoff;
-use crate::stream::{Hangup, WriteHalf};
+use crate::stream::{Hangup, Socket, WriteHalf};
 use crate::tls::TlsConnector;
 
 /// How long the writer waits for the server's close reply before hanging up.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long a closing client waits for a line to end before it hangs up on
+/// its connection: the close wait, and a second to spare.
+pub(crate) const GOODBYE: Duration = Duration::from_secs(3);
 /// A connection that stayed up this long starts the backoff afresh.
 const STEADY: Duration = Duration::from_secs(10);
 
@@ -38,6 +41,30 @@ pub(crate) struct Line {
     /// Disconnects when the client closes: the signal to say goodbye.
     pub(crate) stop: Receiver<Never>,
     pub(crate) connected: Arc<AtomicBool>,
+    /// The connection while one is up, for the client to hang up on.
+    pub(crate) live: Live,
+    /// Dropped with the line when its thread ends.
+    pub(crate) _running: Sender<Never>,
+}
+
+/// A line's connection while one is up. A writer blocked on a server that
+/// stopped reading, or a reader waiting on a silent one, would otherwise
+/// hold a closing client for their timeouts (30 s by default).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Live(Arc<Mutex<Option<Socket>>>);
+
+impl Live {
+    fn set(&self, socket: Option<Socket>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = socket;
+    }
+
+    /// Shuts the connection down, if one is up: its reader and its writer
+    /// wake at once.
+    pub(crate) fn hang_up(&self) {
+        if let Some(socket) = &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
+            socket.hang_up();
+        }
+    }
 }
 
 /// What the reader tells the writer.
@@ -130,6 +157,7 @@ impl Line {
                 return;
             }
         };
+        self.live.set(Some(socket.clone()));
         self.connected.store(true, Ordering::SeqCst);
         self.event(Event::Connected { line: self.name.clone(), subprotocol });
 
@@ -161,6 +189,7 @@ impl Line {
         let _ = control.send_timeout(Control::Done, CLOSE_WAIT);
         let _ = writer.join();
         socket.hang_up();
+        self.live.set(None);
         let (code, reason) = match ending {
             Ending::Closed(Some(close)) => (Some(close.code), close.reason.to_string()),
             Ending::Closed(None) => (Some(CloseCode::Status), String::new()),
@@ -274,6 +303,9 @@ impl Writer {
     /// The client is closing: 1000, then the reader's word that the server
     /// answered, or a hang-up after a short wait.
     fn goodbye(&mut self) -> tungstenite::Result<()> {
+        // A server that stopped reading gets the close wait, not the
+        // silence allowed to a live connection.
+        self.ws.get_ref().set_write_timeout(CLOSE_WAIT)?;
         self.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))?;
         self.ws.flush()?;
         let deadline = Instant::now() + CLOSE_WAIT;

@@ -42,15 +42,15 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use tungstenite::Message;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use self::handshake::Target;
-use self::line::Line;
+use self::line::{GOODBYE, Line, Live};
 use crate::tls::TlsConnector;
 
 /// A type with no values: the stop channel carries nothing; dropping its
@@ -345,6 +345,9 @@ struct LineHandle {
     name: Arc<str>,
     outgoing: Sender<Message>,
     connected: Arc<AtomicBool>,
+    live: Live,
+    /// Disconnects when the line's thread ends.
+    running: Receiver<Never>,
     thread: JoinHandle<()>,
 }
 
@@ -399,6 +402,8 @@ impl Client {
             let name: Arc<str> = endpoint.name.as_str().into();
             let (outgoing, outgoing_rx) = bounded(OUTGOING);
             let connected = Arc::new(AtomicBool::new(false));
+            let live = Live::default();
+            let (running_tx, running) = bounded::<Never>(0);
             let line = Line {
                 name: name.clone(),
                 endpoint,
@@ -408,11 +413,13 @@ impl Client {
                 outgoing: outgoing_rx,
                 stop: stop_rx.clone(),
                 connected: connected.clone(),
+                live: live.clone(),
+                _running: running_tx,
             };
             let thread =
                 std::thread::Builder::new().name(format!("client-{name}")).spawn(move || line.run())?;
             by_name.insert(name.clone(), lines.len());
-            lines.push(LineHandle { name, outgoing, connected, thread });
+            lines.push(LineHandle { name, outgoing, connected, live, running, thread });
         }
         Ok(Client { lines, by_name, events, stop: Some(stop) })
     }
@@ -460,14 +467,22 @@ impl Client {
     }
 
     /// Closes every line, if [`close`](Client::close) was not called yet,
-    /// and waits for them to end: a few seconds at most, however the
-    /// servers answer. Events not read yet are dropped.
+    /// and waits for them to end. A line still connected after 3 s (a
+    /// server that stopped reading, or stopped answering) is hung up on; a
+    /// line connecting at the time first takes up to its connect timeout.
+    /// Events not read yet are dropped.
     pub fn join(mut self) {
         self.close();
         // The events channel is bounded: keep it drained while the lines
         // say goodbye, or a line could wait on it forever.
         let events = self.events.clone();
         let drain = std::thread::spawn(move || while events.recv().is_ok() {});
+        let deadline = Instant::now() + GOODBYE;
+        for line in &self.lines {
+            if let Err(RecvTimeoutError::Timeout) = line.running.recv_deadline(deadline) {
+                line.live.hang_up();
+            }
+        }
         for line in self.lines.drain(..) {
             let _ = line.thread.join();
         }

@@ -24,7 +24,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
-use rustls::{ClientConnection, Connection, ServerConnection};
+use rustls::{ClientConnection, Connection, ProtocolVersion, ServerConnection};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -229,10 +229,16 @@ impl Read for Before<'_> {
 
 impl Write for Before<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    /// rustls hands over a flight as a record per buffer: one write sends
+    /// them in one segment, where a write each would send one each.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         // What the peer sends next answers this: its time starts now.
         self.since = Instant::now();
         self.received = 0;
-        (&*self.tcp).write(buf)
+        (&*self.tcp).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -254,7 +260,30 @@ fn handshake(
     session.set_buffer_limit(None);
     let mut before = Before { tcp: &tcp, due, since: Instant::now(), received: 0 };
     while session.is_handshaking() {
-        session.complete_io(&mut before)?;
+        while session.wants_write() {
+            session.write_tls(&mut before)?;
+        }
+        match session.read_tls(&mut before) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = session.process_new_packets() {
+            // The alert that says why, if the peer is still listening.
+            let _ = session.write_tls(&mut before);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
+    // A TLS 1.3 server ends its handshake with session tickets, which the
+    // client does not wait for: they go out with the answer to its request,
+    // in one segment, rather than in one of their own just before it.
+    // Anything else that is left (a TLS 1.2 server's last flight, a
+    // client's Finished) the peer does wait for.
+    let tickets_only = matches!(session, Connection::Server(_))
+        && session.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+    while session.wants_write() && !tickets_only {
+        session.write_tls(&mut before)?;
     }
     let session = Session { connection: session, unread: Vec::new(), deadline: None };
     Ok(Arc::new(TlsStream { tcp, session: Mutex::new(session) }))

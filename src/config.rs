@@ -66,7 +66,8 @@ pub struct Config {
     /// Share rooms with other server nodes through Redis pub/sub. Default
     /// `None`: one node keeps everything in process and needs no service.
     pub backplane: Option<BackplaneConfig>,
-    /// Stack size in bytes of every connection thread. Default 128 KiB. Only
+    /// Stack size in bytes of every connection thread: 64 KiB to 8 MiB,
+    /// default 128 KiB. Only
     /// the pages a thread touches count towards memory (an idle connection's
     /// thread has touched two); a small size keeps address space low with
     /// thousands of threads, and still leaves a handler ample room.
@@ -141,6 +142,10 @@ pub struct Timeouts {
 /// The longest any timeout may be.
 const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
+/// The most a queue may hold: its slots are allocated when it is made, so a
+/// value meant as "no limit" would take the memory at once.
+const MAX_QUEUE: usize = 1 << 20;
+
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
@@ -159,10 +164,11 @@ impl Default for Timeouts {
 /// How much one peer can make the server hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// The largest HTTP request head in bytes; larger gets 431. Default 8 KiB,
-    /// what most HTTP servers allow.
+    /// The largest HTTP request head in bytes; larger gets 431. 256 bytes to
+    /// 1 MiB, default 8 KiB, what most HTTP servers allow.
     pub max_head_size: usize,
-    /// The most header fields in a request head; more gets 431. Default 64.
+    /// The most header fields in a request head; more gets 431. 8 to 1024,
+    /// default 64.
     pub max_headers: usize,
     /// Bytes waiting for one client, each frame counted as its length plus 64
     /// bytes of bookkeeping. A client whose outbox is full is not keeping up:
@@ -175,7 +181,7 @@ pub struct Limits {
     pub outbox_bytes: usize,
     /// Commands waiting for the hub. When it is full, the readers that publish
     /// wait, which in turn stops them reading their sockets: TCP backpressure
-    /// reaches the clients that send the most. Default 4096.
+    /// reaches the clients that send the most. At most 1048576, default 4096.
     pub hub_capacity: usize,
     /// Connections open at once, all clients together, plain HTTP included.
     /// Over it the accept loop answers 503 with `Retry-After` before any
@@ -480,7 +486,11 @@ impl BackplaneConfig {
                 "backplane.channel_prefix",
                 "must be at most 128 bytes, without spaces or control characters",
             ),
-            (self.publish_queue == 0, "backplane.publish_queue", "must be at least 1"),
+            (
+                !(1..=MAX_QUEUE).contains(&self.publish_queue),
+                "backplane.publish_queue",
+                "must be between 1 and 1048576",
+            ),
         ];
         checks.into_iter().find(|(bad, ..)| *bad).map(|(_, field, problem)| (field, problem))
     }
@@ -551,15 +561,26 @@ impl Config {
                 "timeouts.shutdown",
                 "must be more than timeouts.close, or shutdown cannot wait for close replies",
             ),
-            (l.max_head_size < 256, "limits.max_head_size", "must be at least 256 bytes"),
-            (l.max_headers < 8, "limits.max_headers", "must be at least 8"),
+            // Each of these is allocated per connection, or per read of a
+            // request head: a value meant as "no limit" would let one
+            // request take the machine's memory.
+            (
+                !(256..=1 << 20).contains(&l.max_head_size),
+                "limits.max_head_size",
+                "must be between 256 bytes and 1 MiB",
+            ),
+            (!(8..=1024).contains(&l.max_headers), "limits.max_headers", "must be between 8 and 1024"),
             (
                 l.outbox_bytes < largest,
                 "limits.outbox_bytes",
                 "must hold the largest message (websocket.max_message_size plus a 14-byte header)",
             ),
             (ws.max_message_size.is_none(), "websocket.max_message_size", "must be set"),
-            (l.hub_capacity == 0, "limits.hub_capacity", "must be at least 1"),
+            (
+                !(1..=MAX_QUEUE).contains(&l.hub_capacity),
+                "limits.hub_capacity",
+                "must be between 1 and 1048576",
+            ),
             (l.max_connections == 0, "limits.max_connections", "must be at least 1"),
             (l.max_handshakes == 0, "limits.max_handshakes", "must be at least 1"),
             (
@@ -572,13 +593,21 @@ impl Config {
                 "limits.message_burst",
                 "must be at least 1 when max_messages_per_sec is set",
             ),
-            (ws.read_buffer_size < 256, "websocket.read_buffer_size", "must be at least 256 bytes"),
+            (
+                !(256..=1 << 20).contains(&ws.read_buffer_size),
+                "websocket.read_buffer_size",
+                "must be between 256 bytes and 1 MiB",
+            ),
             (
                 ws.max_write_buffer_size <= ws.write_buffer_size,
                 "websocket.max_write_buffer_size",
                 "must be more than websocket.write_buffer_size",
             ),
-            (self.thread_stack_size < 64 * 1024, "thread_stack_size", "must be at least 64 KiB"),
+            (
+                !(64 * 1024..=8 << 20).contains(&self.thread_stack_size),
+                "thread_stack_size",
+                "must be between 64 KiB and 8 MiB",
+            ),
         ];
         let found = checks.into_iter().find(|(bad, ..)| *bad).map(|(_, field, problem)| (field, problem));
         let found = found
@@ -637,6 +666,28 @@ mod tests {
     }
 
     #[test]
+    fn sizes_allocated_up_front_are_bounded_above() {
+        let limits = |limits: Limits| Config { limits, ..Config::default() };
+        let huge = 100_000_000_000;
+        let cases = [
+            (limits(Limits { max_head_size: usize::MAX, ..Limits::default() }), "limits.max_head_size"),
+            (limits(Limits { max_headers: huge, ..Limits::default() }), "limits.max_headers"),
+            (limits(Limits { hub_capacity: huge, ..Limits::default() }), "limits.hub_capacity"),
+            (
+                Config { websocket: Config::default().websocket.read_buffer_size(huge), ..Config::default() },
+                "websocket.read_buffer_size",
+            ),
+            (Config { thread_stack_size: huge, ..Config::default() }, "thread_stack_size"),
+        ];
+        for (config, expected) in cases {
+            match config.validate() {
+                Err(Error::Config { field, .. }) => assert_eq!(field, expected),
+                other => panic!("expected {expected} to be refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn outbox_must_hold_the_largest_message() {
         let config =
             Config { limits: Limits { outbox_bytes: 1 << 20, ..Limits::default() }, ..Config::default() };
@@ -680,6 +731,7 @@ mod tests {
             (BackplaneConfig { node_id: "x".repeat(65), ..base.clone() }, "backplane.node_id"),
             (BackplaneConfig { channel_prefix: "sb ".into(), ..base.clone() }, "backplane.channel_prefix"),
             (BackplaneConfig { publish_queue: 0, ..base.clone() }, "backplane.publish_queue"),
+            (BackplaneConfig { publish_queue: usize::MAX, ..base.clone() }, "backplane.publish_queue"),
         ];
         for (backplane, expected) in cases {
             match with(backplane).validate() {

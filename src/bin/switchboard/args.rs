@@ -95,7 +95,8 @@ pub struct ServerArgs {
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_SIZE", value_name = "BYTES", default_value_t = default_max_frame_size())]
     pub max_frame_size: usize,
 
-    /// Read buffer per connection in bytes (tungstenite's default is 128 KiB).
+    /// Read buffer per connection in bytes, 256 to 1 MiB (tungstenite's
+    /// default is 128 KiB).
     #[arg(long, env = "SWITCHBOARD_READ_BUFFER_SIZE", value_name = "BYTES", default_value_t = Config::default().websocket.read_buffer_size)]
     pub read_buffer_size: usize,
 
@@ -104,15 +105,16 @@ pub struct ServerArgs {
     #[arg(long, env = "SWITCHBOARD_OUTBOX_BYTES", value_name = "BYTES", default_value_t = Limits::default().outbox_bytes)]
     pub outbox_bytes: usize,
 
-    /// Commands queued for the hub before publishing clients wait.
+    /// Commands queued for the hub before publishing clients wait (at most
+    /// 1048576).
     #[arg(long, env = "SWITCHBOARD_HUB_CAPACITY", value_name = "COMMANDS", default_value_t = Limits::default().hub_capacity)]
     pub hub_capacity: usize,
 
-    /// Largest HTTP request head in bytes (larger: 431).
+    /// Largest HTTP request head in bytes, 256 to 1 MiB (larger: 431).
     #[arg(long, env = "SWITCHBOARD_MAX_HEAD_SIZE", value_name = "BYTES", default_value_t = Limits::default().max_head_size)]
     pub max_head_size: usize,
 
-    /// Most header fields in a request head (more: 431).
+    /// Most header fields in a request head, 8 to 1024 (more: 431).
     #[arg(long, env = "SWITCHBOARD_MAX_HEADERS", value_name = "COUNT", default_value_t = Limits::default().max_headers)]
     pub max_headers: usize,
 
@@ -202,7 +204,7 @@ pub struct ServerArgs {
     #[arg(long = "subprotocol", env = "SWITCHBOARD_SUBPROTOCOL", value_name = "NAME", value_delimiter = ',')]
     pub subprotocols: Vec<String>,
 
-    /// Stack size of each connection thread, in bytes.
+    /// Stack size of each connection thread, in bytes: 64 KiB to 8 MiB.
     #[arg(long, env = "SWITCHBOARD_THREAD_STACK_SIZE", value_name = "BYTES", default_value_t = Config::default().thread_stack_size)]
     pub thread_stack_size: usize,
 
@@ -283,8 +285,9 @@ pub struct ServerArgs {
     )]
     pub redis_prefix: String,
 
-    /// Room messages waiting to be published to Redis (at most 64 MiB of them); past
-    /// it, a message is delivered on this node only and counted as not relayed.
+    /// Room messages waiting to be published to Redis, at most 1048576 (and
+    /// at most 64 MiB of them); past it, a message is delivered on this node
+    /// only and counted as not relayed.
     #[arg(
         long,
         env = "SWITCHBOARD_REDIS_QUEUE",

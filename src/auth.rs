@@ -90,7 +90,7 @@ pub(crate) struct Proof {
     /// token, which names no one.
     pub(crate) verified_name: Option<String>,
     /// When a JWT stops being taken: its `exp` and the leeway. `None` for a
-    /// bearer token, or a JWT without `exp`.
+    /// bearer token (a JWT without `exp` is refused).
     pub(crate) expires: Option<SystemTime>,
 }
 
@@ -110,6 +110,13 @@ impl Credentials {
             // Off by default in jsonwebtoken: a token before its `nbf` would
             // be taken. It is checked when present, and not required.
             validation.validate_nbf = true;
+            // With no audience set, jsonwebtoken refuses a token that has
+            // one: it was issued for some other service. With one, a token
+            // must name it.
+            if let Some(audience) = &access.jwt_audience {
+                validation.set_audience(&[audience]);
+                validation.set_required_spec_claims(&["exp", "aud"]);
+            }
             Jwt {
                 key: DecodingKey::from_secret(secret.expose()),
                 validation,
@@ -135,13 +142,7 @@ impl Credentials {
         let claims =
             match jsonwebtoken::decode::<Map<String, Value>>(token.as_bytes(), &jwt.key, &jwt.validation) {
                 Ok(data) => data.claims,
-                Err(e) if *e.kind() == ErrorKind::ExpiredSignature => {
-                    return Err(Refusal::forbidden("expired credentials"));
-                }
-                Err(e) if *e.kind() == ErrorKind::ImmatureSignature => {
-                    return Err(Refusal::forbidden("credentials not yet valid"));
-                }
-                Err(_) => return Err(Refusal::forbidden("invalid credentials")),
+                Err(e) => return Err(refusal(e.kind())),
             };
         let name = claims.get(&jwt.name_claim).and_then(Value::as_str).filter(|name| !name.is_empty());
         let Some(name) = name else {
@@ -157,6 +158,22 @@ impl Credentials {
             UNIX_EPOCH.checked_add(Duration::from_secs(exp.saturating_add(JWT_LEEWAY_SECS)))
         });
         Ok(Proof { identity: identity.to_owned(), verified_name: Some(name.to_owned()), expires })
+    }
+}
+
+/// Why a JWT whose signature, dates or audience fail is refused: 403, with
+/// what an issuer needs to know to mend its tokens. A forged or garbled
+/// token is told no more than that its credentials are invalid.
+fn refusal(error: &ErrorKind) -> Refusal {
+    match error {
+        ErrorKind::ExpiredSignature => Refusal::forbidden("expired credentials"),
+        ErrorKind::ImmatureSignature => Refusal::forbidden("credentials not yet valid"),
+        // `exp` always; `aud` when the server has an audience.
+        ErrorKind::MissingRequiredClaim(claim) => {
+            Refusal::forbidden(format!("the token has no {claim} claim"))
+        }
+        ErrorKind::InvalidAudience => Refusal::forbidden("the token is for another audience"),
+        _ => Refusal::forbidden("invalid credentials"),
     }
 }
 
@@ -202,7 +219,9 @@ fn presented_token(request: &Request) -> Option<Cow<'_, str>> {
             })
         })
     };
-    bearer.or_else(query).or_else(cookie).filter(|token| !token.is_empty())
+    // An empty one is no token: the next place may hold one.
+    let given = |token: &Cow<'_, str>| !token.is_empty();
+    bearer.filter(given).or_else(|| query().filter(given)).or_else(|| cookie().filter(given))
 }
 
 #[cfg(test)]
@@ -291,6 +310,51 @@ mod tests {
         assert_eq!((refusal.status, refusal.reason.as_ref()), (403, "expired credentials"));
         let forged = jwt("other key", 60, "mallory");
         assert_eq!(status(check_query(&c, &forged)), 403);
+    }
+
+    /// The status and reason of a refusal.
+    fn refused(result: Result<Proof, Refusal>) -> (u16, String) {
+        let refusal = result.unwrap_err();
+        (refusal.status, refusal.reason.into_owned())
+    }
+
+    #[test]
+    fn a_jwt_must_have_an_exp() {
+        let claims = serde_json::json!({ "sub": "alice" });
+        let forever = encode(&Header::default(), &claims, &EncodingKey::from_secret(b"jwt key")).unwrap();
+        assert_eq!(
+            refused(check_query(&credentials(), &forever)),
+            (403, "the token has no exp claim".into())
+        );
+    }
+
+    #[test]
+    fn a_jwt_with_an_audience_must_name_the_servers() {
+        let for_us = signed("jwt key", serde_json::json!({ "sub": "alice", "aud": "switchboard" }));
+        let among = signed("jwt key", serde_json::json!({ "sub": "alice", "aud": ["api", "switchboard"] }));
+        let for_others = signed("jwt key", serde_json::json!({ "sub": "alice", "aud": "api" }));
+        let for_anyone = jwt("jwt key", 60, "alice");
+        let elsewhere = (403, "the token is for another audience".to_owned());
+        // A server that names no audience takes only tokens that name none.
+        let c = credentials();
+        assert_eq!(refused(check_query(&c, &for_us)), elsewhere);
+        assert_eq!(identity(check_query(&c, &for_anyone)), "alice");
+        let c = Credentials::new(&Access {
+            jwt_secret: Some(Secret::new("jwt key")),
+            jwt_audience: Some("switchboard".into()),
+            ..Access::default()
+        })
+        .unwrap();
+        assert_eq!(identity(check_query(&c, &for_us)), "alice");
+        assert_eq!(identity(check_query(&c, &among)), "alice");
+        assert_eq!(refused(check_query(&c, &for_others)), elsewhere);
+        assert_eq!(refused(check_query(&c, &for_anyone)), (403, "the token has no aud claim".into()));
+    }
+
+    #[test]
+    fn an_empty_bearer_token_lets_the_cookie_speak() {
+        let request = request("/ws/a", &[("Authorization", "Bearer "), ("Cookie", "access_token=s3cret")]);
+        assert_eq!(identity(credentials().check(&request)), "token 2");
     }
 
     #[test]

@@ -277,13 +277,20 @@ pub struct Access {
     /// WebSocket), or the `access_token` cookie. Default: none.
     pub tokens: Vec<Secret>,
     /// The HS256 key of accepted JSON Web Tokens. Their signature is
-    /// checked, and their `exp` and (when present) `nbf`, each with 30
-    /// seconds of leeway for the issuer's clock and this server's to differ:
-    /// a token is taken from 30 s before its `nbf` until 30 s after its
-    /// `exp`, and otherwise gets 403. Their `sub` becomes the connection's
-    /// identity, and the claim named by `jwt_name_claim` its verified name.
-    /// Default `None`.
+    /// checked, their `exp` (which they must have) and, when present, their
+    /// `nbf`, each with 30 seconds of leeway for the issuer's clock and this
+    /// server's to differ: a token is taken from 30 s before its `nbf` until
+    /// 30 s after its `exp`, and otherwise gets 403; and their `aud`, if
+    /// they have one (see `jwt_audience`). Their `sub` becomes the
+    /// connection's identity, and the claim named by `jwt_name_claim` its
+    /// verified name. Default `None`.
     pub jwt_secret: Option<Secret>,
+    /// The audience this server is, as the issuer writes it in a token's
+    /// `aud` claim: a JWT whose `aud` names it is taken, one without `aud`
+    /// or for other audiences only gets 403. `None`, the default: a JWT with an `aud`
+    /// gets 403 (it was issued for some other service), one without is
+    /// taken. Only with `jwt_secret`.
+    pub jwt_audience: Option<String>,
     /// The JWT claim that names the user to others: its value, which must be
     /// a non-empty string (else 403), is the connection's
     /// [`verified_name`](crate::Connection::verified_name), the name the
@@ -329,6 +336,12 @@ impl Access {
                 Some(("access.jwt_name_claim", "needs access.jwt_secret: only a JWT names its holder"))
             }
             Some(claim) if claim.is_empty() => Some(("access.jwt_name_claim", "must not be empty")),
+            _ if self.jwt_audience.is_some() && self.jwt_secret.is_none() => {
+                Some(("access.jwt_audience", "needs access.jwt_secret: only a JWT names its audience"))
+            }
+            _ if self.jwt_audience.as_ref().is_some_and(String::is_empty) => {
+                Some(("access.jwt_audience", "must not be empty"))
+            }
             _ if self.private_metrics && self.tokens.is_empty() && self.jwt_secret.is_none() => Some((
                 "access.private_metrics",
                 "needs access.tokens or access.jwt_secret: the credentials /metrics and /stats would ask for",
@@ -773,6 +786,22 @@ mod tests {
         ] {
             let err = with(access).unwrap_err();
             assert!(matches!(err, Error::Config { field: "access.jwt_name_claim", .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn jwt_audience_needs_a_jwt_secret_and_a_name() {
+        let with = |access: Access| Config { access, ..Config::default() }.validate();
+        let audience = Some("chat.example".to_owned());
+        let secret = Some(Secret::new("key"));
+        with(Access { jwt_secret: secret.clone(), jwt_audience: audience.clone(), ..Access::default() })
+            .unwrap();
+        for access in [
+            Access { jwt_audience: audience, ..Access::default() },
+            Access { jwt_secret: secret, jwt_audience: Some(String::new()), ..Access::default() },
+        ] {
+            let err = with(access).unwrap_err();
+            assert!(matches!(err, Error::Config { field: "access.jwt_audience", .. }), "{err}");
         }
     }
 

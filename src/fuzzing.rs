@@ -49,6 +49,7 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>, Access) {
             tokens: vec![Secret::new("token")],
             jwt_secret: Some(Secret::new("key")),
             jwt_name_claim: None,
+            jwt_audience: None,
             private_metrics: true,
             trusted_proxies: vec!["10.0.0.0/8".parse().expect("a valid network")],
         };

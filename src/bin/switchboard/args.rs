@@ -155,8 +155,8 @@ pub struct ServerArgs {
 
     /// A file holding the HS256 key of JSON Web Tokens accepted at the upgrade, where
     /// tokens are read (signature, exp and nbf checked, with 30 s of leeway for clock
-    /// skew; expired or not yet valid: 403). A token's name claim (--jwt-name-claim)
-    /// is the name rooms show for its holder.
+    /// skew; expired, not yet valid or without exp: 403). A token's name claim
+    /// (--jwt-name-claim) is the name rooms show for its holder.
     #[arg(long, env = "SWITCHBOARD_JWT_SECRET_FILE", value_name = "FILE")]
     pub jwt_secret_file: Option<PathBuf>,
 
@@ -164,6 +164,11 @@ pub struct ServerArgs {
     /// a token without it as a string gets 403. Default: sub.
     #[arg(long, env = "SWITCHBOARD_JWT_NAME_CLAIM", value_name = "CLAIM")]
     pub jwt_name_claim: Option<String>,
+
+    /// The audience this server is, as a JWT's aud claim names it: a token without aud,
+    /// or for other audiences only, gets 403. Without it, a token with aud gets 403.
+    #[arg(long, env = "SWITCHBOARD_JWT_AUDIENCE", value_name = "AUDIENCE")]
+    pub jwt_audience: Option<String>,
 
     /// /metrics and /stats need the credentials an upgrade needs (missing: 401,
     /// wrong: 403), as Authorization: Bearer (Prometheus: authorization.credentials_file);
@@ -540,6 +545,7 @@ impl ServerArgs {
                 tokens,
                 jwt_secret,
                 jwt_name_claim: self.jwt_name_claim,
+                jwt_audience: self.jwt_audience,
                 private_metrics: self.private_metrics,
                 trusted_proxies: self.trust_proxies,
             },

@@ -35,6 +35,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("websocket.max_frame_size", "--max-frame-size"),
     ("access.private_metrics", "--private-metrics"),
     ("access.jwt_name_claim", "--jwt-name-claim"),
+    ("access.jwt_audience", "--jwt-audience"),
     ("access.jwt_secret", "--jwt-secret-file"),
     ("access.tokens", "--auth-token-file"),
     ("backplane.ca_certificate_pem", "--redis-ca-cert"),

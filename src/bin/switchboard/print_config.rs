@@ -122,6 +122,7 @@ mod tests {
         ("auth-token-file", "/etc/switchboard/tokens"),
         ("jwt-secret-file", "/etc/switchboard/jwt key"),
         ("jwt-name-claim", "name"),
+        ("jwt-audience", "chat.example"),
         ("tls-cert", "/etc/switchboard/cert.pem"),
         ("tls-key", "/etc/switchboard/key.pem"),
         ("trust-proxy", "10.0.0.0/8"),

@@ -124,7 +124,7 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Upgrade \$http_upgrade;
             proxy_set_header Connection \$connection_upgrade;
-            proxy_set_header Host \$host;
+            proxy_set_header Host \$http_host;
             # The nodes count and log clients by this (--trust-proxy).
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             # nginx closes a proxied connection idle for proxy_read_timeout

@@ -264,7 +264,9 @@ impl Default for Limits {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {
     /// Origins allowed to open a WebSocket from a browser, written as the
-    /// browser sends them (`https://chat.example.com`); `*` allows any.
+    /// browser sends them (`https://chat.example.com`; a path, a space or a
+    /// wildcard in the name could never match, and is refused); `*` allows
+    /// any.
     /// Empty, the default: a browser's `Origin` must match the `Host` it
     /// connects to (same origin), which stops other sites' pages from using
     /// a visitor's cookies here. A request without `Origin` does not come
@@ -331,6 +333,12 @@ impl Access {
 
 impl Access {
     pub(crate) fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if !self.allowed_origins.iter().all(|origin| crate::origin::is_listable(origin)) {
+            return Some((
+                "access.allowed_origins",
+                "must each be * or scheme://host[:port], as a browser sends it: no path, no spaces, no wildcard in the name",
+            ));
+        }
         match &self.jwt_name_claim {
             Some(_) if self.jwt_secret.is_none() => {
                 Some(("access.jwt_name_claim", "needs access.jwt_secret: only a JWT names its holder"))

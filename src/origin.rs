@@ -25,6 +25,25 @@ pub(crate) fn check(request: &Request, allowed: &[String]) -> Result<(), Refusal
     if permitted { Ok(()) } else { Err(Refusal::forbidden("origin not allowed")) }
 }
 
+/// Returns true if and only if `origin` can be listed as allowed: `*`, or
+/// an origin as a browser sends it (`scheme://host[:port]`, a `/` at the
+/// end forgiven). Anything else (no scheme, a path, a space, a wildcard in
+/// the name) could never match one.
+pub(crate) fn is_listable(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.strip_suffix('/').unwrap_or(origin).split_once("://") else {
+        return false;
+    };
+    let scheme_char = |c: char| c.is_ascii_alphanumeric() || "+-.".contains(c);
+    let authority_char = |c: char| c.is_ascii_graphic() && !"/?#@*".contains(c);
+    !scheme.is_empty()
+        && scheme.chars().all(scheme_char)
+        && !authority.is_empty()
+        && authority.chars().all(authority_char)
+}
+
 /// Returns true if and only if `origin` (`scheme://host[:port]`) names the
 /// same host and port as `host` (`host[:port]`). A `Host` without a port
 /// matches the origin's default port for its scheme, since a proxy in front
@@ -107,6 +126,25 @@ mod tests {
     fn no_origin_is_not_a_browser_and_is_allowed() {
         let request = request("/ws/a", &[("Host", "localhost:9001")]);
         assert!(check(&request, &[]).is_ok());
+    }
+
+    #[test]
+    fn only_what_a_browser_could_send_can_be_listed() {
+        for listable in ["*", "https://app.example", "https://app.example/", "http://[::1]:9001", "app://x"] {
+            assert!(is_listable(listable), "{listable:?}");
+        }
+        for never in [
+            "chat.example.com",
+            "https://app.example/chat",
+            "https://*.example.com",
+            " https://b.example",
+            "https://",
+            "://app.example",
+            "https://user@app.example",
+            "",
+        ] {
+            assert!(!is_listable(never), "{never:?}");
+        }
     }
 
     #[test]

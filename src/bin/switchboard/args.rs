@@ -143,7 +143,9 @@ pub struct ServerArgs {
         long = "allow-origin",
         env = "SWITCHBOARD_ALLOW_ORIGIN",
         value_name = "ORIGIN",
-        value_delimiter = ','
+        value_delimiter = ',',
+        // "a, b" in the environment lists two origins.
+        value_parser = |origin: &str| Ok::<_, std::convert::Infallible>(origin.trim().to_owned())
     )]
     pub allow_origins: Vec<String>,
 
@@ -693,6 +695,14 @@ mod tests {
         assert!(empty.contains("--redis-password-file") && empty.contains("must not be empty"), "{empty}");
         assert!(read("two\nlines\n").unwrap_err().to_string().contains("more than one line"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn origins_listed_with_spaces_after_commas_are_each_allowed() {
+        let listed = config(&["switchboard", "--allow-origin", "https://a.example, https://b.example"]);
+        assert_eq!(listed.unwrap().access.allowed_origins, ["https://a.example", "https://b.example"]);
+        let error = config(&["switchboard", "--allow-origin", "chat.example.com"]).unwrap_err().to_string();
+        assert!(error.contains("--allow-origin") && error.contains("scheme://host[:port]"), "{error}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("access.private_metrics", "--private-metrics"),
     ("access.jwt_name_claim", "--jwt-name-claim"),
     ("access.jwt_audience", "--jwt-audience"),
+    ("access.allowed_origins", "--allow-origin"),
     ("access.jwt_secret", "--jwt-secret-file"),
     ("access.tokens", "--auth-token-file"),
     ("backplane.ca_certificate_pem", "--redis-ca-cert"),

@@ -117,7 +117,9 @@ impl From<Refusal> for Response {
                     .header("Connection", "Upgrade")
                     .header("Sec-WebSocket-Version", "13")
             }
-            503 => response = response.header("Retry-After", "1"),
+            // Too many from one address, or from everyone: come back later
+            // (RFC 6585 §4, RFC 9110 §15.6.4), which the README promises.
+            429 | 503 => response = response.header("Retry-After", "1"),
             _ => {}
         }
         response
@@ -177,6 +179,14 @@ mod tests {
         assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
         let connections: Vec<&str> = text.lines().filter(|line| line.starts_with("Connection:")).collect();
         assert_eq!(connections, ["Connection: Upgrade, close"], "one Connection header: {text}");
+    }
+
+    #[test]
+    fn too_many_and_busy_say_when_to_come_back() {
+        for status in [429, 503] {
+            let text = written(&Response::from(Refusal::new(status, "later")), false);
+            assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
+        }
     }
 
     #[test]

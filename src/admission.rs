@@ -146,6 +146,12 @@ impl Drop for Permit {
 /// Holding is bounded by count as well as time; the accept loop sweeps the
 /// expired ones as it goes, without a thread of its own.
 ///
+/// On a TLS listener the client speaks TLS and cannot read an HTTP answer
+/// before a handshake, which the accept loop does not spend on a client it
+/// refuses: it is sent a TLS alert instead (`internal_error`: TLS has none
+/// for "busy"), which its library reports as such, where plain text would
+/// read as a garbled record.
+///
 /// A flood would fill the log with one line per refusal; instead the first
 /// refusal is logged at once and the rest are summed up by status (503 at
 /// the connection limit, 429 at the per-address limit), at most once every
@@ -155,15 +161,22 @@ pub(crate) struct Turnaway {
     held: VecDeque<(Instant, TcpStream)>,
     linger: Duration,
     capacity: usize,
+    /// The listener serves TLS.
+    tls: bool,
     log: RefusalLog,
 }
 
+/// A fatal `internal_error` alert, as a plaintext record (RFC 8446 §6, in
+/// the record version TLS 1.3 writes).
+const TLS_REFUSAL: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80];
+
 impl Turnaway {
-    pub(crate) fn new(linger: Duration, capacity: usize) -> Self {
+    pub(crate) fn new(linger: Duration, capacity: usize, tls: bool) -> Self {
         Turnaway {
             held: VecDeque::new(),
             linger,
             capacity,
+            tls,
             log: RefusalLog::new(Level::Warn, module_path!(), "connection", " at the door"),
         }
     }
@@ -176,7 +189,7 @@ impl Turnaway {
         }
         // A fresh socket's send buffer always has room for one small answer,
         // which leaves with the FIN in one segment.
-        let answer = Response::from(refusal).to_bytes(false);
+        let answer = if self.tls { TLS_REFUSAL.to_vec() } else { Response::from(refusal).to_bytes(false) };
         let _ = Sink::send(&stream, &[IoSlice::new(&answer)], Then::Fin);
         Sink::shutdown(&stream, Shutdown::Write);
         if self.held.len() >= self.capacity {

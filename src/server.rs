@@ -181,7 +181,8 @@ impl<H: Handler> Server<H> {
         let (alive, all_gone) = bounded::<()>(0);
         let mut next_id = 1;
         let mut backoff = Duration::ZERO;
-        let mut turnaway = Turnaway::new(self.shared.config.timeouts.close, self.held_refusals);
+        let mut turnaway =
+            Turnaway::new(self.shared.config.timeouts.close, self.held_refusals, self.shared.tls.is_some());
         loop {
             let accepted = self.listener.accept();
             if self.stopping.load(Ordering::SeqCst) {

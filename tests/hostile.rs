@@ -690,6 +690,17 @@ fn plain_text_on_the_tls_port_gets_a_plain_400() {
 }
 
 #[test]
+fn a_tls_client_refused_at_the_door_is_told_so_in_tls() {
+    let limits = Limits { max_connections_per_ip: 1, ..Limits::default() };
+    let server = TestServer::start_tls(Config { limits, ..config() });
+    let _first = server.tls_stream();
+    let Err(refused) = server.stream() else { panic!("a second connection from the address was let in") };
+    // Plain text here would read as a garbled record ("corrupt message").
+    let alert = refused.to_string();
+    assert!(alert.contains("received fatal alert: InternalError"), "{alert}");
+}
+
+#[test]
 fn tls_client_on_the_plain_port_fails_cleanly() {
     let server = TestServer::start(config());
     let bystanders = Bystanders::join(&server);

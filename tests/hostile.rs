@@ -690,6 +690,18 @@ fn plain_text_on_the_tls_port_gets_a_plain_400() {
 }
 
 #[test]
+fn a_tcp_check_on_the_tls_port_is_no_failed_handshake() {
+    let server = TestServer::start_tls(config());
+    for _ in 0..3 {
+        // Connects and hangs up, as load balancers' TCP checks do.
+        drop(tcp(server.addr()));
+    }
+    let refused = |stats: &serde_json::Value| stats["handshake_duration_seconds"]["refused"]["count"].clone();
+    assert!(crate::support::wait_until(PATIENCE, || refused(&server.stats()) == 3));
+    assert_eq!(server.stats()["tls_handshakes_failed"], 0);
+}
+
+#[test]
 fn a_tls_client_refused_at_the_door_is_told_so_in_tls() {
     let limits = Limits { max_connections_per_ip: 1, ..Limits::default() };
     let server = TestServer::start_tls(Config { limits, ..config() });

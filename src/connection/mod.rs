@@ -307,6 +307,10 @@ fn secure<H>(
             answer(socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);
             None
         }
+        Err(Rejected::Gone) => {
+            shared.metrics.handshake_took(HandshakeEnd::Refused, accepted);
+            None
+        }
         Err(Rejected::Failed(_)) if handshake.is_shed() => {
             debug!("connection {id} from {peer}: shed in its TLS handshake to make room for a newcomer");
             shared.metrics.handshake_took(HandshakeEnd::Refused, accepted);

@@ -189,7 +189,7 @@ impl Metrics {
             tls_handshakes_failed: counter(
                 &mut r,
                 "tls_handshakes_failed",
-                "TLS handshakes that failed or timed out",
+                "TLS handshakes that failed or timed out (a client that hangs up before it says anything, as a TCP check does, is not counted)",
             ),
             handshake_duration: ByLabel::register(
                 &mut r,

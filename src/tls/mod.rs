@@ -67,6 +67,9 @@ pub(crate) enum Rejected {
     /// The client spoke something else first (plain HTTP, most likely); the
     /// socket is handed back so that the client can be told.
     NotTls(Arc<TcpStream>),
+    /// The client hung up before it said anything: a load balancer's or an
+    /// orchestrator's TCP check, most often. No handshake failed.
+    Gone,
     /// The handshake failed or did not finish in time.
     Failed(io::Error),
 }
@@ -136,7 +139,7 @@ impl TlsAcceptor {
                 return Err(Rejected::Failed(e));
             }
             match tcp.peek(&mut first) {
-                Ok(0) => return Err(Rejected::Failed(io::ErrorKind::UnexpectedEof.into())),
+                Ok(0) => return Err(Rejected::Gone),
                 Ok(_) if first[0] == HANDSHAKE_RECORD => break,
                 Ok(_) => return Err(Rejected::NotTls(tcp)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

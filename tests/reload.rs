@@ -3,14 +3,17 @@
 //! ones when a new file is bad; SIGINT and SIGTERM are logged as what they
 //! are.
 
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use rustls::HandshakeKind;
 
 use crate::support::raw::{self, read_head};
 use crate::support::tls::{self, handshake};
-use crate::support::{Process, connect, recv_text, send_text};
+use crate::support::{PATIENCE, Process, connect, recv_text, send_text, signal, wait_until};
 
 /// A file of this test's own, removed when dropped.
 struct TempFile(PathBuf);
@@ -127,4 +130,38 @@ fn sigterm_and_sigint_are_logged_as_what_they_are() {
         let log = process.stop();
         assert!(log.iter().any(|line| line.contains(said)), "{signal}: {log:?}");
     }
+}
+
+#[test]
+fn sighup_while_the_server_starts_is_held_until_it_has() {
+    // A Redis that takes the connection and never answers holds the start.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let redis = format!("redis://{}", silent.local_addr().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", "127.0.0.1:0", "--redis", &redis])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (lines, log) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|line| drop(lines.send(line))));
+    // The server is starting once it has connected to Redis.
+    silent.set_nonblocking(true).unwrap();
+    let mut held = None;
+    assert!(wait_until(PATIENCE, || silent.accept().map(|(redis, _)| held = Some(redis)).is_ok()));
+    signal(child.id(), "HUP");
+    // SIGHUP's default would end the process; held, it is done once the
+    // server has started.
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|line: &String| line.contains("SIGHUP (reload): reloaded")) {
+        match log.recv_deadline(deadline) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no reload logged ({:?}): {seen:#?}", child.try_wait()),
+        }
+    }
+    assert!(seen.iter().any(|line| line.contains("listening on")), "{seen:#?}");
+    signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
 }

@@ -19,7 +19,7 @@ use rustls::ClientConfig;
 use switchboard::tungstenite::{self, WebSocket};
 use switchboard::{CloseFrame, Config, Handler, HubHandle, Message, RoomsHandler, Server, ShutdownHandle};
 
-pub use self::process::{Process, run};
+pub use self::process::{Process, run, signal};
 pub use self::program::Program;
 pub use self::raw::RawClient;
 

@@ -75,13 +75,14 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
     let config = args.into_config(sources)?;
     let files = signals::Reloadable { access: config.access.clone(), files };
     let (http, ws) = if config.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
+    let reloads = signals::hold_reloads()?;
     let server = Server::bind(config, RoomsHandler).map_err(|e| -> Box<dyn Error> {
         match e {
             switchboard::Error::RedisAuth { reason, .. } => Box::new(refused(sources, &reason)),
             other => Box::new(other),
         }
     })?;
-    signals::handle(server.shutdown_handle(), server.reload_handle(), files)?;
+    signals::handle(reloads, server.shutdown_handle(), server.reload_handle(), files)?;
     // Logged once the signal handlers are in place: from this line on,
     // SIGINT and SIGTERM shut down gracefully and SIGHUP reloads.
     let addr = server.local_addr();

@@ -19,14 +19,33 @@ pub struct Reloadable {
     pub files: Files,
 }
 
+/// Holds SIGHUP from now on, until [`handle`] takes it: a reload asked for
+/// while the server starts (a certificate renewed as it connects to a slow
+/// Redis) would otherwise end the process, SIGHUP's default. SIGINT and
+/// SIGTERM keep their default meanwhile: a server that has not started yet
+/// has nothing to shut down gracefully, and stops at once.
+///
+/// # Errors
+///
+/// When the handler cannot be installed.
+pub fn hold_reloads() -> std::io::Result<Signals> {
+    Signals::new([SIGHUP])
+}
+
 /// Handles the server's signals on a thread of their own, for as long as
-/// the process runs.
+/// the process runs; a reload asked for while it started is done first.
 ///
 /// # Errors
 ///
 /// When the signal handlers cannot be installed.
-pub fn handle(shutdown: ShutdownHandle, reload: ReloadHandle, files: Reloadable) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+pub fn handle(
+    mut signals: Signals,
+    shutdown: ShutdownHandle,
+    reload: ReloadHandle,
+    files: Reloadable,
+) -> std::io::Result<()> {
+    signals.add_signal(SIGINT)?;
+    signals.add_signal(SIGTERM)?;
     thread::Builder::new().name("switchboard-signals".into()).spawn(move || {
         let mut stopping = false;
         for signal in signals.forever() {

@@ -49,9 +49,21 @@ impl Response {
         Response::new(200).header("Content-Type", "application/json").body(body.into_bytes())
     }
 
-    /// Adds a header.
+    /// Adds a header. `Content-Length` is the server's to write, from the
+    /// body: one given here is left out.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not an HTTP token, or `value` holds a CR, LF or NUL:
+    /// a value taken from a client could otherwise end the header and write
+    /// others (response splitting). A handler that panics so is answered
+    /// 500.
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        let (name, value) = (name.into(), value.into());
+        let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+        assert!(!name.is_empty() && name.bytes().all(token), "the header name {name:?} is not an HTTP token");
+        assert!(!value.contains(['\r', '\n', '\0']), "the value of header {name} holds a CR, LF or NUL");
+        self.headers.push((name, value));
         self
     }
 
@@ -80,6 +92,9 @@ impl Response {
         // One Connection header: its own options (a 426's Upgrade), then close.
         let mut connection = None;
         for (name, value) in &self.headers {
+            if closing && name.eq_ignore_ascii_case("content-length") {
+                continue;
+            }
             if closing && name.eq_ignore_ascii_case("connection") {
                 connection = Some(value);
                 continue;
@@ -187,6 +202,25 @@ mod tests {
             let text = written(&Response::from(Refusal::new(status, "later")), false);
             assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "holds a CR, LF or NUL")]
+    fn a_header_value_cannot_write_another_header() {
+        let _ = Response::text(200, "ok").header("X-Name", "bob\r\nSet-Cookie: session=stolen");
+    }
+
+    #[test]
+    #[should_panic(expected = "is not an HTTP token")]
+    fn a_header_name_must_be_a_token() {
+        let _ = Response::text(200, "ok").header("X Name", "bob");
+    }
+
+    #[test]
+    fn content_length_is_the_servers_to_write() {
+        let text = written(&Response::text(200, "ok\n").header("Content-Length", "99"), false);
+        assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
+        assert!(text.contains("Content-Length: 3\r\n"), "{text}");
     }
 
     #[test]

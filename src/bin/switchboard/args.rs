@@ -369,8 +369,14 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 /// are skipped. A file with nothing in it is an error: it would otherwise
 /// silently turn credentials off.
 fn read_secrets(path: &Path, what: &str) -> Result<Vec<Secret>, FlagError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| FlagError::from(format!("{what}: cannot read it: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FlagError::from(match e.kind() {
+            std::io::ErrorKind::InvalidData => format!(
+                "{what}: the file is not text; a secret is a line of text (write a random one as hex: openssl rand -hex 32)"
+            ),
+            _ => format!("{what}: cannot read it: {e}"),
+        })
+    })?;
     let secrets: Vec<Secret> = text
         .lines()
         .map(str::trim)
@@ -433,7 +439,10 @@ impl Files {
             None => Vec::new(),
         };
         let jwt_secret = match &self.jwt_secret_file {
-            Some((path, setting)) => read_secrets(path, setting)?.into_iter().next(),
+            Some((path, setting)) => match read_secrets(path, setting)?.as_slice() {
+                [key] => Some(key.clone()),
+                _ => return Err(FlagError::from(format!("{setting}: the file holds more than one key"))),
+            },
             None => None,
         };
         let tls = match &self.tls {
@@ -659,6 +668,20 @@ mod tests {
         let message = result.unwrap_err().to_string();
         assert!(message.starts_with("--auth-token-file /"), "{message}");
         assert!(message.contains("holds no secret"), "{message}");
+    }
+
+    #[test]
+    fn a_jwt_key_file_holds_one_line_of_text() {
+        let path = std::env::temp_dir().join(format!("switchboard-jwt-keys-{}", std::process::id()));
+        let refusal = |contents: &[u8]| {
+            std::fs::write(&path, contents).unwrap();
+            config(&["switchboard", "--jwt-secret-file", path.to_str().unwrap()]).unwrap_err().to_string()
+        };
+        let binary = refusal(&[0x8f, 0x00, 0xff, 0x10]);
+        let two = refusal(b"first key\nsecond key\n");
+        std::fs::remove_file(&path).unwrap();
+        assert!(binary.contains("not text") && binary.contains("openssl rand -hex"), "{binary}");
+        assert!(two.contains("more than one key"), "{two}");
     }
 
     #[test]

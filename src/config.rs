@@ -781,36 +781,35 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
     }
 
-    #[test]
-    fn jwt_name_claim_needs_a_jwt_secret_and_a_name() {
+    /// A JWT setting, which `set` gives a value, is refused without a JWT
+    /// secret, or empty, as `field`.
+    fn needs_a_jwt_secret_and_a_value(field: &str, set: fn(String) -> Access) {
         let with = |access: Access| Config { access, ..Config::default() }.validate();
-        let claim = Some("preferred_username".to_owned());
         let secret = Some(Secret::new("key"));
-        with(Access { jwt_secret: secret.clone(), jwt_name_claim: claim.clone(), ..Access::default() })
-            .unwrap();
-        for access in [
-            Access { jwt_name_claim: claim, ..Access::default() },
-            Access { jwt_secret: secret, jwt_name_claim: Some(String::new()), ..Access::default() },
-        ] {
-            let err = with(access).unwrap_err();
-            assert!(matches!(err, Error::Config { field: "access.jwt_name_claim", .. }), "{err}");
+        with(Access { jwt_secret: secret.clone(), ..set("preferred_username".into()) }).unwrap();
+        for access in [set("preferred_username".into()), Access { jwt_secret: secret, ..set(String::new()) }]
+        {
+            match with(access) {
+                Err(Error::Config { field: refused, .. }) => assert_eq!(refused, field),
+                other => panic!("expected {field} to be refused, got {other:?}"),
+            }
         }
     }
 
     #[test]
+    fn jwt_name_claim_needs_a_jwt_secret_and_a_name() {
+        needs_a_jwt_secret_and_a_value("access.jwt_name_claim", |claim| Access {
+            jwt_name_claim: Some(claim),
+            ..Access::default()
+        });
+    }
+
+    #[test]
     fn jwt_audience_needs_a_jwt_secret_and_a_name() {
-        let with = |access: Access| Config { access, ..Config::default() }.validate();
-        let audience = Some("chat.example".to_owned());
-        let secret = Some(Secret::new("key"));
-        with(Access { jwt_secret: secret.clone(), jwt_audience: audience.clone(), ..Access::default() })
-            .unwrap();
-        for access in [
-            Access { jwt_audience: audience, ..Access::default() },
-            Access { jwt_secret: secret, jwt_audience: Some(String::new()), ..Access::default() },
-        ] {
-            let err = with(access).unwrap_err();
-            assert!(matches!(err, Error::Config { field: "access.jwt_audience", .. }), "{err}");
-        }
+        needs_a_jwt_secret_and_a_value("access.jwt_audience", |audience| Access {
+            jwt_audience: Some(audience),
+            ..Access::default()
+        });
     }
 
     #[test]

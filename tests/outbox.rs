@@ -368,6 +368,16 @@ fn a_clients_close_is_answered_ahead_of_what_waits_for_it() {
     let mut keeper = server.connect("/ws/closing");
     let sent = publish_until_stalled(&server, &mut keeper, LEN, 1000);
     stalled.stream.write_all(&frame(true, CLOSE, &[0x03, 0xe8], true)).unwrap();
+    // Read only once the server has read the close and queued its reply:
+    // each read makes room that the drain thread fills from the outbox,
+    // and what is in the kernel's buffers cannot be taken back. Reading at
+    // once, the client could empty the outbox before the server's thread
+    // even got to the close.
+    assert!(
+        wait_until(PATIENCE, || stat(&server, "close_frames_received") == 1),
+        "the server never read the close: {}",
+        server.stats()
+    );
     // What the kernel already held, then the reply; the rest is dropped.
     let mut texts = 0;
     loop {

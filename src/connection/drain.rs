@@ -81,8 +81,8 @@ pub(crate) enum CloseStage {
 }
 
 /// A cloneable way to hand work to the drain thread. It never waits. The
-/// queue holds at most five jobs per connection (new, its expiry, full, two
-/// closes),
+/// queue holds at most six jobs per connection (new, its expiry, full, full
+/// again for a close that cuts in, two closes),
 /// and only for connections opened since the drain thread's last turn,
 /// which comes at least once a heartbeat tick and as soon as a thousand
 /// jobs wait: it is bounded by the number of connections.

@@ -30,7 +30,7 @@ use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -173,6 +173,11 @@ pub(crate) struct Outbox {
     /// The connection's thread is busy with a message, not reading: time
     /// spent there (waiting on a full hub, say) is not the client's silence.
     busy: AtomicBool,
+    /// How many closes that jump the queue wait for the lock. Whoever holds
+    /// it to write stops at the end of its current send for them: a client
+    /// that keeps up would otherwise have the whole queue sent under one
+    /// hold of the lock, its close's answer behind all of it.
+    cutting_in: AtomicUsize,
 }
 
 /// What the lock guards.
@@ -256,6 +261,10 @@ enum Written {
     Empty,
     /// The kernel's buffer is full.
     Full,
+    /// Stopped between two sends for a close waiting to jump the queue,
+    /// which sends what is left once it holds the lock (or, when stalled,
+    /// hands it back to the drain thread).
+    Yielded,
     Failed(io::Error),
 }
 
@@ -308,6 +317,7 @@ impl Outbox {
             metrics,
             heard: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            cutting_in: AtomicUsize::new(0),
         });
         outbox.drain.watch(Arc::downgrade(&outbox));
         Ok(outbox)
@@ -359,10 +369,24 @@ impl Outbox {
     /// [`Refused::Closed`] if a close is already queued or the connection
     /// is over.
     pub(crate) fn close(self: &Arc<Self>, frame: Frame, closing: Closing) -> Result<(), Refused> {
+        let cuts_in = matches!(closing, Closing::Now | Closing::Reply);
+        if cuts_in {
+            self.cutting_in.fetch_add(1, Ordering::SeqCst);
+        }
         let mut state = self.lock();
-        self.queue_close(&mut state, frame, closing)?;
+        if cuts_in {
+            self.cutting_in.fetch_sub(1, Ordering::SeqCst);
+        }
+        let queued = self.queue_close(&mut state, frame, closing);
+        if cuts_in && state.stalled && state.output == Output::Open {
+            // The drain thread may have stopped for this close with room
+            // still left, which epoll (edge-triggered) will not report
+            // again: handing the outbox over anew has it look at once.
+            self.drain.finish(self.clone());
+        }
+        // Also what a writer stopped for this close left, if refused.
         self.flush_locked(&mut state);
-        Ok(())
+        queued
     }
 
     /// The close frame queued first, if any: the one the client is sent.
@@ -440,7 +464,7 @@ impl Outbox {
         if sent > 0 {
             state.progress = Instant::now();
         }
-        if let Written::Full = written {
+        if let Written::Full | Written::Yielded = written {
             return Resumed::Waiting;
         }
         state.stalled = false;
@@ -590,6 +614,8 @@ impl Outbox {
                     }
                 }
             }
+            // The close that this write stopped for sends the rest.
+            Written::Yielded => {}
             Written::Failed(e) => self.hang_up_locked(state, Failure::Send(e)),
         }
     }
@@ -621,6 +647,7 @@ impl Outbox {
         let tls = self.sink.tls();
         let mut sent = Sent::new(&self.metrics);
         let mut bytes = 0;
+        let mut calls = 0;
         let written = loop {
             if let Some(tls) = tls {
                 if state.head_sent == state.head.len() {
@@ -633,6 +660,11 @@ impl Outbox {
             if slices.is_empty() {
                 break Written::Empty;
             }
+            // A send at least, so that every write makes progress.
+            if calls > 0 && self.cutting_in.load(Ordering::SeqCst) > 0 {
+                break Written::Yielded;
+            }
+            calls += 1;
             let wanted: usize = slices.iter().map(|slice| slice.len()).sum();
             let then = if state.sends_the_end(tls.is_none()) { Then::Fin } else { Then::More };
             let result = self.sink.send(&slices, then);
@@ -1203,6 +1235,37 @@ pub(crate) mod tests {
         assert_eq!(r.outbox.lock().budget_used, 0);
         let timed = r.jobs.try_iter().filter(|job| matches!(job, Job::TimeClose(..))).count();
         assert_eq!(timed, 0, "the connection's thread keeps its own deadline");
+    }
+
+    #[test]
+    fn a_writer_that_keeps_finding_room_stops_between_sends_for_a_close_that_cuts_in() {
+        let r = outbox(1 << 20);
+        r.outbox.flush();
+        let start = r.sink.bytes().len();
+        r.sink.set_room(Some(0));
+        let frames: Vec<Frame> = (0..200).map(|i| Frame::text(i.to_string())).collect();
+        for frame in &frames {
+            r.outbox.send(frame.clone()).unwrap();
+        }
+        assert!(r.outbox.is_stalled());
+        r.jobs.try_iter().for_each(drop);
+        // The client takes all it is sent while the drain thread writes, and
+        // the answer to its close waits for the lock meanwhile.
+        r.sink.set_room(None);
+        r.outbox.cutting_in.fetch_add(1, Ordering::SeqCst);
+        let calls = r.sink.calls();
+        assert_eq!(r.outbox.resume(), Resumed::Waiting, "stopped for the close");
+        assert_eq!(r.sink.calls(), calls + 1, "after the send under way");
+        r.outbox.cutting_in.fetch_sub(1, Ordering::SeqCst);
+        let reply = Frame::close(None);
+        r.outbox.close(reply.clone(), Closing::Reply).unwrap();
+        let handed: Vec<Job> = r.jobs.try_iter().collect();
+        assert!(matches!(handed.as_slice(), [Job::Finish(_)]), "handed to the drain anew: {handed:?}");
+        assert_eq!(r.outbox.resume(), Resumed::Done);
+        let mut expected = wire(&frames[..MAX_BATCH].iter().collect::<Vec<_>>());
+        expected.extend(reply.as_bytes());
+        assert_eq!(&r.sink.bytes()[start..], expected, "one batch, then the reply");
+        assert_eq!(r.sink.shutdowns(), [Shutdown::Write]);
     }
 
     #[test]

@@ -80,8 +80,9 @@ impl<H: Handler> Reader<'_, H> {
                 Ok(Message::Close(close)) => {
                     // tungstenite has already replaced a code that may not be
                     // sent on the wire with 1002, as RFC 6455 asks.
-                    self.metrics.close_received();
                     let reply = self.queue_close(close.clone(), Closing::Reply);
+                    // Counted once answered: what waited has been dropped.
+                    self.metrics.close_received();
                     client_close = Some(ReadEnd::ClientClosed { close, reply });
                     continue;
                 }

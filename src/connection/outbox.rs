@@ -30,7 +30,7 @@ use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -177,7 +177,7 @@ pub(crate) struct Outbox {
     /// it to write stops at the end of its current send for them: a client
     /// that keeps up would otherwise have the whole queue sent under one
     /// hold of the lock, its close's answer behind all of it.
-    cutting_in: AtomicUsize,
+    cutting_in: AtomicU32,
 }
 
 /// What the lock guards.
@@ -317,7 +317,7 @@ impl Outbox {
             metrics,
             heard: AtomicBool::new(false),
             busy: AtomicBool::new(false),
-            cutting_in: AtomicUsize::new(0),
+            cutting_in: AtomicU32::new(0),
         });
         outbox.drain.watch(Arc::downgrade(&outbox));
         Ok(outbox)

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use ipnet::IpNet;
+
 use crate::config::{Access, TlsConfig};
 use crate::error::{Error, Result};
 use crate::tls::TlsAcceptor;
@@ -16,25 +18,36 @@ use crate::upgrade::Gate;
 pub struct ReloadHandle {
     pub(crate) gate: Arc<Gate>,
     pub(crate) tls: Option<Arc<TlsAcceptor>>,
+    /// The access rules a reload cannot change, as the server started.
+    pub(crate) allowed_origins: Arc<[String]>,
+    pub(crate) trusted_proxies: Arc<[IpNet]>,
 }
 
 impl ReloadHandle {
     /// From now on, upgrades (and private plain requests) are checked
-    /// against `access`'s tokens, JWT key and name claim, `/metrics` and
-    /// `/stats` are private as its `private_metrics` says, and TLS
-    /// handshakes use `tls`. Everything is checked before anything is
-    /// replaced: on an error the server keeps what it had.
+    /// against `access`'s tokens, JWT key, name claim and audience,
+    /// `/metrics` and `/stats` are private as its `private_metrics` says,
+    /// and TLS handshakes use `tls`. Everything is checked before anything
+    /// is replaced: on an error the server keeps what it had.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when `access` is inconsistent (a JWT name claim
-    /// without a JWT key, private metrics without credentials), or when
-    /// `tls` is given to a plain server or taken from a TLS one (a server
-    /// cannot change its scheme);
+    /// without a JWT key, private metrics without credentials), when it
+    /// changes `allowed_origins` or `trusted_proxies` (a running server
+    /// keeps those: restart it), or when `tls` is given to a plain server
+    /// or taken from a TLS one (a server cannot change its scheme);
     /// [`Error::Tls`] when the certificate or key is not usable.
     pub fn reload(&self, access: &Access, tls: Option<&TlsConfig>) -> Result<()> {
         if let Some((field, problem)) = access.problem() {
             return Err(Error::Config { field, problem });
+        }
+        let kept = "cannot change on a running server: restart it";
+        if *access.allowed_origins != *self.allowed_origins {
+            return Err(Error::Config { field: "access.allowed_origins", problem: kept });
+        }
+        if *access.trusted_proxies != *self.trusted_proxies {
+            return Err(Error::Config { field: "access.trusted_proxies", problem: kept });
         }
         let acceptor = match (&self.tls, tls) {
             (Some(_), Some(tls)) => Some(TlsAcceptor::new(tls)?),

@@ -165,3 +165,29 @@ fn sighup_while_the_server_starts_is_held_until_it_has() {
     signal(child.id(), "TERM");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_reload_cannot_change_what_a_running_server_keeps() {
+    let server = switchboard::Server::bind(crate::support::config(), switchboard::RoomsHandler).unwrap();
+    let reload = server.reload_handle();
+    let tokens = switchboard::Access { tokens: vec![switchboard::Secret::new("new")], ..Default::default() };
+    reload.reload(&tokens, None).unwrap();
+    // Before, each of these was taken, Ok(()), and changed nothing.
+    for (changed, field) in [
+        (
+            switchboard::Access { allowed_origins: vec!["https://a.example".into()], ..tokens.clone() },
+            "allowed_origins",
+        ),
+        (
+            switchboard::Access { trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()], ..tokens.clone() },
+            "trusted_proxies",
+        ),
+    ] {
+        match reload.reload(&changed, None) {
+            Err(switchboard::Error::Config { field: refused, problem }) => {
+                assert!(refused.ends_with(field) && problem.contains("restart"), "{refused}: {problem}");
+            }
+            other => panic!("a change of {field} was not refused: {other:?}"),
+        }
+    }
+}

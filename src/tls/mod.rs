@@ -263,9 +263,7 @@ fn handshake(
     session.set_buffer_limit(None);
     let mut before = Before { tcp: &tcp, due, since: Instant::now(), received: 0 };
     while session.is_handshaking() {
-        while session.wants_write() {
-            session.write_tls(&mut before)?;
-        }
+        write_waiting(&mut session, &mut before)?;
         match session.read_tls(&mut before) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {}
@@ -285,8 +283,8 @@ fn handshake(
     // client's Finished) the peer does wait for.
     let tickets_only = matches!(session, Connection::Server(_))
         && session.protocol_version() == Some(ProtocolVersion::TLSv1_3);
-    while session.wants_write() && !tickets_only {
-        session.write_tls(&mut before)?;
+    if !tickets_only {
+        write_waiting(&mut session, &mut before)?;
     }
     let session = Session { connection: session, unread: Vec::new(), deadline: None };
     Ok(Arc::new(TlsStream { tcp, session: Mutex::new(session) }))
@@ -485,8 +483,13 @@ fn take_sealed(session: &mut Session) -> io::Result<Vec<u8>> {
 
 /// Appends the sealed records waiting in the session to `out`, in order.
 fn move_sealed(session: &mut Session, out: &mut Vec<u8>) -> io::Result<()> {
-    while session.connection.wants_write() {
-        session.connection.write_tls(out)?;
+    write_waiting(&mut session.connection, out)
+}
+
+/// Writes every record waiting in `connection` to `out`, in order.
+fn write_waiting(connection: &mut Connection, out: &mut dyn Write) -> io::Result<()> {
+    while connection.wants_write() {
+        connection.write_tls(out)?;
     }
     Ok(())
 }

@@ -18,8 +18,8 @@ use crate::upgrade::Gate;
 pub struct ReloadHandle {
     pub(crate) gate: Arc<Gate>,
     pub(crate) tls: Option<Arc<TlsAcceptor>>,
-    /// The access rules a reload cannot change, as the server started.
-    pub(crate) allowed_origins: Arc<[String]>,
+    /// The proxies trusted, as the server started: a reload keeps them (and
+    /// the gate keeps the origins allowed).
     pub(crate) trusted_proxies: Arc<[IpNet]>,
 }
 
@@ -43,7 +43,7 @@ impl ReloadHandle {
             return Err(Error::Config { field, problem });
         }
         let kept = "cannot change on a running server: restart it";
-        if *access.allowed_origins != *self.allowed_origins {
+        if access.allowed_origins != self.gate.allowed_origins() {
             return Err(Error::Config { field: "access.allowed_origins", problem: kept });
         }
         if *access.trusted_proxies != *self.trusted_proxies {

@@ -146,12 +146,10 @@ impl<H: Handler> Server<H> {
     /// A handle that replaces the server's credentials and certificate while
     /// it runs; see [`ReloadHandle`].
     pub fn reload_handle(&self) -> ReloadHandle {
-        let access = &self.shared.config.access;
         ReloadHandle {
             gate: self.shared.gate.clone(),
             tls: self.shared.tls.clone(),
-            allowed_origins: access.allowed_origins.as_slice().into(),
-            trusted_proxies: access.trusted_proxies.as_slice().into(),
+            trusted_proxies: self.shared.config.access.trusted_proxies.as_slice().into(),
         }
     }
 

@@ -85,6 +85,11 @@ impl Gate {
         self.private_metrics.store(access.private_metrics, Ordering::Relaxed);
     }
 
+    /// The origins allowed, as the server started: a reload keeps them.
+    pub(crate) fn allowed_origins(&self) -> &[String] {
+        &self.allowed_origins
+    }
+
     /// Whether `/metrics` and `/stats` need credentials.
     pub(crate) fn metrics_are_private(&self) -> bool {
         self.private_metrics.load(Ordering::Relaxed)

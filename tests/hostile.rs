@@ -181,13 +181,18 @@ fn a_tls_handshake_trickled_below_the_minimum_rate_is_cut_long_before_the_deadli
     // The request head's rule holds for the TLS handshake's bytes too.
     let server = unhurried_but_steady(Scheme::Wss);
     let bystanders = Bystanders::join(&server);
-    let mut slow = TcpStream::connect(server.addr()).unwrap();
-    // A handshake record that announces 200 bytes, its body then sent a
-    // byte every 50 ms.
-    slow.write_all(&[0x16, 0x03, 0x01, 0x00, 200]).unwrap();
-    let (took, _) = trickle(&mut slow, &[1; 200]);
+    let took = trickle_a_tls_handshake(&server);
     assert!(took < Duration::from_secs(3), "cut after {took:?}: by the deadline, not the rate");
     bystanders.still_served();
+}
+
+/// Sends a handshake record that announces 200 bytes, then its body a byte
+/// every 50 ms (10 s, if the server waited for all of it); how long the
+/// server let it go on.
+fn trickle_a_tls_handshake(server: &TestServer) -> Duration {
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    slow.write_all(&[0x16, 0x03, 0x01, 0x00, 200]).unwrap();
+    trickle(&mut slow, &[1; 200]).0
 }
 
 #[test]
@@ -286,11 +291,7 @@ fn half_open_tls_handshakes_from_eight_addresses_give_way_to_a_newcomer() {
 fn slowloris_tls_handshake_is_cut_off_on_time() {
     let server = hurried(true);
     let bystanders = Bystanders::join(&server);
-    let mut slow = TcpStream::connect(server.addr()).unwrap();
-    // A handshake record that announces 200 bytes, its body then sent a
-    // byte every 50 ms: 10 s, if the server waited for all of it.
-    slow.write_all(&[0x16, 0x03, 0x01, 0x00, 200]).unwrap();
-    let (took, _) = trickle(&mut slow, &[1; 200]);
+    let took = trickle_a_tls_handshake(&server);
     assert!(took < Duration::from_secs(5), "the server let a trickling handshake go on for {took:?}");
     bystanders.still_served();
 }

@@ -207,7 +207,11 @@ fn presented_token(request: &Request) -> Option<Cow<'_, str>> {
         scheme.eq_ignore_ascii_case("bearer").then(|| Cow::Borrowed(token.trim()))
     });
     let query = || {
-        form_urlencoded::parse(request.query()?.as_bytes())
+        // Form encoding reads `+` as a space, but a token never holds a
+        // space (RFC 6750's b64token) and base64 tokens hold `+`: a client
+        // that puts one in the URL as it is means the `+` itself.
+        let query = request.query()?.replace('+', "%2B");
+        form_urlencoded::parse(query.as_bytes())
             .find(|(name, _)| name == TOKEN_NAME)
             .map(|(_, value)| Cow::Owned(value.into_owned()))
     };
@@ -278,6 +282,15 @@ mod tests {
             identity(c.check(&request("/ws/a", &[("Cookie", "theme=dark; access_token=first")]))),
             "token 1"
         );
+    }
+
+    #[test]
+    fn a_plus_in_the_query_is_a_plus_encoded_or_not() {
+        let c =
+            Credentials::new(&Access { tokens: vec![Secret::new("a+b/c==")], ..Access::default() }).unwrap();
+        assert_eq!(identity(check_query(&c, "a+b/c==")), "token 1");
+        assert_eq!(identity(check_query(&c, "a%2Bb%2Fc%3D%3D")), "token 1");
+        assert_eq!(status(check_query(&c, "a%20b/c==")), 403, "a space is no plus");
     }
 
     #[test]

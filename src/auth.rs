@@ -41,6 +41,44 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A bearer token the server takes, and the name its holder goes by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The [identity](crate::Request::identity) of the connections the
+    /// token opens: a word, with no spaces or control characters. `None`:
+    /// `token <n>` for the n-th of [`Access::tokens`], a name that passes
+    /// to another token when the list is reordered.
+    pub name: Option<String>,
+    /// What the client presents.
+    pub secret: Secret,
+}
+
+impl Token {
+    /// A token with no name of its own.
+    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        Token { name: None, secret: Secret::new(secret) }
+    }
+
+    /// A token whose connections go by `name`.
+    pub fn named(name: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        Token { name: Some(name.into()), secret: Secret::new(secret) }
+    }
+}
+
+/// Whether `name` may name a token: a word, so that it reads as one in a
+/// log line and never as another's `token <n>`.
+pub(crate) fn is_token_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Whether two of `tokens` hold the same secret: the second's name could
+/// never be given.
+pub(crate) fn repeats_a_secret(tokens: &[Token]) -> bool {
+    let mut digests: Vec<TokenDigest> = tokens.iter().map(|token| digest(token.secret.expose())).collect();
+    digests.sort_unstable();
+    digests.windows(2).any(|pair| pair[0] == pair[1])
+}
+
 /// The name of the query parameter and cookie that may carry a token.
 const TOKEN_NAME: &str = "access_token";
 
@@ -68,8 +106,9 @@ pub(crate) struct Credentials {
     /// the tokens themselves: `subtle` compares byte strings of one length
     /// in constant time, but answers at once when the lengths differ, so
     /// the time taken would tell a client how long a token is. Digests are
-    /// always 32 bytes, whatever was presented.
-    token_digests: Vec<TokenDigest>,
+    /// always 32 bytes, whatever was presented. Beside each, the identity
+    /// its holder goes by.
+    token_digests: Vec<(TokenDigest, String)>,
     jwt: Option<Jwt>,
 }
 
@@ -83,8 +122,8 @@ struct Jwt {
 /// Who a client proved to be at the upgrade.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Proof {
-    /// A JWT's `sub` (`jwt` without one), or `token <n>` for the n-th
-    /// configured token: see [`Request::identity`].
+    /// A JWT's `sub` (`jwt` without one), or a token's name: see
+    /// [`Request::identity`].
     pub(crate) identity: String,
     /// The name a JWT vouches for, from its name claim; `None` for a bearer
     /// token, which names no one.
@@ -123,7 +162,12 @@ impl Credentials {
                 name_claim: access.jwt_name_claim.clone().unwrap_or_else(|| DEFAULT_NAME_CLAIM.to_owned()),
             }
         });
-        let token_digests = access.tokens.iter().map(|token| digest(token.expose())).collect();
+        let token_digests = (access.tokens.iter().enumerate())
+            .map(|(n, token)| {
+                let name = token.name.clone().unwrap_or_else(|| format!("token {}", n + 1));
+                (digest(token.secret.expose()), name)
+            })
+            .collect();
         Some(Credentials { token_digests, jwt })
     }
 
@@ -133,8 +177,10 @@ impl Credentials {
     pub(crate) fn check(&self, request: &Request) -> Result<Proof, Refusal> {
         let token = presented_token(request).ok_or_else(|| Refusal::unauthorized("credentials required"))?;
         let presented = digest(token.as_bytes());
-        if let Some(n) = self.token_digests.iter().position(|d| bool::from(d[..].ct_eq(&presented[..]))) {
-            return Ok(Proof { identity: format!("token {}", n + 1), verified_name: None, expires: None });
+        if let Some((_, name)) =
+            self.token_digests.iter().find(|(d, _)| bool::from(d[..].ct_eq(&presented[..])))
+        {
+            return Ok(Proof { identity: name.clone(), verified_name: None, expires: None });
         }
         let Some(jwt) = &self.jwt else {
             return Err(Refusal::forbidden("invalid credentials"));
@@ -236,7 +282,7 @@ mod tests {
 
     fn credentials() -> Credentials {
         Credentials::new(&Access {
-            tokens: vec![Secret::new("first"), Secret::new("s3cret")],
+            tokens: vec![Token::new("first"), Token::new("s3cret")],
             jwt_secret: Some(Secret::new("jwt key")),
             ..Access::default()
         })
@@ -285,9 +331,39 @@ mod tests {
     }
 
     #[test]
+    fn a_named_token_keeps_its_name_wherever_it_stands() {
+        let c = Credentials::new(&Access {
+            tokens: vec![Token::new("first"), Token::named("prometheus", "scrape"), Token::new("third")],
+            ..Access::default()
+        })
+        .unwrap();
+        assert_eq!(identity(check_query(&c, "scrape")), "prometheus");
+        assert_eq!(identity(check_query(&c, "third")), "token 3", "an unnamed one goes by its place");
+        let c = Credentials::new(&Access {
+            tokens: vec![Token::named("prometheus", "scrape")],
+            ..Access::default()
+        })
+        .unwrap();
+        assert_eq!(identity(check_query(&c, "scrape")), "prometheus");
+    }
+
+    #[test]
+    fn a_token_name_is_a_word_and_a_secret_is_held_once() {
+        for good in ["alice", "prometheus-eu", "ops@example.com", "Zoë"] {
+            assert!(is_token_name(good), "{good:?}");
+        }
+        for bad in ["", "token 1", "tab\there", "bell\u{7}"] {
+            assert!(!is_token_name(bad), "{bad:?}");
+        }
+        let twice = [Token::named("a", "same"), Token::new("other"), Token::named("b", "same")];
+        assert!(repeats_a_secret(&twice));
+        assert!(!repeats_a_secret(&twice[..2]));
+    }
+
+    #[test]
     fn a_plus_in_the_query_is_a_plus_encoded_or_not() {
         let c =
-            Credentials::new(&Access { tokens: vec![Secret::new("a+b/c==")], ..Access::default() }).unwrap();
+            Credentials::new(&Access { tokens: vec![Token::new("a+b/c==")], ..Access::default() }).unwrap();
         assert_eq!(identity(check_query(&c, "a+b/c==")), "token 1");
         assert_eq!(identity(check_query(&c, "a%2Bb%2Fc%3D%3D")), "token 1");
         assert_eq!(status(check_query(&c, "a%20b/c==")), 403, "a space is no plus");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::auth::Secret;
+use crate::auth::{Secret, Token};
 use crate::error::{Error, Result};
 
 /// The configuration of a [`Server`](crate::Server).
@@ -276,8 +276,9 @@ pub struct Access {
     /// above). With tokens or a JWT secret set, an upgrade without
     /// credentials gets 401 and one with wrong or expired credentials 403. A token is read from `Authorization: Bearer`,
     /// the `access_token` query parameter (browsers cannot set headers on a
-    /// WebSocket), or the `access_token` cookie. Default: none.
-    pub tokens: Vec<Secret>,
+    /// WebSocket), or the `access_token` cookie. Each may be named: the
+    /// name is the identity of the connections it opens. Default: none.
+    pub tokens: Vec<Token>,
     /// The HS256 key of accepted JSON Web Tokens. Their signature is
     /// checked, their `exp` (which they must have) and, when present, their
     /// `nbf`, each with 30 seconds of leeway for the issuer's clock and this
@@ -338,6 +339,15 @@ impl Access {
                 "access.allowed_origins",
                 "must each be * or scheme://host[:port], as a browser sends it: no path, no spaces, no wildcard in the name",
             ));
+        }
+        if !self.tokens.iter().filter_map(|token| token.name.as_deref()).all(crate::auth::is_token_name) {
+            return Some((
+                "access.tokens",
+                "a token's name must be a word: not empty, no spaces or control characters",
+            ));
+        }
+        if crate::auth::repeats_a_secret(&self.tokens) {
+            return Some(("access.tokens", "hold one token twice: the second's name could never be given"));
         }
         match &self.jwt_name_claim {
             Some(_) if self.jwt_secret.is_none() => {
@@ -817,9 +827,25 @@ mod tests {
         let with = |access: Access| Config { access, ..Config::default() }.validate();
         let err = with(Access { private_metrics: true, ..Access::default() }).unwrap_err();
         assert!(matches!(err, Error::Config { field: "access.private_metrics", .. }), "{err}");
-        with(Access { private_metrics: true, tokens: vec![Secret::new("t")], ..Access::default() }).unwrap();
+        with(Access { private_metrics: true, tokens: vec![Token::new("t")], ..Access::default() }).unwrap();
         with(Access { private_metrics: true, jwt_secret: Some(Secret::new("k")), ..Access::default() })
             .unwrap();
+    }
+
+    #[test]
+    fn tokens_are_named_by_words_and_held_once() {
+        let with = |tokens: Vec<Token>| {
+            Config { access: Access { tokens, ..Access::default() }, ..Config::default() }.validate()
+        };
+        with(vec![Token::named("alice", "a"), Token::named("alice", "b"), Token::new("c")]).unwrap();
+        for refused in [
+            vec![Token::named("", "a")],
+            vec![Token::named("token 2", "a")],
+            vec![Token::named("alice", "a"), Token::new("a")],
+        ] {
+            let err = with(refused.clone()).unwrap_err();
+            assert!(matches!(err, Error::Config { field: "access.tokens", .. }), "{refused:?}: {err}");
+        }
     }
 
     #[test]

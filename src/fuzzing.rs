@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::auth::Secret;
+use crate::auth::{Secret, Token};
 use crate::config::Access;
 use crate::http::request::{HeadError, HeadLimits, HeadSource, read_head};
 use crate::http::routes::{Route, route};
@@ -46,7 +46,7 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>, Access) {
         std::thread::spawn(move || hub.run());
         let access = Access {
             allowed_origins: vec!["https://app.example".into()],
-            tokens: vec![Secret::new("token")],
+            tokens: vec![Token::new("token")],
             jwt_secret: Some(Secret::new("key")),
             jwt_name_claim: None,
             jwt_audience: None,

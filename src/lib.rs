@@ -323,7 +323,7 @@ mod thread_pool;
 mod tls;
 mod upgrade;
 
-pub use crate::auth::Secret;
+pub use crate::auth::{Secret, Token};
 pub use crate::backplane::redact_url as redact_redis_url;
 pub use crate::backplane::url_has_password as redis_url_has_password;
 pub use crate::close::{CloseReason, Ending};

@@ -190,11 +190,11 @@ mod tests {
 
     #[test]
     fn a_reload_replaces_the_credentials_and_whether_metrics_are_private() {
-        use crate::auth::Secret;
+        use crate::auth::Token;
         use crate::http::request::tests::request;
         let bearer = |token: &str| request("/metrics", &[("Authorization", &format!("Bearer {token}"))]);
         let gate = Gate::new(
-            &Access { tokens: vec![Secret::new("old")], private_metrics: true, ..Access::default() },
+            &Access { tokens: vec![Token::new("old")], private_metrics: true, ..Access::default() },
             &[],
         );
         assert!(gate.metrics_are_private());
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(admitted.identity(), Some("token 1"));
         assert_eq!(gate.check_credentials(&mut request("/metrics", &[])).unwrap_err().status, 401);
 
-        gate.set_credentials(&Access { tokens: vec![Secret::new("new")], ..Access::default() });
+        gate.set_credentials(&Access { tokens: vec![Token::new("new")], ..Access::default() });
         assert!(!gate.metrics_are_private());
         assert_eq!(gate.check_credentials(&mut bearer("old")).unwrap_err().status, 403);
         gate.check_credentials(&mut bearer("new")).unwrap();

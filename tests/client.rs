@@ -104,7 +104,7 @@ fn a_connection_closed_by_the_server_reconnects_while_the_others_keep_receiving(
 #[test]
 fn a_refused_handshake_prints_its_status_and_nothing_connected_exits_non_zero() {
     let server = TestServer::start(Config {
-        access: switchboard::Access { tokens: vec![switchboard::Secret::new("t0ken")], ..Default::default() },
+        access: switchboard::Access { tokens: vec![switchboard::Token::new("t0ken")], ..Default::default() },
         ..config()
     });
     let mut cli = start_cli(&[&server.url("/nowhere?access_token=t0ken"), &server.url("/ws/r")]);

@@ -3,7 +3,7 @@
 //! one the token vouches for, not one the client picks.
 
 use serde_json::{Value, json};
-use switchboard::{Access, Config, Secret, Timeouts};
+use switchboard::{Access, Config, Secret, Timeouts, Token};
 
 use crate::support::jwt::{KEY, jwt, now};
 use crate::support::raw::upgrade_request;
@@ -14,7 +14,7 @@ use crate::support::{Client, Reply, TestServer, config, ms, recv_close, recv_tex
 fn server(name_claim: Option<&str>) -> TestServer {
     TestServer::start(Config {
         access: Access {
-            tokens: vec![Secret::new("letmein")],
+            tokens: vec![Token::new("letmein")],
             jwt_secret: Some(Secret::new(KEY)),
             jwt_name_claim: name_claim.map(str::to_owned),
             ..Access::default()

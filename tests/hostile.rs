@@ -14,7 +14,7 @@ use crate::support::{
     Client, PATIENCE, Process, RawClient, Reply, Scheme, TestServer, close_code, config, ms, parse_reply,
     recv_text, send_text,
 };
-use switchboard::{Access, Config, Limits, Secret, Timeouts, WebSocketConfig};
+use switchboard::{Access, Config, Limits, Secret, Timeouts, Token, WebSocketConfig};
 
 /// Two members of one room, joined before the attack.
 struct Bystanders {
@@ -492,7 +492,7 @@ fn jwt(key: &str, expires_in: i64) -> String {
 fn missing_invalid_and_expired_credentials_are_refused() {
     let server = TestServer::start(Config {
         access: Access {
-            tokens: vec![Secret::new("letmein")],
+            tokens: vec![Token::new("letmein")],
             jwt_secret: Some(Secret::new("jwt-key")),
             ..Access::default()
         },

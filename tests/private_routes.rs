@@ -5,7 +5,7 @@
 //! the page to give it a token.
 
 use serde_json::json;
-use switchboard::{Access, Config, Secret};
+use switchboard::{Access, Config, Secret, Token};
 
 use crate::support::{PATIENCE, Reply, TestServer, config, jwt, wait_until};
 
@@ -19,7 +19,7 @@ fn jwt(sub: &str, exp_from_now: i64) -> String {
 fn server(private_metrics: bool) -> TestServer {
     TestServer::start(Config {
         access: Access {
-            tokens: vec![Secret::new("letmein")],
+            tokens: vec![Token::new("letmein")],
             jwt_secret: Some(Secret::new(jwt::KEY)),
             private_metrics,
             ..Access::default()

@@ -170,7 +170,7 @@ fn sighup_while_the_server_starts_is_held_until_it_has() {
 fn a_reload_cannot_change_what_a_running_server_keeps() {
     let server = switchboard::Server::bind(crate::support::config(), switchboard::RoomsHandler).unwrap();
     let reload = server.reload_handle();
-    let tokens = switchboard::Access { tokens: vec![switchboard::Secret::new("new")], ..Default::default() };
+    let tokens = switchboard::Access { tokens: vec![switchboard::Token::new("new")], ..Default::default() };
     reload.reload(&tokens, None).unwrap();
     // Before, each of these was taken, Ok(()), and changed nothing.
     for (changed, field) in [

@@ -72,8 +72,9 @@ impl Request {
     }
 
     /// Who the client proved to be at the upgrade, when credentials are
-    /// configured ([`Access`](crate::Access)): a JWT's `sub`, or `token <n>`
-    /// for the n-th configured token.
+    /// configured ([`Access`](crate::Access)): a JWT's `sub`, or the name of
+    /// the token presented (`token <n>` for the n-th of
+    /// [`Access::tokens`](crate::Access::tokens) when it has none).
     pub fn identity(&self) -> Option<&str> {
         self.identity.as_deref()
     }

@@ -15,7 +15,7 @@ use crate::flags::FlagError;
 use crate::logging::LogFormat;
 use crate::scheduling::Scheduling;
 use crate::sources::{REDIS_PASSWORD_VAR, Sources};
-use switchboard::{Access, BackplaneConfig, Config, IpNet, Limits, Secret, Timeouts, TlsConfig};
+use switchboard::{Access, BackplaneConfig, Config, IpNet, Limits, Secret, Timeouts, TlsConfig, Token};
 
 /// A WebSocket server: rooms at /ws/<room>, an echo at /echo, a chat page at /,
 /// and /healthz, /metrics and /stats, all on one port. `switchboard client`
@@ -151,7 +151,8 @@ pub struct ServerArgs {
 
     /// A file of bearer tokens, one per line, required at the upgrade and for /rooms/
     /// (missing: 401, wrong: 403). Read from Authorization: Bearer, ?access_token= or the
-    /// access_token cookie.
+    /// access_token cookie. A line may start with a name and a space: the identity of the
+    /// token's connections.
     #[arg(long, env = "SWITCHBOARD_AUTH_TOKEN_FILE", value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
 
@@ -364,11 +365,30 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{host}` in `{text}` is not a host name this machine can look up"))
 }
 
+/// Reads a token file, which `what` names: a token a line, or a name, a
+/// space and a token (a bearer token holds no spaces). A name is what the
+/// token's connections go by; an unnamed one goes by its place.
+fn read_tokens(path: &Path, what: &str) -> Result<Vec<Token>, FlagError> {
+    let mut tokens = Vec::new();
+    for (n, line) in secret_lines(path, what)? {
+        let token = match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [secret] => Token::new(secret),
+            [name, secret] => Token::named(name, secret),
+            _ => {
+                let problem = "holds more than a name and a token (a token holds no spaces)";
+                return Err(FlagError::from(format!("{what}: the token on line {n} {problem}")));
+            }
+        };
+        tokens.push(token);
+    }
+    Ok(tokens)
+}
+
 /// Reads a secret file, which `what` names (`--auth-token-file PATH`, or
-/// however it was given). Lines are trimmed; blank lines and `#` comments
-/// are skipped. A file with nothing in it is an error: it would otherwise
-/// silently turn credentials off.
-fn read_secrets(path: &Path, what: &str) -> Result<Vec<Secret>, FlagError> {
+/// however it was given): its lines, trimmed, each with its number, but
+/// for blank lines and `#` comments. A file with nothing in it is an error:
+/// it would otherwise silently turn credentials off.
+fn secret_lines(path: &Path, what: &str) -> Result<Vec<(usize, String)>, FlagError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         FlagError::from(match e.kind() {
             std::io::ErrorKind::InvalidData => format!(
@@ -377,11 +397,10 @@ fn read_secrets(path: &Path, what: &str) -> Result<Vec<Secret>, FlagError> {
             _ => format!("{what}: cannot read it: {e}"),
         })
     })?;
-    let secrets: Vec<Secret> = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(Secret::new)
+    let secrets: Vec<(usize, String)> = (1..)
+        .zip(text.lines().map(str::trim))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(n, line)| (n, line.to_owned()))
         .collect();
     if secrets.is_empty() {
         let problem = "the file holds no secret (one per line; lines that start with # are comments)";
@@ -426,7 +445,7 @@ pub struct Files {
 
 /// What [`Files`] hold.
 pub struct CredentialFiles {
-    pub tokens: Vec<Secret>,
+    pub tokens: Vec<Token>,
     pub jwt_secret: Option<Secret>,
     pub tls: Option<TlsConfig>,
 }
@@ -435,12 +454,12 @@ impl Files {
     /// Reads every file named; an error names the setting that named it.
     pub fn read(&self) -> Result<CredentialFiles, FlagError> {
         let tokens = match &self.auth_token_file {
-            Some((path, setting)) => read_secrets(path, setting)?,
+            Some((path, setting)) => read_tokens(path, setting)?,
             None => Vec::new(),
         };
         let jwt_secret = match &self.jwt_secret_file {
-            Some((path, setting)) => match read_secrets(path, setting)?.as_slice() {
-                [key] => Some(key.clone()),
+            Some((path, setting)) => match secret_lines(path, setting)?.as_slice() {
+                [(_, key)] => Some(Secret::new(key.as_str())),
                 _ => return Err(FlagError::from(format!("{setting}: the file holds more than one key"))),
             },
             None => None,
@@ -668,6 +687,26 @@ mod tests {
         let message = result.unwrap_err().to_string();
         assert!(message.starts_with("--auth-token-file /"), "{message}");
         assert!(message.contains("holds no secret"), "{message}");
+    }
+
+    #[test]
+    fn a_token_file_line_is_a_token_or_a_name_and_a_token() {
+        let path = std::env::temp_dir().join(format!("switchboard-named-tokens-{}", std::process::id()));
+        let read = |contents: &str| {
+            std::fs::write(&path, contents).unwrap();
+            read_tokens(&path, "--auth-token-file F")
+        };
+        let tokens = read("# who holds what\nprometheus  scrape-me\n\tbare \nalice\tS3cret==\n").unwrap();
+        assert_eq!(
+            tokens,
+            [Token::named("prometheus", "scrape-me"), Token::new("bare"), Token::named("alice", "S3cret==")]
+        );
+        let message = read("one\n# a comment\n\nname token and more\n").unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "--auth-token-file F: the token on line 4 holds more than a name and a token (a token holds no spaces)"
+        );
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

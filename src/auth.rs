@@ -74,9 +74,7 @@ pub(crate) fn is_token_name(name: &str) -> bool {
 /// Whether two of `tokens` hold the same secret: the second's name could
 /// never be given.
 pub(crate) fn repeats_a_secret(tokens: &[Token]) -> bool {
-    let mut digests: Vec<TokenDigest> = tokens.iter().map(|token| digest(token.secret.expose())).collect();
-    digests.sort_unstable();
-    digests.windows(2).any(|pair| pair[0] == pair[1])
+    sorted_digests(tokens).windows(2).any(|pair| pair[0] == pair[1])
 }
 
 /// The name of the query parameter and cookie that may carry a token.
@@ -96,8 +94,16 @@ const DEFAULT_NAME_CLAIM: &str = "sub";
 /// a few minutes".)
 const JWT_LEEWAY_SECS: u64 = 30;
 
-/// A configured token's SHA-256.
-type TokenDigest = [u8; 32];
+/// A token's SHA-256. Its `Debug` output is redacted too: a weak token's
+/// digest would help guess it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TokenDigest([u8; 32]);
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenDigest([redacted])")
+    }
+}
 
 /// The credentials an upgrade must present, built once from [`Access`].
 pub(crate) struct Credentials {
@@ -131,10 +137,20 @@ pub(crate) struct Proof {
     /// When a JWT stops being taken: its `exp` and the leeway. `None` for a
     /// bearer token (a JWT without `exp` is refused).
     pub(crate) expires: Option<SystemTime>,
+    /// The digest of the bearer token presented: the connection ends if
+    /// a reload takes the token away. `None` for a JWT.
+    pub(crate) token: Option<TokenDigest>,
 }
 
 fn digest(token: &[u8]) -> TokenDigest {
-    Sha256::digest(token).into()
+    TokenDigest(Sha256::digest(token).into())
+}
+
+/// The digests of `tokens`, sorted, to be searched.
+pub(crate) fn sorted_digests(tokens: &[Token]) -> Vec<TokenDigest> {
+    let mut digests: Vec<TokenDigest> = tokens.iter().map(|token| digest(token.secret.expose())).collect();
+    digests.sort_unstable();
+    digests
 }
 
 impl Credentials {
@@ -178,9 +194,14 @@ impl Credentials {
         let token = presented_token(request).ok_or_else(|| Refusal::unauthorized("credentials required"))?;
         let presented = digest(token.as_bytes());
         if let Some((_, name)) =
-            self.token_digests.iter().find(|(d, _)| bool::from(d[..].ct_eq(&presented[..])))
+            self.token_digests.iter().find(|(d, _)| bool::from(d.0[..].ct_eq(&presented.0[..])))
         {
-            return Ok(Proof { identity: name.clone(), verified_name: None, expires: None });
+            return Ok(Proof {
+                identity: name.clone(),
+                verified_name: None,
+                expires: None,
+                token: Some(presented),
+            });
         }
         let Some(jwt) = &self.jwt else {
             return Err(Refusal::forbidden("invalid credentials"));
@@ -203,7 +224,12 @@ impl Credentials {
             // anything) is no expiry at all, rather than an overflow.
             UNIX_EPOCH.checked_add(Duration::from_secs(exp.saturating_add(JWT_LEEWAY_SECS)))
         });
-        Ok(Proof { identity: identity.to_owned(), verified_name: Some(name.to_owned()), expires })
+        Ok(Proof {
+            identity: identity.to_owned(),
+            verified_name: Some(name.to_owned()),
+            expires,
+            token: None,
+        })
     }
 }
 
@@ -385,7 +411,12 @@ mod tests {
         }
         assert_eq!(
             check_query(&c, "s3cret").unwrap(),
-            Proof { identity: "token 2".into(), verified_name: None, expires: None }
+            Proof {
+                identity: "token 2".into(),
+                verified_name: None,
+                expires: None,
+                token: Some(digest(b"s3cret"))
+            }
         );
     }
 

@@ -40,6 +40,9 @@ pub enum CloseReason {
     /// The JWT the connection was admitted with has expired: 1008. The
     /// client should reconnect with a fresh token.
     CredentialsExpired,
+    /// The bearer token the connection was admitted with is no longer
+    /// taken (a reload left it out): 1008. The client needs another.
+    CredentialsRevoked,
     /// A message or frame over the size limit: 1009.
     TooBig,
     /// A failure on the server's side: 1011.
@@ -53,9 +56,10 @@ impl CloseReason {
             CloseReason::Shutdown | CloseReason::IdleTimeout | CloseReason::Lifetime => CloseCode::Away,
             CloseReason::Protocol => CloseCode::Protocol,
             CloseReason::InvalidUtf8 => CloseCode::Invalid,
-            CloseReason::SlowConsumer | CloseReason::RateLimited | CloseReason::CredentialsExpired => {
-                CloseCode::Policy
-            }
+            CloseReason::SlowConsumer
+            | CloseReason::RateLimited
+            | CloseReason::CredentialsExpired
+            | CloseReason::CredentialsRevoked => CloseCode::Policy,
             CloseReason::TooBig => CloseCode::Size,
             CloseReason::Internal => CloseCode::Error,
         }
@@ -72,6 +76,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow consumer: outbox full",
             CloseReason::RateLimited => "message rate limit exceeded",
             CloseReason::CredentialsExpired => "credentials expired",
+            CloseReason::CredentialsRevoked => "credentials revoked",
             CloseReason::TooBig => "message too big",
             CloseReason::Internal => "internal error",
         }

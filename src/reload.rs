@@ -1,22 +1,27 @@
-//! Reloading a running server's credentials and certificate, without
-//! dropping a client.
+//! Reloading a running server's credentials and certificate, dropping no
+//! client but those whose bearer token is taken away.
 
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use log::info;
 
 use crate::config::{Access, TlsConfig};
+use crate::connection::TokenHolders;
 use crate::error::{Error, Result};
 use crate::tls::TlsAcceptor;
 use crate::upgrade::Gate;
 
 /// Replaces, on a running [`Server`](crate::Server), the credentials an
 /// upgrade must present and the TLS certificate and key. Connections open
-/// keep going; upgrades and TLS handshakes under way finish with what they
-/// began with. Cloning gives another handle to the same server.
+/// keep going, but those opened with a bearer token no longer taken, which
+/// are closed (1008, `credentials revoked`); upgrades and TLS handshakes
+/// under way finish with what they began with. Cloning gives another
+/// handle to the same server.
 #[derive(Debug, Clone)]
 pub struct ReloadHandle {
     pub(crate) gate: Arc<Gate>,
+    pub(crate) token_holders: Arc<TokenHolders>,
     pub(crate) tls: Option<Arc<TlsAcceptor>>,
     /// The proxies trusted, as the server started: a reload keeps them (and
     /// the gate keeps the origins allowed).
@@ -27,8 +32,12 @@ impl ReloadHandle {
     /// From now on, upgrades (and private plain requests) are checked
     /// against `access`'s tokens, JWT key, name claim and audience,
     /// `/metrics` and `/stats` are private as its `private_metrics` says,
-    /// and TLS handshakes use `tls`. Everything is checked before anything
-    /// is replaced: on an error the server keeps what it had.
+    /// and TLS handshakes use `tls`. The connections opened with a bearer
+    /// token that `access` no longer holds are closed, 1008, unless
+    /// `access` asks for no credentials at all (those opened with a JWT end
+    /// when it expires, whatever key is in force).
+    /// Everything is checked before anything is replaced: on an error the
+    /// server keeps what it had.
     ///
     /// # Errors
     ///
@@ -62,6 +71,16 @@ impl ReloadHandle {
                 });
             }
         };
+        // A server that asks for no credentials any more would admit every
+        // client: none is closed. Otherwise this comes before the gate
+        // takes the new tokens, so that an upgrade it lets in with one finds
+        // it taken here.
+        if !access.tokens.is_empty() || access.jwt_secret.is_some() {
+            let revoked = self.token_holders.take_only(&access.tokens);
+            if revoked > 0 {
+                info!("reload: closing {revoked} connection(s) whose bearer token was taken away");
+            }
+        }
         self.gate.set_credentials(access);
         if let (Some(current), Some(acceptor)) = (&self.tls, acceptor) {
             current.replace(acceptor);

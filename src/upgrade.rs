@@ -112,6 +112,7 @@ impl Gate {
             request.set_identity(proof.identity);
             request.set_verified_name(proof.verified_name);
             request.set_credentials_expire(proof.expires);
+            request.set_token(proof.token);
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Verifies the binary's signals: SIGHUP reloads the token file, the JWT
-//! key and the certificate without dropping a client, and keeps the old
-//! ones when a new file is bad; SIGINT and SIGTERM are logged as what they
+//! key and the certificate, dropping only the clients of a token taken
+//! away, and keeps the old ones when a new file is bad; SIGINT and SIGTERM are logged as what they
 //! are.
 
 use std::io::{BufRead, BufReader};
@@ -13,7 +13,9 @@ use rustls::HandshakeKind;
 
 use crate::support::raw::{self, read_head};
 use crate::support::tls::{self, handshake};
-use crate::support::{PATIENCE, Process, connect, recv_text, send_text, signal, wait_until};
+use crate::support::{
+    PATIENCE, Process, TestServer, connect, recv_close, recv_text, send_text, signal, wait_until,
+};
 
 /// A file of this test's own, removed when dropped.
 struct TempFile(PathBuf);
@@ -46,18 +48,23 @@ fn upgrade_status(process: &Process, token: &str) -> String {
 }
 
 #[test]
-fn sighup_reloads_the_token_file_without_dropping_a_client() {
-    let tokens = TempFile::new("reload-tokens", b"first\n");
+fn sighup_reloads_the_token_file_and_closes_only_what_a_revoked_token_opened() {
+    let tokens = TempFile::new("reload-tokens", b"alice kept\nfirst\n");
     let mut process = Process::start(&["--auth-token-file", tokens.arg()]);
-    let mut open = connect(process.addr, "/echo?access_token=first").unwrap();
-    tokens.write(b"# rotated\nsecond\n");
+    let mut kept = connect(process.addr, "/echo?access_token=kept").unwrap();
+    let mut revoked = connect(process.addr, "/echo?access_token=first").unwrap();
+    tokens.write(b"# rotated\nalice kept\nsecond\n");
     process.signal("HUP");
-    process.wait_for_line("SIGHUP (reload): reloaded 1 token");
+    process.wait_for_line("SIGHUP (reload): reloaded 2 tokens");
     assert_eq!(upgrade_status(&process, "second"), "101");
     assert_eq!(upgrade_status(&process, "first"), "403");
-    // Admitted with the old token, and still served.
-    send_text(&mut open, "still here");
-    assert_eq!(recv_text(&mut open), "still here");
+    // Admitted with a token still taken, and still served.
+    send_text(&mut kept, "still here");
+    assert_eq!(recv_text(&mut kept), "still here");
+    // Admitted with the one taken away: closed, told why.
+    let close = recv_close(&mut revoked).expect("a close frame");
+    assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "credentials revoked"));
+    process.wait_for_line("closing 1 connection(s) whose bearer token was taken away");
 }
 
 #[test]
@@ -190,4 +197,20 @@ fn a_reload_cannot_change_what_a_running_server_keeps() {
             other => panic!("a change of {field} was not refused: {other:?}"),
         }
     }
+}
+
+#[test]
+fn credentials_turned_off_close_no_one_and_a_token_taken_away_closes_its_own() {
+    use switchboard::{Access, Config, Token};
+    let with = |tokens: Vec<Token>| Access { tokens, ..Access::default() };
+    let server =
+        TestServer::start(Config { access: with(vec![Token::new("t")]), ..crate::support::config() });
+    let mut client = server.connect("/echo?access_token=t");
+    // A server that now takes anyone would admit this client too.
+    server.reload_handle().reload(&Access::default(), None).unwrap();
+    send_text(&mut client, "still here");
+    assert_eq!(recv_text(&mut client), "still here");
+    server.reload_handle().reload(&with(vec![Token::new("another")]), None).unwrap();
+    let close = recv_close(&mut client).expect("a close frame");
+    assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "credentials revoked"));
 }

@@ -18,6 +18,7 @@ mod heartbeat;
 mod outbox;
 mod reader;
 mod token_bucket;
+mod token_holders;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
@@ -35,6 +36,7 @@ pub(crate) use self::outbox::tests::{Recorded, recorded};
 pub(crate) use self::outbox::{Closing, Outbox, Queued, Refused, assert_unlocked};
 use self::reader::{ReadEnd, Reader};
 use self::token_bucket::TokenBucket;
+pub(crate) use self::token_holders::TokenHolders;
 use crate::admission::Permit;
 use crate::close::{CloseReason, Ending};
 use crate::config::Config;
@@ -64,6 +66,9 @@ pub(crate) struct Shared<H> {
     pub(crate) tls: Option<Arc<TlsAcceptor>>,
     /// Where outboxes whose socket is full are finished.
     pub(crate) drain: DrainHandle,
+    /// The connections opened with bearer tokens, closed if a reload takes
+    /// their token away.
+    pub(crate) token_holders: Arc<TokenHolders>,
     /// Refused upgrades, summed up in the log: a flood of them must not
     /// write a line each.
     pub(crate) refused_upgrades: RefusalLog,
@@ -493,6 +498,9 @@ fn plug_in<'a, H: Handler>(
     let credentials = request.credentials_expire().map(|until| Expiry::credentials(now, until));
     for expiry in lifetime.into_iter().chain(credentials) {
         shared.drain.expire(Arc::downgrade(&outbox), expiry);
+    }
+    if let Some(token) = request.token() {
+        shared.token_holders.add(token, &outbox);
     }
     let Ok(registration) = Registration::new(id, &shared.hub, outbox.clone(), &shared.metrics) else {
         // The hub has stopped: the server is shutting down. The 101 is

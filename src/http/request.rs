@@ -4,6 +4,7 @@ use std::io::{self, Read};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::auth::TokenDigest;
 use crate::close::is_timeout;
 use crate::error::Refusal;
 use crate::stream::Socket;
@@ -21,6 +22,7 @@ pub struct Request {
     identity: Option<String>,
     verified_name: Option<String>,
     credentials_expire: Option<SystemTime>,
+    token: Option<TokenDigest>,
 }
 
 impl Request {
@@ -105,6 +107,15 @@ impl Request {
 
     pub(crate) fn set_credentials_expire(&mut self, at: Option<SystemTime>) {
         self.credentials_expire = at;
+    }
+
+    /// The digest of the bearer token that admitted the request, if one did.
+    pub(crate) fn token(&self) -> Option<TokenDigest> {
+        self.token
+    }
+
+    pub(crate) fn set_token(&mut self, token: Option<TokenDigest>) {
+        self.token = token;
     }
 
     /// Believes the `X-Forwarded-For` header, as the peer is a trusted proxy.
@@ -361,6 +372,7 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         identity: None,
         verified_name: None,
         credentials_expire: None,
+        token: None,
     };
     // RFC 9112 §3.2: two Hosts leave it open which site is meant, and a
     // proxy before us may have read the other one.

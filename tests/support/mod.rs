@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
 use switchboard::tungstenite::{self, WebSocket};
-use switchboard::{CloseFrame, Config, Handler, HubHandle, Message, RoomsHandler, Server, ShutdownHandle};
+use switchboard::{
+    CloseFrame, Config, Handler, HubHandle, Message, ReloadHandle, RoomsHandler, Server, ShutdownHandle,
+};
 
 pub use self::process::{Process, run, signal};
 pub use self::program::Program;
@@ -107,6 +109,7 @@ pub struct TestServer {
     tls: Option<Arc<ClientConfig>>,
     certificate_pem: Vec<u8>,
     hub: HubHandle,
+    reload: ReloadHandle,
     shutdown: ShutdownHandle,
     thread: Option<JoinHandle<switchboard::Result<()>>>,
 }
@@ -142,8 +145,21 @@ impl TestServer {
         let addr = server.local_addr();
         let hub = server.hub();
         let shutdown = server.shutdown_handle();
+        let reload = server.reload_handle();
         let thread = thread::Builder::new().name("test-server".into()).spawn(move || server.run()).unwrap();
-        TestServer { addr, tls: None, certificate_pem: Vec::new(), hub, shutdown, thread: Some(thread) }
+        TestServer {
+            addr,
+            tls: None,
+            certificate_pem: Vec::new(),
+            hub,
+            reload,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn reload_handle(&self) -> &ReloadHandle {
+        &self.reload
     }
 
     /// The certificate of a TLS server, in PEM.

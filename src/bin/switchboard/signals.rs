@@ -1,6 +1,6 @@
 //! The server's signals: SIGINT and SIGTERM stop it gracefully, a second one
 //! at once; SIGHUP reloads the token file, the JWT key, and the TLS
-//! certificate and key, without dropping a client.
+//! certificate and key, dropping only the clients of a token taken away.
 
 use std::thread;
 

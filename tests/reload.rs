@@ -50,9 +50,12 @@ fn upgrade_status(process: &Process, token: &str) -> String {
 #[test]
 fn sighup_reloads_the_token_file_and_closes_only_what_a_revoked_token_opened() {
     let tokens = TempFile::new("reload-tokens", b"alice kept\nfirst\n");
-    let mut process = Process::start(&["--auth-token-file", tokens.arg()]);
+    let mut process = Process::start_logging(&["--auth-token-file", tokens.arg()], "debug");
     let mut kept = connect(process.addr, "/echo?access_token=kept").unwrap();
     let mut revoked = connect(process.addr, "/echo?access_token=first").unwrap();
+    // A named token's connections go by its name, an unnamed one's by its line.
+    process.wait_for_line("open on /echo as alice");
+    process.wait_for_line("open on /echo as token 2");
     tokens.write(b"# rotated\nalice kept\nsecond\n");
     process.signal("HUP");
     process.wait_for_line("SIGHUP (reload): reloaded 2 tokens");

@@ -389,12 +389,13 @@ fn welcome<H: Handler>(
     state: &mut H::State,
     shared: &Shared<H>,
 ) -> std::result::Result<(), ReadEnd> {
-    debug!(
-        "connection {} from {}: open on {}",
-        connection.id,
-        connection.client_ip,
-        Untrusted(&connection.path)
-    );
+    let (id, client, path) = (connection.id, connection.client_ip, Untrusted(&connection.path));
+    match connection.identity.as_deref() {
+        // Who the credentials say the client is, for an audit of who was
+        // connected: a token's name or a JWT's `sub`, the issuer's text.
+        Some(identity) => debug!("connection {id} from {client}: open on {path} as {}", Untrusted(identity)),
+        None => debug!("connection {id} from {client}: open on {path}"),
+    }
     panic::catch_unwind(AssertUnwindSafe(|| shared.handler.on_open(connection, state))).map_err(|_| {
         let close = CloseReason::Internal.frame();
         let _ = connection.outbox.close(Frame::close(Some(close.clone())), Closing::FromReader);

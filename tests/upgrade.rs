@@ -113,6 +113,23 @@ fn frames_sent_with_the_request_are_not_lost() {
     assert_eq!(payload, b"sent before the 101");
 }
 
+#[test]
+fn an_upgrade_may_name_its_target_as_an_absolute_uri() {
+    let server = TestServer::start(config());
+    let hello = frame(true, TEXT, b"absolute", true);
+    let mut client = RawClient::upgrade(server.addr(), &format!("http://{}/echo", server.addr()), &hello);
+    assert_eq!(client.read_frame().unwrap(), (TEXT, b"absolute".to_vec()));
+    // The page's origin is compared with the target's host, not with Host.
+    let mut page = tcp(server.addr());
+    let request = upgrade_request(
+        "HTTP://chat.example:8080/echo",
+        "Origin: http://chat.example:8080\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+    );
+    page.write_all(request.as_bytes()).unwrap();
+    let head = read_head(&mut page);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+}
+
 fn ws_and_http_clients_interleave_on_one_port(scheme: Scheme) {
     let server = TestServer::start_scheme(scheme, config());
     let mut clients: Vec<_> = (0..5).map(|_| server.connect("/echo")).collect();

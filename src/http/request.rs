@@ -348,17 +348,14 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
             return Err(HeadError::Refused(Refusal::bad_request(format!("malformed request head: {e}"))));
         }
     };
-    let target = parsed.path.unwrap_or("/");
+    let (authority, target) = split_target(parsed.path.unwrap_or("/"))?;
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query.to_owned())),
         None => (target, None),
     };
-    if !path.starts_with('/') {
-        return Err(HeadError::Refused(Refusal::bad_request("request target must be an absolute path")));
-    }
-    let request = Request {
+    let mut request = Request {
         method: parsed.method.unwrap_or_default().to_owned(),
-        path: path.to_owned(),
+        path: if path.is_empty() { "/".to_owned() } else { path.to_owned() },
         query,
         http_minor: parsed.version.unwrap_or(0),
         headers: parsed
@@ -379,7 +376,36 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
     if request.repeats("host") {
         return Err(HeadError::Refused(Refusal::bad_request("more than one Host header")));
     }
+    if let Some(authority) = authority {
+        // RFC 9112 §3.2.2: the target's authority is the host meant, and
+        // a Host header beside it is not heeded.
+        request.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("host"));
+        request.headers.push(("Host".to_owned(), authority.to_owned()));
+    }
     Ok(Some((request, len)))
+}
+
+/// Splits a request target into its authority, when it has one, and the
+/// path with its query. Servers must take the absolute form
+/// (`http://host:port/path?query`) as well as the usual `/path?query`
+/// (RFC 9112 §3.2.2), and RFC 6455 (§4.2.1) names it for the upgrade.
+fn split_target(target: &str) -> Result<(Option<&str>, &str), HeadError> {
+    let refused = |why: &'static str| HeadError::Refused(Refusal::bad_request(why));
+    if target.starts_with('/') {
+        return Ok((None, target));
+    }
+    let scheme_ends = target.find("://").ok_or_else(|| refused("request target must be an absolute path"))?;
+    if !["http", "https"].iter().any(|scheme| target[..scheme_ends].eq_ignore_ascii_case(scheme)) {
+        return Err(refused("request target must be an http or https URI, or an absolute path"));
+    }
+    let rest = &target[scheme_ends + 3..];
+    let (authority, path) = rest.find(['/', '?']).map_or((rest, ""), |at| rest.split_at(at));
+    if authority.is_empty() || authority.contains('@') {
+        // RFC 9110 §4.2.4: userinfo in an http URI is an error.
+        return Err(refused("request target must name a host, and no user"));
+    }
+    // The path may be empty, before a query or not: it is then "/".
+    Ok((Some(authority), path))
 }
 
 #[cfg(test)]
@@ -393,6 +419,23 @@ pub(crate) mod tests {
         let head: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
         let text = format!("GET {target} HTTP/1.1\r\n{head}\r\n");
         parse(text.as_bytes(), "127.0.0.1:1".parse().unwrap(), 64).ok().flatten().unwrap().0
+    }
+
+    #[test]
+    fn an_absolute_target_names_the_host_and_the_path() {
+        let absolute = request("HTTP://chat.example:8080/ws/a?x=1", &[("Host", "elsewhere")]);
+        assert_eq!((absolute.path(), absolute.query()), ("/ws/a", Some("x=1")));
+        assert_eq!(absolute.header("host"), Some("chat.example:8080"), "the target's authority, not Host");
+        let bare = request("https://chat.example?x=1", &[]);
+        assert_eq!(
+            (bare.path(), bare.query(), bare.header("host")),
+            ("/", Some("x=1"), Some("chat.example"))
+        );
+        for target in ["ftp://chat.example/", "http://user@chat.example/", "http:///ws", "ws/a", "*"] {
+            let text = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let parsed = parse(text.as_bytes(), "127.0.0.1:1".parse().unwrap(), 64);
+            assert!(matches!(parsed, Err(HeadError::Refused(Refusal { status: 400, .. }))), "{target}");
+        }
     }
 
     /// Hands out its chunks one read at a time, then times out; counts the

@@ -378,9 +378,12 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
     }
     if let Some(authority) = authority {
         // RFC 9112 §3.2.2: the target's authority is the host meant, and
-        // a Host header beside it is not heeded.
-        request.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("host"));
-        request.headers.push(("Host".to_owned(), authority.to_owned()));
+        // the Host header, which HTTP/1.1 still asks for, is not heeded.
+        if let Some((_, host)) =
+            request.headers.iter_mut().find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            authority.clone_into(host);
+        }
     }
     Ok(Some((request, len)))
 }
@@ -426,10 +429,16 @@ pub(crate) mod tests {
         let absolute = request("HTTP://chat.example:8080/ws/a?x=1", &[("Host", "elsewhere")]);
         assert_eq!((absolute.path(), absolute.query()), ("/ws/a", Some("x=1")));
         assert_eq!(absolute.header("host"), Some("chat.example:8080"), "the target's authority, not Host");
-        let bare = request("https://chat.example?x=1", &[]);
+        let bare = request("https://chat.example?x=1", &[("Host", "a")]);
         assert_eq!(
             (bare.path(), bare.query(), bare.header("host")),
             ("/", Some("x=1"), Some("chat.example"))
+        );
+        let hostless = request("http://chat.example/ws/a", &[]);
+        assert_eq!(
+            hostless.header("host"),
+            None,
+            "HTTP/1.1 asks for Host in any form: the upgrade refuses it"
         );
         for target in ["ftp://chat.example/", "http://user@chat.example/", "http:///ws", "ws/a", "*"] {
             let text = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");

@@ -3,10 +3,10 @@
 //! as well as refusing new ones: a leaked token, once revoked, must not
 //! keep its holder connected.
 //!
-//! A connection admitted with a token is added once, at its upgrade; none
-//! is ever taken out. Entries of connections gone are swept instead, when
-//! the list has doubled since the last sweep, so that a connection's end
-//! costs nothing here. A connection admitted with a JWT is not added: it
+//! A connection admitted with a token is added once, at its upgrade, and
+//! does not take itself out at its end, which then costs nothing here:
+//! entries of connections gone are swept when the list has doubled since
+//! the last sweep, and by each reload. A connection admitted with a JWT is not added: it
 //! ends when its token expires.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};

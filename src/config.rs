@@ -164,7 +164,8 @@ impl Default for Timeouts {
 /// How much one peer can make the server hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// The largest HTTP request head in bytes; larger gets 431. 256 bytes to
+    /// The largest HTTP request head in bytes; larger gets 431 (414 when
+    /// the request line alone is larger). 256 bytes to
     /// 1 MiB, default 8 KiB, what most HTTP servers allow.
     pub max_head_size: usize,
     /// The most header fields in a request head; more gets 431. 8 to 1024,

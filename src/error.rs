@@ -87,7 +87,7 @@ pub enum Error {
 /// A [`Handler`](crate::Handler) returns one from
 /// [`on_upgrade`](crate::Handler::on_upgrade) to refuse a WebSocket upgrade;
 /// the server uses the same type for the answers it gives itself (400, 404,
-/// 405, 408, 426, 431, 503). Every refusal is logged and counted in
+/// 405, 408, 414, 426, 431, 503). Every refusal is logged and counted in
 /// `/metrics` by its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {

@@ -198,6 +198,14 @@ fn oversized_head_is_431() {
 }
 
 #[test]
+fn a_request_line_over_the_head_size_is_414() {
+    let server =
+        TestServer::start(Config { limits: Limits { max_head_size: 1024, ..Limits::default() }, ..config() });
+    let reply = server.http(&format!("GET /healthz?{} HTTP/1.1\r\nHost: t\r\n\r\n", "q".repeat(2000)));
+    assert_eq!((reply.status, reply.body.as_str()), (414, "request target too long\n"));
+}
+
+#[test]
 fn too_many_headers_is_431() {
     let server =
         TestServer::start(Config { limits: Limits { max_headers: 10, ..Limits::default() }, ..config() });

@@ -202,7 +202,7 @@ pub(crate) struct Head {
 #[derive(Debug)]
 pub(crate) enum HeadError {
     /// The client sent something the server answers with this refusal
-    /// (400 malformed, 408 too slow, 431 too large).
+    /// (400 malformed, 408 too slow, 414 or 431 too large).
     Refused(Refusal),
     /// The client went away, or sent nothing at all: there is no one to answer.
     Gone,
@@ -313,11 +313,23 @@ pub(crate) fn read_head(
             return Ok(Box::new(Head { request, rest }));
         }
         if buf.len() > limits.max_size {
-            return Err(HeadError::Refused(Refusal::new(431, "request head too large")));
+            return Err(HeadError::Refused(too_large(&buf)));
         }
         if start == 0 {
             source.expect_more();
         }
+    }
+}
+
+/// A head over the size limit: 414 when the request line alone is, so
+/// that the client learns its target (a query string, most often) is what
+/// is too long, else 431.
+#[inline(never)]
+fn too_large(buf: &[u8]) -> Refusal {
+    if buf.contains(&b'\n') {
+        Refusal::new(431, "request head too large")
+    } else {
+        Refusal::new(414, "request target too long")
     }
 }
 
@@ -569,6 +581,12 @@ pub(crate) mod tests {
     fn oversized_head_is_431() {
         let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(600));
         assert_eq!(status(read(&[long.as_bytes()])), 431);
+    }
+
+    #[test]
+    fn a_request_line_over_the_limit_is_414() {
+        let long = format!("GET /ws/a?{} HTTP/1.1\r\n\r\n", "a".repeat(600));
+        assert_eq!(status(read(&[long.as_bytes()])), 414);
     }
 
     #[test]

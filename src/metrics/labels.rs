@@ -10,7 +10,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 /// The HTTP statuses the server answers with, and the reason each gives a
 /// refused upgrade. Anything else is counted as `other`, so that no handler
 /// or client can add series.
-const STATUSES: [(u16, &str, &str); 13] = [
+const STATUSES: [(u16, &str, &str); 14] = [
     (200, "200", "ok"),
     (204, "204", "no_content"),
     (400, "400", "bad_request"),
@@ -19,6 +19,7 @@ const STATUSES: [(u16, &str, &str); 13] = [
     (404, "404", "not_found"),
     (405, "405", "method_not_allowed"),
     (408, "408", "timeout"),
+    (414, "414", "target_too_long"),
     (426, "426", "upgrade_required"),
     (429, "429", "too_many_requests"),
     (431, "431", "head_too_large"),

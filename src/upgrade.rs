@@ -109,10 +109,7 @@ impl Gate {
     pub(crate) fn check_credentials(&self, request: &mut Request) -> Result<(), Refusal> {
         if let Some(credentials) = self.credentials() {
             let proof = credentials.check(request)?;
-            request.set_identity(proof.identity);
-            request.set_verified_name(proof.verified_name);
-            request.set_credentials_expire(proof.expires);
-            request.set_token(proof.token);
+            request.admit(proof);
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::io::{self, Read};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::auth::TokenDigest;
+use crate::auth::{Proof, TokenDigest};
 use crate::close::is_timeout;
 use crate::error::Refusal;
 use crate::stream::Socket;
@@ -81,10 +81,6 @@ impl Request {
         self.identity.as_deref()
     }
 
-    pub(crate) fn set_identity(&mut self, identity: String) {
-        self.identity = Some(identity);
-    }
-
     /// The name a JWT vouches for, from its name claim
     /// ([`Access::jwt_name_claim`](crate::Access::jwt_name_claim), `sub` by
     /// default): the name to show others for this client, whatever it calls
@@ -94,10 +90,6 @@ impl Request {
         self.verified_name.as_deref()
     }
 
-    pub(crate) fn set_verified_name(&mut self, name: Option<String>) {
-        self.verified_name = name;
-    }
-
     /// When the credentials the client presented stop being good: a JWT's
     /// `exp`, with its leeway. `None` for a bearer token, a JWT without
     /// `exp`, or no credentials.
@@ -105,17 +97,17 @@ impl Request {
         self.credentials_expire
     }
 
-    pub(crate) fn set_credentials_expire(&mut self, at: Option<SystemTime>) {
-        self.credentials_expire = at;
-    }
-
     /// The digest of the bearer token that admitted the request, if one did.
     pub(crate) fn token(&self) -> Option<TokenDigest> {
         self.token
     }
 
-    pub(crate) fn set_token(&mut self, token: Option<TokenDigest>) {
-        self.token = token;
+    /// Takes what the client's credentials proved.
+    pub(crate) fn admit(&mut self, proof: Proof) {
+        self.identity = Some(proof.identity);
+        self.verified_name = proof.verified_name;
+        self.credentials_expire = proof.expires;
+        self.token = proof.token;
     }
 
     /// Believes the `X-Forwarded-For` header, as the peer is a trusted proxy.

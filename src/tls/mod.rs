@@ -411,7 +411,7 @@ impl TlsStream {
         if close_notify {
             session.connection.send_close_notify();
         }
-        move_sealed(&mut session, sealed)
+        write_waiting(&mut session.connection, sealed)
     }
 
     /// Returns true if and only if records are waiting to be sent, such as
@@ -477,13 +477,8 @@ impl Session {
 /// Moves the sealed records out of the session, in order.
 fn take_sealed(session: &mut Session) -> io::Result<Vec<u8>> {
     let mut sealed = Vec::new();
-    move_sealed(session, &mut sealed)?;
+    write_waiting(&mut session.connection, &mut sealed)?;
     Ok(sealed)
-}
-
-/// Appends the sealed records waiting in the session to `out`, in order.
-fn move_sealed(session: &mut Session, out: &mut Vec<u8>) -> io::Result<()> {
-    write_waiting(&mut session.connection, out)
 }
 
 /// Writes every record waiting in `connection` to `out`, in order.

@@ -569,7 +569,7 @@ impl Config {
         // Deadlines are instants: a timeout past this could not be added to
         // the clock.
         let too_long = |timeout: Duration| timeout > MAX_TIMEOUT;
-        let checks: [(bool, &'static str, &'static str); 20] = [
+        let checks: [(bool, &'static str, &'static str); 22] = [
             (
                 [t.handshake, t.idle, t.ping_interval, t.write, t.close, t.shutdown, t.spare_thread]
                     .into_iter()
@@ -608,6 +608,10 @@ impl Config {
                 "must hold the largest message (websocket.max_message_size plus a 14-byte header)",
             ),
             (ws.max_message_size.is_none(), "websocket.max_message_size", "must be set"),
+            // Zero would not mean "no limit" but close every message that
+            // holds a byte with 1009.
+            (ws.max_message_size == Some(0), "websocket.max_message_size", "must be at least 1 byte"),
+            (ws.max_frame_size == Some(0), "websocket.max_frame_size", "must be at least 1 byte"),
             (
                 !(1..=MAX_QUEUE).contains(&l.hub_capacity),
                 "limits.hub_capacity",
@@ -710,6 +714,21 @@ mod tests {
                 "websocket.read_buffer_size",
             ),
             (Config { thread_stack_size: huge, ..Config::default() }, "thread_stack_size"),
+        ];
+        for (config, expected) in cases {
+            match config.validate() {
+                Err(Error::Config { field, .. }) => assert_eq!(field, expected),
+                other => panic!("expected {expected} to be refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_size_limit_of_zero_is_refused() {
+        let websocket = |websocket| Config { websocket, ..Config::default() };
+        let cases = [
+            (websocket(Config::default().websocket.max_message_size(Some(0))), "websocket.max_message_size"),
+            (websocket(Config::default().websocket.max_frame_size(Some(0))), "websocket.max_frame_size"),
         ];
         for (config, expected) in cases {
             match config.validate() {

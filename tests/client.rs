@@ -2,13 +2,14 @@
 //! tells them apart, reconnects the one that drops, says clearly why a
 //! connection failed, and routes typed lines by name.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use crate::support::{PATIENCE, Program, TestServer, config, tls, wait_until};
-use switchboard::client::{Client, ClientConfig, ClientError, Endpoint, Event};
+use crate::support::{PATIENCE, Program, TestServer, config, ms, tls, wait_until};
+use switchboard::client::{Client, ClientConfig, ClientError, Endpoint, Event, Reconnect};
 use switchboard::tungstenite::Bytes;
 use switchboard::{
     Accept, CloseCode, CloseFrame, Config, Connection, Handler, Message, Refusal, Request, RoomsHandler,
@@ -299,4 +300,73 @@ fn a_named_certificate_must_still_be_in_date_and_for_the_host() {
         elsewhere[0].contains("TLS handshake failed") && elsewhere[0].contains("not valid for name"),
         "{elsewhere:?}"
     );
+}
+
+/// The next `Connected`, within `PATIENCE`; other events pass.
+fn next_connected(client: &Client) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match client.events().recv_deadline(deadline) {
+            Ok(Event::Connected { .. }) => return,
+            Ok(_) => {}
+            Err(e) => panic!("no Connected within {PATIENCE:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn messages_queued_when_a_connection_drops_are_not_sent_on_the_next() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let config = ClientConfig {
+        reconnect: Reconnect::Backoff { first: ms(10), max: ms(10) },
+        ..ClientConfig::default()
+    };
+    let client = Client::start(vec![Endpoint::new("a", url)], config).unwrap();
+    // The first connection is never read: the writer blocks, its queue fills.
+    let first = switchboard::tungstenite::accept(listener.accept().unwrap().0).unwrap();
+    next_connected(&client);
+    let megabyte = Bytes::from(vec![0u8; 1 << 20]);
+    let full = (0..10_000)
+        .any(|_| matches!(client.send("a", Message::Binary(megabyte.clone())), Err(ClientError::Busy(_))));
+    assert!(full, "the queue never filled");
+    // Dropped with all that unread: a reset.
+    drop(first);
+    let mut second = switchboard::tungstenite::accept(listener.accept().unwrap().0).unwrap();
+    next_connected(&client);
+    client.send("a", "fresh").unwrap();
+    let heard = second.read().unwrap();
+    assert!(
+        heard == Message::text("fresh"),
+        "the next connection first heard {} bytes queued for the last",
+        heard.len()
+    );
+    drop(second);
+    client.join();
+}
+
+#[test]
+fn join_hangs_up_on_connections_still_being_made() {
+    // One server never answers the upgrade; the other's accept queue is
+    // full, so that the kernel drops its SYNs.
+    let mute = TcpListener::bind("127.0.0.1:0").unwrap();
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    full.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _queued = TcpStream::connect(full_addr).unwrap();
+    let endpoints = vec![
+        Endpoint::new("mute", format!("ws://{}/", mute.local_addr().unwrap())),
+        Endpoint::new("unanswered", format!("ws://{full_addr}/")),
+    ];
+    let config = ClientConfig { connect_timeout: Duration::from_secs(60), ..ClientConfig::default() };
+    let client = Client::start(endpoints, config).unwrap();
+    // mute's line is past TCP, waiting for its 101.
+    let _held = mute.accept().unwrap();
+    let (joined, join_returned) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        client.join();
+        let _ = joined.send(());
+    });
+    assert!(join_returned.recv_timeout(PATIENCE).is_ok(), "join still waiting after {PATIENCE:?}");
 }

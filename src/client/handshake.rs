@@ -5,13 +5,16 @@
 //! reads the answer itself, so that the bytes the server may send right
 //! after its 101 are kept and handed to tungstenite with the socket.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tungstenite::handshake::client::generate_key;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::http::Uri;
+
+use socket2::{Domain, Protocol, Type};
 
 use super::{ClientError, Endpoint};
 use crate::stream::Socket;
@@ -68,15 +71,61 @@ pub(crate) struct Opened {
     pub(crate) subprotocol: Option<String>,
 }
 
-/// Connects to `target` and upgrades, all within `timeout`.
+/// The socket of a line's connection being made, for a closing client to
+/// hang up on: connecting, TLS and the upgrade would otherwise hold it for
+/// up to the connect timeout. A second descriptor, for that while only.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dialing(Arc<Mutex<Dial>>);
+
+#[derive(Debug, Default)]
+struct Dial {
+    socket: Option<TcpStream>,
+    hung_up: bool,
+}
+
+impl Dialing {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Dial> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps hold of `socket`, to hang up on, before it connects; refuses
+    /// once the client is closing. (A socket shut down before it connects
+    /// fails its connect at once, so hanging up cannot come too early.)
+    fn hold(&self, socket: &socket2::Socket) -> io::Result<()> {
+        let mut dial = self.lock();
+        if dial.hung_up {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the client is closing"));
+        }
+        dial.socket = Some(socket.try_clone()?.into());
+        Ok(())
+    }
+
+    /// Lets go of the socket: the attempt is over.
+    pub(crate) fn release(&self) {
+        self.lock().socket = None;
+    }
+
+    /// Hangs up on the connection being made, and on any tried from now on.
+    pub(crate) fn hang_up(&self) {
+        let mut dial = self.lock();
+        dial.hung_up = true;
+        if let Some(socket) = &dial.socket {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Connects to `target` and upgrades, all within `timeout`, unless hung up
+/// on through `dialing`.
 pub(crate) fn open(
     target: &Target,
     endpoint: &Endpoint,
     tls: Option<&TlsConnector>,
     timeout: Duration,
+    dialing: &Dialing,
 ) -> Result<Opened, ClientError> {
     let deadline = Instant::now() + timeout;
-    let tcp = connect(target, deadline)?;
+    let tcp = connect(target, deadline, dialing)?;
     let _ = tcp.set_nodelay(true);
     let mut socket = match tls {
         Some(tls) => Socket::tls(tls.connect(tcp, &target.host, deadline).map_err(ClientError::Tls)?),
@@ -122,7 +171,7 @@ pub(crate) fn open(
 }
 
 /// The first address of `target` that answers, all tries before `deadline`.
-fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, ClientError> {
+fn connect(target: &Target, deadline: Instant, dialing: &Dialing) -> Result<TcpStream, ClientError> {
     let where_to = format!("{}:{}", target.host, target.port);
     let addresses = (target.host.as_str(), target.port)
         .to_socket_addrs()
@@ -134,8 +183,16 @@ fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, ClientError>
             last = std::io::ErrorKind::TimedOut.into();
             break;
         }
-        match TcpStream::connect_timeout(&address, left) {
-            Ok(tcp) => return Ok(tcp),
+        // std's connect makes its socket inside: made here, it can be
+        // held for a hang-up while the SYNs go unanswered.
+        let attempt = socket2::Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|socket| {
+                dialing.hold(&socket)?;
+                socket.connect_timeout(&address.into(), left)?;
+                Ok(socket)
+            });
+        match attempt {
+            Ok(socket) => return Ok(socket.into()),
             Err(e) => last = e,
         }
     }

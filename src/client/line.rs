@@ -5,17 +5,16 @@
 //! the writing (messages, pings, pongs, the close). When the connection
 //! drops, the line waits out a backoff and connects again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded, never, select};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket};
 use tungstenite::{Error as WsError, Message};
 
-use super::handshake::{Opened, Target, open};
-use super::{ClientConfig, ClientError, Endpoint, Event, Never, Reconnect};
+use super::handshake::{Dialing, Opened, Target, open};
+use super::{ClientConfig, ClientError, Endpoint, Event, Never, OUTGOING, Reconnect};
 use crate::backoff::Backoff;
 use crate::stream::{Hangup, Socket, WriteHalf};
 use crate::tls::TlsConnector;
@@ -36,11 +35,12 @@ pub(crate) struct Line {
     /// TLS, shared by every line, when some line is wss://.
     pub(crate) tls: Option<TlsConnector>,
     pub(crate) events: Sender<Event>,
-    /// Messages from the application, for whichever connection is up.
-    pub(crate) outgoing: Receiver<Message>,
+    /// Messages from the application, for the connection up now.
+    pub(crate) outgoing: Outgoing,
     /// Disconnects when the client closes: the signal to say goodbye.
     pub(crate) stop: Receiver<Never>,
-    pub(crate) connected: Arc<AtomicBool>,
+    /// The connection being made, for the client to hang up on.
+    pub(crate) dialing: Dialing,
     /// The connection while one is up, for the client to hang up on.
     pub(crate) live: Live,
     /// Dropped with the line when its thread ends.
@@ -63,6 +63,35 @@ impl Live {
     pub(crate) fn hang_up(&self) {
         if let Some(socket) = &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
             socket.hang_up();
+        }
+    }
+}
+
+/// The way in to the writer of a line's connection while one is up. Each
+/// connection has a queue of its own, so that what was queued for one that
+/// dropped goes with it, rather than out on the next: late, to a new
+/// session, and ahead of what the application sends on hearing `Connected`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Outgoing(Arc<Mutex<Option<Sender<Message>>>>);
+
+impl Outgoing {
+    /// A new queue, for a connection now up; the last one's is let go.
+    fn open(&self) -> Receiver<Message> {
+        let (sender, receiver) = bounded(OUTGOING);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        receiver
+    }
+
+    /// Takes no more: the connection is ending.
+    fn shut(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Queues `message` for the connection up now; `Disconnected` when none is.
+    pub(crate) fn try_send(&self, message: Message) -> Result<(), TrySendError<Message>> {
+        match &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(sender) => sender.try_send(message),
+            None => Err(TrySendError::Disconnected(message)),
         }
     }
 }
@@ -94,6 +123,9 @@ impl Line {
                         backoff.iter_mut().for_each(Backoff::reset);
                     }
                 }
+                // The client closed while this connection was being made,
+                // and hung up on it: nothing failed.
+                Err(_) if self.stopping() => break,
                 // A line that never connected is given up at once: the
                 // address, the credentials or the server are wrong, and
                 // trying forever would hide it. So is one the server turns
@@ -133,7 +165,9 @@ impl Line {
     fn connect(&self) -> Result<Opened, ClientError> {
         let target = Target::parse(&self.endpoint.url)?;
         let tls = target.secure.then(|| self.tls.as_ref().expect("Bug: a wss:// line without TLS set up"));
-        open(&target, &self.endpoint, tls, self.config.connect_timeout)
+        let opened = open(&target, &self.endpoint, tls, self.config.connect_timeout, &self.dialing);
+        self.dialing.release();
+        opened
     }
 
     /// One connection's life, from its 101 to its end.
@@ -142,7 +176,7 @@ impl Line {
         let (control, control_rx) = bounded(4);
         let writer = Writer {
             ws: WebSocket::from_raw_socket(socket.write_half(), Role::Client, Some(self.config.websocket)),
-            outgoing: self.outgoing.clone(),
+            outgoing: self.outgoing.open(),
             control: control_rx,
             stop: self.stop.clone(),
             ping_interval: self.config.ping_interval,
@@ -153,12 +187,12 @@ impl Line {
         {
             Ok(writer) => writer,
             Err(e) => {
+                self.outgoing.shut();
                 self.event(Event::Failed { line: self.name.clone(), error: ClientError::Io(e) });
                 return;
             }
         };
         self.live.set(Some(socket.clone()));
-        self.connected.store(true, Ordering::SeqCst);
         self.event(Event::Connected { line: self.name.clone(), subprotocol });
 
         // Silence longer than a ping interval and its pong timeout means the
@@ -180,7 +214,7 @@ impl Line {
             }
             Err(e) => Ending::Dropped(e.to_string()),
         };
-        self.connected.store(false, Ordering::SeqCst);
+        self.outgoing.shut();
         if let Ending::Dropped(_) = ending {
             // Nothing more will be read or answered: a writer blocked on a
             // server that stopped reading must not hold up the end.
@@ -283,7 +317,12 @@ impl Writer {
                     Ok(Control::Done) | Err(_) => return Ok(()),
                 },
                 recv(self.outgoing) -> message => {
-                    let Ok(message) = message else { return Ok(()) };
+                    // Shut, and empty: the connection is ending, and the
+                    // reader's word on how is still to come.
+                    let Ok(message) = message else {
+                        self.outgoing = never();
+                        continue;
+                    };
                     self.ws.write(message)?;
                     // Whatever else is queued goes out with it.
                     while let Ok(message) = self.outgoing.try_recv() {
@@ -306,6 +345,11 @@ impl Writer {
         // A server that stopped reading gets the close wait, not the
         // silence allowed to a live connection.
         self.ws.get_ref().set_write_timeout(CLOSE_WAIT)?;
+        // What the application sent before closing goes out ahead of the
+        // 1000, as the server's own 1001 goes behind what it accepted.
+        while let Ok(message) = self.outgoing.try_recv() {
+            self.ws.write(message)?;
+        }
         self.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))?;
         self.ws.flush()?;
         let deadline = Instant::now() + CLOSE_WAIT;

@@ -40,7 +40,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,8 +48,8 @@ use tungstenite::Message;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use self::handshake::Target;
-use self::line::{GOODBYE, Line, Live};
+use self::handshake::{Dialing, Target};
+use self::line::{GOODBYE, Line, Live, Outgoing};
 use crate::tls::TlsConnector;
 
 /// A type with no values: the stop channel carries nothing; dropping its
@@ -343,8 +342,8 @@ impl fmt::Display for Event {
 #[derive(Debug)]
 struct LineHandle {
     name: Arc<str>,
-    outgoing: Sender<Message>,
-    connected: Arc<AtomicBool>,
+    outgoing: Outgoing,
+    dialing: Dialing,
     live: Live,
     /// Disconnects when the line's thread ends.
     running: Receiver<Never>,
@@ -400,9 +399,7 @@ impl Client {
         let mut by_name = HashMap::new();
         for endpoint in endpoints {
             let name: Arc<str> = endpoint.name.as_str().into();
-            let (outgoing, outgoing_rx) = bounded(OUTGOING);
-            let connected = Arc::new(AtomicBool::new(false));
-            let live = Live::default();
+            let (outgoing, dialing, live) = (Outgoing::default(), Dialing::default(), Live::default());
             let (running_tx, running) = bounded::<Never>(0);
             let line = Line {
                 name: name.clone(),
@@ -410,16 +407,16 @@ impl Client {
                 config: config.clone(),
                 tls: tls.clone(),
                 events: events_tx.clone(),
-                outgoing: outgoing_rx,
+                outgoing: outgoing.clone(),
                 stop: stop_rx.clone(),
-                connected: connected.clone(),
+                dialing: dialing.clone(),
                 live: live.clone(),
                 _running: running_tx,
             };
             let thread =
                 std::thread::Builder::new().name(format!("client-{name}")).spawn(move || line.run())?;
             by_name.insert(name.clone(), lines.len());
-            lines.push(LineHandle { name, outgoing, connected, live, running, thread });
+            lines.push(LineHandle { name, outgoing, dialing, live, running, thread });
         }
         Ok(Client { lines, by_name, events, stop: Some(stop) })
     }
@@ -434,7 +431,13 @@ impl Client {
         self.lines.iter().map(|line| &*line.name)
     }
 
-    /// Sends a message on one line, without waiting.
+    /// Sends a message on one line, without waiting. It goes out on the
+    /// connection up now, after those sent before it, or not at all: one
+    /// still queued when its connection drops is dropped with it (as are
+    /// those the kernel had not yet delivered), never sent on the next
+    /// connection. Delivery is at most once; an application that must not
+    /// lose messages has the server acknowledge them, and sends again what
+    /// was not acknowledged once [`Event::Connected`] comes again.
     ///
     /// # Errors
     ///
@@ -443,9 +446,6 @@ impl Client {
     pub fn send(&self, line: &str, message: impl Into<Message>) -> Result<(), ClientError> {
         let index = self.by_name.get(line).ok_or_else(|| ClientError::NoSuchLine(line.to_owned()))?;
         let line = &self.lines[*index];
-        if !line.connected.load(Ordering::SeqCst) {
-            return Err(ClientError::NotConnected(line.name.clone()));
-        }
         match line.outgoing.try_send(message.into()) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(ClientError::Busy(line.name.clone())),
@@ -464,13 +464,18 @@ impl Client {
     /// connected) and [`Event::Ended`]. Calling it again does nothing.
     pub fn close(&mut self) {
         drop(self.stop.take());
+        // A connection still being made has no one to say goodbye to: it
+        // is hung up on, rather than waited for up to its connect timeout.
+        for line in &self.lines {
+            line.dialing.hang_up();
+        }
     }
 
     /// Closes every line, if [`close`](Client::close) was not called yet,
     /// and waits for them to end. A line still connected after 3 s (a
-    /// server that stopped reading, or stopped answering) is hung up on; a
-    /// line connecting at the time first takes up to its connect timeout.
-    /// Events not read yet are dropped.
+    /// server that stopped reading, or stopped answering) is hung up on, and
+    /// one still connecting at once (one still looking its host's name up
+    /// takes as long as the lookup). Events not read yet are dropped.
     pub fn join(mut self) {
         self.close();
         // The events channel is bounded: keep it drained while the lines

@@ -50,6 +50,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use self::handshake::{Dialing, Target};
 use self::line::{GOODBYE, Line, Live, Outgoing};
+use crate::http::is_token;
 use crate::tls::TlsConnector;
 
 /// A type with no values: the stop channel carries nothing; dropping its
@@ -87,6 +88,38 @@ impl Endpoint {
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
+    }
+
+    /// What keeps a subprotocol or a header from going into the upgrade
+    /// request as given, if anything. They are written as they are: a line
+    /// break in one would add headers of its own, or a second request.
+    fn problem(&self) -> Option<String> {
+        /// Headers the client writes itself; a second would break the
+        /// handshake, or the check of the server's chosen subprotocol.
+        const OWN: [&str; 6] = [
+            "host",
+            "upgrade",
+            "connection",
+            "sec-websocket-key",
+            "sec-websocket-version",
+            "sec-websocket-protocol",
+        ];
+        if let Some(bad) = self.subprotocols.iter().find(|p| !is_token(p)) {
+            return Some(format!("subprotocol {bad:?} is not an HTTP token"));
+        }
+        self.headers.iter().find_map(|(name, value)| {
+            if !is_token(name) {
+                Some(format!("header name {name:?} is not an HTTP token"))
+            } else if OWN.iter().any(|own| name.eq_ignore_ascii_case(own)) {
+                Some(format!(
+                    "header {name} is the client's own to write (subprotocols: Endpoint::subprotocol)"
+                ))
+            } else if value.contains(['\r', '\n', '\0']) {
+                Some(format!("the value of header {name} holds a CR, LF or NUL"))
+            } else {
+                None
+            }
+        })
     }
 }
 
@@ -182,6 +215,15 @@ pub enum ClientError {
         url: String,
         /// What is wrong with it.
         problem: &'static str,
+    },
+    /// An endpoint's subprotocol or header cannot go into a request as
+    /// given.
+    #[error("connection {line:?}: {problem}")]
+    Endpoint {
+        /// The endpoint's name.
+        line: String,
+        /// What is wrong.
+        problem: String,
     },
     /// No TCP connection could be made.
     #[error("cannot connect to {address}")]
@@ -375,7 +417,9 @@ impl Client {
     ///
     /// [`ClientError::Config`] for a configuration that would spin (a zero
     /// ping interval or wait), [`ClientError::DuplicateLine`] for two lines
-    /// of one name, and [`ClientError::Io`] when a thread cannot be started.
+    /// of one name, [`ClientError::Endpoint`] for a subprotocol or header
+    /// that cannot be written as given, and [`ClientError::Io`] when a
+    /// thread cannot be started.
     pub fn start(endpoints: Vec<Endpoint>, config: ClientConfig) -> Result<Client, ClientError> {
         config.check()?;
         let config = Arc::new(config);
@@ -384,6 +428,9 @@ impl Client {
         let mut names = std::collections::HashSet::new();
         if let Some(twice) = endpoints.iter().find(|e| !names.insert(e.name.as_str())) {
             return Err(ClientError::DuplicateLine(twice.name.clone()));
+        }
+        if let Some((endpoint, problem)) = endpoints.iter().find_map(|e| e.problem().map(|p| (e, p))) {
+            return Err(ClientError::Endpoint { line: endpoint.name.clone(), problem });
         }
         // Reading the system's certificate store takes a while: once for all
         // lines, not once per connection attempt.
@@ -534,5 +581,39 @@ mod tests {
             Err(ClientError::DuplicateLine(name)) => assert_eq!(name, "a"),
             other => panic!("expected DuplicateLine, got {:?}", other.map(|_| ())),
         }
+    }
+
+    #[test]
+    fn a_header_or_subprotocol_that_would_break_the_request_is_refused_before_any_starts() {
+        let line = || Endpoint::new("a", "ws://127.0.0.1:1/");
+        let cases = [
+            (line().header("X-Tenant", "blue\r\nX-Admin: yes"), "CR, LF or NUL"),
+            (line().header("X Tenant", "blue"), "not an HTTP token"),
+            (line().header("", "blue"), "not an HTTP token"),
+            (line().header("host", "elsewhere"), "the client's own"),
+            (line().header("Sec-WebSocket-Protocol", "chat"), "the client's own"),
+            (line().subprotocol("chat, admin"), "not an HTTP token"),
+        ];
+        for (endpoint, expected) in cases {
+            let shown = format!("{endpoint:?}");
+            match Client::start(
+                vec![line(), Endpoint { name: "b".into(), ..endpoint }],
+                ClientConfig::default(),
+            ) {
+                Err(error @ ClientError::Endpoint { .. }) => {
+                    let error = error.to_string();
+                    assert!(
+                        error.starts_with("connection \"b\"") && error.contains(expected),
+                        "{shown}: {error}"
+                    );
+                }
+                other => panic!("{shown}: expected Endpoint, got {:?}", other.map(|_| ())),
+            }
+        }
+        let fine = line().subprotocol("v2.chat").header("Authorization", "Bearer a+b/c==\tx");
+        let mut client =
+            Client::start(vec![fine], ClientConfig { reconnect: Reconnect::Never, ..Default::default() })
+                .unwrap();
+        client.close();
     }
 }

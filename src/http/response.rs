@@ -60,8 +60,7 @@ impl Response {
     /// 500.
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         let (name, value) = (name.into(), value.into());
-        let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
-        assert!(!name.is_empty() && name.bytes().all(token), "the header name {name:?} is not an HTTP token");
+        assert!(super::is_token(&name), "the header name {name:?} is not an HTTP token");
         assert!(!value.contains(['\r', '\n', '\0']), "the value of header {name} holds a CR, LF or NUL");
         self.headers.push((name, value));
         self

@@ -153,6 +153,21 @@ pub(crate) fn open(
         let body = read_body(&mut socket, rest, length, deadline);
         return Err(ClientError::Refused { status, body });
     }
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|value| value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Err(ClientError::Handshake {
+            problem: "a 101 without Upgrade: websocket and Connection: Upgrade".into(),
+        });
+    }
+    // The client offers no extension: a server that says it speaks one
+    // would send frames this side cannot read.
+    if let Some(extensions) = header("sec-websocket-extensions") {
+        return Err(ClientError::Handshake {
+            problem: format!("the server chose extensions {extensions:?}, not offered"),
+        });
+    }
     if header("sec-websocket-accept").as_deref().map(str::trim)
         != Some(derive_accept_key(key.as_bytes()).as_str())
     {
@@ -300,6 +315,72 @@ mod tests {
             match Target::parse(url) {
                 Err(ClientError::Url { problem: p, .. }) => assert_eq!(p, problem, "{url}"),
                 other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    /// What `open` makes of a server that answers the upgrade with `head`,
+    /// its `{accept}` replaced by the right Sec-WebSocket-Accept.
+    fn answered_with(head: &'static str) -> Result<Opened, ClientError> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                request.push(byte[0]);
+            }
+            let request = String::from_utf8(request).unwrap();
+            let key = request.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap();
+            let answer = head.replace("{accept}", &derive_accept_key(key.as_bytes()));
+            stream.write_all(answer.as_bytes()).unwrap();
+            stream
+        });
+        let endpoint = Endpoint::new("x", url.as_str());
+        let opened = open(
+            &Target::parse(&url).unwrap(),
+            &endpoint,
+            None,
+            Duration::from_secs(10),
+            &Dialing::default(),
+        );
+        drop(server.join().unwrap());
+        opened
+    }
+
+    #[test]
+    fn a_101_is_checked_as_rfc_6455_asks() {
+        let good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
+                    Sec-WebSocket-Accept: {accept}\r\n\r\n";
+        assert!(answered_with(good).is_ok());
+        for (head, problem) in [
+            (
+                "HTTP/1.1 101 OK\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+                "Upgrade: websocket",
+            ),
+            (
+                "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+                "Connection: Upgrade",
+            ),
+            (
+                "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+                "extensions",
+            ),
+            (
+                "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x{accept}\r\n\r\n",
+                "Sec-WebSocket-Accept",
+            ),
+            (
+                "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\
+                 Sec-WebSocket-Protocol: chat\r\n\r\n",
+                "subprotocol",
+            ),
+        ] {
+            match answered_with(head) {
+                Err(ClientError::Handshake { problem: p }) => assert!(p.contains(problem), "{head:?}: {p}"),
+                other => panic!("{head:?}: expected a handshake error, got {:?}", other.map(|_| ())),
             }
         }
     }

@@ -126,13 +126,17 @@ pub(crate) fn check(request: &Request) -> Result<(), Refusal> {
     }
     // What follows the head is the WebSocket's: a body declared as well
     // would be read as frames by us and as the body by a proxy before us.
+    // A length of zero ("0", or "00") declares none.
+    let no_length = |length: &str| !length.is_empty() && length.bytes().all(|b| b == b'0');
     if request.header("transfer-encoding").is_some()
-        || request.header("content-length").is_some_and(|length| length.trim() != "0")
+        || request.header("content-length").is_some_and(|length| !no_length(length.trim()))
     {
         return Err(Refusal::bad_request("a WebSocket upgrade has no body"));
     }
-    // RFC 6455 §11.3.1 and §11.3.5: each may come once.
-    for name in ["sec-websocket-key", "sec-websocket-version"] {
+    // RFC 6455 §11.3.1 and §11.3.5: each may come once; and a second
+    // Content-Length, which a proxy may read where we read the first, is
+    // how one request is smuggled inside another (RFC 9112 §6.3).
+    for name in ["sec-websocket-key", "sec-websocket-version", "content-length"] {
         if request.repeats(name) {
             return Err(Refusal::bad_request(format!("more than one {name} header")));
         }

@@ -198,6 +198,19 @@ fn oversized_head_is_431() {
 }
 
 #[test]
+fn a_head_of_the_size_limit_is_taken_and_one_byte_more_is_431() {
+    let server =
+        TestServer::start(Config { limits: Limits { max_head_size: 1024, ..Limits::default() }, ..config() });
+    let head = |size: usize| {
+        let start = "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: ";
+        format!("{start}{}\r\n\r\n", "a".repeat(size - start.len() - 4))
+    };
+    assert_eq!(head(1024).len(), 1024);
+    assert_eq!(server.http(&head(1024)).status, 200);
+    assert_eq!(server.http(&head(1025)).status, 431);
+}
+
+#[test]
 fn a_request_line_over_the_head_size_is_414() {
     let server =
         TestServer::start(Config { limits: Limits { max_head_size: 1024, ..Limits::default() }, ..config() });

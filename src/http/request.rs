@@ -301,6 +301,11 @@ pub(crate) fn read_head(
             Err(_) => return Err(HeadError::Gone),
         }
         if let Some((request, len)) = parse(&buf, peer, limits.max_headers)? {
+            // The buffer holds a byte over the limit, to tell a head that
+            // ends there from one that goes on.
+            if len > limits.max_size {
+                return Err(HeadError::Refused(too_large(&buf)));
+            }
             let rest = buf.split_off(len);
             return Ok(Box::new(Head { request, rest }));
         }

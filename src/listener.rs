@@ -21,6 +21,14 @@ use crate::http::request::first_read_timeout;
 /// the read timeout to `accept` as well, so an idle accept loop wakes once
 /// a timeout, finds nothing, and waits again.
 ///
+/// The TCP user timeout is the write and close timeouts together: a client
+/// whose kernel takes none of the bytes waiting for it for that long is
+/// reset. The server's own timeouts end a connection it still holds; this
+/// one bounds what Linux holds for a client once the socket is closed
+/// (the bytes it had taken but not sent, megabytes as Linux grows the
+/// buffer), which would otherwise stay allocated for minutes, outside the
+/// connection limits.
+///
 /// Accepts are deferred (`TCP_DEFER_ACCEPT`, as nginx's `deferred` and
 /// Apache's `AcceptFilter`): the kernel completes a connection but hands it
 /// to `accept` only once its first bytes have arrived, or once the
@@ -50,6 +58,7 @@ pub(crate) fn listen(config: &Config) -> Result<TcpListener> {
     socket
         .set_read_timeout(Some(first_read_timeout(timeouts.handshake, config.limits.handshake_min_rate)))?;
     socket.set_write_timeout(Some(timeouts.write))?;
+    socket.set_tcp_user_timeout(Some(timeouts.write + timeouts.close))?;
     defer_accept(&listener, timeouts.handshake)?;
     Ok(listener)
 }

@@ -1,8 +1,11 @@
 //! Verifies that a connection's threads, file descriptors and hub entry are
 //! freed when it ends, whichever way it ends.
 
-use crate::support::{PATIENCE, Process, RawClient, connect, recv_text, send_text, wait_until};
-use switchboard::Message;
+use crate::support::raw::{TEXT, sleeper};
+use crate::support::{
+    PATIENCE, Process, RawClient, TestServer, config, connect, ms, recv_text, send_text, wait_until,
+};
+use switchboard::{Config, Message, Timeouts};
 
 /// The process's threads: those that are not connection threads, and the
 /// connection threads serving a client (the one serving this question
@@ -103,4 +106,49 @@ fn an_idle_accept_loop_answers_at_once_and_logs_nothing() {
     let failures: Vec<&String> = log.iter().filter(|line| line.contains("accept failed")).collect();
     assert!(failures.is_empty(), "{failures:?}");
     assert!(took < std::time::Duration::from_millis(500), "answered after {took:?}");
+}
+
+/// The state of the server's side of the TCP connection between ports
+/// `server` and `client` on 127.0.0.1, as `/proc/net/tcp` gives it
+/// (`"04"` is FIN-WAIT-1), with the bytes the kernel still holds to send;
+/// `None` once the kernel has let go of it.
+fn server_side(server: u16, client: u16) -> Option<(String, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let (local, remote) = (format!("0100007F:{server:04X}"), format!("0100007F:{client:04X}"));
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let unsent = u64::from_str_radix(fields[4].split(':').next()?, 16).ok()?;
+        (fields[1] == local && fields[2] == remote).then(|| (fields[3].to_owned(), unsent))
+    })
+}
+
+#[test]
+fn what_the_kernel_holds_for_a_client_that_stopped_reading_is_dropped_after_the_timeouts() {
+    let timeouts = Timeouts { write: ms(300), close: ms(100), ..Timeouts::default() };
+    let server = TestServer::start(Config { timeouts, ..config() });
+    let mut sleeper = sleeper(server.addr(), "/ws/backlog");
+    let client_port = sleeper.stream.local_addr().unwrap().port();
+    // Room traffic it does not read: its window fills, and the rest waits
+    // in the server's kernel, which has room for it.
+    let mut talker = server.connect("/ws/backlog");
+    for i in 0..16 {
+        send_text(&mut talker, &format!("{i:04} {}", "x".repeat(1000)));
+    }
+    for i in 0..16 {
+        assert!(recv_text(&mut talker).starts_with(&format!("{i:04} ")));
+    }
+    assert!(
+        wait_until(PATIENCE, || server_side(server.addr().port(), client_port)
+            .is_some_and(|(_, unsent)| unsent > 0)),
+        "nothing waits in the kernel: {:?}",
+        server_side(server.addr().port(), client_port)
+    );
+    // A protocol error: the server closes, the close frame joining the
+    // backlog, and the client never answers.
+    sleeper.send_unmasked(TEXT, b"unmasked");
+    assert!(
+        wait_until(PATIENCE, || server_side(server.addr().port(), client_port).is_none()),
+        "the kernel still holds the connection: {:?}",
+        server_side(server.addr().port(), client_port)
+    );
 }

@@ -152,3 +152,34 @@ fn what_the_kernel_holds_for_a_client_that_stopped_reading_is_dropped_after_the_
         server_side(server.addr().port(), client_port)
     );
 }
+
+/// The server's resident memory, KiB.
+fn rss_kib(process: &Process) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid())).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_large_message_does_not_stay_in_its_connections_memory() {
+    let process = Process::start(&[]);
+    let big = "x".repeat(1_000_000);
+    let mut clients = Vec::new();
+    let send_one = |clients: &mut Vec<_>| {
+        let mut client = connect(process.addr, "/echo").unwrap();
+        send_text(&mut client, &big);
+        assert_eq!(recv_text(&mut client).len(), big.len());
+        send_text(&mut client, "and then a small one");
+        assert_eq!(recv_text(&mut client), "and then a small one");
+        clients.push(client);
+    };
+    // The first sets the allocator up for messages of that size.
+    send_one(&mut clients);
+    let before = rss_kib(&process);
+    for _ in 0..20 {
+        send_one(&mut clients);
+    }
+    // Each would keep a megabyte of read buffer: 20 MiB.
+    let grown = rss_kib(&process).saturating_sub(before);
+    assert!(grown < 8 * 1024, "20 idle connections that each sent a megabyte hold {grown} KiB more");
+}

@@ -59,18 +59,25 @@ impl<H: Handler> Reader<'_, H> {
         if let Err(e) = socket.set_read_timeout(None) {
             return self.dropped("cannot clear its read timeout", &e);
         }
-        let incoming = Incoming { socket, outbox: &self.connection.outbox };
+        let incoming = Incoming { socket, outbox: &self.connection.outbox, taken: rest.len() };
         let mut ws = websocket(incoming, rest, self.websocket);
+        let mut buffer = Buffer::default();
         let mut client_close = None;
         loop {
+            if buffer.oversized(ws.get_ref().taken) {
+                ws = rebuilt(ws, self.websocket);
+                buffer = Buffer::default();
+            }
             let error = match next(&mut ws) {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                    buffer.read(message.len());
                     if let Err(end) = self.within_rate().and_then(|()| self.deliver(message)) {
                         return end;
                     }
                     continue;
                 }
                 Ok(Message::Ping(payload)) => {
+                    buffer.read(payload.len());
                     if let Err(end) = self.within_rate() {
                         return end;
                     }
@@ -86,7 +93,11 @@ impl<H: Handler> Reader<'_, H> {
                     client_close = Some(ReadEnd::ClientClosed { close, reply });
                     continue;
                 }
-                Ok(Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Pong(payload)) => {
+                    buffer.read(payload.len());
+                    continue;
+                }
+                Ok(Message::Frame(_)) => continue,
                 Err(error) => error,
             };
             return self.ended(&error, client_close);
@@ -186,6 +197,15 @@ fn websocket<'a>(
     Box::new(WebSocket::from_partially_read(incoming, rest, Role::Server, Some(config)))
 }
 
+/// The protocol's state built again, with an empty buffer: see [`Buffer`].
+/// Out of line, as taking the socket back moves the whole state through
+/// the frame that does it.
+#[inline(never)]
+fn rebuilt<'a>(ws: Box<WebSocket<Incoming<'a>>>, config: WebSocketConfig) -> Box<WebSocket<Incoming<'a>>> {
+    let incoming = Incoming { taken: 0, ..ws.into_inner() };
+    websocket(incoming, Vec::new(), config)
+}
+
 /// The next message, out of line: tungstenite's reading, inlined into the
 /// loop, would leave its temporaries in the loop's frame, under every call
 /// the loop makes with a message.
@@ -193,6 +213,50 @@ fn websocket<'a>(
 fn next(ws: &mut WebSocket<Incoming<'_>>) -> tungstenite::Result<Message> {
     ws.read()
 }
+
+/// What tungstenite's read buffer holds, as far as the reader can tell.
+///
+/// tungstenite makes room in its buffer for each frame's whole payload and
+/// keeps that room: after one message of a megabyte, an idle connection
+/// held a megabyte for the rest of its life. The buffer cannot be shrunk
+/// from outside, but the protocol's state can be built again (its answers
+/// go through the outbox, and it holds nothing between messages), once the
+/// buffer is known to be empty: when every byte read from the socket
+/// belongs to a message already returned. Each message took at least its
+/// payload and one masked header of the shortest form, so when the bytes
+/// read equal that sum, nothing is left over. A client that fragments its
+/// messages, or writes lengths longer than they need, never matches the
+/// sum again, and keeps its buffer as before.
+#[derive(Default)]
+struct Buffer {
+    /// The least the messages returned since the state was built took.
+    used: usize,
+    /// One of them was large enough to have grown the buffer.
+    grown: bool,
+}
+
+impl Buffer {
+    /// Counts a message of `len` payload bytes, returned.
+    fn read(&mut self, len: usize) {
+        let length_field = match len {
+            0..126 => 0,
+            126..65_536 => 2,
+            _ => 8,
+        };
+        self.used += 2 + length_field + 4 + len;
+        self.grown |= len > GROWN;
+    }
+
+    /// Whether the buffer is large and empty, `taken` bytes having been
+    /// read from the socket since the state was built.
+    fn oversized(&self, taken: usize) -> bool {
+        self.grown && taken == self.used
+    }
+}
+
+/// A message larger than this leaves tungstenite's read buffer larger than
+/// a connection should keep idle.
+const GROWN: usize = 16 * 1024;
 
 /// The socket as tungstenite reads it on a connection's thread.
 ///
@@ -204,6 +268,8 @@ fn next(ws: &mut WebSocket<Incoming<'_>>) -> tungstenite::Result<Message> {
 struct Incoming<'a> {
     socket: &'a Socket,
     outbox: &'a Arc<Outbox>,
+    /// Bytes handed to tungstenite, counted for [`Buffer`].
+    taken: usize,
 }
 
 impl Read for Incoming<'_> {
@@ -225,6 +291,7 @@ impl Read for Incoming<'_> {
         if n > 0 {
             self.outbox.hear();
         }
+        self.taken += n;
         Ok(n)
     }
 }

@@ -257,6 +257,33 @@ fn slow_consumer_is_closed_with_1008_without_delaying_its_room(scheme: Scheme) {
     assert!(wait_until(PATIENCE, || server.stats()["close_frames_sent"]["1008"] == 1));
 }
 
+#[test]
+fn a_client_closed_as_a_slow_consumer_is_no_longer_relayed_to_its_room() {
+    let server = TestServer::start(Config {
+        limits: Limits { outbox_bytes: 256 * 1024, ..Limits::default() },
+        timeouts: Timeouts { write: ms(300), close: ms(100), ..Timeouts::default() },
+        websocket: WebSocketConfig::default().max_message_size(Some(64 * 1024)),
+        ..config()
+    });
+    let mut slow = crate::support::raw::sleeper(server.addr(), "/ws/busy");
+    let mut fast = server.connect("/ws/busy");
+    let payload = "z".repeat(60 * 1024);
+    let mut sent = 0;
+    while server.stats()["slow_consumer_closes"] == 0 {
+        assert!(sent < 2000, "the slow member was never closed");
+        send_text(&mut fast, &payload);
+        assert_eq!(recv_text(&mut fast).len(), payload.len());
+        sent += 1;
+    }
+    // Closed, it still speaks, then breaks the protocol: its thread has
+    // read the message by the time the connection ends.
+    slow.send(true, TEXT, b"after my close");
+    slow.send_unmasked(TEXT, b"and then unmasked");
+    assert!(wait_until(PATIENCE, || server.stats()["connections_open"] == 1), "{}", server.stats());
+    send_text(&mut fast, "next");
+    assert_eq!(recv_text(&mut fast), "next");
+}
+
 crate::both_schemes!(
     oversized_message_is_closed_with_1009,
     slow_consumer_is_closed_with_1008_without_delaying_its_room,

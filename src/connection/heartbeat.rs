@@ -140,7 +140,7 @@ impl Heartbeats {
             };
             if let Some(Expiry { reason, .. }) = beating.expiry.filter(|expiry| expiry.at <= now) {
                 debug!("connection {}: {}; closing", outbox.id(), reason.text());
-                let _ = outbox.close(Frame::close(Some(reason.frame())), Closing::Last);
+                let _ = outbox.close(Frame::close(Some(reason.frame())), Closing::Dismissed);
                 return false;
             }
             match beating.quiet.ticked(outbox.take_heard(), every, ping_interval, idle) {
@@ -152,7 +152,7 @@ impl Heartbeats {
                 Beat::Idle => {
                     debug!("connection {}: quiet for {idle:?}; closing", outbox.id());
                     let close = Frame::close(Some(CloseReason::IdleTimeout.frame()));
-                    let _ = outbox.close(close, Closing::Last);
+                    let _ = outbox.close(close, Closing::Dismissed);
                     false
                 }
             }

@@ -74,9 +74,17 @@ pub(crate) enum Closing {
     /// Ahead of every frame not yet started (a slow consumer, the
     /// application's close). If the client does not answer within the close
     /// timeout, the drain thread hangs up, so that its reader stops waiting.
+    /// What the client sends meanwhile is dropped: the server has done
+    /// with it.
     Now,
+    /// After everything queued, so that nothing accepted is lost, and for
+    /// cause (an expiry, an idle client, the application's close frame):
+    /// hung up on, and what the client sends meanwhile dropped, as for
+    /// `Now`.
+    Dismissed,
     /// After everything queued, so that nothing accepted is lost (shutdown's
-    /// 1001); hung up on as for `Now`.
+    /// 1001); hung up on as for `Now`. What the client sends meanwhile is
+    /// still taken.
     Last,
     /// After everything queued, by the connection's own thread (its own
     /// close: a limit, a protocol error), which keeps its own deadline.
@@ -178,6 +186,9 @@ pub(crate) struct Outbox {
     /// that keeps up would otherwise have the whole queue sent under one
     /// hold of the lock, its close's answer behind all of it.
     cutting_in: AtomicU32,
+    /// A close was queued for cause ([`Closing::Now`], [`Closing::Dismissed`]):
+    /// the server has done with the client, and takes nothing more from it.
+    shut: AtomicBool,
 }
 
 /// What the lock guards.
@@ -318,6 +329,7 @@ impl Outbox {
             heard: AtomicBool::new(false),
             busy: AtomicBool::new(false),
             cutting_in: AtomicU32::new(0),
+            shut: AtomicBool::new(false),
         });
         outbox.drain.watch(Arc::downgrade(&outbox));
         Ok(outbox)
@@ -432,6 +444,11 @@ impl Outbox {
         self.heard.store(true, Ordering::Relaxed);
     }
 
+    /// Whether the server has closed the connection for cause: see `shut`.
+    pub(crate) fn is_shut(&self) -> bool {
+        self.shut.load(Ordering::Relaxed)
+    }
+
     /// The connection's thread starts or ends handling a message.
     pub(crate) fn set_busy(&self, busy: bool) {
         self.busy.store(busy, Ordering::Relaxed);
@@ -523,7 +540,7 @@ impl Outbox {
         // nothing may follow it, and the FIN and the close timeout do.
         if let Queued::Frame(frame) = &queued {
             if frame.is_close() {
-                return self.queue_close(state, frame.clone(), Closing::Last);
+                return self.queue_close(state, frame.clone(), Closing::Dismissed);
             }
         }
         if state.close.is_some() || state.reader_done || state.output != Output::Open {
@@ -560,7 +577,10 @@ impl Outbox {
         state.budget_used += cost(&queued);
         state.frames.push_back(queued);
         state.close = Some(frame);
-        state.close_timed = matches!(closing, Closing::Now | Closing::Last);
+        if let Closing::Now | Closing::Dismissed = closing {
+            self.shut.store(true, Ordering::Relaxed);
+        }
+        state.close_timed = matches!(closing, Closing::Now | Closing::Dismissed | Closing::Last);
         if state.close_timed {
             self.drain.time_close(Arc::downgrade(self), CloseStage::Queued);
         }

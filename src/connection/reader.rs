@@ -71,6 +71,11 @@ impl<H: Handler> Reader<'_, H> {
             let error = match next(&mut ws) {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
                     buffer.read(message.len());
+                    // Closed by the server, and out of its rooms: what the
+                    // client sends until it answers is not relayed.
+                    if self.connection.outbox.is_shut() {
+                        continue;
+                    }
                     if let Err(end) = self.within_rate().and_then(|()| self.deliver(message)) {
                         return end;
                     }

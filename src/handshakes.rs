@@ -15,11 +15,15 @@
 //!   page that opens many sockets at once, is not held against it;
 //! * when there are `max` of them, or the server is at its connection limit,
 //!   a newcomer takes the place of the **oldest** connection still in its
-//!   handshake, which is answered 408 and closed ("shed").
+//!   handshake, if that one has lasted longer than a real client's
+//!   handshake does: it is answered 408 and closed ("shed"). If none has,
+//!   the newcomer is refused 503.
 //!
-//! A real client's request head arrives at once, so the oldest handshakes
-//! are those that trickle: they give way, and established connections,
-//! which have finished their handshake, never do.
+//! A real client's request head arrives at once, so the handshakes that
+//! last are those that trickle: they give way, and established
+//! connections, which have finished their handshake, never do. Nor does a
+//! client of a burst that came all at once, its head whole, whose thread
+//! has not read it yet: the burst's last comers are told to come back.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Shutdown, TcpStream};
@@ -140,23 +144,27 @@ impl Handshakes {
     }
 
     /// Past the budget of handshakes under way, sheds the oldest but
-    /// `newcomer`'s, which has been admitted.
-    pub(crate) fn make_room(&self, newcomer: ConnectionId) {
+    /// `newcomer`'s, which has been admitted. Returns false if it could not:
+    /// the newcomer is then to be refused.
+    pub(crate) fn make_room(&self, newcomer: ConnectionId) -> bool {
         let over = self.book().under_way.len() > self.max;
-        if over {
-            self.shed_oldest(newcomer);
-        }
+        !over || self.shed_oldest(newcomer)
     }
 
-    /// Sheds the oldest handshake but `newcomer`'s: takes it off the book
-    /// and wakes its thread, which answers 408. Returns true if and only if
-    /// there was one to shed.
+    /// Sheds the oldest handshake but `newcomer`'s, if it has stalled: takes
+    /// it off the book and wakes its thread, which answers 408. Returns true
+    /// if and only if there was one to shed.
     pub(crate) fn shed_oldest(&self, newcomer: ConnectionId) -> bool {
+        let now = Instant::now();
         let shed = {
             let mut book = self.book();
             let Some(place) = book.under_way.iter().position(|entry| entry.id != newcomer) else {
                 return false;
             };
+            // The oldest: if it has not stalled, none has.
+            if now.saturating_duration_since(book.under_way[place].started) < STALLED {
+                return false;
+            }
             let entry = book.under_way.remove(place).expect("Bug: a position found is in range");
             book.shed.push(entry.id);
             entry
@@ -289,13 +297,18 @@ mod tests {
     }
 
     #[test]
-    fn past_the_budget_the_oldest_is_shed() {
+    fn past_the_budget_the_oldest_is_shed_once_it_has_stalled() {
         let handshakes = handshakes(2, 0);
         let oldest = handshakes.begin(ConnectionId(1), ip("10.0.0.1")).unwrap();
         let middle = handshakes.begin(ConnectionId(2), ip("10.0.0.2")).unwrap();
         let newest = handshakes.begin(ConnectionId(3), ip("10.0.0.3")).unwrap();
         assert_eq!(handshakes.book().under_way.len(), 3, "nobody is shed before the newcomer is admitted");
-        handshakes.make_room(ConnectionId(3));
+        // A burst, all fresh: the newcomer is the one refused.
+        assert!(!handshakes.make_room(ConnectionId(3)));
+        assert_eq!(newest.end(), Ok(()));
+        let newest = handshakes.begin(ConnectionId(4), ip("10.0.0.3")).unwrap();
+        age(&handshakes, STALLED);
+        assert!(handshakes.make_room(ConnectionId(4)));
         assert_eq!(oldest.end(), Err(Shed));
         assert_eq!(middle.end(), Ok(()));
         assert_eq!(newest.end(), Ok(()));

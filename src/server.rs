@@ -283,7 +283,9 @@ impl<H: Handler> Server<H> {
             }
             admitted => {
                 let permit = admitted?;
-                self.handshakes.make_room(id);
+                if !self.handshakes.make_room(id) {
+                    return Err(Refusal::new(503, "too many connections in their handshake"));
+                }
                 permit
             }
         };

@@ -217,6 +217,23 @@ fn a_silent_socket_is_not_accepted_while_a_real_client_is_served() {
     drop(silent);
 }
 
+#[test]
+fn a_burst_of_whole_requests_past_the_limit_is_told_503_and_no_one_408() {
+    let server =
+        TestServer::start(Config { limits: Limits { max_connections: 5, ..Limits::default() }, ..config() });
+    // All sent before any is read: the server finds twenty heads whole.
+    let mut burst: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = tcp(server.addr());
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            stream
+        })
+        .collect();
+    let statuses: Vec<u16> = burst.iter_mut().map(|stream| parse_reply(&read_head(stream)).status).collect();
+    assert!(statuses.iter().all(|status| matches!(status, 200 | 503)), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
+
 /// Every place held by sockets that began their handshake with `first`
 /// and stopped, five from each of eight addresses, with no rate rule to cut
 /// them first: each newcomer takes the place of the oldest, which `shed`
@@ -242,9 +259,18 @@ fn half_open_sockets_give_way_to_a_newcomer(scheme: Scheme, first: &[u8], shed: 
     };
     let mut held: Vec<TcpStream> =
         (2..10).flat_map(|last| (0..5).map(move |_| last)).map(half_open).collect();
-    // Asking for /stats with every place taken sheds the oldest, as any
-    // newcomer would; the other 39 are still in their handshake.
-    let counted = server.stats();
+    // With every place taken, a newcomer is refused 503 until the oldest
+    // has lasted longer than a real client's handshake; then asking for
+    // /stats sheds it, as any newcomer would; the other 39 are still in
+    // their handshake.
+    let mut answered = None;
+    assert!(crate::support::wait_until(PATIENCE, || {
+        let reply = server.try_get("/stats");
+        assert!(reply.as_ref().is_none_or(|reply| matches!(reply.status, 200 | 503)), "{reply:?}");
+        answered = reply.filter(|reply| reply.status == 200);
+        answered.is_some()
+    }));
+    let counted: serde_json::Value = serde_json::from_str(&answered.unwrap().body).unwrap();
     assert_eq!(counted["handshakes"], 39, "{counted}");
     assert_eq!(counted["connections_shed"], 1, "{counted}");
     shed(&mut held.remove(0));

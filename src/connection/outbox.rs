@@ -326,7 +326,10 @@ impl Outbox {
             budget,
             drain,
             metrics,
-            heard: AtomicBool::new(false),
+            // Its request is the first thing heard from the client: the
+            // heartbeat's tick it opens in, however little of it is left,
+            // does not count as a whole tick of quiet.
+            heard: AtomicBool::new(true),
             busy: AtomicBool::new(false),
             cutting_in: AtomicU32::new(0),
             shut: AtomicBool::new(false),

@@ -4,7 +4,9 @@
 //! the log, its disk or whoever reads it would go under with the server
 //! still standing. So the first refusal is logged at once, and those that
 //! follow are counted by status and summed up in one line at most every
-//! [`REPORT_EVERY`]; the detail of each stays at `debug`.
+//! [`REPORT_EVERY`]; the detail of each stays at `debug`. Connections
+//! closed for a fault (a protocol error, a limit) are summed up alike: a
+//! client can make those as fast as it can connect.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +29,8 @@ pub(crate) struct RefusalLog {
     /// The log target: the module that refuses, so that `RUST_LOG` filters
     /// the summaries as it did each refusal.
     target: &'static str,
+    /// What was done: `refused`, `shed`, `closed`.
+    verb: &'static str,
     /// What is refused, as one: `connection`, `upgrade`.
     what: &'static str,
     /// Where, to end the phrase: ` at the door`, or nothing.
@@ -39,7 +43,19 @@ impl RefusalLog {
     /// summed up at `level` under the log target `target` (the caller's
     /// `module_path!()`).
     pub(crate) fn new(level: Level, target: &'static str, what: &'static str, place: &'static str) -> Self {
-        RefusalLog { level, target, what, place, tally: Mutex::default() }
+        RefusalLog::of("refused", level, target, what, place)
+    }
+
+    /// As [`new`](RefusalLog::new), for what was `verb` (`shed`, `closed`)
+    /// rather than refused.
+    pub(crate) fn of(
+        verb: &'static str,
+        level: Level,
+        target: &'static str,
+        what: &'static str,
+        place: &'static str,
+    ) -> Self {
+        RefusalLog { level, target, verb, what, place, tally: Mutex::default() }
     }
 
     /// Counts one refusal answered `status`, and logs the count if a
@@ -47,6 +63,20 @@ impl RefusalLog {
     pub(crate) fn note(&self, status: u16) {
         let due = self.tally().note(status, Instant::now());
         self.write(due);
+    }
+
+    /// As [`note`](RefusalLog::note), with the refusal's own line: logged
+    /// at the log's level in place of a summary that would count it alone,
+    /// at `debug` otherwise.
+    pub(crate) fn note_with(&self, status: u16, detail: fmt::Arguments<'_>) {
+        let due = self.tally().note(status, Instant::now());
+        match due {
+            Some(summary) if summary.total == 1 => log::log!(target: self.target, self.level, "{detail}"),
+            due => {
+                log::debug!(target: self.target, "{detail}");
+                self.write(due);
+            }
+        }
     }
 
     /// Logs the refusals counted so far, if a summary is due.
@@ -69,8 +99,8 @@ impl RefusalLog {
     fn write(&self, summary: Option<Summary>) {
         if let Some(summary) = summary {
             let s = if summary.total == 1 { "" } else { "s" };
-            let (total, what, place) = (summary.total, self.what, self.place);
-            log::log!(target: self.target, self.level, "refused {total} {what}{s}{place}{summary}");
+            let (verb, total, what, place) = (self.verb, summary.total, self.what, self.place);
+            log::log!(target: self.target, self.level, "{verb} {total} {what}{s}{place}{summary}");
         }
     }
 }

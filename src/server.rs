@@ -128,6 +128,7 @@ impl<H: Handler> Server<H> {
             drain: drain_handle,
             token_holders,
             refused_upgrades: connection::refused_upgrades(),
+            faults: connection::faults(),
         });
         let stopping = Arc::new(AtomicBool::new(false));
         Ok(Server {
@@ -199,6 +200,7 @@ impl<H: Handler> Server<H> {
             // Refused upgrades are counted by the connection threads; their
             // summary is due on time even when no more are refused.
             self.shared.refused_upgrades.sweep();
+            self.shared.faults.sweep();
             self.handshakes.sweep();
             match accepted {
                 Ok((stream, peer)) => {
@@ -246,6 +248,7 @@ impl<H: Handler> Server<H> {
         close_all(&shared, &all_gone);
         threads.stop();
         shared.refused_upgrades.finish();
+        shared.faults.finish();
         handshakes.finish();
         shared.hub.stop();
         let _ = hub_thread.join();

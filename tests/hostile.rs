@@ -610,6 +610,31 @@ fn client_text_reaches_the_log_escaped() {
 }
 
 #[test]
+fn connections_closed_for_a_fault_are_summed_up_not_logged_one_by_one() {
+    let process = Process::start(&[]);
+    for _ in 0..50 {
+        let mut client = RawClient::upgrade(process.addr, "/echo", b"");
+        client.send_unmasked(TEXT, b"unmasked");
+        assert_eq!(client.close_code(), 1002);
+    }
+    let log = process.stop();
+    let warnings: Vec<&String> = log.iter().filter(|line| line.contains("WARN")).collect();
+    // The first in full, the rest summed up at most every ten seconds and
+    // once more as the server stops.
+    assert!(warnings[0].contains("closed by server: 1002"), "{warnings:#?}");
+    assert!((2..=3).contains(&warnings.len()), "{warnings:#?}");
+    let counted: u64 = warnings[1..]
+        .iter()
+        .map(|line| line.split("closed ").nth(1).unwrap().split(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted, 49, "{warnings:#?}");
+    assert!(
+        warnings[1].contains("connections for a fault") && warnings[1].contains("answered 1002"),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
 fn refused_upgrades_are_summed_up_not_logged_one_by_one() {
     let process = Process::start(&[]);
     for _ in 0..50 {

@@ -25,7 +25,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::{Level, debug, error, warn};
+use log::{Level, debug, error};
 
 #[cfg(test)]
 pub(crate) use self::drain::Job;
@@ -72,12 +72,20 @@ pub(crate) struct Shared<H> {
     /// Refused upgrades, summed up in the log: a flood of them must not
     /// write a line each.
     pub(crate) refused_upgrades: RefusalLog,
+    /// Connections closed for a fault, summed up in the log likewise.
+    pub(crate) faults: RefusalLog,
 }
 
 /// The summary of refused upgrades, logged at `info` under this module's
 /// target, beside the `debug` line of each refusal.
 pub(crate) fn refused_upgrades() -> RefusalLog {
     RefusalLog::new(Level::Info, module_path!(), "upgrade", "")
+}
+
+/// The summary of connections closed for a fault, logged at `warn`: the
+/// first in a while in full, the rest counted by close code.
+pub(crate) fn faults() -> RefusalLog {
+    RefusalLog::of("closed", Level::Warn, module_path!(), "connection", " for a fault")
 }
 
 /// The body of a connection thread. `permit` is the connection's place
@@ -427,10 +435,12 @@ fn farewell<H: Handler>(
         shared.metrics.dropped();
     }
     let (id, client) = (connection.id, connection.client_ip);
-    if ending.is_fault() {
-        warn!("connection {id} from {client}: {ending}{cause}");
-    } else {
-        debug!("connection {id} from {client}: {ending}{cause}");
+    match &ending {
+        Ending::ByServer(close) if ending.is_fault() => {
+            let line = format_args!("connection {id} from {client}: {ending}{cause}");
+            shared.faults.note_with(close.code.into(), line);
+        }
+        _ => debug!("connection {id} from {client}: {ending}{cause}"),
     }
     // A panic here has nothing left to close; the thread goes on to serve
     // its next client.

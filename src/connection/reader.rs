@@ -231,7 +231,8 @@ fn next(ws: &mut WebSocket<Incoming<'_>>) -> tungstenite::Result<Message> {
 /// payload and one masked header of the shortest form, so when the bytes
 /// read equal that sum, nothing is left over. A client that fragments its
 /// messages, or writes lengths longer than they need, never matches the
-/// sum again, and keeps its buffer as before.
+/// sum again, and keeps its buffer as before; nor, once it has sent its
+/// close (never counted), does one whose state now knows of that close.
 #[derive(Default)]
 struct Buffer {
     /// The least the messages returned since the state was built took.

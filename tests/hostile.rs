@@ -618,7 +618,8 @@ fn connections_closed_for_a_fault_are_summed_up_not_logged_one_by_one() {
         assert_eq!(client.close_code(), 1002);
     }
     let log = process.stop();
-    let warnings: Vec<&String> = log.iter().filter(|line| line.contains("WARN")).collect();
+    let warnings: Vec<&String> =
+        log.iter().filter(|line| line.contains("WARN  switchboard::connection]")).collect();
     // The first in full, the rest summed up at most every ten seconds and
     // once more as the server stops.
     assert!(warnings[0].contains("closed by server: 1002"), "{warnings:#?}");

@@ -738,7 +738,9 @@ fn plain_text_on_the_tls_port_gets_a_plain_400() {
     let reply = get_over(tcp(server.addr()), "/healthz");
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("TLS"), "{}", reply.body);
-    assert_eq!(server.stats()["tls_handshakes_failed"], 1);
+    let stats = server.stats();
+    assert_eq!(stats["tls_handshakes_failed"], 1);
+    assert_eq!(stats["http_responses"]["400"], 1, "{stats}");
     bystanders.still_served();
 }
 

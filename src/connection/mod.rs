@@ -315,6 +315,7 @@ fn secure<H>(
         Err(Rejected::NotTls(tcp)) => {
             debug!("connection {id} from {peer}: plain text on the TLS port");
             shared.metrics.tls_handshake_failed();
+            shared.metrics.http_response(400);
             let refusal = Refusal::bad_request("this port speaks TLS: use https:// or wss://");
             let socket = &mut Socket::plain(tcp);
             answer(socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);

@@ -79,6 +79,17 @@ fn what_print_config_prints_is_read_back_the_same() {
 }
 
 #[test]
+fn an_empty_list_is_printed_empty_and_read_back_the_same() {
+    let path = file("empty-lists", "allow-origin = []\ntrust-proxy = []\nsubprotocol = []\n");
+    let first = printed(&["--config", path.to_str().unwrap()], &[]);
+    for key in ["allow-origin", "trust-proxy", "subprotocol"] {
+        assert_eq!(setting(&first, key), format!("{key} = []"));
+    }
+    let again = file("empty-lists-printed", &first);
+    assert_eq!(printed(&["--config", again.to_str().unwrap()], &[]), first);
+}
+
+#[test]
 fn a_server_takes_its_settings_from_the_file() {
     let tokens = file("serve-tokens", "from-the-file\n");
     let path =

@@ -39,7 +39,7 @@ pub fn render(sources: &Sources) -> String {
         out.push('\n');
         let help = arg.get_long_help().or(arg.get_help()).map(ToString::to_string).unwrap_or_default();
         comment(&mut out, &help);
-        let value = if setting.values.is_empty() {
+        let value = if setting.values.is_empty() && setting.origin == Origin::Default {
             // No default, and not given: what would go there.
             let name =
                 arg.get_value_names().and_then(|names| names.first()).map_or("VALUE", |name| name.as_str());

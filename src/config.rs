@@ -627,7 +627,7 @@ impl Config {
             (
                 l.max_messages_per_sec > 0 && l.message_burst == 0,
                 "limits.message_burst",
-                "must be at least 1 when max_messages_per_sec is set",
+                "must be at least 1 when limits.max_messages_per_sec is set",
             ),
             (
                 !(256..=1 << 20).contains(&ws.read_buffer_size),

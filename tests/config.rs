@@ -132,6 +132,14 @@ fn errors_name_the_key_and_the_file_or_the_variable() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("SWITCHBOARD_PING_INTERVAL=2m: must be less than --idle-timeout"), "{stderr}");
 
+    let args = ["--listen", "127.0.0.1:0", "--message-burst", "0", "--max-messages-per-sec", "10"];
+    let (status, _, stderr) = run(&args, &[]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--message-burst 0: must be at least 1 when --max-messages-per-sec 10 is set"),
+        "{stderr}"
+    );
+
     let (status, _, stderr) = run(&["--listen", "127.0.0.1:0"], &[("SWITCHBOARD_REDIS_PASSWORD", "hunter2")]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("SWITCHBOARD_REDIS_PASSWORD is set: it needs --redis too"), "{stderr}");

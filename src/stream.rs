@@ -452,6 +452,28 @@ mod tests {
         (crate::tls::TlsAcceptor::new(&config).unwrap(), crate::tls::TlsConnector::new(Some(&pem)).unwrap())
     }
 
+    #[test]
+    fn a_chain_holding_a_certificate_that_is_not_x509_is_refused() {
+        let leaf = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["intermediate".to_owned()]).unwrap().cert.pem();
+        // A PEM block with a line lost from its middle: still base64, no
+        // longer DER.
+        let mut lines: Vec<&str> = other.lines().collect();
+        lines.remove(lines.len() / 2);
+        let broken = lines.join("\n") + "\n";
+        let config = |chain: String| crate::TlsConfig {
+            certificate_chain_pem: chain.into_bytes(),
+            private_key_pem: crate::Secret::new(leaf.signing_key.serialize_pem()),
+        };
+        assert!(crate::tls::TlsAcceptor::new(&config(leaf.cert.pem() + &other)).is_ok());
+        match crate::tls::TlsAcceptor::new(&config(leaf.cert.pem() + &broken)) {
+            Err(crate::Error::Tls { problem, .. }) => {
+                assert!(problem.contains("not a valid X.509"), "{problem}")
+            }
+            other => panic!("a broken chain was taken: {other:?}"),
+        }
+    }
+
     /// Reads `stream` to its clean end (the server's close_notify).
     fn read_to_close_notify(stream: &crate::tls::TlsStream) -> Vec<u8> {
         let mut read = Vec::new();

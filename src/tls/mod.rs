@@ -85,6 +85,15 @@ impl TlsAcceptor {
         if chain.is_empty() {
             return Err(Error::Tls { problem: "no certificate in the certificate chain PEM", source: None });
         }
+        // rustls reads only the first, to match it with the key; one after
+        // it that is not X.509 (a PEM block with lines lost from its middle)
+        // would go out in every handshake, and every client refuse it.
+        for certificate in &chain {
+            rustls::server::ParsedCertificate::try_from(certificate).map_err(|e| Error::Tls {
+                problem: "a certificate in the chain is not a valid X.509 certificate",
+                source: Some(Box::new(e)),
+            })?;
+        }
         let key = PrivateKeyDer::from_pem_slice(tls.private_key_pem.expose())
             .map_err(problem("cannot read the private key PEM"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -762,6 +762,11 @@ mod tests {
             (BackplaneConfig { url: "http://example".into(), ..base.clone() }, "backplane.url"),
             (BackplaneConfig { url: "valkey://127.0.0.1".into(), ..base.clone() }, "backplane.url"),
             (BackplaneConfig { url: "rediss://127.0.0.1/#insecure".into(), ..base.clone() }, "backplane.url"),
+            (
+                BackplaneConfig { url: "redis://127.0.0.1/?password=x".into(), ..base.clone() },
+                "backplane.url",
+            ),
+            (BackplaneConfig { url: "rediss://127.0.0.1/0?PASS=x".into(), ..base.clone() }, "backplane.url"),
             (BackplaneConfig { password: Some(Secret::new("")), ..base.clone() }, "backplane.password"),
             (BackplaneConfig { password: Some(Secret::new([0xff])), ..base.clone() }, "backplane.password"),
             (

@@ -139,6 +139,18 @@ pub(crate) fn url_problem(url: &str) -> Option<&'static str> {
              (trust a private CA with backplane.ca_certificate_pem)",
         );
     }
+    // The query's password is read only for a Unix socket: over TCP it
+    // would be sent nowhere, and Redis answer that none was given.
+    let tcp_query_password = redis::parse_redis_url(url).is_some_and(|parsed| {
+        matches!(parsed.scheme(), "redis" | "rediss")
+            && parsed.query_pairs().any(|(name, _)| redaction::is_password_parameter(&name))
+    });
+    if tcp_query_password {
+        return Some(
+            "holds its password in the query, which only a Unix socket's URL may: write \
+             redis://user:password@host, or give it with backplane.password",
+        );
+    }
     redis::Client::open(url).err().map(|_| "is not a valid Redis URL")
 }
 

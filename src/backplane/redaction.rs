@@ -24,7 +24,7 @@ const UNPARSEABLE: &str = "(a Redis URL that does not parse; not shown)";
 
 /// Returns true if and only if a query parameter of this name, once
 /// decoded, may hold a password.
-fn is_password_parameter(name: &str) -> bool {
+pub(super) fn is_password_parameter(name: &str) -> bool {
     name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password")
 }
 

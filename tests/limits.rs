@@ -10,8 +10,8 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::support::raw::{BINARY, CONTINUATION, PING, TEXT};
 use crate::support::{
-    PATIENCE, RawClient, Scheme, TestServer, close_code, config, ms, recv_close, recv_text, send_text,
-    wait_until,
+    Client, PATIENCE, RawClient, Scheme, TestServer, close_code, config, ms, recv_close, recv_text,
+    send_text, wait_until,
 };
 use switchboard::tungstenite::Error as WsError;
 use switchboard::{
@@ -222,6 +222,21 @@ fn connection_whose_handler_is_busy_past_the_idle_timeout_is_not_closed_as_idle(
     assert_eq!(recv_text(&mut client), "still open");
 }
 
+/// Has `fast` publish 60 KiB messages to its room, reading each back
+/// before the next so that its own outbox never holds more than one frame,
+/// until a member that does not read has had its socket buffers, then its
+/// outbox, filled, and the hub has closed it.
+fn flood_until_a_slow_consumer_is_closed(server: &TestServer, fast: &mut Client) {
+    let payload = "z".repeat(60 * 1024);
+    let mut sent = 0;
+    while server.stats()["slow_consumer_closes"] == 0 {
+        assert!(sent < 2000, "the slow member was never closed");
+        send_text(fast, &payload);
+        assert_eq!(recv_text(fast).len(), payload.len());
+        sent += 1;
+    }
+}
+
 fn slow_consumer_is_closed_with_1008_without_delaying_its_room(scheme: Scheme) {
     let server = TestServer::start_scheme(
         scheme,
@@ -235,17 +250,7 @@ fn slow_consumer_is_closed_with_1008_without_delaying_its_room(scheme: Scheme) {
     // The slow member never reads until it has been evicted.
     let mut slow = server.connect("/ws/busy");
     let mut fast = server.connect("/ws/busy");
-    let payload = "z".repeat(60 * 1024);
-    let mut sent = 0;
-    // The fast member publishes and reads each message back before the next,
-    // so its own outbox never holds more than one frame. The slow member's
-    // socket buffers fill, then its outbox, then the hub closes it.
-    while server.stats()["slow_consumer_closes"] == 0 {
-        assert!(sent < 2000, "the slow member was never closed");
-        send_text(&mut fast, &payload);
-        assert_eq!(recv_text(&mut fast).len(), payload.len());
-        sent += 1;
-    }
+    flood_until_a_slow_consumer_is_closed(&server, &mut fast);
     // The room goes on for the fast member.
     for i in 0..20 {
         send_text(&mut fast, &i.to_string());
@@ -267,14 +272,7 @@ fn a_client_closed_as_a_slow_consumer_is_no_longer_relayed_to_its_room() {
     });
     let mut slow = crate::support::raw::sleeper(server.addr(), "/ws/busy");
     let mut fast = server.connect("/ws/busy");
-    let payload = "z".repeat(60 * 1024);
-    let mut sent = 0;
-    while server.stats()["slow_consumer_closes"] == 0 {
-        assert!(sent < 2000, "the slow member was never closed");
-        send_text(&mut fast, &payload);
-        assert_eq!(recv_text(&mut fast).len(), payload.len());
-        sent += 1;
-    }
+    flood_until_a_slow_consumer_is_closed(&server, &mut fast);
     // Closed, it still speaks, then breaks the protocol: its thread has
     // read the message by the time the connection ends.
     slow.send(true, TEXT, b"after my close");

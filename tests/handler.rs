@@ -351,3 +351,37 @@ fn handler_chooses_the_subprotocol_and_a_wrong_choice_is_500() {
     let err = switchboard::tungstenite::client(request, server.stream().unwrap()).unwrap_err();
     assert!(err.to_string().contains("500"), "{err}");
 }
+
+/// Answers what a handler should not: a chunked encoding beside the
+/// server's length, an informational status, a refusal that is no error.
+struct Odd;
+
+impl Handler for Odd {
+    type State = ();
+
+    fn on_upgrade(&self, _: &Request) -> Result<Accept<()>, Refusal> {
+        Err(Refusal::new(200, "refused, but with 200"))
+    }
+
+    fn on_request(&self, request: &Request, _: &HubHandle) -> Option<Response> {
+        match request.path() {
+            "/chunked" => Some(Response::text(200, "hello").header("Transfer-Encoding", "chunked")),
+            "/switching" => Some(Response::text(101, "no")),
+            _ => None,
+        }
+    }
+
+    fn on_message(&self, _: &Connection, _: &mut (), _: Message) {}
+}
+
+#[test]
+fn what_a_handler_answers_wrong_is_not_sent_as_it_is() {
+    let server = TestServer::start_with(config(), Odd);
+    let chunked = server.get("/chunked");
+    assert_eq!((chunked.status, chunked.body.as_str()), (200, "hello"));
+    assert!(!chunked.head.to_ascii_lowercase().contains("transfer-encoding"), "{}", chunked.head);
+    assert_eq!(server.get("/switching").status, 500);
+    assert_eq!(server.get("/anything").status, 500, "a refusal with 200");
+    let upgrade = server.try_connect("/ws").unwrap_err().to_string();
+    assert!(upgrade.contains("500"), "{upgrade}");
+}

@@ -50,7 +50,7 @@ impl Response {
     }
 
     /// Adds a header. `Content-Length` is the server's to write, from the
-    /// body: one given here is left out.
+    /// body: one given here is left out, as is a `Transfer-Encoding`.
     ///
     /// # Panics
     ///
@@ -91,7 +91,13 @@ impl Response {
         // One Connection header: its own options (a 426's Upgrade), then close.
         let mut connection = None;
         for (name, value) in &self.headers {
-            if closing && name.eq_ignore_ascii_case("content-length") {
+            // The body goes whole, with the server's Content-Length: a
+            // handler's length, or its Transfer-Encoding beside that
+            // length, would have the client read the body wrong.
+            if closing
+                && (name.eq_ignore_ascii_case("content-length")
+                    || name.eq_ignore_ascii_case("transfer-encoding"))
+            {
                 continue;
             }
             if closing && name.eq_ignore_ascii_case("connection") {

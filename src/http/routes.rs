@@ -40,7 +40,7 @@ pub(crate) fn route<H: Handler>(
         }
         let mut accept = match handler.on_upgrade(request) {
             Ok(accept) => accept,
-            Err(refusal) => return refuse(refusal),
+            Err(refusal) => return refuse(checked_refusal(refusal)),
         };
         return match gate.subprotocol(request, accept.subprotocol.take()) {
             Ok(subprotocol) => {
@@ -63,13 +63,44 @@ pub(crate) fn route<H: Handler>(
             return refuse(refusal);
         }
     }
-    if let Some(response) = builtin(request, metrics).or_else(|| handler.on_request(request, hub)) {
+    if let Some(response) = builtin(request, metrics) {
         return Route::Answer(response);
+    }
+    if let Some(response) = handler.on_request(request, hub) {
+        return Route::Answer(checked_response(response));
     }
     match handler.on_upgrade(request) {
         Ok(_) => refuse(Refusal::new(426, "this endpoint speaks WebSocket only")),
-        Err(refusal) => refuse(refusal),
+        Err(refusal) => refuse(checked_refusal(refusal)),
     }
+}
+
+/// The handler's refusal, or a 500 if its status is not an error's: a 101
+/// would tell the client the connection switched protocols, a 200 that
+/// the upgrade it was refused went well.
+fn checked_refusal(refusal: Refusal) -> Refusal {
+    if (400..=599).contains(&refusal.status) {
+        return refusal;
+    }
+    log::error!(
+        "the handler refused a request with status {}, which is not an error's; answering 500",
+        refusal.status
+    );
+    Refusal::new(500, "the server could not answer")
+}
+
+/// The handler's answer, or a 500 if its status cannot end a request: an
+/// informational one (1xx) promises another answer, and a number outside
+/// 100 to 599 is no status.
+fn checked_response(response: Response) -> Response {
+    if (200..=599).contains(&response.status()) {
+        return response;
+    }
+    log::error!(
+        "the handler answered a request with status {}, which cannot end one; answering 500",
+        response.status()
+    );
+    Response::from(Refusal::new(500, "the server could not answer"))
 }
 
 /// The routes every server has, whatever its handler.

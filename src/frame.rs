@@ -209,19 +209,38 @@ impl fmt::Debug for Run {
     }
 }
 
+/// The most a control frame (ping, pong, close) carries (RFC 6455 §5.5).
+const CONTROL_PAYLOAD: usize = 125;
+
+/// A message as RFC 6455 lets it go on the wire: a ping's or pong's payload
+/// cut to 125 bytes, a close reason to 123 (at a character's boundary), and
+/// a close code that may not be sent (1005, 1006, 1015, reserved codes)
+/// dropped, leaving a close without one. A client would otherwise fail the
+/// connection with 1002 on what the application meant as a goodbye.
 impl From<Message> for Frame {
     fn from(message: Message) -> Self {
         use tungstenite::protocol::frame::coding::{Data, OpCode};
+        let control = |data: tungstenite::Bytes| data.slice(..data.len().min(CONTROL_PAYLOAD));
         let frame = match message {
             Message::Text(text) => WireFrame::message(text, OpCode::Data(Data::Text), true),
             Message::Binary(data) => WireFrame::message(data, OpCode::Data(Data::Binary), true),
-            Message::Ping(data) => WireFrame::ping(data),
-            Message::Pong(data) => WireFrame::pong(data),
-            Message::Close(close) => WireFrame::close(close),
+            Message::Ping(data) => WireFrame::ping(control(data)),
+            Message::Pong(data) => WireFrame::pong(control(data)),
+            Message::Close(close) => WireFrame::close(close.filter(|c| c.code.is_allowed()).map(sendable)),
             Message::Frame(frame) => frame,
         };
         Frame::encode(frame)
     }
+}
+
+/// `close` with its reason cut to what fits beside the code.
+fn sendable(close: CloseFrame) -> CloseFrame {
+    let most = CONTROL_PAYLOAD - 2;
+    if close.reason.len() <= most {
+        return close;
+    }
+    let end = (0..=most).rev().find(|&end| close.reason.is_char_boundary(end)).unwrap_or(0);
+    CloseFrame { code: close.code, reason: close.reason.as_str()[..end].to_owned().into() }
 }
 
 impl From<&str> for Frame {
@@ -271,6 +290,22 @@ mod tests {
         let large = Frame::binary(vec![7u8; 70_000]);
         assert_eq!(large.len(), 10 + 70_000);
         assert_eq!(large.payload().len(), 70_000);
+    }
+
+    #[test]
+    fn control_frames_are_kept_within_what_rfc_6455_allows() {
+        let ping = Frame::from(Message::Ping(vec![1u8; 200].into()));
+        assert_eq!(ping.as_bytes()[1] as usize, 125, "a ping's payload is cut to 125 bytes");
+        // 'é' is two bytes: the cut falls before the one it would split.
+        let reason = format!("{}é", "x".repeat(122));
+        let close = Frame::close(Some(CloseFrame { code: CloseCode::Normal, reason: reason.into() }));
+        let sent = close.close_frame().unwrap();
+        assert_eq!((sent.code, sent.reason.len()), (CloseCode::Normal, 122));
+        assert!(close.payload().len() <= 125);
+        for code in [CloseCode::Status, CloseCode::Abnormal, CloseCode::Tls, CloseCode::from(999)] {
+            let frame = Frame::close(Some(CloseFrame { code, reason: "bye".into() }));
+            assert_eq!(frame.as_bytes(), b"\x88\x00", "{code}: a close without a code");
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crate::support::{PATIENCE, Program, TestServer, config, ms, tls, wait_until}
 use switchboard::client::{Client, ClientConfig, ClientError, Endpoint, Event, Reconnect};
 use switchboard::tungstenite::Bytes;
 use switchboard::{
-    Accept, CloseCode, CloseFrame, Config, Connection, Handler, Message, Refusal, Request, RoomsHandler,
-    TlsConfig,
+    Accept, CloseCode, CloseFrame, Config, Connection, Handler, Limits, Message, Refusal, Request,
+    RoomsHandler, TlsConfig,
 };
 
 /// `switchboard client` as a child process.
@@ -212,6 +212,36 @@ fn connection_refused_and_malformed_urls_are_one_line_each() {
     cli.expect_exact("[2] error: bad URL \"http://example.com/\": the scheme must be ws:// or wss://");
     let (status, _) = cli.finish();
     assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn piped_lines_wait_for_room_rather_than_being_dropped() {
+    // No rate limit: the lines come as fast as the pipe gives them.
+    let limits = Limits { max_messages_per_sec: 0, ..Limits::default() };
+    let server = TestServer::start(Config { limits, ..config() });
+    let mut cli = start_cli(&[&server.url("/echo")]);
+    cli.expect("connected", |l| l.ends_with("] connected"));
+    // Faster than one connection sends them: its queue fills.
+    let lines: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+    cli.type_bytes(lines.as_bytes());
+    let (status, seen) = cli.finish();
+    assert!(status.success(), "{seen:?}");
+    let dropped: Vec<&String> = seen.iter().filter(|line| line.contains("not sent")).collect();
+    assert!(dropped.is_empty(), "{} dropped: {:?}", dropped.len(), &dropped[..dropped.len().min(3)]);
+    assert_eq!(seen.iter().filter(|line| line.starts_with("[1] line ")).count(), 2000);
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_reported_and_the_next_ones_still_sent() {
+    let server = TestServer::start(config());
+    let mut cli = start_cli(&[&server.url("/echo")]);
+    cli.expect("connected", |l| l.ends_with("] connected"));
+    cli.type_bytes(b"hello\n\xff\xfe bad\nafter\n");
+    cli.expect_exact("[stdin] line 2 not sent: it is not UTF-8");
+    cli.expect_exact("[1] after");
+    let (status, seen) = cli.finish();
+    assert!(status.success(), "{seen:?}");
+    assert!(seen.contains(&"[1] hello".to_owned()), "{seen:?}");
 }
 
 #[test]

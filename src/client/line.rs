@@ -8,7 +8,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded, never, select};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError, bounded, never, select,
+};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket};
 use tungstenite::{Error as WsError, Message};
@@ -93,6 +95,22 @@ impl Outgoing {
             Some(sender) => sender.try_send(message),
             None => Err(TrySendError::Disconnected(message)),
         }
+    }
+
+    /// As [`try_send`](Self::try_send), waiting up to `timeout` for room;
+    /// `Full` if there is none by then. The wait holds no lock: the line
+    /// may end the connection meanwhile, and the send then fails.
+    pub(crate) fn send_timeout(
+        &self,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<(), TrySendError<Message>> {
+        let sender = self.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let Some(sender) = sender else { return Err(TrySendError::Disconnected(message)) };
+        sender.send_timeout(message, timeout).map_err(|e| match e {
+            SendTimeoutError::Timeout(message) => TrySendError::Full(message),
+            SendTimeoutError::Disconnected(message) => TrySendError::Disconnected(message),
+        })
     }
 }
 

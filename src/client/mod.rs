@@ -491,9 +491,30 @@ impl Client {
     /// [`ClientError::NoSuchLine`], [`ClientError::NotConnected`] while it
     /// reconnects, or [`ClientError::Busy`] when it has 256 messages queued.
     pub fn send(&self, line: &str, message: impl Into<Message>) -> Result<(), ClientError> {
+        self.send_waiting(line, message, Duration::ZERO)
+    }
+
+    /// As [`send`](Client::send), but waits up to `timeout` for room when the
+    /// line has 256 messages queued, as a program feeding it from a pipe
+    /// should, rather than dropping what it read.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Client::send); [`ClientError::Busy`] once `timeout` has
+    /// passed with the queue still full.
+    pub fn send_waiting(
+        &self,
+        line: &str,
+        message: impl Into<Message>,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
         let index = self.by_name.get(line).ok_or_else(|| ClientError::NoSuchLine(line.to_owned()))?;
         let line = &self.lines[*index];
-        match line.outgoing.try_send(message.into()) {
+        let sent = match timeout.is_zero() {
+            true => line.outgoing.try_send(message.into()),
+            false => line.outgoing.send_timeout(message.into(), timeout),
+        };
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(ClientError::Busy(line.name.clone())),
             Err(TrySendError::Disconnected(_)) => Err(ClientError::NotConnected(line.name.clone())),
@@ -502,8 +523,19 @@ impl Client {
 
     /// Sends a message on every line; returns what happened on each.
     pub fn send_all(&self, message: impl Into<Message>) -> Vec<(&str, Result<(), ClientError>)> {
+        self.send_all_waiting(message, Duration::ZERO)
+    }
+
+    /// As [`send_all`](Client::send_all), waiting up to `timeout` on each
+    /// line for room, as [`send_waiting`](Client::send_waiting) does.
+    pub fn send_all_waiting(
+        &self,
+        message: impl Into<Message>,
+        timeout: Duration,
+    ) -> Vec<(&str, Result<(), ClientError>)> {
         let message = message.into();
-        self.lines.iter().map(|line| (&*line.name, self.send(&line.name, message.clone()))).collect()
+        let send = |line: &LineHandle| self.send_waiting(&line.name, message.clone(), timeout);
+        self.lines.iter().map(|line| (&*line.name, send(line))).collect()
     }
 
     /// Tells every line to close its connection with 1000 and end. It

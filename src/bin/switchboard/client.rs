@@ -57,6 +57,9 @@ const GOODBYE: Duration = Duration::from_secs(5);
 /// What the stdin thread passes on.
 enum Input {
     Line(String),
+    /// A line that is not UTF-8, by its number: a text message cannot hold
+    /// it, and the lines after it are still read.
+    NotText(usize),
     End,
 }
 
@@ -182,6 +185,7 @@ pub fn run(args: ClientArgs, interrupted: Receiver<()>) -> Result<ExitCode, Box<
                         say(problem);
                     }
                 }
+                Ok(Input::NotText(number)) => say(format!("[stdin] line {number} not sent: it is not UTF-8")),
                 Ok(Input::End) | Err(_) => {
                     client.close();
                     closing_since = Some(Instant::now());
@@ -198,6 +202,10 @@ pub fn run(args: ClientArgs, interrupted: Receiver<()>) -> Result<ExitCode, Box<
     Ok(if connected_once { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// How long a line waits for room in a connection's queue: lines piped in
+/// come faster than a connection sends them, and are not to be dropped.
+const ROOM_WAIT: Duration = Duration::from_secs(10);
+
 /// Sends a typed line: `@name text` to one connection, anything else to all.
 /// Returns what could not be sent, one line each.
 fn route(client: &Client, line: &str) -> Vec<String> {
@@ -206,13 +214,13 @@ fn route(client: &Client, line: &str) -> Vec<String> {
     }
     if let Some(rest) = line.strip_prefix('@') {
         let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
-        return match client.send(name, text) {
+        return match client.send_waiting(name, text, ROOM_WAIT) {
             Ok(()) => Vec::new(),
             Err(e) => vec![format!("[{name}] not sent: {e}")],
         };
     }
     client
-        .send_all(line)
+        .send_all_waiting(line, ROOM_WAIT)
         .into_iter()
         .filter_map(|(name, sent)| sent.err().map(|e| format!("[{name}] not sent: {e}")))
         .collect()
@@ -222,9 +230,13 @@ fn route(client: &Client, line: &str) -> Vec<String> {
 fn read_stdin() -> Receiver<Input> {
     let (lines, input) = bounded(64);
     std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if lines.send(Input::Line(line)).is_err() {
+        for (number, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+            let Ok(mut line) = line else { break };
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let line = String::from_utf8(line).map_or(Input::NotText(number + 1), Input::Line);
+            if lines.send(line).is_err() {
                 return;
             }
         }

@@ -28,20 +28,37 @@ impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut chars = self.0.chars();
         for c in chars.by_ref().take(MAX_CHARS) {
-            match c {
-                '\n' => f.write_str("\\n")?,
-                '\r' => f.write_str("\\r")?,
-                '\t' => f.write_str("\\t")?,
-                '\\' => f.write_str("\\\\")?,
-                c if is_unsafe(c) => write!(f, "{}", c.escape_unicode())?,
-                c => f.write_char(c)?,
-            }
+            write_safely(f, c)?;
         }
         let left_out = chars.count();
         if left_out > 0 {
             write!(f, "... ({left_out} more characters)")?;
         }
         Ok(())
+    }
+}
+
+/// Text a peer sent, written for a terminal as [`Untrusted`] writes it, but
+/// whole: what the client library shows of the server's messages, whose
+/// reader wants all of each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shown<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.chars().try_for_each(|c| write_safely(f, c))
+    }
+}
+
+/// Writes `c`, or its escape if it may not be written raw.
+fn write_safely(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
+    match c {
+        '\n' => f.write_str("\\n"),
+        '\r' => f.write_str("\\r"),
+        '\t' => f.write_str("\\t"),
+        '\\' => f.write_str("\\\\"),
+        c if is_unsafe(c) => write!(f, "{}", c.escape_unicode()),
+        c => f.write_char(c),
     }
 }
 

@@ -51,6 +51,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use self::handshake::{Dialing, Target};
 use self::line::{GOODBYE, Line, Live, Outgoing};
 use crate::http::is_token;
+use crate::log_text::Shown;
 use crate::tls::TlsConnector;
 
 /// A type with no values: the stop channel carries nothing; dropping its
@@ -362,16 +363,23 @@ impl fmt::Display for Event {
                 write!(f, "[{line}] connected (subprotocol {p})")
             }
             Event::Connected { line, subprotocol: None } => write!(f, "[{line}] connected"),
-            Event::Message { line, message: Message::Text(text) } => write!(f, "[{line}] {text}"),
+            // What the server sends is shown escaped: raw, an escape
+            // sequence would drive the terminal, and a line feed forge a
+            // line of this client's own.
+            Event::Message { line, message: Message::Text(text) } => write!(f, "[{line}] {}", Shown(text)),
             Event::Message { line, message } => {
                 let bytes = message.clone().into_data();
                 let shown: Vec<String> = bytes.iter().take(32).map(|b| format!("{b:02x}")).collect();
                 let more = if bytes.len() > 32 { " ..." } else { "" };
                 write!(f, "[{line}] binary, {} bytes: {}{more}", bytes.len(), shown.join(" "))
             }
-            Event::Closed { line, code: Some(code), reason } => write!(f, "[{line}] closed: {code} {reason}"),
-            Event::Closed { line, code: None, reason } => write!(f, "[{line}] dropped: {reason}"),
-            Event::Failed { line, error } => write!(f, "[{line}] error: {}", crate::error_chain(error)),
+            Event::Closed { line, code: Some(code), reason } => {
+                write!(f, "[{line}] closed: {code} {}", Shown(reason))
+            }
+            Event::Closed { line, code: None, reason } => write!(f, "[{line}] dropped: {}", Shown(reason)),
+            Event::Failed { line, error } => {
+                write!(f, "[{line}] error: {}", Shown(&crate::error_chain(error)))
+            }
             Event::Reconnecting { line, after } => {
                 write!(f, "[{line}] reconnecting in {:.1} s", after.as_secs_f64())
             }
@@ -603,6 +611,19 @@ mod tests {
         let never = ClientConfig { reconnect: Reconnect::Never, ..ClientConfig::default() };
         let mut client = Client::start(endpoints(), never).unwrap();
         client.close();
+    }
+
+    #[test]
+    fn what_the_server_sends_is_shown_escaped() {
+        let line: Arc<str> = "a".into();
+        let message = Event::Message {
+            line: line.clone(),
+            message: Message::text("evil\x1b[2J\x07\r\n[a] closed: 1000"),
+        };
+        assert_eq!(message.to_string(), "[a] evil\\u{1b}[2J\\u{7}\\r\\n[a] closed: 1000");
+        let closed =
+            Event::Closed { line, code: Some(CloseCode::Normal), reason: "bye\x1b]0;title\x07".into() };
+        assert_eq!(closed.to_string(), "[a] closed: 1000 bye\\u{1b}]0;title\\u{7}");
     }
 
     #[test]

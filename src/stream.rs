@@ -474,6 +474,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let key_only = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap().signing_key;
+        for pem in [Vec::new(), b"not a certificate\n".to_vec(), key_only.serialize_pem().into_bytes()] {
+            match crate::tls::TlsConnector::new(Some(&pem)) {
+                Err(crate::Error::Tls { problem, .. }) => assert_eq!(problem, "no certificate in the CA PEM"),
+                other => panic!("{:?} was taken: {other:?}", String::from_utf8_lossy(&pem)),
+            }
+        }
+    }
+
     /// Reads `stream` to its clean end (the server's close_notify).
     fn read_to_close_notify(stream: &crate::tls::TlsStream) -> Vec<u8> {
         let mut read = Vec::new();

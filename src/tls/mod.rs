@@ -188,6 +188,11 @@ impl TlsConnector {
                 })?;
                 pinned.push(cert);
             }
+            // A file that holds none (a key, an empty file) would trust
+            // nothing more, and every handshake fail as of unknown issuer.
+            if pinned.is_empty() {
+                return Err(Error::Tls { problem: "no certificate in the CA PEM", source: None });
+            }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let webpki =

@@ -156,7 +156,7 @@ pub(crate) fn sorted_digests(tokens: &[Token]) -> Vec<TokenDigest> {
 impl Credentials {
     /// `None` when no credentials are configured: every upgrade may proceed.
     pub(crate) fn new(access: &Access) -> Option<Self> {
-        if access.tokens.is_empty() && access.jwt_secret.is_none() {
+        if !access.requires_credentials() {
             return None;
         }
         let jwt = access.jwt_secret.as_ref().map(|secret| {

@@ -331,6 +331,12 @@ impl Access {
             .iter()
             .any(|net| net.contains(&address) || mapped.is_some_and(|mapped| net.contains(&mapped)))
     }
+
+    /// Returns true if and only if an upgrade must present credentials: a
+    /// token or a JWT key is set.
+    pub fn requires_credentials(&self) -> bool {
+        !self.tokens.is_empty() || self.jwt_secret.is_some()
+    }
 }
 
 impl Access {
@@ -361,7 +367,7 @@ impl Access {
             _ if self.jwt_audience.as_ref().is_some_and(String::is_empty) => {
                 Some(("access.jwt_audience", "must not be empty"))
             }
-            _ if self.private_metrics && self.tokens.is_empty() && self.jwt_secret.is_none() => Some((
+            _ if self.private_metrics && !self.requires_credentials() => Some((
                 "access.private_metrics",
                 "needs access.tokens or access.jwt_secret: the credentials /metrics and /stats would ask for",
             )),

@@ -72,16 +72,12 @@ impl ReloadHandle {
             }
         };
         // A server that asks for no credentials any more would admit every
-        // client: none is closed. Otherwise this comes before the gate
-        // takes the new tokens, so that an upgrade it lets in with one finds
-        // it taken here.
-        if !access.tokens.is_empty() || access.jwt_secret.is_some() {
-            let revoked = self.token_holders.take_only(&access.tokens);
-            if revoked > 0 {
-                info!("reload: closing {revoked} connection(s) whose bearer token was taken away");
-            }
+        // client: none is closed.
+        let tokens = access.requires_credentials().then_some(access.tokens.as_slice());
+        let revoked = self.token_holders.take_only(tokens, || self.gate.set_credentials(access));
+        if revoked > 0 {
+            info!("reload: closing {revoked} connection(s) whose bearer token was taken away");
         }
-        self.gate.set_credentials(access);
         if let (Some(current), Some(acceptor)) = (&self.tls, acceptor) {
             current.replace(acceptor);
         }

@@ -511,8 +511,11 @@ fn plug_in<'a, H: Handler>(
     for expiry in lifetime.into_iter().chain(credentials) {
         shared.drain.expire(Arc::downgrade(&outbox), expiry);
     }
-    if let Some(token) = request.token() {
-        shared.token_holders.add(token, &outbox);
+    // Revoked between its check and now: closed after its 101, and never
+    // in its rooms or shown to the handler.
+    if request.token().is_some_and(|token| !shared.token_holders.add(token, &outbox)) {
+        socket.discard_input(config.timeouts.close);
+        return None;
     }
     let Ok(registration) = Registration::new(id, &shared.hub, outbox.clone(), &shared.metrics) else {
         // The hub has stopped: the server is shutting down. The 101 is

@@ -44,40 +44,47 @@ impl TokenHolders {
 
     /// Adds the connection of `outbox`, admitted with the token of `digest`.
     /// If the token was taken away since it was checked, the connection is
-    /// closed at once: a reload in between finds it either here or not yet
-    /// added, and then it is refused here.
-    pub(crate) fn add(&self, digest: TokenDigest, outbox: &Arc<Outbox>) {
+    /// closed at once, and false returned: a reload in between finds it
+    /// either here or not yet added, and then it is refused here.
+    pub(crate) fn add(&self, digest: TokenDigest, outbox: &Arc<Outbox>) -> bool {
         let mut holders = self.lock();
         if holders.taken.binary_search(&digest).is_err() {
             drop(holders);
             revoke(outbox);
-            return;
+            return false;
         }
         if holders.open.len() >= 2 * holders.swept_to.max(SWEEP_FLOOR) {
             holders.open.retain(|(_, outbox)| outbox.strong_count() > 0);
             holders.swept_to = holders.open.len();
         }
         holders.open.push((digest, Arc::downgrade(outbox)));
+        true
     }
 
-    /// From now on only `tokens` are taken: the connections opened with any
-    /// other are closed, 1008, ahead of what is queued for them. Returns
-    /// how many. To be called before the gate takes the new tokens, so that
-    /// an upgrade with a new one is not closed as revoked.
-    pub(crate) fn take_only(&self, tokens: &[Token]) -> usize {
+    /// From now on only `tokens` are taken (`None`: the tokens taken stay
+    /// as they are): the connections opened with any other are closed,
+    /// 1008, ahead of what is queued for them. Returns how many. `install`
+    /// gives the gate the new credentials under this list's lock, after it
+    /// has taken the tokens: an upgrade the gate lets in with a new token
+    /// finds it taken here, and two reloads at once cannot leave the gate
+    /// with one's tokens and this list with the other's.
+    pub(crate) fn take_only(&self, tokens: Option<&[Token]>, install: impl FnOnce()) -> usize {
         let mut revoked = Vec::new();
         {
             let mut holders = self.lock();
-            let Holders { taken, open, swept_to } = &mut *holders;
-            *taken = sorted_digests(tokens);
-            open.retain(|(digest, outbox)| {
-                if taken.binary_search(digest).is_ok() {
-                    return outbox.strong_count() > 0;
-                }
-                revoked.extend(outbox.upgrade());
-                false
-            });
-            *swept_to = open.len();
+            if let Some(tokens) = tokens {
+                let Holders { taken, open, swept_to } = &mut *holders;
+                *taken = sorted_digests(tokens);
+                open.retain(|(digest, outbox)| {
+                    if taken.binary_search(digest).is_ok() {
+                        return outbox.strong_count() > 0;
+                    }
+                    revoked.extend(outbox.upgrade());
+                    false
+                });
+                *swept_to = open.len();
+            }
+            install();
         }
         // Outside the lock: an upgrade waiting to be added need not wait for
         // the closes.
@@ -125,20 +132,20 @@ mod tests {
         assert!(!revoked(&kept) && !revoked(&dropped));
 
         let renamed = [Token::named("renamed", "kept"), Token::new("new")];
-        assert_eq!(holders.take_only(&renamed), 1);
+        assert_eq!(holders.take_only(Some(&renamed), || {}), 1);
         assert!(revoked(&dropped) && !revoked(&kept), "a renamed token is the same token");
-        assert_eq!(holders.take_only(&renamed), 0, "closed once");
+        assert_eq!(holders.take_only(Some(&renamed), || {}), 0, "closed once");
     }
 
     #[test]
     fn an_upgrade_checked_before_a_reload_that_took_its_token_is_closed_when_added() {
         let holders = TokenHolders::new(&[Token::new("old")]);
-        holders.take_only(&[Token::new("new")]);
+        holders.take_only(Some(&[Token::new("new")]), || {});
         let late = open(1);
-        holders.add(digest_of("old"), &late.outbox);
+        assert!(!holders.add(digest_of("old"), &late.outbox));
         assert!(revoked(&late));
         let new = open(2);
-        holders.add(digest_of("new"), &new.outbox);
+        assert!(holders.add(digest_of("new"), &new.outbox));
         assert!(!revoked(&new));
     }
 

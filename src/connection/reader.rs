@@ -61,12 +61,12 @@ impl<H: Handler> Reader<'_, H> {
         }
         let incoming = Incoming { socket, outbox: &self.connection.outbox, taken: rest.len() };
         let mut ws = websocket(incoming, rest, self.websocket);
-        let mut buffer = Buffer::default();
+        let mut buffer = Buffer::new(self.websocket.read_buffer_size);
         let mut client_close = None;
         loop {
             if buffer.oversized(ws.get_ref().taken) {
                 ws = rebuilt(ws, self.websocket);
-                buffer = Buffer::default();
+                buffer = Buffer::new(self.websocket.read_buffer_size);
             }
             let error = match next(&mut ws) {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
@@ -233,15 +233,22 @@ fn next(ws: &mut WebSocket<Incoming<'_>>) -> tungstenite::Result<Message> {
 /// messages, or writes lengths longer than they need, never matches the
 /// sum again, and keeps its buffer as before; nor, once it has sent its
 /// close (never counted), does one whose state now knows of that close.
-#[derive(Default)]
 struct Buffer {
     /// The least the messages returned since the state was built took.
     used: usize,
     /// One of them was large enough to have grown the buffer.
     grown: bool,
+    /// Messages up to this size leave the buffer as it is, or not enough
+    /// larger to be worth building the state again for.
+    keeps: usize,
 }
 
 impl Buffer {
+    /// For a state whose buffer starts at `read_buffer_size`.
+    fn new(read_buffer_size: usize) -> Self {
+        Buffer { used: 0, grown: false, keeps: read_buffer_size.max(GROWN) }
+    }
+
     /// Counts a message of `len` payload bytes, returned.
     fn read(&mut self, len: usize) {
         let length_field = match len {
@@ -250,7 +257,7 @@ impl Buffer {
             _ => 8,
         };
         self.used += 2 + length_field + 4 + len;
-        self.grown |= len > GROWN;
+        self.grown |= len > self.keeps;
     }
 
     /// Whether the buffer is large and empty, `taken` bytes having been
@@ -260,8 +267,9 @@ impl Buffer {
     }
 }
 
-/// A message larger than this leaves tungstenite's read buffer larger than
-/// a connection should keep idle.
+/// A message larger than this (or than the read buffer, if that is larger)
+/// leaves tungstenite's read buffer larger than a connection should keep
+/// idle.
 const GROWN: usize = 16 * 1024;
 
 /// The socket as tungstenite reads it on a connection's thread.

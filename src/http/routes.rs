@@ -40,7 +40,7 @@ pub(crate) fn route<H: Handler>(
         }
         let mut accept = match handler.on_upgrade(request) {
             Ok(accept) => accept,
-            Err(refusal) => return refuse(checked_refusal(refusal)),
+            Err(refusal) => return Route::Answer(checked(Response::from(refusal), REFUSAL)),
         };
         return match gate.subprotocol(request, accept.subprotocol.take()) {
             Ok(subprotocol) => {
@@ -67,39 +67,28 @@ pub(crate) fn route<H: Handler>(
         return Route::Answer(response);
     }
     if let Some(response) = handler.on_request(request, hub) {
-        return Route::Answer(checked_response(response));
+        return Route::Answer(checked(response, ANSWER));
     }
     match handler.on_upgrade(request) {
         Ok(_) => refuse(Refusal::new(426, "this endpoint speaks WebSocket only")),
-        Err(refusal) => refuse(checked_refusal(refusal)),
+        Err(refusal) => Route::Answer(checked(Response::from(refusal), REFUSAL)),
     }
 }
 
-/// The handler's refusal, or a 500 if its status is not an error's: a 101
-/// would tell the client the connection switched protocols, a 200 that
-/// the upgrade it was refused went well.
-fn checked_refusal(refusal: Refusal) -> Refusal {
-    if (400..=599).contains(&refusal.status) {
-        return refusal;
-    }
-    log::error!(
-        "the handler refused a request with status {}, which is not an error's; answering 500",
-        refusal.status
-    );
-    Refusal::new(500, "the server could not answer")
-}
+/// The statuses a handler's answer may have: any that ends a request (an
+/// informational one, 1xx, promises another answer).
+const ANSWER: std::ops::RangeInclusive<u16> = 200..=599;
+/// The statuses a handler's refusal may have: an error's (a 101 would tell
+/// the client the connection switched protocols, a 200 that the upgrade it
+/// was refused went well).
+const REFUSAL: std::ops::RangeInclusive<u16> = 400..=599;
 
-/// The handler's answer, or a 500 if its status cannot end a request: an
-/// informational one (1xx) promises another answer, and a number outside
-/// 100 to 599 is no status.
-fn checked_response(response: Response) -> Response {
-    if (200..=599).contains(&response.status()) {
+/// What the handler answered, or a 500 if its status is not in `allowed`.
+fn checked(response: Response, allowed: std::ops::RangeInclusive<u16>) -> Response {
+    if allowed.contains(&response.status()) {
         return response;
     }
-    log::error!(
-        "the handler answered a request with status {}, which cannot end one; answering 500",
-        response.status()
-    );
+    log::error!("the handler answered a request with status {}; answering 500", response.status());
     Response::from(Refusal::new(500, "the server could not answer"))
 }
 

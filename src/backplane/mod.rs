@@ -133,7 +133,8 @@ pub(crate) fn url_problem(url: &str) -> Option<&'static str> {
     if !SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
         return Some("must be a redis://, rediss:// or redis+unix:// URL");
     }
-    if redis::parse_redis_url(url).is_some_and(|parsed| parsed.fragment() == Some("insecure")) {
+    let parsed = redis::parse_redis_url(url);
+    if parsed.as_ref().is_some_and(|parsed| parsed.fragment() == Some("insecure")) {
         return Some(
             "must not end in #insecure: the certificate of a rediss:// server is always checked \
              (trust a private CA with backplane.ca_certificate_pem)",
@@ -141,7 +142,7 @@ pub(crate) fn url_problem(url: &str) -> Option<&'static str> {
     }
     // The query's password is read only for a Unix socket: over TCP it
     // would be sent nowhere, and Redis answer that none was given.
-    let tcp_query_password = redis::parse_redis_url(url).is_some_and(|parsed| {
+    let tcp_query_password = parsed.is_some_and(|parsed| {
         matches!(parsed.scheme(), "redis" | "rediss")
             && parsed.query_pairs().any(|(name, _)| redaction::is_password_parameter(&name))
     });

@@ -89,28 +89,32 @@ impl Outgoing {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// Queues `message` for the connection up now; `Disconnected` when none is.
-    pub(crate) fn try_send(&self, message: Message) -> Result<(), TrySendError<Message>> {
-        match &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(sender) => sender.try_send(message),
-            None => Err(TrySendError::Disconnected(message)),
-        }
+    /// The way in to the connection up now's queue, if one is up.
+    fn current(&self) -> Option<Sender<Message>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// As [`try_send`](Self::try_send), waiting up to `timeout` for room;
-    /// `Full` if there is none by then. The wait holds no lock: the line
-    /// may end the connection meanwhile, and the send then fails.
-    pub(crate) fn send_timeout(
-        &self,
-        message: Message,
-        timeout: Duration,
-    ) -> Result<(), TrySendError<Message>> {
-        let sender = self.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let Some(sender) = sender else { return Err(TrySendError::Disconnected(message)) };
-        sender.send_timeout(message, timeout).map_err(|e| match e {
-            SendTimeoutError::Timeout(message) => TrySendError::Full(message),
-            SendTimeoutError::Disconnected(message) => TrySendError::Disconnected(message),
-        })
+    /// Queues `message` for the connection up now, waiting up to `timeout`
+    /// for room (not at all for zero): `Full` if there is none by then,
+    /// `Disconnected` when no connection is up. The wait holds no lock; if
+    /// the connection it waits on ends meanwhile and another is up, it
+    /// waits on the new one's queue for what is left of `timeout`.
+    pub(crate) fn send(&self, mut message: Message, timeout: Duration) -> Result<(), TrySendError<Message>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(sender) = self.current() else { return Err(TrySendError::Disconnected(message)) };
+            match sender.send_deadline(message, deadline) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(unsent)) => return Err(TrySendError::Full(unsent)),
+                Err(SendTimeoutError::Disconnected(unsent)) => {
+                    // Unless another connection is up by now.
+                    if self.current().is_none_or(|now| now.same_channel(&sender)) {
+                        return Err(TrySendError::Disconnected(unsent));
+                    }
+                    message = unsent;
+                }
+            }
+        }
     }
 }
 

@@ -97,13 +97,14 @@ impl Endpoint {
     fn problem(&self) -> Option<String> {
         /// Headers the client writes itself; a second would break the
         /// handshake, or the check of the server's chosen subprotocol.
-        const OWN: [&str; 6] = [
+        const OWN: [&str; 7] = [
             "host",
             "upgrade",
             "connection",
             "sec-websocket-key",
             "sec-websocket-version",
             "sec-websocket-protocol",
+            "sec-websocket-extensions",
         ];
         if let Some(bad) = self.subprotocols.iter().find(|p| !is_token(p)) {
             return Some(format!("subprotocol {bad:?} is not an HTTP token"));
@@ -518,11 +519,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         let index = self.by_name.get(line).ok_or_else(|| ClientError::NoSuchLine(line.to_owned()))?;
         let line = &self.lines[*index];
-        let sent = match timeout.is_zero() {
-            true => line.outgoing.try_send(message.into()),
-            false => line.outgoing.send_timeout(message.into(), timeout),
-        };
-        match sent {
+        match line.outgoing.send(message.into(), timeout) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(ClientError::Busy(line.name.clone())),
             Err(TrySendError::Disconnected(_)) => Err(ClientError::NotConnected(line.name.clone())),
@@ -534,15 +531,20 @@ impl Client {
         self.send_all_waiting(message, Duration::ZERO)
     }
 
-    /// As [`send_all`](Client::send_all), waiting up to `timeout` on each
-    /// line for room, as [`send_waiting`](Client::send_waiting) does.
+    /// As [`send_all`](Client::send_all), waiting for room as
+    /// [`send_waiting`](Client::send_waiting) does, up to `timeout` for all
+    /// the lines together.
     pub fn send_all_waiting(
         &self,
         message: impl Into<Message>,
         timeout: Duration,
     ) -> Vec<(&str, Result<(), ClientError>)> {
         let message = message.into();
-        let send = |line: &LineHandle| self.send_waiting(&line.name, message.clone(), timeout);
+        let deadline = Instant::now() + timeout;
+        let send = |line: &LineHandle| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.send_waiting(&line.name, message.clone(), left)
+        };
         self.lines.iter().map(|line| (&*line.name, send(line))).collect()
     }
 
@@ -645,6 +647,7 @@ mod tests {
             (line().header("", "blue"), "not an HTTP token"),
             (line().header("host", "elsewhere"), "the client's own"),
             (line().header("Sec-WebSocket-Protocol", "chat"), "the client's own"),
+            (line().header("Sec-WebSocket-Extensions", "permessage-deflate"), "the client's own"),
             (line().subprotocol("chat, admin"), "not an HTTP token"),
         ];
         for (endpoint, expected) in cases {

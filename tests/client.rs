@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{PATIENCE, Program, TestServer, config, ms, tls, wait_until};
+use crate::support::{PATIENCE, Program, TestServer, accept_within, config, ms, tls, wait_until};
 use switchboard::client::{Client, ClientConfig, ClientError, Endpoint, Event, Reconnect};
 use switchboard::tungstenite::Bytes;
 use switchboard::{
-    Accept, CloseCode, CloseFrame, Config, Connection, Handler, Limits, Message, Refusal, Request,
-    RoomsHandler, TlsConfig,
+    Accept, CloseCode, CloseFrame, Config, Connection, Handler, Message, Refusal, Request, RoomsHandler,
+    TlsConfig,
 };
 
 /// `switchboard client` as a child process.
@@ -216,19 +216,36 @@ fn connection_refused_and_malformed_urls_are_one_line_each() {
 
 #[test]
 fn piped_lines_wait_for_room_rather_than_being_dropped() {
-    // No rate limit: the lines come as fast as the pipe gives them.
-    let limits = Limits { max_messages_per_sec: 0, ..Limits::default() };
-    let server = TestServer::start(Config { limits, ..config() });
-    let mut cli = start_cli(&[&server.url("/echo")]);
+    // A server that takes a message a millisecond through a window of a
+    // few kilobytes: the connection's queue fills however fast the
+    // machine, and stays full while the lines come.
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.set_recv_buffer_size(4096).unwrap();
+    listener.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    listener.listen(8).unwrap();
+    let listener: TcpListener = listener.into();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = thread::spawn(move || {
+        let mut ws = switchboard::tungstenite::accept(accept_within(&listener)).unwrap();
+        let mut heard = 0;
+        while let Ok(message) = ws.read() {
+            if message.is_text() {
+                heard += 1;
+                // Pacing a deliberately slow peer.
+                thread::sleep(ms(1));
+            }
+        }
+        heard
+    });
+    let mut cli = start_cli(&[&url]);
     cli.expect("connected", |l| l.ends_with("] connected"));
-    // Faster than one connection sends them: its queue fills.
-    let lines: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+    let lines: String = (0..1000).map(|i| format!("{i:04} {}\n", "x".repeat(8 * 1024))).collect();
     cli.type_bytes(lines.as_bytes());
     let (status, seen) = cli.finish();
     assert!(status.success(), "{seen:?}");
     let dropped: Vec<&String> = seen.iter().filter(|line| line.contains("not sent")).collect();
     assert!(dropped.is_empty(), "{} dropped: {:?}", dropped.len(), &dropped[..dropped.len().min(3)]);
-    assert_eq!(seen.iter().filter(|line| line.starts_with("[1] line ")).count(), 2000);
+    assert_eq!(server.join().unwrap(), 1000);
 }
 
 #[test]
@@ -354,7 +371,7 @@ fn messages_queued_when_a_connection_drops_are_not_sent_on_the_next() {
     };
     let client = Client::start(vec![Endpoint::new("a", url)], config).unwrap();
     // The first connection is never read: the writer blocks, its queue fills.
-    let first = switchboard::tungstenite::accept(listener.accept().unwrap().0).unwrap();
+    let first = switchboard::tungstenite::accept(accept_within(&listener)).unwrap();
     next_connected(&client);
     let megabyte = Bytes::from(vec![0u8; 1 << 20]);
     let full = (0..10_000)
@@ -362,7 +379,7 @@ fn messages_queued_when_a_connection_drops_are_not_sent_on_the_next() {
     assert!(full, "the queue never filled");
     // Dropped with all that unread: a reset.
     drop(first);
-    let mut second = switchboard::tungstenite::accept(listener.accept().unwrap().0).unwrap();
+    let mut second = switchboard::tungstenite::accept(accept_within(&listener)).unwrap();
     next_connected(&client);
     client.send("a", "fresh").unwrap();
     let heard = second.read().unwrap();
@@ -392,7 +409,7 @@ fn join_hangs_up_on_connections_still_being_made() {
     let config = ClientConfig { connect_timeout: Duration::from_secs(60), ..ClientConfig::default() };
     let client = Client::start(endpoints, config).unwrap();
     // mute's line is past TCP, waiting for its 101.
-    let _held = mute.accept().unwrap();
+    let _held = accept_within(&mute);
     let (joined, join_returned) = crossbeam_channel::bounded(1);
     thread::spawn(move || {
         client.join();

@@ -81,6 +81,24 @@ pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// The next connection to `listener`, within [`PATIENCE`], its reads and
+/// writes giving up after that too: a client that never comes fails the
+/// test rather than hanging it.
+pub fn accept_within(listener: &std::net::TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    let came = wait_until(PATIENCE, || {
+        accepted = listener.accept().ok();
+        accepted.is_some()
+    });
+    assert!(came, "no connection within {PATIENCE:?}");
+    let (stream, _) = accepted.unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

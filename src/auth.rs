@@ -74,7 +74,7 @@ pub(crate) fn is_token_name(name: &str) -> bool {
 /// Whether two of `tokens` hold the same secret: the second's name could
 /// never be given.
 pub(crate) fn repeats_a_secret(tokens: &[Token]) -> bool {
-    sorted_digests(tokens).windows(2).any(|pair| pair[0] == pair[1])
+    sorted(token_digests(tokens)).windows(2).any(|pair| pair[0] == pair[1])
 }
 
 /// The name of the query parameter and cookie that may carry a token.
@@ -121,6 +121,8 @@ pub(crate) struct Credentials {
 /// How a JWT is checked, and the claim that names its holder.
 struct Jwt {
     key: DecodingKey,
+    /// What the connections it admits stand on: see [`key_digest`].
+    key_digest: TokenDigest,
     validation: Validation,
     name_claim: String,
 }
@@ -137,18 +139,39 @@ pub(crate) struct Proof {
     /// When a JWT stops being taken: its `exp` and the leeway. `None` for a
     /// bearer token (a JWT without `exp` is refused).
     pub(crate) expires: Option<SystemTime>,
-    /// The digest of the bearer token presented: the connection ends if
-    /// a reload takes the token away. `None` for a JWT.
-    pub(crate) token: Option<TokenDigest>,
+    /// What the connection stands on: the digest of the bearer token
+    /// presented, or of the JWT key that verified the token (see
+    /// [`key_digest`]). The connection ends if a reload takes it away.
+    pub(crate) credential: TokenDigest,
 }
 
 fn digest(token: &[u8]) -> TokenDigest {
     TokenDigest(Sha256::digest(token).into())
 }
 
-/// The digests of `tokens`, sorted, to be searched.
-pub(crate) fn sorted_digests(tokens: &[Token]) -> Vec<TokenDigest> {
-    let mut digests: Vec<TokenDigest> = tokens.iter().map(|token| digest(token.secret.expose())).collect();
+/// The digest that stands for the JWT key `secret` beside the bearer
+/// tokens' (see [`credential_digests`]): a connection admitted with a JWT
+/// holds it, so that replacing a leaked key ends the sessions its tokens
+/// opened, as taking a token away does. The prefix keeps it apart from a
+/// token's digest: only a token that spelled out the prefix and the key
+/// together would share it.
+fn key_digest(secret: &[u8]) -> TokenDigest {
+    TokenDigest(Sha256::new().chain_update(b"jwt key\n").chain_update(secret).finalize().into())
+}
+
+/// The digests of the credentials `access` takes, sorted to be searched:
+/// each bearer token's, and its JWT key's.
+pub(crate) fn credential_digests(access: &Access) -> Vec<TokenDigest> {
+    let key = access.jwt_secret.as_ref().map(|secret| key_digest(secret.expose()));
+    sorted(token_digests(&access.tokens).chain(key))
+}
+
+fn token_digests(tokens: &[Token]) -> impl Iterator<Item = TokenDigest> + '_ {
+    tokens.iter().map(|token| digest(token.secret.expose()))
+}
+
+fn sorted(digests: impl Iterator<Item = TokenDigest>) -> Vec<TokenDigest> {
+    let mut digests: Vec<TokenDigest> = digests.collect();
     digests.sort_unstable();
     digests
 }
@@ -174,6 +197,7 @@ impl Credentials {
             }
             Jwt {
                 key: DecodingKey::from_secret(secret.expose()),
+                key_digest: key_digest(secret.expose()),
                 validation,
                 name_claim: access.jwt_name_claim.clone().unwrap_or_else(|| DEFAULT_NAME_CLAIM.to_owned()),
             }
@@ -200,7 +224,7 @@ impl Credentials {
                 identity: name.clone(),
                 verified_name: None,
                 expires: None,
-                token: Some(presented),
+                credential: presented,
             });
         }
         let Some(jwt) = &self.jwt else {
@@ -228,7 +252,7 @@ impl Credentials {
             identity: identity.to_owned(),
             verified_name: Some(name.to_owned()),
             expires,
-            token: None,
+            credential: jwt.key_digest,
         })
     }
 }
@@ -415,7 +439,7 @@ mod tests {
                 identity: "token 2".into(),
                 verified_name: None,
                 expires: None,
-                token: Some(digest(b"s3cret"))
+                credential: digest(b"s3cret")
             }
         );
     }

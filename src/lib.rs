@@ -189,8 +189,8 @@
 //!   of them, which gets 408. A connection past its handshake never gives
 //!   way.
 //! * Optionally a connection lives at most [`Timeouts::max_lifetime`]
-//!   (1001); one admitted with a JWT is closed when the token expires
-//!   (1008).
+//!   (1001); one admitted with a JWT is closed when the token expires, or
+//!   a reload replaces the key that verified it (1008).
 //!
 //! # The client side
 //!

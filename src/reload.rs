@@ -1,5 +1,5 @@
 //! Reloading a running server's credentials and certificate, dropping no
-//! client but those whose bearer token is taken away.
+//! client but those whose bearer token or JWT key is taken away.
 
 use std::sync::Arc;
 
@@ -7,21 +7,22 @@ use ipnet::IpNet;
 use log::info;
 
 use crate::config::{Access, TlsConfig};
-use crate::connection::TokenHolders;
+use crate::connection::CredentialHolders;
 use crate::error::{Error, Result};
 use crate::tls::TlsAcceptor;
 use crate::upgrade::Gate;
 
 /// Replaces, on a running [`Server`](crate::Server), the credentials an
 /// upgrade must present and the TLS certificate and key. Connections open
-/// keep going, but those opened with a bearer token no longer taken, which
-/// are closed (1008, `credentials revoked`); upgrades and TLS handshakes
-/// under way finish with what they began with. Cloning gives another
-/// handle to the same server.
+/// keep going, but those opened with a bearer token no longer taken, or
+/// with a JWT a key no longer taken verified, which are closed (1008,
+/// `credentials revoked`); upgrades and TLS handshakes under way finish
+/// with what they began with. Cloning gives another handle to the same
+/// server.
 #[derive(Debug, Clone)]
 pub struct ReloadHandle {
     pub(crate) gate: Arc<Gate>,
-    pub(crate) token_holders: Arc<TokenHolders>,
+    pub(crate) credential_holders: Arc<CredentialHolders>,
     pub(crate) tls: Option<Arc<TlsAcceptor>>,
     /// The proxies trusted, as the server started: a reload keeps them (and
     /// the gate keeps the origins allowed).
@@ -33,9 +34,10 @@ impl ReloadHandle {
     /// against `access`'s tokens, JWT key, name claim and audience,
     /// `/metrics` and `/stats` are private as its `private_metrics` says,
     /// and TLS handshakes use `tls`. The connections opened with a bearer
-    /// token that `access` no longer holds are closed, 1008, unless
-    /// `access` asks for no credentials at all (those opened with a JWT end
-    /// when it expires, whatever key is in force).
+    /// token that `access` no longer holds, or with a JWT verified by a key
+    /// other than its `jwt_secret`, are closed, 1008, unless `access` asks
+    /// for no credentials at all (a JWT's connection otherwise ends when
+    /// the token expires).
     /// Everything is checked before anything is replaced: on an error the
     /// server keeps what it had.
     ///
@@ -73,10 +75,10 @@ impl ReloadHandle {
         };
         // A server that asks for no credentials any more would admit every
         // client: none is closed.
-        let tokens = access.requires_credentials().then_some(access.tokens.as_slice());
-        let revoked = self.token_holders.take_only(tokens, || self.gate.set_credentials(access));
+        let taken = access.requires_credentials().then_some(access);
+        let revoked = self.credential_holders.take_only(taken, || self.gate.set_credentials(access));
         if revoked > 0 {
-            info!("reload: closing {revoked} connection(s) whose bearer token was taken away");
+            info!("reload: closing {revoked} connection(s) whose bearer token or JWT key was taken away");
         }
         if let (Some(current), Some(acceptor)) = (&self.tls, acceptor) {
             current.replace(acceptor);

@@ -13,7 +13,7 @@ use log::{debug, info, warn};
 use crate::admission::{self, Admission, MachineLimit, Permit, Turnaway};
 use crate::backplane::Backplane;
 use crate::config::Config;
-use crate::connection::{self, Drain, Shared, TokenHolders};
+use crate::connection::{self, CredentialHolders, Drain, Shared};
 use crate::error::{Error, Refusal, Result};
 use crate::handler::Handler;
 use crate::handshakes::{Handshake, Handshakes};
@@ -102,7 +102,7 @@ impl<H: Handler> Server<H> {
             .spawn(move || hub.run())
             .map_err(|source| Error::Spawn { name: "switchboard-hub".into(), source })?;
         let gate = Arc::new(Gate::new(&config.access, &config.subprotocols));
-        let token_holders = Arc::new(TokenHolders::new(&config.access.tokens));
+        let credential_holders = Arc::new(CredentialHolders::new(&config.access));
         let machine = admission::machine(config.limits.spare_threads);
         let admission =
             Admission::new(max_connections(&config, machine.limit), config.limits.max_connections_per_ip);
@@ -126,7 +126,7 @@ impl<H: Handler> Server<H> {
             gate,
             tls,
             drain: drain_handle,
-            token_holders,
+            credential_holders,
             refused_upgrades: connection::refused_upgrades(),
             faults: connection::faults(),
         });
@@ -151,7 +151,7 @@ impl<H: Handler> Server<H> {
     pub fn reload_handle(&self) -> ReloadHandle {
         ReloadHandle {
             gate: self.shared.gate.clone(),
-            token_holders: self.shared.token_holders.clone(),
+            credential_holders: self.shared.credential_holders.clone(),
             tls: self.shared.tls.clone(),
             trusted_proxies: self.shared.config.access.trusted_proxies.as_slice().into(),
         }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use rustls::HandshakeKind;
 
+use crate::support::jwt;
 use crate::support::raw::{self, read_head};
 use crate::support::tls::{self, handshake};
 use crate::support::{
@@ -67,7 +68,7 @@ fn sighup_reloads_the_token_file_and_closes_only_what_a_revoked_token_opened() {
     // Admitted with the one taken away: closed, told why.
     let close = recv_close(&mut revoked).expect("a close frame");
     assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "credentials revoked"));
-    process.wait_for_line("closing 1 connection(s) whose bearer token was taken away");
+    process.wait_for_line("closing 1 connection(s) whose bearer token or JWT key was taken away");
 }
 
 #[test]
@@ -216,4 +217,29 @@ fn credentials_turned_off_close_no_one_and_a_token_taken_away_closes_its_own() {
     server.reload_handle().reload(&with(vec![Token::new("another")]), None).unwrap();
     let close = recv_close(&mut client).expect("a close frame");
     assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "credentials revoked"));
+}
+
+#[test]
+fn a_reload_that_replaces_the_jwt_key_closes_what_the_old_key_let_in() {
+    use switchboard::{Access, Config, Secret, Token};
+    let with = |key: &str| Access {
+        tokens: vec![Token::new("t")],
+        jwt_secret: Some(Secret::new(key)),
+        ..Access::default()
+    };
+    let server = TestServer::start(Config { access: with(jwt::KEY), ..crate::support::config() });
+    let token = jwt::jwt(serde_json::json!({ "sub": "alice" }));
+    let mut by_jwt = server.connect(&format!("/echo?access_token={token}"));
+    let mut by_token = server.connect("/echo?access_token=t");
+    // The same key again, as a reload of an unchanged file gives: no one goes.
+    server.reload_handle().reload(&with(jwt::KEY), None).unwrap();
+    for client in [&mut by_jwt, &mut by_token] {
+        send_text(client, "still here");
+        assert_eq!(recv_text(client), "still here");
+    }
+    server.reload_handle().reload(&with("a new key"), None).unwrap();
+    let close = recv_close(&mut by_jwt).expect("a close frame");
+    assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "credentials revoked"));
+    send_text(&mut by_token, "still here");
+    assert_eq!(recv_text(&mut by_token), "still here");
 }

@@ -13,12 +13,12 @@
 //! and meanwhile the connection keeps its place within the limits; a
 //! client's close is answered ahead of them, which drops them.
 
+mod credential_holders;
 mod drain;
 mod heartbeat;
 mod outbox;
 mod reader;
 mod token_bucket;
-mod token_holders;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use log::{Level, debug, error};
 
+pub(crate) use self::credential_holders::CredentialHolders;
 #[cfg(test)]
 pub(crate) use self::drain::Job;
 pub(crate) use self::drain::{Drain, DrainHandle};
@@ -36,7 +37,6 @@ pub(crate) use self::outbox::tests::{Recorded, recorded};
 pub(crate) use self::outbox::{Closing, Outbox, Queued, Refused, assert_unlocked};
 use self::reader::{ReadEnd, Reader};
 use self::token_bucket::TokenBucket;
-pub(crate) use self::token_holders::TokenHolders;
 use crate::admission::Permit;
 use crate::close::{CloseReason, Ending};
 use crate::config::Config;
@@ -68,7 +68,7 @@ pub(crate) struct Shared<H> {
     pub(crate) drain: DrainHandle,
     /// The connections opened with bearer tokens, closed if a reload takes
     /// their token away.
-    pub(crate) token_holders: Arc<TokenHolders>,
+    pub(crate) credential_holders: Arc<CredentialHolders>,
     /// Refused upgrades, summed up in the log: a flood of them must not
     /// write a line each.
     pub(crate) refused_upgrades: RefusalLog,
@@ -513,7 +513,7 @@ fn plug_in<'a, H: Handler>(
     }
     // Revoked between its check and now: closed after its 101, and never
     // in its rooms or shown to the handler.
-    if request.token().is_some_and(|token| !shared.token_holders.add(token, &outbox)) {
+    if request.credential().is_some_and(|credential| !shared.credential_holders.add(credential, &outbox)) {
         socket.discard_input(config.timeouts.close);
         return None;
     }

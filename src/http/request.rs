@@ -22,7 +22,7 @@ pub struct Request {
     identity: Option<String>,
     verified_name: Option<String>,
     credentials_expire: Option<SystemTime>,
-    token: Option<TokenDigest>,
+    credential: Option<TokenDigest>,
 }
 
 impl Request {
@@ -97,9 +97,10 @@ impl Request {
         self.credentials_expire
     }
 
-    /// The digest of the bearer token that admitted the request, if one did.
-    pub(crate) fn token(&self) -> Option<TokenDigest> {
-        self.token
+    /// What the credentials that admitted the request stand on, if any
+    /// were asked for: see [`Proof::credential`](crate::auth::Proof).
+    pub(crate) fn credential(&self) -> Option<TokenDigest> {
+        self.credential
     }
 
     /// Takes what the client's credentials proved.
@@ -107,7 +108,7 @@ impl Request {
         self.identity = Some(proof.identity);
         self.verified_name = proof.verified_name;
         self.credentials_expire = proof.expires;
-        self.token = proof.token;
+        self.credential = Some(proof.credential);
     }
 
     /// Believes the `X-Forwarded-For` header, as the peer is a trusted proxy.
@@ -378,7 +379,7 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         identity: None,
         verified_name: None,
         credentials_expire: None,
-        token: None,
+        credential: None,
     };
     // RFC 9112 §3.2: two Hosts leave it open which site is meant, and a
     // proxy before us may have read the other one.

@@ -217,9 +217,11 @@ pub struct Limits {
     /// included, not yet read), all clients together. A connection that
     /// arrives when this many are, or when the server is at
     /// `max_connections`, takes the place of the oldest connection still in
-    /// its handshake, which is answered 408 and closed: a crowd of sockets
-    /// that connect and then say little gives way to newcomers, and
-    /// established connections are never shed. Default 1,024.
+    /// its handshake if that one has lasted over a second, which is
+    /// answered 408 and closed, and is refused 503 if none has: a crowd of
+    /// sockets that connect and then say little gives way to newcomers, a
+    /// burst of whole requests is not cut short, and established
+    /// connections are never shed. Default 1,024.
     pub max_handshakes: usize,
     /// Connections from one client address (an IPv6 client counts as its
     /// /64) stalled in their handshake, in it for more than a second, which

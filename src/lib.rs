@@ -186,7 +186,8 @@
 //!   have a budget of their own ([`Limits::max_handshakes`], and
 //!   [`Limits::max_handshakes_per_ip`] per address, else 429); when it is
 //!   spent, or the server is full, a newcomer takes the place of the oldest
-//!   of them, which gets 408. A connection past its handshake never gives
+//!   of them if that one has lasted over a second (it gets 408), and is
+//!   refused 503 if none has. A connection past its handshake never gives
 //!   way.
 //! * Optionally a connection lives at most [`Timeouts::max_lifetime`]
 //!   (1001); one admitted with a JWT is closed when the token expires, or

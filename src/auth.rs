@@ -233,7 +233,7 @@ impl Credentials {
         let claims =
             match jsonwebtoken::decode::<Map<String, Value>>(token.as_bytes(), &jwt.key, &jwt.validation) {
                 Ok(data) => data.claims,
-                Err(e) => return Err(refusal(e.kind())),
+                Err(e) => return Err(refusal(e.kind(), &token)),
             };
         let name = claims.get(&jwt.name_claim).and_then(Value::as_str).filter(|name| !name.is_empty());
         let Some(name) = name else {
@@ -260,17 +260,33 @@ impl Credentials {
 /// Why a JWT whose signature, dates or audience fail is refused: 403, with
 /// what an issuer needs to know to mend its tokens. A forged or garbled
 /// token is told no more than that its credentials are invalid.
-fn refusal(error: &ErrorKind) -> Refusal {
+fn refusal(error: &ErrorKind, token: &str) -> Refusal {
     match error {
         ErrorKind::ExpiredSignature => Refusal::forbidden("expired credentials"),
         ErrorKind::ImmatureSignature => Refusal::forbidden("credentials not yet valid"),
-        // `exp` always; `aud` when the server has an audience.
+        // `exp` always; `aud` when the server has an audience. jsonwebtoken
+        // says a claim is missing when it is there but unreadable too (an
+        // `exp` of -1 or 1e300), and has checked the signature by then, so
+        // what the token holds may be told.
+        ErrorKind::MissingRequiredClaim(claim) if holds_claim(token, claim) => {
+            Refusal::forbidden(match claim.as_str() {
+                "exp" => "the token's exp claim is not a date: seconds since 1970, from 0 to 2^64 - 1".into(),
+                _ => format!("the token's {claim} claim is neither a string nor a list of strings"),
+            })
+        }
         ErrorKind::MissingRequiredClaim(claim) => {
             Refusal::forbidden(format!("the token has no {claim} claim"))
         }
         ErrorKind::InvalidAudience => Refusal::forbidden("the token is for another audience"),
         _ => Refusal::forbidden("invalid credentials"),
     }
+}
+
+/// Whether the payload of `token`, whose signature has been checked, has
+/// `claim` at all.
+fn holds_claim(token: &str, claim: &str) -> bool {
+    jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
+        .is_ok_and(|data| data.claims.contains_key(claim))
 }
 
 /// A NumericDate claim in whole seconds since the epoch, rounded down (up
@@ -473,6 +489,18 @@ mod tests {
     }
 
     #[test]
+    fn a_jwt_whose_exp_is_not_a_date_is_told_so() {
+        let not_a_date = "the token's exp claim is not a date: seconds since 1970, from 0 to 2^64 - 1";
+        for exp in [serde_json::json!(-1), serde_json::json!(1e300), serde_json::json!("tomorrow")] {
+            let token = signed("jwt key", serde_json::json!({ "sub": "alice", "exp": exp }));
+            assert_eq!(refused(check_query(&credentials(), &token)), (403, not_a_date.into()), "exp {exp}");
+            // Told nothing of its claims unless signed with the key.
+            let forged = signed("other key", serde_json::json!({ "sub": "alice", "exp": exp }));
+            assert_eq!(refused(check_query(&credentials(), &forged)), (403, "invalid credentials".into()));
+        }
+    }
+
+    #[test]
     fn a_jwt_with_an_audience_must_name_the_servers() {
         let for_us = signed("jwt key", serde_json::json!({ "sub": "alice", "aud": "switchboard" }));
         let among = signed("jwt key", serde_json::json!({ "sub": "alice", "aud": ["api", "switchboard"] }));
@@ -493,6 +521,11 @@ mod tests {
         assert_eq!(identity(check_query(&c, &among)), "alice");
         assert_eq!(refused(check_query(&c, &for_others)), elsewhere);
         assert_eq!(refused(check_query(&c, &for_anyone)), (403, "the token has no aud claim".into()));
+        let garbled = signed("jwt key", serde_json::json!({ "sub": "alice", "aud": 7 }));
+        assert_eq!(
+            refused(check_query(&c, &garbled)),
+            (403, "the token's aud claim is neither a string nor a list of strings".into())
+        );
     }
 
     #[test]

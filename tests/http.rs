@@ -1,7 +1,9 @@
 //! Verifies that plain HTTP requests on the WebSocket port get the right status.
 
 use crate::support::{Scheme, TestServer, config, ms};
-use switchboard::{Config, Limits, Timeouts};
+use switchboard::{
+    Accept, Config, Connection, HubHandle, Limits, Message, Refusal, Request, Response, Timeouts,
+};
 
 fn healthz_answers_ok(scheme: Scheme) {
     let server = TestServer::start_scheme(scheme, config());
@@ -153,6 +155,49 @@ fn head_request_gets_headers_without_body() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-length"), Some("3"));
     assert_eq!(reply.body, "");
+}
+
+/// Answers `/no-content` 204 and `/not-modified` 304, each with a body and
+/// a length of its own, as a careless handler might.
+struct Bodiless;
+
+impl switchboard::Handler for Bodiless {
+    type State = ();
+
+    fn on_upgrade(&self, _: &Request) -> Result<Accept<()>, Refusal> {
+        Err(Refusal::not_found())
+    }
+
+    fn on_message(&self, _: &Connection, _: &mut (), _: Message) {}
+
+    fn on_request(&self, request: &Request, _: &HubHandle) -> Option<Response> {
+        let status = match request.path() {
+            "/no-content" => 204,
+            "/not-modified" => 304,
+            _ => return None,
+        };
+        Some(
+            Response::text(status, "not for the wire\n")
+                .header("ETag", "\"v1\"")
+                .header("Content-Length", "17"),
+        )
+    }
+}
+
+#[test]
+fn no_content_and_not_modified_go_without_length_or_body() {
+    let server = TestServer::start_with(config(), Bodiless);
+    for (path, status) in [("/no-content", 204), ("/not-modified", 304)] {
+        for method in ["GET", "HEAD"] {
+            // Read to the end: the server still closes after its answer.
+            let reply = server.http(&format!("{method} {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+            assert_eq!(reply.status, status, "{method} {path}: {}", reply.head);
+            assert_eq!(reply.header("content-length"), None, "{method} {path}: {}", reply.head);
+            assert_eq!(reply.header("connection"), Some("close"), "{method} {path}: {}", reply.head);
+            assert_eq!(reply.header("etag"), Some("\"v1\""), "{method} {path}: {}", reply.head);
+            assert_eq!(reply.body, "", "{method} {path}");
+        }
+    }
 }
 
 #[test]

@@ -7,12 +7,14 @@ use crate::error::Refusal;
 
 /// An HTTP response to a plain (non-WebSocket) request.
 ///
-/// Every response but `101 Switching Protocols` carries `Content-Length` and
-/// `Connection: close`: the server answers one request per connection, which
-/// keeps a thread from being held by an idle keep-alive client. It also
-/// carries `X-Content-Type-Options: nosniff`, so that a browser takes each
-/// body for what its `Content-Type` says: a JSON or text answer, whatever a
-/// client put in it, is never run as a script or applied as a style sheet.
+/// Every response but `101 Switching Protocols` carries `Connection: close`:
+/// the server answers one request per connection, which keeps a thread from
+/// being held by an idle keep-alive client. Each carries `Content-Length`,
+/// but for `204 No Content` and `304 Not Modified`: those never have a
+/// body, and one given to them is not sent. Each also carries
+/// `X-Content-Type-Options: nosniff`, so that a browser takes each body for
+/// what its `Content-Type` says: a JSON or text answer, whatever a client
+/// put in it, is never run as a script or applied as a style sheet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     status: u16,
@@ -82,6 +84,14 @@ impl Response {
         &self.body
     }
 
+    /// Whether the status never has a body (RFC 9110 §6.4.1): a 204 or a
+    /// 304. Neither carries `Content-Length` either: a 204 must not (§8.6),
+    /// and in a 304 it would be the length of the 200 the client holds,
+    /// which the server does not know.
+    pub(crate) fn is_bodiless(&self) -> bool {
+        matches!(self.status, 204 | 304)
+    }
+
     /// The response as it goes on the wire; with `head_only` (a `HEAD`
     /// request) the headers are as for `GET`, without the body.
     pub(crate) fn to_bytes(&self, head_only: bool) -> Vec<u8> {
@@ -106,9 +116,12 @@ impl Response {
             }
             let _ = write!(bytes, "{name}: {value}\r\n");
         }
+        let bodiless = self.is_bodiless();
         if closing {
             bytes.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
-            let _ = write!(bytes, "Content-Length: {}\r\n", self.body.len());
+            if !bodiless {
+                let _ = write!(bytes, "Content-Length: {}\r\n", self.body.len());
+            }
             match connection {
                 Some(options) => {
                     let _ = write!(bytes, "Connection: {options}, close\r\n");
@@ -117,7 +130,7 @@ impl Response {
             }
         }
         bytes.extend_from_slice(b"\r\n");
-        if !head_only {
+        if !head_only && !bodiless {
             bytes.extend_from_slice(&self.body);
         }
         bytes
@@ -227,6 +240,18 @@ mod tests {
         let text = written(&Response::text(200, "ok\n").header("Content-Length", "99"), false);
         assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
         assert!(text.contains("Content-Length: 3\r\n"), "{text}");
+    }
+
+    #[test]
+    fn no_content_and_not_modified_have_neither_length_nor_body() {
+        for status in [204, 304] {
+            let response = Response::text(status, "dropped").header("Content-Length", "7");
+            for head_only in [false, true] {
+                let text = written(&response, head_only);
+                assert!(!text.contains("Content-Length"), "{text}");
+                assert!(text.ends_with("Connection: close\r\n\r\n"), "{text}");
+            }
+        }
     }
 
     #[test]

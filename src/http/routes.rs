@@ -84,12 +84,19 @@ const ANSWER: std::ops::RangeInclusive<u16> = 200..=599;
 const REFUSAL: std::ops::RangeInclusive<u16> = 400..=599;
 
 /// What the handler answered, or a 500 if its status is not in `allowed`.
+/// A body given to a 204 or a 304 is dropped: the client reads none.
 fn checked(response: Response, allowed: std::ops::RangeInclusive<u16>) -> Response {
-    if allowed.contains(&response.status()) {
-        return response;
+    let status = response.status();
+    if !allowed.contains(&status) {
+        log::error!("the handler answered a request with status {status}; answering 500");
+        return Response::from(Refusal::new(500, "the server could not answer"));
     }
-    log::error!("the handler answered a request with status {}; answering 500", response.status());
-    Response::from(Refusal::new(500, "the server could not answer"))
+    if response.is_bodiless() && !response.body_bytes().is_empty() {
+        let length = response.body_bytes().len();
+        log::warn!("the handler gave its {status} answer a body of {length} bytes; it is left out");
+        return response.body(&b""[..]);
+    }
+    response
 }
 
 /// The routes every server has, whatever its handler.

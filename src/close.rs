@@ -121,6 +121,11 @@ pub enum Ending {
     /// The client started the close handshake, with this frame (the server
     /// echoed it).
     ByClient(Option<CloseFrame>),
+    /// The client started the close handshake with a code that may not be
+    /// sent (RFC 6455 §7.4): 999, 1004, 1005, 1006, 1015 or 5000, say. The
+    /// server answered 1002, a protocol error. Which code it was is not
+    /// known: tungstenite replaces it before the server reads the frame.
+    ByClientInvalidCode,
     /// The server closed the connection with this frame: a timeout, a limit,
     /// a protocol error, a slow consumer, a shutdown, or the application.
     ByServer(CloseFrame),
@@ -135,10 +140,28 @@ impl Ending {
     pub fn is_fault(&self) -> bool {
         match self {
             Ending::ByServer(close) => !matches!(close.code, CloseCode::Away | CloseCode::Normal),
+            Ending::ByClientInvalidCode => true,
             Ending::ByClient(_) | Ending::Dropped => false,
         }
     }
+
+    /// How a close handshake the client started ended, from the close frame
+    /// tungstenite read.
+    pub(crate) fn by_client(close: Option<CloseFrame>) -> Ending {
+        match close {
+            Some(close) if close.code == CloseCode::Protocol && close.reason == INVALID_CODE_ANSWER => {
+                Ending::ByClientInvalidCode
+            }
+            close => Ending::ByClient(close),
+        }
+    }
 }
+
+/// The reason of the close frame tungstenite reads, with code 1002, in
+/// place of a client's close whose code may not be sent; the client's own
+/// code and reason are gone by then. A client that itself closes with 1002
+/// and these words is taken for one that sent an invalid code.
+const INVALID_CODE_ANSWER: &str = "Protocol violation";
 
 impl fmt::Display for Ending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,6 +172,9 @@ impl fmt::Display for Ending {
                 write!(f, "closed by client: {} {}", close.code, Untrusted(&close.reason))
             }
             Ending::ByClient(None) => write!(f, "closed by client"),
+            Ending::ByClientInvalidCode => {
+                write!(f, "closed by client with an invalid close code, answered 1002")
+            }
             Ending::ByServer(close) => {
                 write!(f, "closed by server: {} {}", close.code, Untrusted(&close.reason))
             }
@@ -180,6 +206,37 @@ mod tests {
         assert_eq!(code(&WsError::Io(io::ErrorKind::ConnectionReset.into())), None);
         assert_eq!(code(&WsError::ConnectionClosed), None);
         assert_eq!(code(&WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)), None);
+    }
+
+    /// The close frame tungstenite reads from a client's close with `code`.
+    fn read_by_tungstenite(code: u16) -> Option<CloseFrame> {
+        // Masked with a zero mask, with a reason; tungstenite's answer is
+        // written after it, and left there.
+        let mut frame = vec![0x88, 0x80 | 5, 0, 0, 0, 0];
+        frame.extend_from_slice(&code.to_be_bytes());
+        frame.extend_from_slice(b"bye");
+        let wire = io::Cursor::new(frame);
+        let mut ws = tungstenite::WebSocket::from_raw_socket(wire, tungstenite::protocol::Role::Server, None);
+        match ws.read().unwrap() {
+            tungstenite::Message::Close(close) => close,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_close_code_that_may_not_be_sent_is_told_from_a_valid_one() {
+        // Should tungstenite change how it reads an invalid code, this
+        // fails before a client is told wrongly what it sent.
+        for code in [999, 1004, 1005, 1006, 1015, 5000] {
+            let ending = Ending::by_client(read_by_tungstenite(code));
+            assert_eq!(ending, Ending::ByClientInvalidCode, "{code}");
+            assert!(ending.is_fault());
+        }
+        for code in [1000, 1001, 1002, 1011, 3000, 4999] {
+            let ending = Ending::by_client(read_by_tungstenite(code));
+            let close = CloseFrame { code: code.into(), reason: "bye".into() };
+            assert_eq!(ending, Ending::ByClient(Some(close)), "{code}");
+        }
     }
 
     #[test]

@@ -129,6 +129,25 @@ fn endings_say_who_closed() {
 }
 
 #[test]
+fn a_close_code_that_may_not_be_sent_is_answered_1002_and_reported_as_the_clients() {
+    let (server, ended) = counter();
+    for code in [999u16, 1004, 1005, 1006, 1015, 5000] {
+        let name = format!("sent-{code}");
+        let mut client = RawClient::upgrade(server.addr(), &format!("/count?name={name}"), b"");
+        let mut close = code.to_be_bytes().to_vec();
+        close.extend_from_slice(b"bye");
+        client.send(true, CLOSE, &close);
+        // RFC 6455 §7.4.1: the answer to such a close is a protocol error.
+        assert_eq!(client.close_code(), 1002, "{code}");
+        let (who, ending) = ended.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(who, name);
+        // Not "closed by client: 1002": the client did not send 1002.
+        assert_eq!(ending, Ending::ByClientInvalidCode, "{code}");
+        assert_eq!(ending.to_string(), "closed by client with an invalid close code, answered 1002");
+    }
+}
+
+#[test]
 fn a_client_that_does_not_answer_the_applications_close_is_hung_up_on_after_the_close_timeout() {
     let close_timeout = ms(200);
     let (server, ended) = counter_with(Config {

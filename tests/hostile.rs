@@ -610,6 +610,22 @@ fn client_text_reaches_the_log_escaped() {
 }
 
 #[test]
+fn a_close_code_that_may_not_be_sent_is_logged_as_invalid_not_as_1002() {
+    let process = Process::start(&[]);
+    let mut client = RawClient::upgrade(process.addr, "/echo", b"");
+    let mut close = 999u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"bye");
+    client.send(true, 0x8, &close);
+    assert_eq!(client.close_code(), 1002);
+    let log = process.stop();
+    let closes: Vec<&String> = log.iter().filter(|line| line.contains("closed by client")).collect();
+    // A protocol error of the client's, logged as the server's are.
+    assert_eq!(closes.len(), 1, "{log:#?}");
+    assert!(closes[0].contains("WARN  switchboard::connection]"), "{log:#?}");
+    assert!(closes[0].ends_with("closed by client with an invalid close code, answered 1002"), "{log:#?}");
+}
+
+#[test]
 fn connections_closed_for_a_fault_are_summed_up_not_logged_one_by_one() {
     let process = Process::start(&[]);
     for _ in 0..50 {

@@ -436,12 +436,17 @@ fn farewell<H: Handler>(
         shared.metrics.dropped();
     }
     let (id, client) = (connection.id, connection.client_ip);
-    match &ending {
-        Ending::ByServer(close) if ending.is_fault() => {
+    let fault = match &ending {
+        Ending::ByServer(close) if ending.is_fault() => Some(close.code),
+        Ending::ByClientInvalidCode => Some(CloseReason::Protocol.code()),
+        _ => None,
+    };
+    match fault {
+        Some(code) => {
             let line = format_args!("connection {id} from {client}: {ending}{cause}");
-            shared.faults.note_with(close.code.into(), line);
+            shared.faults.note_with(code.into(), line);
         }
-        _ => debug!("connection {id} from {client}: {ending}{cause}"),
+        None => debug!("connection {id} from {client}: {ending}{cause}"),
     }
     // A panic here has nothing left to close; the thread goes on to serve
     // its next client.
@@ -563,9 +568,9 @@ fn ending(read_end: ReadEnd, written: Option<Frame>) -> Ending {
         ReadEnd::ServerClosed { close, .. } => Ending::ByServer(server_close(written).unwrap_or(close)),
         ReadEnd::ClientClosed { close, reply } => match written {
             Some(frame) if !reply.is_some_and(|reply| reply.same_as(&frame)) => {
-                server_close(Some(frame)).map_or(Ending::ByClient(close), Ending::ByServer)
+                server_close(Some(frame)).map_or_else(|| Ending::by_client(close), Ending::ByServer)
             }
-            _ => Ending::ByClient(close),
+            _ => Ending::by_client(close),
         },
         ReadEnd::Dropped => server_close(written).map_or(Ending::Dropped, Ending::ByServer),
     }

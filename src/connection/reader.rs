@@ -91,7 +91,9 @@ impl<H: Handler> Reader<'_, H> {
                 }
                 Ok(Message::Close(close)) => {
                     // tungstenite has already replaced a code that may not be
-                    // sent on the wire with 1002, as RFC 6455 asks.
+                    // sent on the wire with 1002, as RFC 6455 asks; the
+                    // handler and the log are told the client's code was
+                    // invalid, not that it sent 1002 (`Ending::by_client`).
                     let reply = self.queue_close(close.clone(), Closing::Reply);
                     // Counted once answered: what waited has been dropped.
                     self.metrics.close_received();

@@ -66,8 +66,8 @@ pub(crate) struct Shared<H> {
     pub(crate) tls: Option<Arc<TlsAcceptor>>,
     /// Where outboxes whose socket is full are finished.
     pub(crate) drain: DrainHandle,
-    /// The connections opened with bearer tokens, closed if a reload takes
-    /// their token away.
+    /// The connections opened with credentials, closed if a reload takes
+    /// their bearer token or JWT key away.
     pub(crate) credential_holders: Arc<CredentialHolders>,
     /// Refused upgrades, summed up in the log: a flood of them must not
     /// write a line each.

@@ -121,9 +121,6 @@ pub(crate) fn check(request: &Request) -> Result<(), Refusal> {
     if !request.is_http11() {
         return Err(Refusal::bad_request("a WebSocket upgrade needs HTTP/1.1"));
     }
-    if request.header("host").is_none() {
-        return Err(Refusal::bad_request("missing Host header"));
-    }
     // What follows the head is the WebSocket's: a body declared as well
     // would be read as frames by us and as the body by a proxy before us.
     // A length of zero ("0", or "00") declares none.
@@ -133,10 +130,8 @@ pub(crate) fn check(request: &Request) -> Result<(), Refusal> {
     {
         return Err(Refusal::bad_request("a WebSocket upgrade has no body"));
     }
-    // RFC 6455 §11.3.1 and §11.3.5: each may come once; and a second
-    // Content-Length, which a proxy may read where we read the first, is
-    // how one request is smuggled inside another (RFC 9112 §6.3).
-    for name in ["sec-websocket-key", "sec-websocket-version", "content-length"] {
+    // RFC 6455 §11.3.1 and §11.3.5: each may come once.
+    for name in ["sec-websocket-key", "sec-websocket-version"] {
         if request.repeats(name) {
             return Err(Refusal::bad_request(format!("more than one {name} header")));
         }

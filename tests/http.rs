@@ -235,6 +235,21 @@ fn malformed_head_is_400() {
 }
 
 #[test]
+fn a_request_without_its_host_or_with_a_length_that_is_no_number_is_400() {
+    let server = TestServer::start(config());
+    for head in [
+        "GET /healthz HTTP/1.1\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a b/c\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+    ] {
+        let reply = server.http(head);
+        assert_eq!(reply.status, 400, "{head:?}: {}", reply.head);
+    }
+    assert_eq!(server.http("GET /healthz HTTP/1.0\r\n\r\n").status, 200, "HTTP/1.0 needs no Host");
+}
+
+#[test]
 fn oversized_head_is_431() {
     let server =
         TestServer::start(Config { limits: Limits { max_head_size: 1024, ..Limits::default() }, ..config() });

@@ -381,11 +381,7 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         credentials_expire: None,
         credential: None,
     };
-    // RFC 9112 §3.2: two Hosts leave it open which site is meant, and a
-    // proxy before us may have read the other one.
-    if request.repeats("host") {
-        return Err(HeadError::Refused(Refusal::bad_request("more than one Host header")));
-    }
+    check_framing(&request).map_err(HeadError::Refused)?;
     if let Some(authority) = authority {
         // RFC 9112 §3.2.2: the target's authority is the host meant, and
         // the Host header, which HTTP/1.1 still asks for, is not heeded.
@@ -396,6 +392,43 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         }
     }
     Ok(Some((request, len)))
+}
+
+/// Checks what every request must get right whatever it asks for: which
+/// host it is for, and where it ends.
+fn check_framing(request: &Request) -> Result<(), Refusal> {
+    // RFC 9112 §3.2: an HTTP/1.1 request without a Host, with two (which
+    // leave it open which site is meant, and a proxy before us may have
+    // read the other), or with one that is no host is answered 400.
+    if request.repeats("host") {
+        return Err(Refusal::bad_request("more than one Host header"));
+    }
+    match request.header("host") {
+        None if request.is_http11() => return Err(Refusal::bad_request("missing Host header")),
+        Some(host) if !is_authority(host.trim()) => {
+            return Err(Refusal::bad_request("the Host header is not a host and port"));
+        }
+        _ => {}
+    }
+    // RFC 9112 §6.3: a second Content-Length, which a proxy may read where
+    // we read the first, is how one request is smuggled inside another, and
+    // a length that is not a number leaves where the request ends to guess.
+    if request.repeats("content-length") {
+        return Err(Refusal::bad_request("more than one content-length header"));
+    }
+    let number = |length: &str| !length.is_empty() && length.bytes().all(|b| b.is_ascii_digit());
+    if request.header("content-length").is_some_and(|length| !number(length.trim())) {
+        return Err(Refusal::bad_request("the Content-Length header is not a number"));
+    }
+    Ok(())
+}
+
+/// Whether `host` could be a URI's authority without its userinfo: a name,
+/// an IPv4 address or a bracketed IPv6 one, and a port (RFC 3986 §3.2).
+/// Empty is allowed: it is what a client sends for a target with no
+/// authority (RFC 9112 §3.2).
+fn is_authority(host: &str) -> bool {
+    host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
 }
 
 /// Splits a request target into its authority, when it has one, and the
@@ -427,9 +460,13 @@ pub(crate) mod tests {
     use std::collections::VecDeque;
     use std::time::Duration;
 
-    /// A GET request for `target` from 127.0.0.1 with these headers.
+    /// A GET request for `target` from 127.0.0.1 with these headers, and
+    /// a Host if they have none.
     pub(crate) fn request(target: &str, headers: &[(&str, &str)]) -> Request {
-        let head: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+        let mut head: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+        if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+            head.push_str("Host: t\r\n");
+        }
         let text = format!("GET {target} HTTP/1.1\r\n{head}\r\n");
         parse(text.as_bytes(), "127.0.0.1:1".parse().unwrap(), 64).ok().flatten().unwrap().0
     }
@@ -443,12 +480,6 @@ pub(crate) mod tests {
         assert_eq!(
             (bare.path(), bare.query(), bare.header("host")),
             ("/", Some("x=1"), Some("chat.example"))
-        );
-        let hostless = request("http://chat.example/ws/a", &[]);
-        assert_eq!(
-            hostless.header("host"),
-            None,
-            "HTTP/1.1 asks for Host in any form: the upgrade refuses it"
         );
         for target in ["ftp://chat.example/", "http://user@chat.example/", "http:///ws", "ws/a", "*"] {
             let text = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -565,9 +596,44 @@ pub(crate) mod tests {
 
     #[test]
     fn connection_tokens_are_matched_in_lists() {
-        let head = read(&[b"GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n"]).unwrap();
+        let head = read(&[b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n\r\n"]).unwrap();
         assert!(head.request.has_token("connection", "upgrade"));
         assert!(!head.request.has_token("connection", "close"));
+    }
+
+    #[test]
+    fn an_http11_request_names_one_host_that_is_a_host() {
+        let status_of = |head: &str| match read(&[head.as_bytes()]) {
+            Ok(_) => 200,
+            Err(HeadError::Refused(refusal)) => refusal.status,
+            Err(other) => panic!("{other:?}"),
+        };
+        for host in ["a", "chat.example:8080", "127.0.0.1:1", "[::1]:9001", "xn--bcher-kva.example", ""] {
+            assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")), 200, "{host:?}");
+        }
+        for host in ["a b", "a/b", "a@b", "a\"b", "caf\u{e9}.example"] {
+            assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")), 400, "{host:?}");
+        }
+        assert_eq!(status_of("GET / HTTP/1.1\r\n\r\n"), 400, "no Host");
+        assert_eq!(status_of("GET http://a/ HTTP/1.1\r\n\r\n"), 400, "no Host, whatever the target");
+        assert_eq!(status_of("GET / HTTP/1.0\r\n\r\n"), 200, "HTTP/1.0 had no Host");
+        assert_eq!(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn a_content_length_is_one_number() {
+        let status_of =
+            |length: &str| match read(&[format!("GET / HTTP/1.1\r\nHost: a\r\n{length}\r\n").as_bytes()]) {
+                Ok(_) => 200,
+                Err(HeadError::Refused(refusal)) => refusal.status,
+                Err(other) => panic!("{other:?}"),
+            };
+        assert_eq!(status_of("Content-Length: 0\r\n"), 200);
+        assert_eq!(status_of("Content-Length:  12 \r\n"), 200);
+        for bad in ["abc", "1,2", "-1", "+1", "", "0x10", "1 2"] {
+            assert_eq!(status_of(&format!("Content-Length: {bad}\r\n")), 400, "{bad:?}");
+        }
+        assert_eq!(status_of("Content-Length: 3\r\nContent-Length: 3\r\n"), 400);
     }
 
     #[test]

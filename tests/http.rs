@@ -157,6 +157,18 @@ fn head_request_gets_headers_without_body() {
     assert_eq!(reply.body, "");
 }
 
+#[test]
+fn a_head_that_asks_for_an_upgrade_is_answered_as_a_head() {
+    let server = TestServer::start(config());
+    let head = crate::support::raw::upgrade_request("/healthz", "").replacen("GET", "HEAD", 1);
+    let reply = server.http(&head);
+    assert_eq!((reply.status, reply.header("content-length")), (200, Some("3")), "{}", reply.head);
+    assert_eq!(reply.body, "");
+    // Any other method but GET is told that an upgrade takes GET.
+    let reply = server.http(&crate::support::raw::upgrade_request("/ws/a", "").replacen("GET", "POST", 1));
+    assert_eq!(reply.status, 405, "{}", reply.head);
+}
+
 /// Answers `/no-content` 204 and `/not-modified` 304, each with a body and
 /// a length of its own, as a careless handler might.
 struct Bodiless;

@@ -31,7 +31,10 @@ pub(crate) fn route<H: Handler>(
     metrics: &Metrics,
 ) -> Route<H::State> {
     let refuse = |refusal: Refusal| Route::Answer(Response::from(refusal));
-    if request.wants_websocket() {
+    // A HEAD that asks for an upgrade is answered as a plain HEAD: it asks
+    // for the headers of a GET's answer, a server may ignore an Upgrade
+    // (RFC 9110 §7.8), and a 405 would contradict its own `Allow: GET, HEAD`.
+    if request.wants_websocket() && request.method() != "HEAD" {
         if request.method() != "GET" {
             return refuse(Refusal::new(405, "a WebSocket upgrade must use GET"));
         }

@@ -262,6 +262,15 @@ fn a_request_without_its_host_or_with_a_length_that_is_no_number_is_400() {
 }
 
 #[test]
+fn options_for_the_whole_server_is_405_and_another_version_505() {
+    let server = TestServer::start(config());
+    let reply = server.http("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((reply.status, reply.header("allow")), (405, Some("GET, HEAD")), "{}", reply.head);
+    let reply = server.http("GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n");
+    assert_eq!(reply.status, 505, "{}", reply.head);
+}
+
+#[test]
 fn oversized_head_is_431() {
     let server =
         TestServer::start(Config { limits: Limits { max_head_size: 1024, ..Limits::default() }, ..config() });

@@ -354,17 +354,29 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HeadError::Refused(Refusal::new(431, "too many header fields")));
         }
+        // HTTP/2.0 or 1.2, say: the status for a version the server does not
+        // speak (RFC 9110 §15.6.6), rather than for a malformed head.
+        Err(httparse::Error::Version) if names_a_version(buf) => {
+            return Err(HeadError::Refused(Refusal::new(505, "this server speaks HTTP/1.1")));
+        }
         Err(e) => {
             return Err(HeadError::Refused(Refusal::bad_request(format!("malformed request head: {e}"))));
         }
     };
-    let (authority, target) = split_target(parsed.path.unwrap_or("/"))?;
+    let method = parsed.method.unwrap_or_default();
+    let (authority, target) = match parsed.path.unwrap_or("/") {
+        // The asterisk form, the server as a whole (RFC 9112 §3.2.4): only
+        // OPTIONS has it, and then gets the 405 any method but GET and HEAD
+        // gets.
+        "*" if method == "OPTIONS" => (None, "*"),
+        target => split_target(target)?,
+    };
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query.to_owned())),
         None => (target, None),
     };
     let mut request = Request {
-        method: parsed.method.unwrap_or_default().to_owned(),
+        method: method.to_owned(),
         path: if path.is_empty() { "/".to_owned() } else { path.to_owned() },
         query,
         http_minor: parsed.version.unwrap_or(0),
@@ -392,6 +404,16 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         }
     }
     Ok(Some((request, len)))
+}
+
+/// Whether the request line in `buf` ends in a version, `HTTP/` and two
+/// digits around a dot (RFC 9112 §2.3), whichever it is.
+fn names_a_version(buf: &[u8]) -> bool {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 /// Checks what every request must get right whatever it asks for: which
@@ -634,6 +656,25 @@ pub(crate) mod tests {
             assert_eq!(status_of(&format!("Content-Length: {bad}\r\n")), 400, "{bad:?}");
         }
         assert_eq!(status_of("Content-Length: 3\r\nContent-Length: 3\r\n"), 400);
+    }
+
+    #[test]
+    fn another_version_is_505_and_a_garbled_one_400() {
+        for version in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9"] {
+            let head = format!("GET / {version}\r\nHost: a\r\n\r\n");
+            assert_eq!(status(read(&[head.as_bytes()])), 505, "{version}");
+        }
+        for version in ["HTTP/1.10", "HTTQ/1.1", "HTTP/x.1"] {
+            let head = format!("GET / {version}\r\nHost: a\r\n\r\n");
+            assert_eq!(status(read(&[head.as_bytes()])), 400, "{version}");
+        }
+    }
+
+    #[test]
+    fn options_may_ask_about_the_whole_server() {
+        let head = read(&[b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"]).unwrap();
+        assert_eq!((head.request.method(), head.request.path()), ("OPTIONS", "*"));
+        assert_eq!(status(read(&[b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"])), 400, "only OPTIONS");
     }
 
     #[test]

@@ -158,6 +158,21 @@ fn head_request_gets_headers_without_body() {
 }
 
 #[test]
+fn answers_are_dated_and_the_101_is_not() {
+    let server = TestServer::start(config());
+    for head in ["GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", "GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n"] {
+        let reply = server.http(head);
+        let date = reply.header("date").unwrap_or_else(|| panic!("no Date: {}", reply.head));
+        assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+    }
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    std::io::Write::write_all(&mut stream, crate::support::raw::upgrade_request("/echo", "").as_bytes())
+        .unwrap();
+    let head = crate::support::raw::read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101") && !head.to_ascii_lowercase().contains("date:"), "{head}");
+}
+
+#[test]
 fn a_head_that_asks_for_an_upgrade_is_answered_as_a_head() {
     let server = TestServer::start(config());
     let head = crate::support::raw::upgrade_request("/healthz", "").replacen("GET", "HEAD", 1);

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::io::Write;
+use std::time::SystemTime;
 
 use crate::error::Refusal;
 
@@ -103,10 +104,12 @@ impl Response {
         for (name, value) in &self.headers {
             // The body goes whole, with the server's Content-Length: a
             // handler's length, or its Transfer-Encoding beside that
-            // length, would have the client read the body wrong.
+            // length, would have the client read the body wrong. The Date
+            // is the server's too, and comes once.
             if closing
-                && (name.eq_ignore_ascii_case("content-length")
-                    || name.eq_ignore_ascii_case("transfer-encoding"))
+                && ["content-length", "transfer-encoding", "date"]
+                    .iter()
+                    .any(|own| name.eq_ignore_ascii_case(own))
             {
                 continue;
             }
@@ -118,6 +121,9 @@ impl Response {
         }
         let bodiless = self.is_bodiless();
         if closing {
+            // RFC 9110 §6.6.1: an origin server with a clock dates its
+            // answers (a 101 may go without, and goes quicker so).
+            let _ = write!(bytes, "Date: {}\r\n", httpdate::fmt_http_date(SystemTime::now()));
             bytes.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
             if !bodiless {
                 let _ = write!(bytes, "Content-Length: {}\r\n", self.body.len());
@@ -203,8 +209,28 @@ fn reason_phrase(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
+    /// The response as written, but for its Date, which is checked.
     fn written(response: &Response, head_only: bool) -> String {
-        String::from_utf8(response.to_bytes(head_only)).unwrap()
+        let text = String::from_utf8(response.to_bytes(head_only)).unwrap();
+        let Some(at) = text.find("Date: ") else {
+            assert_eq!(response.status, 101, "an answer without a Date: {text}");
+            return text;
+        };
+        let end = at + text[at..].find("\r\n").unwrap() + 2;
+        let date = httpdate::parse_http_date(&text[at + 6..end - 2]).unwrap();
+        let age = SystemTime::now().duration_since(date).unwrap_or_default();
+        assert!(age < std::time::Duration::from_secs(5), "{text}");
+        format!("{}{}", &text[..at], &text[end..])
+    }
+
+    #[test]
+    fn the_date_is_the_servers() {
+        let text = String::from_utf8(
+            Response::text(200, "ok\n").header("Date", "Thu, 01 Jan 1970 00:00:00 GMT").to_bytes(false),
+        )
+        .unwrap();
+        assert_eq!(text.matches("Date: ").count(), 1, "{text}");
+        assert!(!text.contains("1970"), "{text}");
     }
 
     #[test]

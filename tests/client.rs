@@ -214,16 +214,23 @@ fn connection_refused_and_malformed_urls_are_one_line_each() {
     assert_eq!(status.code(), Some(1));
 }
 
+/// A loopback listener whose connections take in a few kilobytes at a time:
+/// their receive buffers are small, and stay so, where Linux would grow them
+/// to megabytes.
+fn narrow_listener() -> TcpListener {
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.set_recv_buffer_size(4096).unwrap();
+    listener.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    listener.listen(8).unwrap();
+    listener.into()
+}
+
 #[test]
 fn piped_lines_wait_for_room_rather_than_being_dropped() {
     // A server that takes a message a millisecond through a window of a
     // few kilobytes: the connection's queue fills however fast the
     // machine, and stays full while the lines come.
-    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener.set_recv_buffer_size(4096).unwrap();
-    listener.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
-    listener.listen(8).unwrap();
-    let listener: TcpListener = listener.into();
+    let listener = narrow_listener();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     let server = thread::spawn(move || {
         let mut ws = switchboard::tungstenite::accept(accept_within(&listener)).unwrap();
@@ -416,4 +423,35 @@ fn join_hangs_up_on_connections_still_being_made() {
         let _ = joined.send(());
     });
     assert!(join_returned.recv_timeout(PATIENCE).is_ok(), "join still waiting after {PATIENCE:?}");
+}
+
+#[test]
+fn the_servers_close_is_answered_after_a_burst_of_pings_while_the_writer_is_blocked() {
+    let listener = narrow_listener();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let client = Client::start(vec![Endpoint::new("a", url)], ClientConfig::default()).unwrap();
+    let mut server = switchboard::tungstenite::accept(accept_within(&listener)).unwrap();
+    next_connected(&client);
+    // 16 MiB queued, against a few kilobytes of window and a send buffer
+    // of 4 MiB at most: with the queue full, the writer stays blocked on
+    // the socket until the server reads.
+    let chunk = Bytes::from(vec![0u8; 64 << 10]);
+    let full = (0..100_000)
+        .any(|_| matches!(client.send("a", Message::Binary(chunk.clone())), Err(ClientError::Busy(_))));
+    assert!(full, "the queue never filled");
+    for i in 0..100u8 {
+        server.write(Message::Ping(Bytes::from(vec![i]))).unwrap();
+    }
+    server.close(Some(CloseFrame { code: CloseCode::Library(4000), reason: "enough".into() })).unwrap();
+    // Only now does the server read: the messages, then the answer to its close.
+    let reply = loop {
+        match server.read() {
+            Ok(Message::Close(reply)) => break reply,
+            Ok(_) => {}
+            Err(e) => panic!("no answer to the server's close: {e}"),
+        }
+    };
+    assert_eq!(reply.map(|close| close.code), Some(CloseCode::Library(4000)));
+    drop(server);
+    client.join();
 }

@@ -118,13 +118,75 @@ impl Outgoing {
     }
 }
 
-/// What the reader tells the writer.
-enum Control {
-    Pong(tungstenite::Bytes),
+/// What the reader has asked of the writer that the writer has not yet
+/// taken. It is no queue: a burst of pings while the writer is blocked (on a
+/// server that is not reading, or behind the application's messages) would
+/// fill one, and what came after it, the close reply too, would be lost.
+/// Each ask has a place of its own instead.
+#[derive(Default)]
+struct Asks {
+    /// The payload of the latest ping not answered yet: RFC 6455 §5.5.3
+    /// asks for an answer to the most recent ping only.
+    pong: Option<tungstenite::Bytes>,
     /// Answer the server's close with this frame, then stop.
-    CloseReply(Option<CloseFrame>),
+    close_reply: Option<Option<CloseFrame>>,
     /// The reader has ended: stop.
-    Done,
+    done: bool,
+}
+
+/// The reader's way to the writer.
+struct Control {
+    asks: Arc<Mutex<Asks>>,
+    /// Rung after each ask. One ring waiting is enough: the writer takes
+    /// every ask at once.
+    bell: Sender<()>,
+}
+
+/// The writer's side of [`Control`].
+struct ControlInbox {
+    asks: Arc<Mutex<Asks>>,
+    bell: Receiver<()>,
+}
+
+fn control() -> (Control, ControlInbox) {
+    let asks = Arc::new(Mutex::new(Asks::default()));
+    let (bell, rung) = bounded(1);
+    (Control { asks: asks.clone(), bell }, ControlInbox { asks, bell: rung })
+}
+
+impl Control {
+    fn ask(&self, ask: impl FnOnce(&mut Asks)) {
+        ask(&mut self.asks.lock().unwrap_or_else(PoisonError::into_inner));
+        // Full: the writer has yet to answer the last ring, and will see
+        // this ask with the others.
+        let _ = self.bell.try_send(());
+    }
+
+    fn pong(&self, payload: tungstenite::Bytes) {
+        self.ask(|asks| asks.pong = Some(payload));
+    }
+
+    /// The first close is the one answered: the writer stops after it.
+    fn close_reply(&self, frame: Option<CloseFrame>) {
+        self.ask(|asks| {
+            asks.close_reply.get_or_insert(frame);
+        });
+    }
+
+    fn done(&self) {
+        self.ask(|asks| asks.done = true);
+    }
+}
+
+impl ControlInbox {
+    /// Everything asked since the last time.
+    fn take(&self) -> Asks {
+        std::mem::take(&mut *self.asks.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn done(&self) -> bool {
+        self.asks.lock().unwrap_or_else(PoisonError::into_inner).done
+    }
 }
 
 impl Line {
@@ -195,11 +257,11 @@ impl Line {
     /// One connection's life, from its 101 to its end.
     fn converse(&self, opened: Opened) {
         let Opened { socket, rest, subprotocol } = opened;
-        let (control, control_rx) = bounded(4);
+        let (control, inbox) = control();
         let writer = Writer {
             ws: WebSocket::from_raw_socket(socket.write_half(), Role::Client, Some(self.config.websocket)),
             outgoing: self.outgoing.open(),
-            control: control_rx,
+            control: inbox,
             stop: self.stop.clone(),
             ping_interval: self.config.ping_interval,
         };
@@ -242,7 +304,7 @@ impl Line {
             // server that stopped reading must not hold up the end.
             socket.hang_up();
         }
-        let _ = control.send_timeout(Control::Done, CLOSE_WAIT);
+        control.done();
         let _ = writer.join();
         socket.hang_up();
         self.live.set(None);
@@ -256,7 +318,7 @@ impl Line {
     }
 
     /// Reads until the connection ends.
-    fn read(&self, mut ws: WebSocket<crate::stream::ReadHalf>, control: &Sender<Control>) -> Ending {
+    fn read(&self, mut ws: WebSocket<crate::stream::ReadHalf>, control: &Control) -> Ending {
         let silence = self.config.ping_interval + self.config.pong_timeout;
         let mut close = None;
         loop {
@@ -265,11 +327,11 @@ impl Line {
                     self.event(Event::Message { line: self.name.clone(), message });
                 }
                 Ok(Message::Ping(payload)) => {
-                    let _ = control.try_send(Control::Pong(payload));
+                    control.pong(payload);
                 }
                 Ok(Message::Close(frame)) => {
                     close = Some(frame.clone());
-                    let _ = control.try_send(Control::CloseReply(frame));
+                    control.close_reply(frame);
                 }
                 Ok(Message::Pong(_) | Message::Frame(_)) => {}
                 // The server hangs up after the close handshake.
@@ -284,7 +346,7 @@ impl Line {
                     let Some(reason) = crate::close::CloseReason::for_read_error(&e) else {
                         return Ending::Dropped(e.to_string());
                     };
-                    let _ = control.try_send(Control::CloseReply(Some(reason.frame())));
+                    control.close_reply(Some(reason.frame()));
                     let cause = match &e {
                         WsError::Io(io) if crate::close::is_timeout(io) => {
                             format!("no answer to pings for {silence:?}")
@@ -312,7 +374,7 @@ enum Ending {
 struct Writer {
     ws: WebSocket<WriteHalf>,
     outgoing: Receiver<Message>,
-    control: Receiver<Control>,
+    control: ControlInbox,
     stop: Receiver<Never>,
     ping_interval: Duration,
 }
@@ -330,13 +392,11 @@ impl Writer {
         loop {
             let until_ping = next_ping.saturating_duration_since(Instant::now());
             select! {
-                recv(self.control) -> control => match control {
-                    Ok(Control::Pong(payload)) => self.ws.send(Message::Pong(payload))?,
-                    Ok(Control::CloseReply(frame)) => {
-                        self.ws.close(frame)?;
-                        return self.ws.flush();
+                recv(self.control.bell) -> rung => {
+                    // Disconnected: the reader is gone without a word.
+                    if rung.is_err() || !self.answer()? {
+                        return Ok(());
                     }
-                    Ok(Control::Done) | Err(_) => return Ok(()),
                 },
                 recv(self.outgoing) -> message => {
                     // Shut, and empty: the connection is ending, and the
@@ -361,6 +421,25 @@ impl Writer {
         }
     }
 
+    /// Sends what the reader asked for since the last time; `false` once
+    /// the writer is to stop.
+    fn answer(&mut self) -> tungstenite::Result<bool> {
+        let asks = self.control.take();
+        // A connection closing needs no pong.
+        if let Some(frame) = asks.close_reply {
+            self.ws.close(frame)?;
+            self.ws.flush()?;
+            return Ok(false);
+        }
+        if asks.done {
+            return Ok(false);
+        }
+        if let Some(payload) = asks.pong {
+            self.ws.send(Message::Pong(payload))?;
+        }
+        Ok(true)
+    }
+
     /// The client is closing: 1000, then the reader's word that the server
     /// answered, or a hang-up after a short wait.
     fn goodbye(&mut self) -> tungstenite::Result<()> {
@@ -375,12 +454,7 @@ impl Writer {
         self.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))?;
         self.ws.flush()?;
         let deadline = Instant::now() + CLOSE_WAIT;
-        loop {
-            match self.control.recv_deadline(deadline) {
-                Ok(Control::Done) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+        while !self.control.done() && self.control.bell.recv_deadline(deadline).is_ok() {}
         self.ws.get_ref().hang_up();
         Ok(())
     }

@@ -455,3 +455,49 @@ fn the_servers_close_is_answered_after_a_burst_of_pings_while_the_writer_is_bloc
     drop(server);
     client.join();
 }
+
+#[test]
+fn a_pong_goes_out_between_messages_while_the_application_keeps_the_queue_full() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let config = ClientConfig { reconnect: Reconnect::Never, ..ClientConfig::default() };
+    let client = Client::start(vec![Endpoint::new("a", url)], config).unwrap();
+    let mut server = switchboard::tungstenite::accept(accept_within(&listener)).unwrap();
+    next_connected(&client);
+    let answered = AtomicBool::new(false);
+    thread::scope(|scope| {
+        // The application refills the queue as fast as the writer takes
+        // from it, until the server has its pong, or for PATIENCE at most;
+        // then says it has stopped. A megabyte a message, the queue holds
+        // more than the writer can send in any pause the application's
+        // thread might take.
+        scope.spawn(|| {
+            let megabyte = Bytes::from(vec![0u8; 1 << 20]);
+            let deadline = Instant::now() + PATIENCE;
+            while !answered.load(Ordering::SeqCst) && Instant::now() < deadline {
+                // Not connected: the test is over, and has hung up.
+                if client.send_waiting("a", Message::Binary(megabyte.clone()), PATIENCE).is_err() {
+                    return;
+                }
+            }
+            let _ = client.send_waiting("a", "stopped", PATIENCE);
+        });
+        // Messages are flowing: the writer is draining the queue.
+        assert!(server.read().unwrap().is_binary());
+        server.send(Message::Ping(Bytes::from_static(b"there?"))).unwrap();
+        loop {
+            match server.read().unwrap() {
+                Message::Pong(payload) => {
+                    assert_eq!(payload, Bytes::from_static(b"there?"));
+                    answered.store(true, Ordering::SeqCst);
+                    break;
+                }
+                Message::Text(_) => panic!("the pong waited behind every message the application sent"),
+                _ => {}
+            }
+        }
+        // What is still queued is not read: the connection drops with it.
+        drop(server);
+    });
+    client.join();
+}

@@ -406,9 +406,15 @@ impl Writer {
                         continue;
                     };
                     self.ws.write(message)?;
-                    // Whatever else is queued goes out with it.
+                    // Whatever else is queued goes out with it, but not
+                    // ahead of what the reader asks for: an application
+                    // that keeps the queue full would hold a pong, or the
+                    // close reply, for as long as it went on sending.
                     while let Ok(message) = self.outgoing.try_recv() {
                         self.ws.write(message)?;
+                        if self.control.bell.try_recv().is_ok() && !self.answer()? {
+                            return Ok(());
+                        }
                     }
                     self.ws.flush()?;
                 },

@@ -501,3 +501,31 @@ fn a_pong_goes_out_between_messages_while_the_application_keeps_the_queue_full()
     });
     client.join();
 }
+
+#[test]
+fn once_nobody_reads_its_output_the_client_closes_with_1000_and_exits() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command.args(["client", &url]);
+    // Piped into `head -1`; its stdin stays open throughout.
+    let mut cli = Program::start_head(command, 1);
+    let mut server = switchboard::tungstenite::accept(accept_within(&listener)).unwrap();
+    cli.expect_exact("[1] connected");
+    // Something for the client to print, to no one.
+    server.send(Message::text("anyone there?")).unwrap();
+    let close = loop {
+        match server.read() {
+            Ok(Message::Close(close)) => break close,
+            Ok(_) => {}
+            Err(e) => panic!("the client did not close: {e}"),
+        }
+    };
+    assert_eq!(close.map(|close| close.code), Some(CloseCode::Normal));
+    // Sends the server's answer (tungstenite then reports the connection
+    // closed), and hangs up, as a server does.
+    let _ = server.flush();
+    drop(server);
+    let (status, _, stderr) = cli.wait(PATIENCE);
+    assert!(status.success(), "{status:?}: {stderr}");
+}

@@ -25,7 +25,18 @@ pub struct Program {
 
 impl Program {
     /// Starts `command` with its stdin, stdout and stderr piped to the test.
-    pub fn start(mut command: Command) -> Program {
+    pub fn start(command: Command) -> Program {
+        Program::start_reading(command, None)
+    }
+
+    /// As [`start`](Program::start), but the test reads only the first
+    /// `lines` lines the program prints, then closes the pipe, as `head`
+    /// does: the program's next write to stdout fails.
+    pub fn start_head(command: Command, lines: usize) -> Program {
+        Program::start_reading(command, Some(lines))
+    }
+
+    fn start_reading(mut command: Command, head: Option<usize>) -> Program {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -35,8 +46,21 @@ impl Program {
         let stdout = child.stdout.take().unwrap();
         let (printed, lines) = unbounded();
         thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = printed.send(line);
+            let mut read = BufReader::new(stdout).lines().map_while(Result::ok);
+            match head {
+                None => read.for_each(|line| {
+                    let _ = printed.send(line);
+                }),
+                Some(wanted) => {
+                    let taken: Vec<String> = read.by_ref().take(wanted).collect();
+                    // Closed before the lines are handed on: once the test
+                    // has them, nothing more the program prints can reach
+                    // the pipe.
+                    drop(read);
+                    for line in taken {
+                        let _ = printed.send(line);
+                    }
+                }
             }
         });
         let mut errors = child.stderr.take().unwrap();

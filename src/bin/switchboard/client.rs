@@ -3,7 +3,7 @@
 //! with the name of its connection.
 
 use std::error::Error;
-use std::io::{BufRead, Write};
+use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -147,13 +147,13 @@ pub fn run(args: ClientArgs, interrupted: Receiver<()>) -> Result<ExitCode, Box<
     let mut ended = 0;
     let mut connected_once = false;
     let mut closing_since: Option<Instant> = None;
-    let stdout = std::io::stdout();
+    let stdout = io::stdout();
     let say = |text: String| {
         let mut out = stdout.lock();
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        writeln!(out, "{text}").and_then(|()| out.flush())
     };
     while ended < total {
+        let mut said = Ok(());
         // Once closing, the lines have a few seconds to say goodbye.
         let left = closing_since.map_or(Duration::MAX, |since| GOODBYE.saturating_sub(since.elapsed()));
         // Once closing, stdin and interrupts have had their say: an ended
@@ -177,15 +177,17 @@ pub fn run(args: ClientArgs, interrupted: Receiver<()>) -> Result<ExitCode, Box<
                     }
                     _ => {}
                 }
-                say(event.to_string());
+                said = say(event.to_string());
             },
             recv(typed) -> line => match line {
                 Ok(Input::Line(line)) => {
                     for problem in route(&client, &line) {
-                        say(problem);
+                        said = said.and(say(problem));
                     }
                 }
-                Ok(Input::NotText(number)) => say(format!("[stdin] line {number} not sent: it is not UTF-8")),
+                Ok(Input::NotText(number)) => {
+                    said = say(format!("[stdin] line {number} not sent: it is not UTF-8"));
+                }
                 Ok(Input::End) | Err(_) => {
                     client.close();
                     closing_since = Some(Instant::now());
@@ -196,6 +198,13 @@ pub fn run(args: ClientArgs, interrupted: Receiver<()>) -> Result<ExitCode, Box<
                 closing_since = Some(Instant::now());
             },
             default(left) => break,
+        }
+        // Whoever read the output has gone (`| head -1`): what the client
+        // is for, showing what happens, is over, so it closes as on EOF
+        // rather than go on unseen until stdin ends.
+        if said.is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe) && closing_since.is_none() {
+            client.close();
+            closing_since = Some(Instant::now());
         }
     }
     client.join();

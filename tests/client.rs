@@ -529,3 +529,19 @@ fn once_nobody_reads_its_output_the_client_closes_with_1000_and_exits() {
     let (status, _, stderr) = cli.wait(PATIENCE);
     assert!(status.success(), "{status:?}: {stderr}");
 }
+
+#[test]
+fn a_header_for_a_mistyped_connection_name_says_no_connection_has_that_name() {
+    let (status, printed, stderr) = crate::support::run(
+        &["client", "alice=ws://127.0.0.1:1/", "bob=ws://127.0.0.1:1/", "--header", "alcie=X-Trace: 1"],
+        &[],
+    );
+    assert_eq!(status.code(), Some(1), "{printed:?} {stderr}");
+    assert!(
+        stderr.contains(
+            "--header \"alcie=X-Trace: 1\": no connection named \"alcie\" (the connections are \"alice\", \"bob\")"
+        ),
+        "{stderr}"
+    );
+    assert!(printed.is_empty(), "nothing started: {printed:?}");
+}

@@ -80,14 +80,13 @@ impl ClientArgs {
         if let Some(name) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
             return Err(format!("two connections are named {name:?}").into());
         }
-        let known = |name: &str| names.iter().any(|n| n == name);
         for spec in &self.protocols {
-            for (endpoint, protocol) in targets(&mut endpoints, spec, known) {
+            for (endpoint, protocol) in targets(&mut endpoints, "--protocol", spec)? {
                 endpoint.subprotocols.push(protocol.to_owned());
             }
         }
         for spec in &self.headers {
-            for (endpoint, header) in targets(&mut endpoints, spec, known) {
+            for (endpoint, header) in targets(&mut endpoints, "--header", spec)? {
                 let (key, value) =
                     header.split_once(':').ok_or_else(|| format!("{header:?} is not 'Key: Value'"))?;
                 endpoint.headers.push((key.trim().to_owned(), value.trim().to_owned()));
@@ -120,17 +119,27 @@ fn split_name(spec: &str, is_name: impl Fn(&str) -> bool) -> Option<(&str, &str)
     spec.split_once('=').filter(|(name, _)| is_name(name))
 }
 
-/// The endpoints `spec` is for, with the value meant for them: the one it
-/// names, or all of them.
+/// The endpoints a `flag`'s `spec` is for, with the value meant for them:
+/// the one it names, or all of them. A subprotocol and a header's name are
+/// tokens, which hold no `=`, and a connection's name holds no `:`: an `=`
+/// before any `:` ends a connection's name, and a name that is no
+/// connection's is a slip to report, not part of the value.
 fn targets<'a, 's>(
     endpoints: &'a mut [Endpoint],
+    flag: &str,
     spec: &'s str,
-    known: impl Fn(&str) -> bool,
-) -> Vec<(&'a mut Endpoint, &'s str)> {
-    match split_name(spec, known) {
-        Some((name, value)) => endpoints.iter_mut().filter(|e| e.name == name).map(|e| (e, value)).collect(),
-        None => endpoints.iter_mut().map(|e| (e, spec)).collect(),
+) -> Result<Vec<(&'a mut Endpoint, &'s str)>, String> {
+    let Some((name, value)) = split_name(spec, |name| !name.contains(':')) else {
+        return Ok(endpoints.iter_mut().map(|e| (e, spec)).collect());
+    };
+    if !endpoints.iter().any(|e| e.name == name) {
+        let names: Vec<String> = endpoints.iter().map(|e| format!("{:?}", e.name)).collect();
+        return Err(format!(
+            "{flag} {spec:?}: no connection named {name:?} (the connections are {})",
+            names.join(", ")
+        ));
     }
+    Ok(endpoints.iter_mut().filter(|e| e.name == name).map(|e| (e, value)).collect())
 }
 
 /// Runs the client until every connection has ended, or until EOF or an
@@ -295,6 +304,28 @@ mod tests {
             e[1].headers,
             [("Authorization".to_owned(), "Bearer x=y".to_owned()), ("X-Trace".to_owned(), "1".to_owned())]
         );
+    }
+
+    #[test]
+    fn a_name_no_connection_has_is_refused_as_such() {
+        let refused = |flag: &str, spec: &str| {
+            let args = ["switchboard", "client", "alice=ws://h/1", "bob=ws://h/2", flag, spec];
+            let cli = crate::args::Cli::try_parse_from(args).unwrap();
+            let Some(crate::args::Command::Client(client)) = cli.command else { panic!("not the client") };
+            client.endpoints().unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused("--header", "alcie=Authorization: Bearer x=y"),
+            "--header \"alcie=Authorization: Bearer x=y\": no connection named \"alcie\" \
+             (the connections are \"alice\", \"bob\")"
+        );
+        assert_eq!(
+            refused("--protocol", "bbo=chat.v1"),
+            "--protocol \"bbo=chat.v1\": no connection named \"bbo\" (the connections are \"alice\", \"bob\")"
+        );
+        // An `=` in a header's value is no name.
+        let e = endpoints(&["switchboard", "client", "ws://h/1", "--header", "Cookie: a=b"]);
+        assert_eq!(e[0].headers, [("Cookie".to_owned(), "a=b".to_owned())]);
     }
 
     #[test]

@@ -148,20 +148,22 @@ fn sighup_while_the_server_starts_is_held_until_it_has() {
     // A Redis that takes the connection and never answers holds the start.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let redis = format!("redis://{}", silent.local_addr().unwrap());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["--listen", "127.0.0.1:0", "--redis", &redis])
         .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = Reaped(child);
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
     let (lines, log) = crossbeam_channel::unbounded();
     std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|line| drop(lines.send(line))));
     // The server is starting once it has connected to Redis.
     silent.set_nonblocking(true).unwrap();
     let mut held = None;
     assert!(wait_until(PATIENCE, || silent.accept().map(|(redis, _)| held = Some(redis)).is_ok()));
-    signal(child.id(), "HUP");
+    signal(child.0.id(), "HUP");
     // SIGHUP's default would end the process; held, it is done once the
     // server has started.
     let deadline = Instant::now() + PATIENCE;
@@ -169,12 +171,24 @@ fn sighup_while_the_server_starts_is_held_until_it_has() {
     while !seen.iter().any(|line: &String| line.contains("SIGHUP (reload): reloaded")) {
         match log.recv_deadline(deadline) {
             Ok(line) => seen.push(line),
-            Err(_) => panic!("no reload logged ({:?}): {seen:#?}", child.try_wait()),
+            Err(_) => panic!("no reload logged ({:?}): {seen:#?}", child.0.try_wait()),
         }
     }
     assert!(seen.iter().any(|line| line.contains("listening on")), "{seen:#?}");
-    signal(child.id(), "TERM");
-    assert!(child.wait().unwrap().success());
+    signal(child.0.id(), "TERM");
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// A server started by hand, killed if the test fails before it has ended.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 #[test]

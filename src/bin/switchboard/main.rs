@@ -82,11 +82,13 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
             other => Box::new(other),
         }
     })?;
-    signals::handle(reloads, server.shutdown_handle(), server.reload_handle(), files)?;
+    let addr = server.local_addr();
     // Logged once the signal handlers are in place: from this line on,
     // SIGINT and SIGTERM shut down gracefully and SIGHUP reloads.
-    let addr = server.local_addr();
-    info!("listening on {http}://{addr}/ (rooms at {ws}://{addr}/ws/<room>, echo at {ws}://{addr}/echo)");
+    let listening = || {
+        info!("listening on {http}://{addr}/ (rooms at {ws}://{addr}/ws/<room>, echo at {ws}://{addr}/echo)");
+    };
+    signals::handle(reloads, server.shutdown_handle(), server.reload_handle(), files, listening)?;
     server.run()?;
     Ok(())
 }

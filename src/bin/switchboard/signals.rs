@@ -34,6 +34,8 @@ pub fn hold_reloads() -> std::io::Result<Signals> {
 
 /// Handles the server's signals on a thread of their own, for as long as
 /// the process runs; a reload asked for while it started is done first.
+/// `ready` is called once SIGINT and SIGTERM are caught, and before that
+/// reload: what it logs comes ahead of the reload's line.
 ///
 /// # Errors
 ///
@@ -43,9 +45,11 @@ pub fn handle(
     shutdown: ShutdownHandle,
     reload: ReloadHandle,
     files: Reloadable,
+    ready: impl FnOnce(),
 ) -> std::io::Result<()> {
     signals.add_signal(SIGINT)?;
     signals.add_signal(SIGTERM)?;
+    ready();
     thread::Builder::new().name("switchboard-signals".into()).spawn(move || {
         let mut stopping = false;
         for signal in signals.forever() {

@@ -60,6 +60,7 @@
 mod envelope;
 mod health;
 mod interest;
+mod namesake;
 mod publisher;
 mod redaction;
 mod subscriber;
@@ -76,6 +77,7 @@ use self::health::Health;
 #[cfg(test)]
 pub(crate) use self::interest::Interest;
 use self::interest::Interests;
+use self::namesake::Namesake;
 pub(crate) use self::publisher::Outgoing;
 use self::publisher::{MAX_QUEUED_BYTES, Publisher};
 use self::redaction::Passwords;
@@ -262,6 +264,7 @@ impl Backplane {
         let health =
             Arc::new(Health::new(format!("node {} at {url}", config.node_id), passwords, metrics.clone()));
         let node_id: Arc<[u8]> = config.node_id.as_bytes().into();
+        let namesake = Arc::new(Namesake::default());
         let prefix: Arc<str> = config.channel_prefix.as_str().into();
         let (outgoing, outgoing_rx) = bounded(config.publish_queue);
         let queued_bytes = Arc::new(AtomicUsize::new(0));
@@ -276,6 +279,7 @@ impl Backplane {
             node_id: node_id.clone(),
             prefix: prefix.clone(),
             health: health.clone(),
+            namesake: namesake.clone(),
             metrics: metrics.clone(),
             _done: done.clone(),
         };
@@ -289,6 +293,7 @@ impl Backplane {
             prefix,
             max_frame,
             health,
+            namesake,
             metrics: metrics.clone(),
             _done: done,
         };

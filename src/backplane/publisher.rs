@@ -20,6 +20,7 @@ use redis::{Client, Connection, RedisResult};
 
 use super::envelope::{Channel, Envelope};
 use super::health::{Health, Link};
+use super::namesake::Namesake;
 use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, refuses_credentials};
 use crate::backoff::Backoff;
 use crate::frame::Frame;
@@ -53,6 +54,7 @@ pub(crate) struct Publisher {
     pub(crate) node_id: Arc<[u8]>,
     pub(crate) prefix: Arc<str>,
     pub(crate) health: Arc<Health>,
+    pub(crate) namesake: Arc<Namesake>,
     pub(crate) metrics: Arc<Metrics>,
     /// Dropped when the thread ends; see [`Backplane::join`](super::Backplane::join).
     pub(crate) _done: Sender<()>,
@@ -149,6 +151,7 @@ impl Publisher {
                 .arg(Envelope { origin: &self.node_id, frame })
                 .ignore();
         }
+        self.namesake.sending(batch.len());
         pipeline.query(connection)
     }
 

@@ -32,6 +32,7 @@ use redis::{Client, Connection, Msg, PubSub, RedisError, RedisResult};
 use super::envelope::{self, Channel};
 use super::health::{Health, Link};
 use super::interest::{Interest, Wanted};
+use super::namesake::Namesake;
 use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, refuses_credentials};
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
@@ -61,6 +62,7 @@ pub(crate) struct Subscriber {
     /// The largest frame accepted from another node.
     pub(crate) max_frame: usize,
     pub(crate) health: Arc<Health>,
+    pub(crate) namesake: Arc<Namesake>,
     pub(crate) metrics: Arc<Metrics>,
     /// Dropped when the thread ends; see [`Backplane::join`](super::Backplane::join).
     pub(crate) _done: Sender<()>,
@@ -231,6 +233,7 @@ impl Subscriber {
             }
         };
         if opened.origin == &*self.node_id {
+            self.namesake.returned(opened.origin);
             return Ok(());
         }
         let Some(frame) = Frame::from_wire(opened.frame).filter(|frame| frame.len() <= self.max_frame) else {

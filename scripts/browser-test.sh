@@ -24,6 +24,9 @@ source scripts/lib/prerequisites.sh
 playwright_version="1.64.1"
 chromium="${CHROMIUM:-/usr/bin/chromium}"
 out="target/browser-test"
+# Where cargo puts the build: CARGO_TARGET_DIR when set, so that the test
+# runs what it just built, never an older binary left in target/.
+server="${CARGO_TARGET_DIR:-target}/release/switchboard"
 node_dir="target/node/playwright-core-$playwright_version"
 
 if [ "$chromium" = /usr/bin/chromium ]; then
@@ -63,7 +66,7 @@ cleanup() {
 trap cleanup EXIT
 
 setsid node scripts/browser-test.mjs \
-  --server target/release/switchboard \
+  --server "$server" \
   --chromium "$chromium" \
   --playwright "$node_dir" \
   --out "$out" &

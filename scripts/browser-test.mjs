@@ -166,6 +166,7 @@ class Person {
     });
     page.on("websocket", (ws) => person.websockets.push(ws.url()));
     page.on("request", (r) => {
+      person.requested.push(new URL(r.url()).pathname);
       if (new URL(r.url()).pathname.startsWith("/rooms/")) person.roomQueries += 1;
       const host = new URL(r.url()).host;
       if (r.url().startsWith("data:") || host === server.addr) return;
@@ -183,6 +184,7 @@ class Person {
     this.responses = new Map();
     this.websockets = []; // the URL of every WebSocket the page opened
     this.roomQueries = 0; // requests for /rooms/...
+    this.requested = []; // the path of every request the page made, in order
   }
 
   async join(room, state = "open") {
@@ -386,6 +388,40 @@ async function main() {
       assert(shown === 0, `the framed page shows its join form (${framed.url()})`);
     } finally {
       await context.close();
+    }
+  });
+
+  // A browser resolves the dot segments of /ws/.. and /ws/. before sending,
+  // so a page that tried would ask for / or /ws/ and retry for ever.
+  await check("a room named . or .. is refused by the page, which connects nowhere", async () => {
+    const dots = await Person.open(browser, server, "dots");
+    try {
+      const refusals = dots.page.locator("#log li.system", { hasText: "a room cannot be called “.” or “..”" });
+      for (const [i, room] of [".", ".."].entries()) {
+        await dots.page.locator("#name").fill(dots.name);
+        await dots.page.locator("#room").fill(room);
+        await dots.page.locator("#join-button").click();
+        await dots.explain(`the refusal of ${JSON.stringify(room)}`, () =>
+          refusals.nth(i).waitFor({ timeout: PATIENCE_MS }),
+        );
+        const state = await dots.page.locator("#state").getAttribute("data-state");
+        assert(state === "idle", `after ${JSON.stringify(room)} the page is ${state}`);
+      }
+      // A WebSocket the page had opened for a dot room would be listed
+      // before the one it opens now, as would its /rooms/ requests.
+      await dots.join("dots");
+      assert(
+        dots.websockets.length === 1 && new URL(dots.websockets[0]).pathname === "/ws/dots",
+        `the only WebSocket is the one to /ws/dots: ${JSON.stringify(dots.websockets)}`,
+      );
+      assert(
+        dots.requested.every((p) => !p.startsWith("/rooms/") || p === "/rooms/dots"),
+        `the only room asked about is dots: ${JSON.stringify(dots.requested)}`,
+      );
+      assert((await dots.violations()).length === 0, `the CSP refused: ${await dots.violations()}`);
+      assert(dots.problems.length === 0, `dots: ${dots.problems.join("; ")}`);
+    } finally {
+      await dots.context.close();
     }
   });
 

@@ -262,6 +262,14 @@ $("join").addEventListener("submit", (event) => {
     show(`the room name is too long (at most ${MAX_ROOM_BYTES} bytes once encoded)`);
     return;
   }
+  // encodeURIComponent leaves dots alone, and a browser resolves /ws/.. to /
+  // and /ws/. to /ws/ before sending: the page would retry for ever against
+  // a 404. %2E would not help: a browser resolves it as a dot too, and the
+  // server, which takes the segment as written, would see another room.
+  if (path === "." || path === "..") {
+    show("a room cannot be called “.” or “..”: in an address they are steps in the path, not names");
+    return;
+  }
   stopTimers();
   if (socket !== null) {
     const old = socket;

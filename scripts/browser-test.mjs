@@ -474,6 +474,45 @@ async function main() {
     }
   });
 
+  // U+202E (right-to-left override) at the end of a name, left open, would
+  // run on into the message after it and show it backwards: "abc" as "cba".
+  await check("a bidi control in a sender's name does not reorder the message shown after it", async () => {
+    const mallory = await Person.open(browser, server, "mallory\u202e");
+    try {
+      await mallory.join("bidi");
+      await mallory.say("abc");
+      await mallory.waitForMessage(mallory.name, "abc");
+      const shown = await mallory.page.evaluate(() => {
+        const entry = [...document.querySelectorAll("#log li:not(.system)")].at(-1);
+        const [name, text] = [entry.querySelector(".who"), entry.lastChild];
+        const letters = text.nodeType === Node.TEXT_NODE ? text : text.firstChild;
+        const left = (i) => {
+          const range = document.createRange();
+          range.setStart(letters, i);
+          range.setEnd(letters, i + 1);
+          return range.getBoundingClientRect().left;
+        };
+        const isolation = (node) => (node instanceof Element ? getComputedStyle(node).unicodeBidi : "none");
+        return {
+          lefts: [0, 1, 2].map(left),
+          nameEnds: name.getBoundingClientRect().right,
+          isolated: [isolation(name), isolation(text)],
+        };
+      });
+      const [a, b, c] = shown.lefts;
+      assert(a < b && b < c, `"abc" is drawn left to right, its letters at x = ${shown.lefts}`);
+      assert(shown.nameEnds <= a, `the name ends (x = ${shown.nameEnds}) before the text starts (x = ${a})`);
+      assert(
+        shown.isolated.every((value) => value === "isolate"),
+        `the name and the text are each isolated: unicode-bidi ${shown.isolated}`,
+      );
+      assert((await mallory.violations()).length === 0, `the CSP refused: ${await mallory.violations()}`);
+      assert(mallory.problems.length === 0, `mallory: ${mallory.problems.join("; ")}`);
+    } finally {
+      await mallory.context.close();
+    }
+  });
+
   const before = await Promise.all(people.map((p) => p.states().then((s) => s.length)));
   let restarted = null;
 

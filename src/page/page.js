@@ -94,10 +94,16 @@ function show(text, { who = null, mine = false } = {}) {
     item.textContent = text;
   } else {
     if (mine) item.className = "mine";
-    const name = document.createElement("span");
+    // Each in a <bdi> of its own: a name ending in a bidi control (U+202E
+    // and the like) would otherwise reorder the text after it, so that a
+    // sender could make their message read as something else.
+    const name = document.createElement("bdi");
     name.className = "who";
     name.textContent = who;
-    item.append(name, document.createTextNode(text));
+    const body = document.createElement("bdi");
+    body.className = "text";
+    body.textContent = text;
+    item.append(name, body);
   }
   const log = $("log");
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;

@@ -8,6 +8,7 @@
 // waitForFunction, or a child process's exit), never a fixed sleep.
 
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { once } from "node:events";
 import { createWriteStream, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -49,6 +50,8 @@ const NO_RETRY_WINDOW_MS = 2_000;
 // The token of the server that asks for one: a `+`, a `/` and a `=`, as
 // base64 has, must survive the address, the header and the query alike.
 const TOKEN = "browser+secret/1=";
+// The HS256 key of the server that vouches for names with JWTs.
+const JWT_KEY = "browser-test-jwt-key-5f1c9a7e";
 
 // ---------------------------------------------------------------------------
 // The server, as a child process.
@@ -164,7 +167,10 @@ class Person {
       person.problems.push(`a ${d.type()} dialog opened: ${d.message()}`);
       d.dismiss().catch(() => {});
     });
-    page.on("websocket", (ws) => person.websockets.push(ws.url()));
+    page.on("websocket", (ws) => {
+      person.websockets.push(ws.url());
+      ws.on("framereceived", ({ payload }) => person.received.push(payload));
+    });
     page.on("request", (r) => {
       person.requested.push(new URL(r.url()).pathname);
       if (new URL(r.url()).pathname.startsWith("/rooms/")) person.roomQueries += 1;
@@ -183,6 +189,7 @@ class Person {
     this.problems = [];
     this.responses = new Map();
     this.websockets = []; // the URL of every WebSocket the page opened
+    this.received = []; // every message its WebSockets received, as sent
     this.roomQueries = 0; // requests for /rooms/...
     this.requested = []; // the path of every request the page made, in order
   }
@@ -267,6 +274,18 @@ class Person {
       const problems = this.problems.length ? `\n  problems: ${this.problems.join("; ")}` : "";
       throw new Error(`${this.name} waited for ${what}: ${why}\n  the page shows ${JSON.stringify(shown)}${problems}`);
     }
+  }
+
+  /** Whether the log shows `text` from `who` as this page's own. */
+  async isMine(who, text) {
+    await this.waitForMessage(who, text);
+    return this.page.evaluate(
+      ([who, text]) =>
+        [...document.querySelectorAll("#log li")]
+          .find((li) => li.querySelector(".who")?.textContent === who && li.lastChild.textContent === text)
+          .classList.contains("mine"),
+      [who, text],
+    );
   }
 
   async messages() {
@@ -439,10 +458,10 @@ async function main() {
     await carol.waitForMembers(1);
   });
 
-  await check("a message typed by alice (Enter) appears for bob and alice", async () => {
+  await check("a message typed by alice (Enter) appears for bob and alice, as alice's own on hers only", async () => {
     await alice.say("hello from alice");
-    await bob.waitForMessage("alice", "hello from alice");
-    await alice.waitForMessage("alice", "hello from alice");
+    assert(!(await bob.isMine("alice", "hello from alice")), "bob's page shows alice's message as his own");
+    assert(await alice.isMine("alice", "hello from alice"), "alice's page does not show her message as her own");
   });
 
   await check("a message sent by bob (Send button) appears for alice", async () => {
@@ -568,6 +587,7 @@ async function main() {
   });
 
   await checkCredentials(people);
+  await checkVerifiedNames(people);
 
   await check("no page had an error, a dialog, a CSP violation, or a request to anywhere else", async () => {
     for (const person of people) {
@@ -683,6 +703,49 @@ async function checkCredentials(everyone) {
     // WebSocket.)
     const log = await server.log();
     assert(!/refused \d+ upgrade/.test(log), `no refused upgrades in the log:\n${log}`);
+  });
+}
+
+/** An HS256 JWT with `claims`, signed with JWT_KEY. */
+function jwt(claims) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const signed = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  return `${signed}.${createHmac("sha256", JWT_KEY).update(signed).digest("base64url")}`;
+}
+
+// A server that vouches for names with JWTs puts the token's name in place
+// of the one typed: a page knows its own messages by what it sent, not by
+// the name it typed. Both pages here type "ivy"; one holds a token for
+// henry. Adds its pages to `everyone`, for the last check.
+async function checkVerifiedNames(everyone) {
+  const key = path.join(opts.out, "jwt-key");
+  writeFileSync(key, `${JWT_KEY}\n`);
+  const server = await Server.start(0, "server-jwt.log", ["--jwt-secret-file", key]);
+  servers.push(server);
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  const henry = await Person.open(browser, server, "ivy", `#token=${jwt({ sub: "henry", exp })}`);
+  const ivy = await Person.open(browser, server, "ivy", `#token=${jwt({ sub: "ivy", exp })}`);
+  everyone.push(henry, ivy);
+
+  await check("with JWTs, a page marks as its own what it sent, under the token's name, and nothing else", async () => {
+    await henry.join("names");
+    await ivy.join("names");
+    await henry.waitForMembers(2);
+    await henry.say("said by henry");
+    assert(await henry.isMine("henry", "said by henry"), "henry's page does not show his message as its own");
+    assert(!(await ivy.isMine("henry", "said by henry")), "ivy's page shows henry's message as its own");
+    await ivy.say("said by ivy");
+    assert(await ivy.isMine("ivy", "said by ivy"), "ivy's page does not show her message as its own");
+    assert(!(await henry.isMine("ivy", "said by ivy")), "henry's page, where ivy was typed, shows ivy's as its own");
+  });
+
+  await check("a member that copies the id of another's message does not get it shown as theirs", async () => {
+    const copied = ivy.received.map((m) => JSON.parse(m)).find((m) => m.text === "said by henry")?.id;
+    assert(typeof copied === "string", `ivy received henry's message with an id: ${ivy.received}`);
+    // Sent on ivy's own socket, as any client in the room could.
+    await ivy.page.evaluate((id) => socket.send(JSON.stringify({ text: "with henry's id", id })), copied);
+    assert(!(await henry.isMine("ivy", "with henry's id")), "henry's page takes ivy's copy as its own");
+    assert(!(await ivy.isMine("ivy", "with henry's id")), "ivy's page takes a message with henry's id as its own");
   });
 }
 

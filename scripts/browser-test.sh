@@ -4,7 +4,8 @@
 # reconnect by themselves when the server is interrupted and started again;
 # against a server that asks for a token, they ask for one, take it typed or
 # from #token= in their address, and stop on 401 and 403 rather than retry;
-# and none of it breaks the page's Content-Security-Policy, which Chromium is
+# against one that names senders by their JWTs, each page marks as its own
+# only what it sent; and none of it breaks the page's Content-Security-Policy, which Chromium is
 # seen to enforce (an injected script is refused, framing the page fails).
 #   scripts/browser-test.sh
 # Screenshots and server logs go to target/browser-test/. Exit status 0 iff

@@ -38,6 +38,15 @@ let countdownTimer = null;
 let presenceTimer = null;
 let connecting = 0;       // the latest connection attempt, so that a stale one gives up
 
+// Which messages are our own. Not the name: with a JWT the server puts the
+// token's name in place of the one typed, and anyone may type any name.
+// Each message goes out with a random id, and the server sends every
+// message back to its sender too, on the same socket: one that comes back
+// with an id we sent, and have not yet seen, is ours. No one else learns an
+// id before the server has queued our copy ahead of anything they could
+// send in reply, so a copied id arrives after ours, and matches nothing.
+let ownIds = new Set();   // sent on the current socket, not yet come back
+
 // The token, if any: see the top of this file.
 const TOKEN_KEY = "switchboard.token";
 let token = null;
@@ -77,6 +86,13 @@ function withToken() {
 const tokenInAddress = takeTokenFromAddress();
 if (tokenInAddress === null) token = storedToken();
 else keepToken(tokenInAddress);
+
+// 128 random bits in hex. crypto.getRandomValues, not randomUUID, which a
+// page served over plain http (other than from localhost) does not have.
+function randomId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
 
 function setState(state, text) {
   $("state").dataset.state = state;
@@ -175,6 +191,7 @@ async function connect() {
   const query = token === null ? "" : `?access_token=${encodeURIComponent(token)}`;
   const ws = new WebSocket(`${scheme}//${location.host}/ws/${here.path}${query}`);
   socket = ws;
+  ownIds = new Set(); // what went out on an earlier socket never comes back on this one
   ws.binaryType = "arraybuffer";
   ws.onopen = () => {
     openedAt = Date.now();
@@ -253,7 +270,8 @@ function receive(data) {
   }
   const who = typeof message.name === "string" ? message.name : "?";
   const text = typeof message.text === "string" ? message.text : JSON.stringify(message.text ?? "");
-  show(text, { who, mine: wanted !== null && who === wanted.name });
+  const mine = typeof message.id === "string" && ownIds.delete(message.id);
+  show(text, { who, mine });
 }
 
 
@@ -326,6 +344,8 @@ $("send").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value;
   if (text === "" || socket === null || socket.readyState !== WebSocket.OPEN) return;
-  socket.send(JSON.stringify({ name: wanted.name, text }));
+  const id = randomId();
+  ownIds.add(id);
+  socket.send(JSON.stringify({ name: wanted.name, text, id }));
   $("text").value = "";
 });

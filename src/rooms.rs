@@ -8,7 +8,7 @@
 //! | `/ws/<room>` | every message goes to every member of `<room>`, the sender included |
 //! | `/echo` | every message goes back to its sender |
 //!
-//! **Names are vouched for.** The page sends `{"name": ..., "text": ...}`
+//! **Names are vouched for.** The page sends `{"name": ..., "text": ..., "id": ...}`
 //! and shows the `name` of what it receives, so without credentials anyone
 //! can post under any name. When a client was admitted with a JWT, its
 //! [`verified_name`](Connection::verified_name) (the token's `sub`, or the

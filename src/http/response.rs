@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::io::Write;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::Refusal;
 
@@ -52,8 +52,9 @@ impl Response {
         Response::new(200).header("Content-Type", "application/json").body(body.into_bytes())
     }
 
-    /// Adds a header. `Content-Length` is the server's to write, from the
-    /// body: one given here is left out, as is a `Transfer-Encoding`.
+    /// Adds a header. `Content-Length` and `Date` are the server's to
+    /// write: one given here is left out, as is a `Transfer-Encoding`. A
+    /// `204` or `304` goes without a body, and without `Content-Length`.
     ///
     /// # Panics
     ///
@@ -123,7 +124,9 @@ impl Response {
         if closing {
             // RFC 9110 §6.6.1: an origin server with a clock dates its
             // answers (a 101 may go without, and goes quicker so).
-            let _ = write!(bytes, "Date: {}\r\n", httpdate::fmt_http_date(SystemTime::now()));
+            if let Some(date) = http_date(SystemTime::now()) {
+                let _ = write!(bytes, "Date: {date}\r\n");
+            }
             bytes.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
             if !bodiless {
                 let _ = write!(bytes, "Content-Length: {}\r\n", self.body.len());
@@ -141,6 +144,16 @@ impl Response {
         }
         bytes
     }
+}
+
+/// `now` as an HTTP date; `None` for a clock set before 1970 or past the
+/// year 9999, which the format cannot hold (httpdate panics on them, and
+/// this runs on the accept loop): RFC 9110 §6.6.1 has a server without a
+/// reliable clock send no Date.
+fn http_date(now: SystemTime) -> Option<String> {
+    const YEAR_10000: u64 = 253_402_300_800;
+    let since = now.duration_since(UNIX_EPOCH).ok()?;
+    (since.as_secs() < YEAR_10000).then(|| httpdate::fmt_http_date(now))
 }
 
 impl From<Refusal> for Response {
@@ -221,6 +234,15 @@ mod tests {
         let age = SystemTime::now().duration_since(date).unwrap_or_default();
         assert!(age < std::time::Duration::from_secs(5), "{text}");
         format!("{}{}", &text[..at], &text[end..])
+    }
+
+    #[test]
+    fn a_clock_the_date_format_cannot_hold_gives_no_date() {
+        let seconds = std::time::Duration::from_secs;
+        assert_eq!(http_date(UNIX_EPOCH - seconds(1)), None);
+        assert_eq!(http_date(UNIX_EPOCH + seconds(253_402_300_800)), None);
+        assert_eq!(http_date(UNIX_EPOCH).as_deref(), Some("Thu, 01 Jan 1970 00:00:00 GMT"));
+        assert!(http_date(UNIX_EPOCH + seconds(253_402_300_799)).is_some_and(|d| d.contains("9999")));
     }
 
     #[test]

@@ -468,9 +468,10 @@ fn split_target(target: &str) -> Result<(Option<&str>, &str), HeadError> {
     }
     let rest = &target[scheme_ends + 3..];
     let (authority, path) = rest.find(['/', '?']).map_or((rest, ""), |at| rest.split_at(at));
-    if authority.is_empty() || authority.contains('@') {
-        // RFC 9110 §4.2.4: userinfo in an http URI is an error.
-        return Err(refused("request target must name a host, and no user"));
+    // It stands for the Host header, and is held to the same rule; RFC
+    // 9110 §4.2.4: userinfo in an http URI is an error.
+    if authority.is_empty() || !is_authority(authority) {
+        return Err(refused("request target must name a host and port, and no user"));
     }
     // The path may be empty, before a query or not: it is then "/".
     Ok((Some(authority), path))
@@ -503,7 +504,14 @@ pub(crate) mod tests {
             (bare.path(), bare.query(), bare.header("host")),
             ("/", Some("x=1"), Some("chat.example"))
         );
-        for target in ["ftp://chat.example/", "http://user@chat.example/", "http:///ws", "ws/a", "*"] {
+        for target in [
+            "ftp://chat.example/",
+            "http://user@chat.example/",
+            "http:///ws",
+            "ws/a",
+            "*",
+            "http://a\"<b>/ws",
+        ] {
             let text = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
             let parsed = parse(text.as_bytes(), "127.0.0.1:1".parse().unwrap(), 64);
             assert!(matches!(parsed, Err(HeadError::Refused(Refusal { status: 400, .. }))), "{target}");

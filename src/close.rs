@@ -138,10 +138,18 @@ impl Ending {
     /// protocol error, a slow consumer) rather than the ordinary life of a
     /// connection. Faults are logged at `warn`, the rest at `debug`.
     pub fn is_fault(&self) -> bool {
+        self.fault_code().is_some()
+    }
+
+    /// The close code of a fault (see [`is_fault`](Ending::is_fault)): the
+    /// server's, or the 1002 it answered a client's invalid code with.
+    pub(crate) fn fault_code(&self) -> Option<CloseCode> {
         match self {
-            Ending::ByServer(close) => !matches!(close.code, CloseCode::Away | CloseCode::Normal),
-            Ending::ByClientInvalidCode => true,
-            Ending::ByClient(_) | Ending::Dropped => false,
+            Ending::ByServer(close) if !matches!(close.code, CloseCode::Away | CloseCode::Normal) => {
+                Some(close.code)
+            }
+            Ending::ByClientInvalidCode => Some(CloseCode::Protocol),
+            Ending::ByServer(_) | Ending::ByClient(_) | Ending::Dropped => None,
         }
     }
 

@@ -124,14 +124,11 @@ pub(crate) fn check(request: &Request) -> Result<(), Refusal> {
     // What follows the head is the WebSocket's: a body declared as well
     // would be read as frames by us and as the body by a proxy before us.
     // A length of zero ("0", or "00") declares none.
-    let no_length = |length: &str| !length.is_empty() && length.bytes().all(|b| b == b'0');
-    if request.header("transfer-encoding").is_some()
-        || request.header("content-length").is_some_and(|length| !no_length(length.trim()))
-    {
+    if request.header("transfer-encoding").is_some() || request.declared_length().is_some_and(|n| n > 0) {
         return Err(Refusal::bad_request("a WebSocket upgrade has no body"));
     }
     // RFC 6455 §11.3.1 and §11.3.5: each may come once.
-    for name in ["sec-websocket-key", "sec-websocket-version"] {
+    for name in ["Sec-WebSocket-Key", "Sec-WebSocket-Version"] {
         if request.repeats(name) {
             return Err(Refusal::bad_request(format!("more than one {name} header")));
         }

@@ -66,15 +66,15 @@ fn an_upgrade_that_says_a_field_twice_or_brings_a_body_is_400() {
     let version = "Sec-WebSocket-Version: 13\r\n";
     let cases = [
         (format!("Host: u\r\n{key}{version}"), "more than one Host header"),
-        (format!("{key}{key}{version}"), "more than one sec-websocket-key header"),
-        (format!("{key}{version}Sec-WebSocket-Version: 8\r\n"), "more than one sec-websocket-version header"),
+        (format!("{key}{key}{version}"), "more than one Sec-WebSocket-Key header"),
+        (format!("{key}{version}Sec-WebSocket-Version: 8\r\n"), "more than one Sec-WebSocket-Version header"),
         (format!("{key}{version}Content-Length: 6\r\n"), "a WebSocket upgrade has no body"),
         (format!("{key}{version}Transfer-Encoding: chunked\r\n"), "a WebSocket upgrade has no body"),
         // A proxy that reads the second length would take what follows
         // for a body, and the frames for another request.
         (
             format!("{key}{version}Content-Length: 0\r\nContent-Length: 5\r\n"),
-            "more than one content-length header",
+            "more than one Content-Length header",
         ),
     ];
     for (headers, why) in cases {

@@ -126,7 +126,7 @@ impl Outgoing {
 #[derive(Default)]
 struct Asks {
     /// The payload of the latest ping not answered yet: RFC 6455 §5.5.3
-    /// asks for an answer to the most recent ping only.
+    /// lets an endpoint answer only the most recent of several pings.
     pong: Option<tungstenite::Bytes>,
     /// Answer the server's close with this frame, then stop.
     close_reply: Option<Option<CloseFrame>>,

@@ -436,12 +436,7 @@ fn farewell<H: Handler>(
         shared.metrics.dropped();
     }
     let (id, client) = (connection.id, connection.client_ip);
-    let fault = match &ending {
-        Ending::ByServer(close) if ending.is_fault() => Some(close.code),
-        Ending::ByClientInvalidCode => Some(CloseReason::Protocol.code()),
-        _ => None,
-    };
-    match fault {
+    match ending.fault_code() {
         Some(code) => {
             let line = format_args!("connection {id} from {client}: {ending}{cause}");
             shared.faults.note_with(code.into(), line);

@@ -97,6 +97,13 @@ impl Request {
         self.credentials_expire
     }
 
+    /// The length of the body the head declares (`Content-Length`), which
+    /// parsing has checked to be one number; `u64::MAX` for a number past
+    /// it.
+    pub(crate) fn declared_length(&self) -> Option<u64> {
+        self.header("content-length").map(|length| length.trim().parse().unwrap_or(u64::MAX))
+    }
+
     /// What the credentials that admitted the request stand on, if any
     /// were asked for: see [`Proof::credential`](crate::auth::Proof).
     pub(crate) fn credential(&self) -> Option<TokenDigest> {
@@ -436,7 +443,7 @@ fn check_framing(request: &Request) -> Result<(), Refusal> {
     // we read the first, is how one request is smuggled inside another, and
     // a length that is not a number leaves where the request ends to guess.
     if request.repeats("content-length") {
-        return Err(Refusal::bad_request("more than one content-length header"));
+        return Err(Refusal::bad_request("more than one Content-Length header"));
     }
     let number = |length: &str| !length.is_empty() && length.bytes().all(|b| b.is_ascii_digit());
     if request.header("content-length").is_some_and(|length| !number(length.trim())) {

@@ -264,7 +264,7 @@ impl Backplane {
         let health =
             Arc::new(Health::new(format!("node {} at {url}", config.node_id), passwords, metrics.clone()));
         let node_id: Arc<[u8]> = config.node_id.as_bytes().into();
-        let namesake = Arc::new(Namesake::default());
+        let namesake = Arc::new(Namesake::new(node_id.clone()));
         let prefix: Arc<str> = config.channel_prefix.as_str().into();
         let (outgoing, outgoing_rx) = bounded(config.publish_queue);
         let queued_bytes = Arc::new(AtomicUsize::new(0));

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use log::debug;
 use redis::{Client, Connection, RedisResult};
 
 use super::envelope::{Channel, Envelope};
@@ -80,6 +81,7 @@ impl Publisher {
             match self.connect() {
                 Ok(mut connection) => {
                     self.health.up(Link::Publisher);
+                    self.greet(&mut connection);
                     match self.serve(&mut connection, &mut backoff) {
                         Ended::HubStopped => return,
                         Ended::Failed(e) => self.health.down(Link::Publisher, &e, refuses_credentials(&e)),
@@ -90,6 +92,18 @@ impl Publisher {
             if !self.discard_until(Instant::now() + backoff.next_delay()) {
                 return;
             }
+        }
+    }
+
+    /// Greets the other nodes (see [`Namesake`]). A failure is left to the
+    /// next command to meet: a Redis that lost the connection fails that
+    /// too, and one that refuses the greeting's channel may still take the
+    /// rooms'.
+    fn greet(&self, connection: &mut Connection) {
+        let greeted =
+            redis::cmd("PUBLISH").arg(&*self.prefix).arg(self.namesake.greeting()).query::<()>(connection);
+        if let Err(e) = greeted {
+            debug!("backplane: greeting the other nodes failed: {e}");
         }
     }
 
@@ -151,7 +165,6 @@ impl Publisher {
                 .arg(Envelope { origin: &self.node_id, frame })
                 .ignore();
         }
-        self.namesake.sending(batch.len());
         pipeline.query(connection)
     }
 

@@ -118,6 +118,7 @@ impl Subscriber {
     fn listen(&mut self, connection: &mut Connection, backoff: &mut Backoff) -> Result<Infallible, Ended> {
         connection.set_write_timeout(Some(IO_TIMEOUT))?;
         let mut pubsub = connection.as_pubsub();
+        self.listen_for_namesakes(&mut pubsub)?;
         let mut subscribed = HashSet::new();
         self.follow()?;
         self.reconcile(&mut pubsub, &mut subscribed)?;
@@ -205,6 +206,20 @@ impl Subscriber {
         Ok(())
     }
 
+    /// Subscribes to where nodes greet each other (see [`Namesake`]); a
+    /// refusal of that channel alone is let pass.
+    fn listen_for_namesakes(&self, pubsub: &mut PubSub<'_>) -> RedisResult<()> {
+        pubsub.set_read_timeout(Some(IO_TIMEOUT))?;
+        match pubsub.subscribe(&*self.prefix) {
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => Err(e),
+            Err(e) => {
+                debug!("backplane: cannot hear other nodes' greetings: {e}");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
     fn keepalive(&self, pubsub: &mut PubSub<'_>) -> RedisResult<()> {
         pubsub.set_read_timeout(Some(IO_TIMEOUT))?;
         pubsub.ping::<()>()?;
@@ -219,6 +234,10 @@ impl Subscriber {
     ///
     /// [`Error::HubStopped`] once the hub has stopped.
     fn forward(&self, message: &Msg) -> Result<()> {
+        if message.get_channel_name() == &*self.prefix {
+            self.namesake.heard(message.get_payload_bytes());
+            return Ok(());
+        }
         let Some(room) =
             message.get_channel_name().strip_prefix(&*self.prefix).and_then(|r| self.wanted.get(r))
         else {
@@ -233,7 +252,6 @@ impl Subscriber {
             }
         };
         if opened.origin == &*self.node_id {
-            self.namesake.returned(opened.origin);
             return Ok(());
         }
         let Some(frame) = Frame::from_wire(opened.frame).filter(|frame| frame.len() <= self.max_frame) else {

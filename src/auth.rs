@@ -120,9 +120,9 @@ pub(crate) struct Credentials {
 
 /// How a JWT is checked, and the claim that names its holder.
 struct Jwt {
-    key: DecodingKey,
-    /// What the connections it admits stand on: see [`key_digest`].
-    key_digest: TokenDigest,
+    /// The keys taken, the current one first, each with what the
+    /// connections it admits stand on (see [`key_digest`]).
+    keys: Vec<(DecodingKey, TokenDigest)>,
     validation: Validation,
     name_claim: String,
 }
@@ -162,8 +162,15 @@ fn key_digest(secret: &[u8]) -> TokenDigest {
 /// The digests of the credentials `access` takes, sorted to be searched:
 /// each bearer token's, and its JWT key's.
 pub(crate) fn credential_digests(access: &Access) -> Vec<TokenDigest> {
-    let key = access.jwt_secret.as_ref().map(|secret| key_digest(secret.expose()));
-    sorted(token_digests(&access.tokens).chain(key))
+    let keys = jwt_keys(access).map(|secret| key_digest(secret.expose()));
+    sorted(token_digests(&access.tokens).chain(keys))
+}
+
+/// The JWT keys `access` takes, the current one first: the previous ones
+/// only beside a current one, which is what `Access::problem` allows.
+fn jwt_keys(access: &Access) -> impl Iterator<Item = &Secret> {
+    let previous = if access.jwt_secret.is_some() { &access.jwt_previous_secrets[..] } else { &[] };
+    access.jwt_secret.iter().chain(previous)
 }
 
 fn token_digests(tokens: &[Token]) -> impl Iterator<Item = TokenDigest> + '_ {
@@ -182,7 +189,7 @@ impl Credentials {
         if !access.requires_credentials() {
             return None;
         }
-        let jwt = access.jwt_secret.as_ref().map(|secret| {
+        let jwt = access.jwt_secret.is_some().then(|| {
             let mut validation = Validation::new(Algorithm::HS256);
             validation.leeway = JWT_LEEWAY_SECS;
             // Off by default in jsonwebtoken: a token before its `nbf` would
@@ -196,8 +203,9 @@ impl Credentials {
                 validation.set_required_spec_claims(&["exp", "aud"]);
             }
             Jwt {
-                key: DecodingKey::from_secret(secret.expose()),
-                key_digest: key_digest(secret.expose()),
+                keys: jwt_keys(access)
+                    .map(|secret| (DecodingKey::from_secret(secret.expose()), key_digest(secret.expose())))
+                    .collect(),
                 validation,
                 name_claim: access.jwt_name_claim.clone().unwrap_or_else(|| DEFAULT_NAME_CLAIM.to_owned()),
             }
@@ -230,11 +238,7 @@ impl Credentials {
         let Some(jwt) = &self.jwt else {
             return Err(Refusal::forbidden("invalid credentials"));
         };
-        let claims =
-            match jsonwebtoken::decode::<Map<String, Value>>(token.as_bytes(), &jwt.key, &jwt.validation) {
-                Ok(data) => data.claims,
-                Err(e) => return Err(refusal(e.kind(), &token)),
-            };
+        let (claims, key_digest) = jwt.decode(&token)?;
         let name = claims.get(&jwt.name_claim).and_then(Value::as_str).filter(|name| !name.is_empty());
         let Some(name) = name else {
             return Err(Refusal::forbidden(format!(
@@ -252,8 +256,28 @@ impl Credentials {
             identity: identity.to_owned(),
             verified_name: Some(name.to_owned()),
             expires,
-            credential: jwt.key_digest,
+            credential: key_digest,
         })
+    }
+}
+
+impl Jwt {
+    /// The claims of `token`, checked, and the digest of the key that
+    /// signed it; else the refusal of the first key whose signature
+    /// matches, or `invalid credentials` when none does.
+    fn decode(&self, token: &str) -> Result<(Map<String, Value>, TokenDigest), Refusal> {
+        let mut refused = None;
+        for (key, digest) in &self.keys {
+            match jsonwebtoken::decode::<Map<String, Value>>(token.as_bytes(), key, &self.validation) {
+                Ok(data) => return Ok((data.claims, *digest)),
+                // Another key may have signed it.
+                Err(e) if *e.kind() == ErrorKind::InvalidSignature => {
+                    refused.get_or_insert_with(|| refusal(e.kind(), token));
+                }
+                Err(e) => return Err(refusal(e.kind(), token)),
+            }
+        }
+        Err(refused.unwrap_or_else(|| Refusal::forbidden("invalid credentials")))
     }
 }
 
@@ -485,6 +509,30 @@ mod tests {
         assert_eq!(
             refused(check_query(&credentials(), &forever)),
             (403, "the token has no exp claim".into())
+        );
+    }
+
+    #[test]
+    fn a_jwt_signed_with_a_previous_key_is_taken_and_stands_on_that_key() {
+        let c = Credentials::new(&Access {
+            jwt_secret: Some(Secret::new("new key")),
+            jwt_previous_secrets: vec![Secret::new("old key")],
+            ..Access::default()
+        })
+        .unwrap();
+        let new = check_query(&c, &jwt("new key", 60, "alice")).unwrap();
+        let old = check_query(&c, &jwt("old key", 60, "bob")).unwrap();
+        assert_eq!((new.identity.as_str(), old.identity.as_str()), ("alice", "bob"));
+        assert_eq!(new.credential, key_digest(b"new key"));
+        assert_eq!(old.credential, key_digest(b"old key"));
+        // Told what is wrong with it by the key that signed it.
+        assert_eq!(
+            refused(check_query(&c, &jwt("old key", -3600, "bob"))),
+            (403, "expired credentials".into())
+        );
+        assert_eq!(
+            refused(check_query(&c, &jwt("other key", 60, "eve"))),
+            (403, "invalid credentials".into())
         );
     }
 

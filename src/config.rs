@@ -291,6 +291,12 @@ pub struct Access {
     /// connection's identity, and the claim named by `jwt_name_claim` its
     /// verified name. Default `None`.
     pub jwt_secret: Option<Secret>,
+    /// Keys taken beside `jwt_secret`, for a rotation without a break: a
+    /// token signed with any of them is taken as with `jwt_secret`, and a
+    /// [reload](crate::ReloadHandle::reload) that no longer lists a key
+    /// closes the connections its tokens opened. Default: none. Only with
+    /// `jwt_secret`.
+    pub jwt_previous_secrets: Vec<Secret>,
     /// The audience this server is, as the issuer writes it in a token's
     /// `aud` claim: a JWT whose `aud` names it is taken, one without `aud`
     /// or for other audiences only gets 403. `None`, the default: a JWT with an `aud`
@@ -357,6 +363,12 @@ impl Access {
         }
         if crate::auth::repeats_a_secret(&self.tokens) {
             return Some(("access.tokens", "hold one token twice: the second's name could never be given"));
+        }
+        if !self.jwt_previous_secrets.is_empty() && self.jwt_secret.is_none() {
+            return Some((
+                "access.jwt_previous_secrets",
+                "needs access.jwt_secret: they are taken beside it",
+            ));
         }
         match &self.jwt_name_claim {
             Some(_) if self.jwt_secret.is_none() => {
@@ -853,6 +865,20 @@ mod tests {
             jwt_audience: Some(audience),
             ..Access::default()
         });
+    }
+
+    #[test]
+    fn previous_jwt_keys_need_a_current_one() {
+        let with = |access: Access| Config { access, ..Config::default() }.validate();
+        let previous = vec![Secret::new("old")];
+        let err = with(Access { jwt_previous_secrets: previous.clone(), ..Access::default() }).unwrap_err();
+        assert!(matches!(err, Error::Config { field: "access.jwt_previous_secrets", .. }), "{err}");
+        with(Access {
+            jwt_secret: Some(Secret::new("new")),
+            jwt_previous_secrets: previous,
+            ..Access::default()
+        })
+        .unwrap();
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn world() -> &'static (HubHandle, Gate, Arc<Metrics>, Access) {
             allowed_origins: vec!["https://app.example".into()],
             tokens: vec![Token::new("token")],
             jwt_secret: Some(Secret::new("key")),
+            jwt_previous_secrets: vec![Secret::new("previous key")],
             jwt_name_claim: None,
             jwt_audience: None,
             private_metrics: true,

@@ -179,6 +179,41 @@ fn sighup_while_the_server_starts_is_held_until_it_has() {
     assert!(child.0.wait().unwrap().success());
 }
 
+#[test]
+fn a_key_kept_as_a_previous_one_keeps_its_connections_until_a_reload_drops_it() {
+    use switchboard::{Access, Config, Secret};
+    let keys = |current: &str, previous: &[&str]| Access {
+        jwt_secret: Some(Secret::new(current)),
+        jwt_previous_secrets: previous.iter().map(|key| Secret::new(*key)).collect(),
+        ..Access::default()
+    };
+    let server = TestServer::start(Config { access: keys(jwt::KEY, &[]), ..crate::support::config() });
+    let mut old =
+        server.connect(&format!("/echo?access_token={}", jwt::jwt(serde_json::json!({ "sub": "a" }))));
+    // The rotation: a new key signs, the old one is still taken.
+    server.reload_handle().reload(&keys("new key", &[jwt::KEY]), None).unwrap();
+    let signed_new = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "sub": "b", "exp": jwt::now() + 3600 }),
+        &jsonwebtoken::EncodingKey::from_secret(b"new key"),
+    )
+    .unwrap();
+    let mut new = server.connect(&format!("/echo?access_token={signed_new}"));
+    let late = server.connect(&format!("/echo?access_token={}", jwt::jwt(serde_json::json!({ "sub": "c" }))));
+    for client in [&mut old, &mut new] {
+        send_text(client, "still here");
+        assert_eq!(recv_text(client), "still here");
+    }
+    // The old key retired: what it let in goes, what the new one did stays.
+    server.reload_handle().reload(&keys("new key", &[]), None).unwrap();
+    for mut client in [old, late] {
+        let close = recv_close(&mut client).expect("a close frame");
+        assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "credentials revoked"));
+    }
+    send_text(&mut new, "still here");
+    assert_eq!(recv_text(&mut new), "still here");
+}
+
 /// A server started by hand, killed if the test fails before it has ended.
 struct Reaped(std::process::Child);
 

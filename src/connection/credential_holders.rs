@@ -159,6 +159,17 @@ mod tests {
         assert_eq!(holders.take_only(Some(&access(&[Token::new("t")], Some("old key"))), || {}), 0);
         assert_eq!(holders.take_only(Some(&access(&[Token::new("t")], Some("new key"))), || {}), 1);
         assert!(revoked(&by_jwt) && !revoked(&by_token));
+        // Kept as a previous key: what it let in stays, until a reload
+        // lists it no more.
+        let (by_old, by_new) = (open(3), open(4));
+        let rotating = CredentialHolders::new(&access(&[], Some("old key")));
+        assert!(rotating.add(key_digest_of("old key"), &by_old.outbox));
+        let mut both = access(&[], Some("new key"));
+        both.jwt_previous_secrets = vec![Secret::new("old key")];
+        assert_eq!(rotating.take_only(Some(&both), || {}), 0);
+        assert!(rotating.add(key_digest_of("new key"), &by_new.outbox));
+        assert_eq!(rotating.take_only(Some(&access(&[], Some("new key"))), || {}), 1);
+        assert!(revoked(&by_old) && !revoked(&by_new));
         // A token that spells out the key is not the key.
         assert_ne!(digest_of("old key"), key_digest_of("old key"));
     }

@@ -447,6 +447,7 @@ pub struct Files {
 pub struct CredentialFiles {
     pub tokens: Vec<Token>,
     pub jwt_secret: Option<Secret>,
+    pub jwt_previous_secrets: Vec<Secret>,
     pub tls: Option<TlsConfig>,
 }
 
@@ -457,13 +458,16 @@ impl Files {
             Some((path, setting)) => read_tokens(path, setting)?,
             None => Vec::new(),
         };
-        let jwt_secret = match &self.jwt_secret_file {
-            Some((path, setting)) => match secret_lines(path, setting)?.as_slice() {
-                [(_, key)] => Some(Secret::new(key.as_str())),
-                _ => return Err(FlagError::from(format!("{setting}: the file holds more than one key"))),
-            },
-            None => None,
-        };
+        // One key a line: the current one, then any still taken while a
+        // rotation retires them.
+        let mut jwt_keys = match &self.jwt_secret_file {
+            Some((path, setting)) => secret_lines(path, setting)?,
+            None => Vec::new(),
+        }
+        .into_iter()
+        .map(|(_, key)| Secret::new(key));
+        let jwt_secret = jwt_keys.next();
+        let jwt_previous_secrets = jwt_keys.collect();
         let tls = match &self.tls {
             Some((cert, key, settings)) => Some(
                 TlsConfig::from_pem_files(cert, key)
@@ -471,7 +475,7 @@ impl Files {
             ),
             None => None,
         };
-        Ok(CredentialFiles { tokens, jwt_secret, tls })
+        Ok(CredentialFiles { tokens, jwt_secret, jwt_previous_secrets, tls })
     }
 
     /// What a reload of these files replaces, in words.
@@ -482,7 +486,10 @@ impl Files {
             what.push(format!("{n} token{}", if n == 1 { "" } else { "s" }));
         }
         if self.jwt_secret_file.is_some() {
-            what.push("the JWT key".to_owned());
+            match read.jwt_previous_secrets.len() {
+                0 => what.push("the JWT key".to_owned()),
+                n => what.push(format!("the JWT key and {n} previous one{}", if n == 1 { "" } else { "s" })),
+            }
         }
         if self.tls.is_some() {
             what.push("the certificate and key".to_owned());
@@ -528,7 +535,8 @@ impl ServerArgs {
             return Err(FlagError::from(format!("{REDIS_PASSWORD_VAR} is set: it needs --redis too")));
         }
         let defaults = Config::default();
-        let CredentialFiles { tokens, jwt_secret, tls } = self.credential_files(sources).read()?;
+        let CredentialFiles { tokens, jwt_secret, jwt_previous_secrets, tls } =
+            self.credential_files(sources).read()?;
         let redis_password = match (&self.redis_password_file, sources.redis_password()) {
             (Some(_), Some(_)) => {
                 let problem = format!("{REDIS_PASSWORD_VAR} holds a password too: give it one way");
@@ -574,6 +582,7 @@ impl ServerArgs {
                 allowed_origins: self.allow_origins,
                 tokens,
                 jwt_secret,
+                jwt_previous_secrets,
                 jwt_name_claim: self.jwt_name_claim,
                 jwt_audience: self.jwt_audience,
                 private_metrics: self.private_metrics,
@@ -710,17 +719,21 @@ mod tests {
     }
 
     #[test]
-    fn a_jwt_key_file_holds_one_line_of_text() {
+    fn a_jwt_key_file_holds_a_key_a_line_the_current_one_first() {
         let path = std::env::temp_dir().join(format!("switchboard-jwt-keys-{}", std::process::id()));
         let refusal = |contents: &[u8]| {
             std::fs::write(&path, contents).unwrap();
             config(&["switchboard", "--jwt-secret-file", path.to_str().unwrap()]).unwrap_err().to_string()
         };
         let binary = refusal(&[0x8f, 0x00, 0xff, 0x10]);
-        let two = refusal(b"first key\nsecond key\n");
+        let none = refusal(b"# no key yet\n\n");
+        std::fs::write(&path, b"# the new key first\nnew key\n\nold key\nolder key\n").unwrap();
+        let access = config(&["switchboard", "--jwt-secret-file", path.to_str().unwrap()]).unwrap().access;
         std::fs::remove_file(&path).unwrap();
         assert!(binary.contains("not text") && binary.contains("openssl rand -hex"), "{binary}");
-        assert!(two.contains("more than one key"), "{two}");
+        assert!(none.contains("holds no secret"), "{none}");
+        assert_eq!(access.jwt_secret, Some(Secret::new("new key")));
+        assert_eq!(access.jwt_previous_secrets, [Secret::new("old key"), Secret::new("older key")]);
     }
 
     #[test]

@@ -38,6 +38,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("access.jwt_audience", "--jwt-audience"),
     ("access.allowed_origins", "--allow-origin"),
     ("access.jwt_secret", "--jwt-secret-file"),
+    ("access.jwt_previous_secrets", "--jwt-secret-file"),
     ("access.tokens", "--auth-token-file"),
     ("backplane.ca_certificate_pem", "--redis-ca-cert"),
     ("backplane.password", "--redis-password-file"),

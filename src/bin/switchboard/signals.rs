@@ -82,7 +82,12 @@ impl Reloadable {
     fn reload(&self, server: &ReloadHandle) -> Result<String, Box<dyn std::error::Error>> {
         let read = self.files.read()?;
         let what = self.files.describe(&read);
-        let access = Access { tokens: read.tokens, jwt_secret: read.jwt_secret, ..self.access.clone() };
+        let access = Access {
+            tokens: read.tokens,
+            jwt_secret: read.jwt_secret,
+            jwt_previous_secrets: read.jwt_previous_secrets,
+            ..self.access.clone()
+        };
         server.reload(&access, read.tls.as_ref())?;
         Ok(what)
     }

@@ -19,15 +19,25 @@ pub enum LogFormat {
 
 /// Starts the log at `level` unless `RUST_LOG` says otherwise.
 pub fn init(level: &str, format: LogFormat) {
+    builder(level, format, std::env::var("RUST_LOG").ok().as_deref()).init();
+}
+
+/// The log [`init`] starts, with `rust_log` for `RUST_LOG`.
+fn builder(level: &str, format: LogFormat, rust_log: Option<&str>) -> env_logger::Builder {
     let mut builder = env_logger::Builder::new();
     // tungstenite logs every frame at debug and below: RUST_LOG=debug is
-    // for this server's own lines. Naming tungstenite in RUST_LOG (say
+    // for this server's own lines. rustls warns of what a client sent (an
+    // SNI name it takes for illegal, an IP address given as one) once per
+    // handshake, with the client's text whole: a client could write a line
+    // of any length per connection, where the server counts failed
+    // handshakes itself. Naming either in RUST_LOG (say
     // RUST_LOG=debug,tungstenite=trace) overrides this.
     builder
         .filter_level(level.parse().unwrap_or(LevelFilter::Info))
-        .filter_module("tungstenite", LevelFilter::Info);
-    if let Ok(filters) = std::env::var("RUST_LOG") {
-        builder.parse_filters(&filters);
+        .filter_module("tungstenite", LevelFilter::Info)
+        .filter_module("rustls", LevelFilter::Error);
+    if let Some(filters) = rust_log {
+        builder.parse_filters(filters);
     }
     if format == LogFormat::Json {
         builder.format(|out, record| {
@@ -43,12 +53,23 @@ pub fn init(level: &str, format: LogFormat) {
             )
         });
     }
-    builder.init();
+    builder
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_client_makes_rustls_say_is_not_logged_unless_asked_for() {
+        let warns = |rust_log: Option<&str>, target: &str| {
+            let metadata = log::Metadata::builder().level(log::Level::Warn).target(target).build();
+            log::Log::enabled(&builder("debug", LogFormat::Text, rust_log).build(), &metadata)
+        };
+        assert!(!warns(None, "rustls::msgs::handshake"));
+        assert!(warns(None, "switchboard::connection"));
+        assert!(warns(Some("info,rustls=warn"), "rustls::msgs::handshake"));
+    }
 
     #[test]
     fn every_format_has_a_flag_value() {

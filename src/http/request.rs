@@ -452,12 +452,28 @@ fn check_framing(request: &Request) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Whether `host` could be a URI's authority without its userinfo: a name,
-/// an IPv4 address or a bracketed IPv6 one, and a port (RFC 3986 §3.2).
-/// Empty is allowed: it is what a client sends for a target with no
-/// authority (RFC 9112 §3.2).
-fn is_authority(host: &str) -> bool {
-    host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
+/// Whether `authority` is a URI's authority without its userinfo (RFC
+/// 3986 §3.2.2, §3.2.3): a name or an IPv4 address, or an IPv6 address in
+/// brackets, then a port if a colon follows. Empty is allowed: it is what a
+/// client sends for a target with no authority (RFC 9112 §3.2).
+fn is_authority(authority: &str) -> bool {
+    let (host_is_good, after_host) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let Some((address, after)) = bracketed.split_once(']') else { return false };
+            // A zone (`[fe80::1%25eth0]`, RFC 6874) is no part of the address.
+            let address = address.split_once("%25").map_or(address, |(address, _zone)| address);
+            (address.parse::<std::net::Ipv6Addr>().is_ok(), after)
+        }
+        None => {
+            let (name, after) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
+            (name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)), after)
+        }
+    };
+    // RFC 3986 lets a port be empty, and any digits; TCP's end at 65535.
+    let port_is_good = |port: &str| {
+        port.is_empty() || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
+    };
+    host_is_good && after_host.strip_prefix(':').map_or(after_host.is_empty(), port_is_good)
 }
 
 /// Splits a request target into its authority, when it has one, and the
@@ -645,10 +661,14 @@ pub(crate) mod tests {
             Err(HeadError::Refused(refusal)) => refusal.status,
             Err(other) => panic!("{other:?}"),
         };
-        for host in ["a", "chat.example:8080", "127.0.0.1:1", "[::1]:9001", "xn--bcher-kva.example", ""] {
+        let good =
+            ["a", "chat.example:8080", "127.0.0.1:1", "[::1]:9001", "[::1]", "xn--bcher-kva.example", ""];
+        for host in good.into_iter().chain(["A.Example.", "a:", "[fe80::1%25eth0]:1", "a:00080", "a:65535"]) {
             assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")), 200, "{host:?}");
         }
-        for host in ["a b", "a/b", "a@b", "a\"b", "caf\u{e9}.example"] {
+        let bad =
+            ["a b", "a/b", "a@b", "a\"b", "caf\u{e9}.example", "x:y", "x:1:2", "[::1", "::1]", "[::1]x"];
+        for host in bad.into_iter().chain(["[zz]:1", "::1", "x:99999", "x:+1", "x:65536", "[::1]:x"]) {
             assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")), 400, "{host:?}");
         }
         assert_eq!(status_of("GET / HTTP/1.1\r\n\r\n"), 400, "no Host");

@@ -80,6 +80,25 @@ fn a_bad_file_on_sighup_is_refused_and_the_old_one_kept() {
     let line = process.wait_for_line("SIGHUP (reload): nothing reloaded");
     assert!(line.contains("--auth-token-file") && line.contains("holds no secret"), "{line}");
     assert_eq!(upgrade_status(&process, "first"), "101");
+    // What the server refuses is told as at the start: by its setting,
+    // with its reasons.
+    tokens.write(b"a same\nb same\n");
+    process.signal("HUP");
+    let line = process.wait_for_line("one token twice");
+    assert!(line.contains("nothing reloaded") && line.contains("--auth-token-file"), "{line}");
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused_on_sighup_with_why() {
+    let (tls, _) = tls::certificate();
+    let (other, _) = tls::certificate();
+    let cert = TempFile::new("reload-mismatch-cert", &tls.certificate_chain_pem);
+    let key = TempFile::new("reload-mismatch-key", tls.private_key_pem.expose());
+    let mut process = Process::start(&["--tls-cert", cert.arg(), "--tls-key", key.arg()]);
+    key.write(other.private_key_pem.expose());
+    process.signal("HUP");
+    let line = process.wait_for_line("SIGHUP (reload): nothing reloaded");
+    assert!(line.contains("--tls-key") && line.contains("KeyMismatch"), "{line}");
 }
 
 #[test]

@@ -478,6 +478,34 @@ impl Files {
         Ok(CredentialFiles { tokens, jwt_secret, jwt_previous_secrets, tls })
     }
 
+    /// The server's refusal of what these files held, named by the setting
+    /// that named the file, with its causes: what the log says when a
+    /// reload is refused.
+    pub fn explain(&self, error: &switchboard::Error) -> FlagError {
+        let setting = match error {
+            switchboard::Error::Config { field: "access.tokens", .. } => &self.auth_token_file,
+            switchboard::Error::Config { field, .. } if field.starts_with("access.jwt") => {
+                &self.jwt_secret_file
+            }
+            switchboard::Error::Tls { .. } => {
+                let settings = self.tls.as_ref().map(|(_, _, settings)| settings);
+                return FlagError::from(match settings {
+                    Some(settings) => format!("{settings}: {}", switchboard::error_chain(error)),
+                    None => switchboard::error_chain(error),
+                });
+            }
+            _ => &None,
+        };
+        let problem = match error {
+            switchboard::Error::Config { problem, .. } => (*problem).to_owned(),
+            other => switchboard::error_chain(other),
+        };
+        FlagError::from(match setting {
+            Some((_, setting)) => format!("{setting}: {problem}"),
+            None => problem,
+        })
+    }
+
     /// What a reload of these files replaces, in words.
     pub fn describe(&self, read: &CredentialFiles) -> String {
         let mut what = Vec::new();

@@ -88,7 +88,7 @@ impl Reloadable {
             jwt_previous_secrets: read.jwt_previous_secrets,
             ..self.access.clone()
         };
-        server.reload(&access, read.tls.as_ref())?;
+        server.reload(&access, read.tls.as_ref()).map_err(|e| self.files.explain(&e))?;
         Ok(what)
     }
 }

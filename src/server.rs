@@ -129,6 +129,7 @@ impl<H: Handler> Server<H> {
             credential_holders,
             refused_upgrades: connection::refused_upgrades(),
             faults: connection::faults(),
+            refused_by_forwarded_address: connection::refused_by_forwarded_address(),
         });
         let stopping = Arc::new(AtomicBool::new(false));
         Ok(Server {
@@ -201,6 +202,7 @@ impl<H: Handler> Server<H> {
             // summary is due on time even when no more are refused.
             self.shared.refused_upgrades.sweep();
             self.shared.faults.sweep();
+            self.shared.refused_by_forwarded_address.sweep();
             self.handshakes.sweep();
             match accepted {
                 Ok((stream, peer)) => {
@@ -249,6 +251,7 @@ impl<H: Handler> Server<H> {
         threads.stop();
         shared.refused_upgrades.finish();
         shared.faults.finish();
+        shared.refused_by_forwarded_address.finish();
         handshakes.finish();
         shared.hub.stop();
         let _ = hub_thread.join();

@@ -811,3 +811,17 @@ fn binary_frames_within_limits_still_flow_after_attacks() {
     assert_eq!(client.read_frame().unwrap(), (BINARY, vec![0, 1]));
     bystanders.still_served();
 }
+
+#[test]
+fn a_connection_refused_for_the_address_a_proxy_forwarded_is_logged_as_the_doors_are() {
+    let mut process = Process::start(&["--trust-proxy", "127.0.0.1", "--max-connections-per-ip", "1"]);
+    let forwarded = "X-Forwarded-For: 203.0.113.9\r\n";
+    let mut first = tcp(process.addr);
+    first.write_all(upgrade_request("/echo", forwarded).as_bytes()).unwrap();
+    assert!(read_head(&mut first).starts_with("HTTP/1.1 101"));
+    let mut second = tcp(process.addr);
+    second.write_all(upgrade_request("/echo", forwarded).as_bytes()).unwrap();
+    assert!(read_head(&mut second).starts_with("HTTP/1.1 429"));
+    let line = process.wait_for_line("from 203.0.113.9 via");
+    assert!(line.contains("WARN") && line.contains("429 too many connections"), "{line}");
+}

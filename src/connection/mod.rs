@@ -74,12 +74,23 @@ pub(crate) struct Shared<H> {
     pub(crate) refused_upgrades: RefusalLog,
     /// Connections closed for a fault, summed up in the log likewise.
     pub(crate) faults: RefusalLog,
+    /// Connections a trusted proxy forwarded, refused at the limits of the
+    /// address it forwarded for: refused at the door, but by the
+    /// connection's own thread, once the request has named the client.
+    pub(crate) refused_by_forwarded_address: RefusalLog,
 }
 
 /// The summary of refused upgrades, logged at `info` under this module's
 /// target, beside the `debug` line of each refusal.
 pub(crate) fn refused_upgrades() -> RefusalLog {
     RefusalLog::new(Level::Info, module_path!(), "upgrade", "")
+}
+
+/// The summary of connections refused for the address a trusted proxy
+/// forwarded them for, logged at `warn` as the door's refusals are: the
+/// first in a while in full, the rest counted by status.
+pub(crate) fn refused_by_forwarded_address() -> RefusalLog {
+    RefusalLog::new(Level::Warn, module_path!(), "connection", " for the address a proxy forwarded")
 }
 
 /// The summary of connections closed for a fault, logged at `warn`: the
@@ -208,7 +219,9 @@ fn http_phase<H: Handler>(
     if access.trusts(peer.ip()) {
         head.request.believe_forwarded_for(|address| access.trusts(address));
         if let Err(refusal) = permit.attribute(head.request.client_ip()) {
-            debug!("connection {id} from {} via {peer}: {refusal}", head.request.client_ip());
+            let line =
+                format_args!("connection {id} from {} via {peer}: {refusal}", head.request.client_ip());
+            shared.refused_by_forwarded_address.note_with(refusal.status, line);
             shared.metrics.connection_refused(refusal.status);
             answer(&mut socket, &Response::from(refusal), false, HandshakeEnd::Refused, accepted, shared);
             return None;

@@ -295,7 +295,8 @@ pub struct ServerArgs {
 
     /// Room messages waiting to be published to Redis, at most 1048576 (and
     /// at most 64 MiB of them); past it, a message is delivered on this node
-    /// only and counted as not relayed.
+    /// only and counted as not relayed. Its slots are made at the start,
+    /// about 56 bytes each.
     #[arg(
         long,
         env = "SWITCHBOARD_REDIS_QUEUE",

@@ -61,6 +61,10 @@ impl ReloadHandle {
             return Err(Error::Config { field: "access.trusted_proxies", problem: kept });
         }
         let acceptor = match (&self.tls, tls) {
+            // The same files: the same acceptor, whose ticket key the
+            // clients' tickets are sealed with, so that reloading tokens
+            // costs no client a full handshake.
+            (Some(current), Some(tls)) if current.serves(tls) => None,
             (Some(_), Some(tls)) => Some(TlsAcceptor::new(tls)?),
             (None, None) => None,
             (Some(_), None) => {

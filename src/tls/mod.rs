@@ -59,6 +59,25 @@ pub(crate) fn holds_certificates(pem: &[u8]) -> bool {
 #[derive(Debug)]
 pub(crate) struct TlsAcceptor {
     config: RwLock<Arc<rustls::ServerConfig>>,
+    /// What the certificate and key were made from: see [`Made::from`].
+    made_from: RwLock<Made>,
+}
+
+/// The SHA-256 of a certificate chain's PEM and its key's, to tell a reload
+/// of the same files from a new certificate without keeping the key twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Made([u8; 32]);
+
+impl Made {
+    fn from(tls: &TlsConfig) -> Made {
+        use sha2::Digest;
+        let digest = sha2::Sha256::new()
+            .chain_update(tls.certificate_chain_pem.len().to_be_bytes())
+            .chain_update(&tls.certificate_chain_pem)
+            .chain_update(tls.private_key_pem.expose())
+            .finalize();
+        Made(digest.into())
+    }
 }
 
 /// Why a socket did not become a TLS stream.
@@ -110,19 +129,29 @@ impl TlsAcceptor {
         // the server keeps: rustls's default stores two per handshake in a
         // cache of 256, whose turnover kept the heap of a server under a
         // steady wss:// load growing for minutes (168 KiB in eight). A
-        // reload starts a new key, so clients of the old certificate make a
-        // full handshake again.
+        // reload of another certificate starts a new key, so clients of the
+        // old one make a full handshake again; one of the same files keeps
+        // this acceptor (see `serves`).
         config.ticketer = rustls::crypto::ring::Ticketer::new()
             .map_err(|e| Error::Tls { problem: "cannot make a ticket key", source: Some(Box::new(e)) })?;
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-        Ok(TlsAcceptor { config: RwLock::new(Arc::new(config)) })
+        Ok(TlsAcceptor { config: RwLock::new(Arc::new(config)), made_from: RwLock::new(Made::from(tls)) })
+    }
+
+    /// Whether the certificate served is the one `tls` holds, key and all:
+    /// a reload that finds the same files keeps the acceptor, and with it
+    /// the key its clients' tickets are sealed with.
+    pub(crate) fn serves(&self, tls: &TlsConfig) -> bool {
+        *self.made_from.read().unwrap_or_else(PoisonError::into_inner) == Made::from(tls)
     }
 
     /// From now on, hands out the certificate of `other` (made with
     /// [`new`](Self::new), so already checked).
     pub(crate) fn replace(&self, other: TlsAcceptor) {
         let config = other.config.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let made_from = other.made_from.into_inner().unwrap_or_else(PoisonError::into_inner);
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        *self.made_from.write().unwrap_or_else(PoisonError::into_inner) = made_from;
     }
 
     fn config(&self) -> Arc<rustls::ServerConfig> {

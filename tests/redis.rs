@@ -742,3 +742,25 @@ fn a_node_that_hears_another_with_its_id_says_so() {
     let log = other.stop();
     assert!(!log.iter().any(|line| line.contains("another node")), "{log:#?}");
 }
+
+#[test]
+fn a_full_publish_queue_is_told_in_the_log() {
+    let Some(redis) = Redis::start("a_full_publish_queue_is_told_in_the_log") else { return };
+    let url = redis.url();
+    let args = ["--redis", &url, "--redis-queue", "1", "--max-messages-per-sec", "0"];
+    let mut node = Process::start_logging(&args, "info");
+    node.wait_for_line("backplane up");
+    let mut alice = connect(node.addr, "/ws/lobby").unwrap();
+    // Redis stalls without a disconnect: the publisher waits on its answer,
+    // and the queue of one fills.
+    crate::support::signal(redis.child.id(), "STOP");
+    for n in 0..50 {
+        send_text(&mut alice, &format!("message {n}"));
+    }
+    for n in 0..50 {
+        assert_eq!(recv_text(&mut alice), format!("message {n}"), "delivered on this node all the same");
+    }
+    let said = node.wait_for_line("the publish queue is full");
+    crate::support::signal(redis.child.id(), "CONT");
+    assert!(said.contains("WARN") && said.contains("delivered on this node only"), "{said}");
+}

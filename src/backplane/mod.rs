@@ -61,6 +61,7 @@ mod envelope;
 mod health;
 mod interest;
 mod namesake;
+mod overflow;
 mod publisher;
 mod redaction;
 mod subscriber;
@@ -78,6 +79,7 @@ use self::health::Health;
 pub(crate) use self::interest::Interest;
 use self::interest::Interests;
 use self::namesake::Namesake;
+use self::overflow::Overflow;
 pub(crate) use self::publisher::Outgoing;
 use self::publisher::{MAX_QUEUED_BYTES, Publisher};
 use self::redaction::Passwords;
@@ -127,6 +129,7 @@ pub(crate) struct Relay {
     queued_bytes: Arc<AtomicUsize>,
     interests: Interests,
     metrics: Arc<Metrics>,
+    overflow: Overflow,
 }
 
 /// What is wrong with `url` as a Redis URL the backplane can use, if anything.
@@ -301,7 +304,7 @@ impl Backplane {
             spawn("switchboard-pub", move || publisher.run())?,
             spawn("switchboard-sub", move || subscriber.run())?,
         ];
-        let relay = Relay { outgoing, queued_bytes, interests, metrics };
+        let relay = Relay { outgoing, queued_bytes, interests, metrics, overflow: Overflow::default() };
         Ok((Backplane { threads, all_done, _abandon: abandon }, relay))
     }
 
@@ -344,18 +347,19 @@ impl Relay {
         let (outgoing, published) = bounded(publish_queue);
         let (interests, told) = interest::channel();
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        (Relay { outgoing, queued_bytes, interests, metrics }, published, told)
+        (Relay { outgoing, queued_bytes, interests, metrics, overflow: Overflow::default() }, published, told)
     }
 
     /// Hands a room message to the publisher, or counts it as not relayed
     /// when the queue is full, in messages or in bytes: never waits.
-    pub(crate) fn publish(&self, room: &Arc<str>, frame: &Frame) {
+    pub(crate) fn publish(&mut self, room: &Arc<str>, frame: &Frame) {
         let len = frame.len();
         let queued = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len <= MAX_QUEUED_BYTES
             && self.outgoing.try_send(Outgoing { room: room.clone(), frame: frame.clone() }).is_ok();
         if !queued {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             self.metrics.backplane_not_relayed(1);
+            self.overflow.note(Instant::now());
         }
     }
 
@@ -384,7 +388,7 @@ mod tests {
     #[test]
     fn the_publish_queue_is_bounded_in_bytes_as_well_as_in_messages() {
         let metrics = Arc::new(Metrics::with_backplane("test"));
-        let (relay, published, _told) = Relay::detached(64, metrics.clone());
+        let (mut relay, published, _told) = Relay::detached(64, metrics.clone());
         let room: Arc<str> = "big".into();
         // One payload shared by every clone: a fifth of the bytes allowed.
         let large = Frame::binary(vec![0u8; MAX_QUEUED_BYTES / 5]);

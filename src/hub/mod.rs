@@ -446,7 +446,7 @@ impl Hub {
             Command::Join { id, room } => self.join(id, room),
             Command::Leave { id, room } => self.leave(id, &room),
             Command::Publish { room, frame, except } => {
-                if let Some(relay) = &self.relay {
+                if let Some(relay) = &mut self.relay {
                     relay.publish(&room, &frame);
                 }
                 self.gather(room, frame, except);

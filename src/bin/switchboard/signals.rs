@@ -34,8 +34,9 @@ pub fn hold_reloads() -> std::io::Result<Signals> {
 
 /// Handles the server's signals on a thread of their own, for as long as
 /// the process runs; a reload asked for while it started is done first.
-/// `ready` is called once SIGINT and SIGTERM are caught, and before that
-/// reload: what it logs comes ahead of the reload's line.
+/// `ready` is called once SIGINT and SIGTERM are caught and the thread is
+/// running, and before that reload: what it logs comes ahead of the
+/// reload's line, and after it the process has all its threads.
 ///
 /// # Errors
 ///
@@ -49,8 +50,10 @@ pub fn handle(
 ) -> std::io::Result<()> {
     signals.add_signal(SIGINT)?;
     signals.add_signal(SIGTERM)?;
-    ready();
+    // The thread waits for `ready` to have been called (the sender dropped).
+    let (readied, until_ready) = std::sync::mpsc::channel::<()>();
     thread::Builder::new().name("switchboard-signals".into()).spawn(move || {
+        let _ = until_ready.recv();
         let mut stopping = false;
         for signal in signals.forever() {
             let name = match signal {
@@ -73,6 +76,8 @@ pub fn handle(
             }
         }
     })?;
+    ready();
+    drop(readied);
     Ok(())
 }
 

@@ -178,12 +178,17 @@ fn join_hangs_up_on_a_server_that_stopped_reading() {
         matches!(client.send("stuck", Message::Binary(megabyte.clone())), Err(ClientError::Busy(_)))
     });
     assert!(full, "the queue never filled");
+    // The write timeout alone would hold it for 30 s.
+    joins_within_patience(client);
+}
+
+/// Asserts that `client.join()` returns within [`PATIENCE`].
+fn joins_within_patience(client: Client) {
     let (joined, join_returned) = crossbeam_channel::bounded(1);
     thread::spawn(move || {
         client.join();
         let _ = joined.send(());
     });
-    // The write timeout alone would hold it for 30 s.
     assert!(join_returned.recv_timeout(PATIENCE).is_ok(), "join still waiting after {PATIENCE:?}");
 }
 
@@ -417,12 +422,7 @@ fn join_hangs_up_on_connections_still_being_made() {
     let client = Client::start(endpoints, config).unwrap();
     // mute's line is past TCP, waiting for its 101.
     let _held = accept_within(&mute);
-    let (joined, join_returned) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        client.join();
-        let _ = joined.send(());
-    });
-    assert!(join_returned.recv_timeout(PATIENCE).is_ok(), "join still waiting after {PATIENCE:?}");
+    joins_within_patience(client);
 }
 
 #[test]

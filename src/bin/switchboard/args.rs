@@ -444,6 +444,11 @@ pub struct Files {
     tls: Option<(PathBuf, PathBuf, String)>,
 }
 
+/// How the user named `file`, if it was named.
+fn setting_of(file: &Option<(PathBuf, String)>) -> Option<&str> {
+    file.as_ref().map(|(_, setting)| setting.as_str())
+}
+
 /// What [`Files`] hold.
 pub struct CredentialFiles {
     pub tokens: Vec<Token>,
@@ -483,26 +488,21 @@ impl Files {
     /// that named the file, with its causes: what the log says when a
     /// reload is refused.
     pub fn explain(&self, error: &switchboard::Error) -> FlagError {
-        let setting = match error {
-            switchboard::Error::Config { field: "access.tokens", .. } => &self.auth_token_file,
-            switchboard::Error::Config { field, .. } if field.starts_with("access.jwt") => {
-                &self.jwt_secret_file
+        use switchboard::{Error, error_chain};
+        let (setting, problem) = match error {
+            Error::Config { field: "access.tokens", problem } => {
+                (setting_of(&self.auth_token_file), problem.to_string())
             }
-            switchboard::Error::Tls { .. } => {
-                let settings = self.tls.as_ref().map(|(_, _, settings)| settings);
-                return FlagError::from(match settings {
-                    Some(settings) => format!("{settings}: {}", switchboard::error_chain(error)),
-                    None => switchboard::error_chain(error),
-                });
+            Error::Config { field, problem } if field.starts_with("access.jwt") => {
+                (setting_of(&self.jwt_secret_file), problem.to_string())
             }
-            _ => &None,
-        };
-        let problem = match error {
-            switchboard::Error::Config { problem, .. } => (*problem).to_owned(),
-            other => switchboard::error_chain(other),
+            Error::Tls { .. } => {
+                (self.tls.as_ref().map(|(_, _, settings)| settings.as_str()), error_chain(error))
+            }
+            other => (None, error_chain(other)),
         };
         FlagError::from(match setting {
-            Some((_, setting)) => format!("{setting}: {problem}"),
+            Some(setting) => format!("{setting}: {problem}"),
             None => problem,
         })
     }

@@ -266,18 +266,15 @@ impl Jwt {
     /// signed it; else the refusal of the first key whose signature
     /// matches, or `invalid credentials` when none does.
     fn decode(&self, token: &str) -> Result<(Map<String, Value>, TokenDigest), Refusal> {
-        let mut refused = None;
         for (key, digest) in &self.keys {
             match jsonwebtoken::decode::<Map<String, Value>>(token.as_bytes(), key, &self.validation) {
                 Ok(data) => return Ok((data.claims, *digest)),
                 // Another key may have signed it.
-                Err(e) if *e.kind() == ErrorKind::InvalidSignature => {
-                    refused.get_or_insert_with(|| refusal(e.kind(), token));
-                }
+                Err(e) if *e.kind() == ErrorKind::InvalidSignature => {}
                 Err(e) => return Err(refusal(e.kind(), token)),
             }
         }
-        Err(refused.unwrap_or_else(|| Refusal::forbidden("invalid credentials")))
+        Err(refusal(&ErrorKind::InvalidSignature, token))
     }
 }
 

@@ -51,7 +51,7 @@ pub fn handle(
     signals.add_signal(SIGINT)?;
     signals.add_signal(SIGTERM)?;
     // The thread waits for `ready` to have been called (the sender dropped).
-    let (readied, until_ready) = std::sync::mpsc::channel::<()>();
+    let (readied, until_ready) = crossbeam_channel::bounded::<()>(0);
     thread::Builder::new().name("switchboard-signals".into()).spawn(move || {
         let _ = until_ready.recv();
         let mut stopping = false;

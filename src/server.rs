@@ -176,8 +176,9 @@ impl<H: Handler> Server<H> {
 
     /// Accepts connections, each on its own thread, until a
     /// [`ShutdownHandle`] asks it to stop; then shuts down gracefully: it
-    /// stops accepting, queues 1001 for every client behind what it already
-    /// holds, and waits for the connections to end, at most
+    /// stops accepting (a client accepted as it stops is answered 503, as
+    /// one refused at the door is), queues 1001 for every client behind what
+    /// it already holds, and waits for the connections to end, at most
     /// `config.timeouts.shutdown`.
     ///
     /// # Errors
@@ -195,6 +196,14 @@ impl<H: Handler> Server<H> {
         loop {
             let accepted = self.listener.accept();
             if self.stopping.load(Ordering::SeqCst) {
+                // A client that came as the server stops is told so, as
+                // one refused at the door is, rather than dropped unanswered.
+                if let Ok((stream, _)) = accepted {
+                    if !gone_without_a_word(&stream) {
+                        self.shared.metrics.connection_refused(503);
+                        turnaway.refuse(stream, Refusal::new(503, "server shutting down"));
+                    }
+                }
                 break;
             }
             turnaway.sweep();
@@ -376,6 +385,14 @@ impl ShutdownHandle {
     }
 }
 
+/// Whether the peer of an accepted socket has already closed it without
+/// sending anything, as the shutdown's own wake-up connection does: nobody
+/// is there to read an answer, and answering would log a refusal for every
+/// shutdown.
+fn gone_without_a_word(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).is_ok() && matches!(stream.peek(&mut [0; 1]), Ok(0))
+}
+
 /// Where to connect to wake the accept loop: a wildcard address is reached
 /// through loopback.
 fn wake_address(local: SocketAddr) -> SocketAddr {
@@ -383,5 +400,65 @@ fn wake_address(local: SocketAddr) -> SocketAddr {
         IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, local.port())),
         IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, local.port())),
         _ => local,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+    use crate::RoomsHandler;
+
+    fn server() -> Server<RoomsHandler> {
+        let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+        Server::bind(config, RoomsHandler).unwrap()
+    }
+
+    /// Everything `stream` reads until the server ends it, by EOF or a reset.
+    fn read_answer(stream: &mut TcpStream) -> String {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0; 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("reading the answer: {e}, after {answer:?}"),
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[test]
+    fn a_client_accepted_as_the_server_stops_is_answered_503() {
+        let server = server();
+        let metrics = server.shared.metrics.clone();
+        // The flag is set, as a shutdown sets it, but nothing has woken the
+        // loop yet: the next socket it accepts is a client's, as when a
+        // client comes between the flag and the shutdown's wake-up.
+        server.stopping.store(true, Ordering::SeqCst);
+        let mut client = TcpStream::connect(server.local_addr()).unwrap();
+        client.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        server.run().unwrap();
+        // Read once the server has gone: the answer outlives the socket.
+        let answer = read_answer(&mut client);
+        assert!(answer.starts_with("HTTP/1.1 503 "), "answered {answer:?}, not 503");
+        assert!(answer.contains("\r\nRetry-After: 1\r\n"), "{answer:?}");
+        assert!(answer.contains("\r\nConnection: close\r\n"), "{answer:?}");
+        assert!(answer.ends_with("\r\n\r\nserver shutting down\n"), "{answer:?}");
+        let json: serde_json::Value = serde_json::from_str(&metrics.to_json()).unwrap();
+        assert_eq!(json["connections_refused"], serde_json::json!({ "503": 1 }));
+    }
+
+    #[test]
+    fn the_shutdowns_own_wake_up_is_neither_answered_nor_counted() {
+        let server = server();
+        let metrics = server.shared.metrics.clone();
+        server.shutdown_handle().shutdown();
+        server.run().unwrap();
+        let json: serde_json::Value = serde_json::from_str(&metrics.to_json()).unwrap();
+        assert_eq!(json["connections_refused"], serde_json::json!({}));
     }
 }

@@ -225,7 +225,7 @@ impl Metrics {
             connections_refused: ByLabel::register(
                 &mut r,
                 "connections_refused",
-                "Connections refused at admission, before any thread: 503 at capacity, 429 per address",
+                "Connections refused at admission, before any thread: 503 at capacity or shutting down, 429 per address",
                 "status",
                 Counter::default,
             ),

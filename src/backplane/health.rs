@@ -39,6 +39,9 @@ const SAID_UP: u8 = 0b100;
 const SAID_ANYTHING: u8 = 0b1000;
 /// This outage's refused credentials have been logged.
 const SAID_REFUSED: u8 = 0b1_0000;
+/// Both links have been up together since the start: a later "up" is a
+/// recovery.
+const BEEN_UP: u8 = 0b10_0000;
 
 /// The backplane's health; see the module docs.
 ///
@@ -58,9 +61,10 @@ pub(crate) struct Health {
 /// What one link's change means for the whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Change {
-    /// Both links are up for the first time.
+    /// Both links are up for the first time, whether Redis was there at
+    /// the start or came later.
     First,
-    /// Both links are up again after an outage.
+    /// Both links are up again after an outage that followed a time up.
     Back,
     /// The first failure of an outage (or of the start).
     Down,
@@ -78,8 +82,8 @@ fn after_up(state: u8, link: Link) -> (u8, Change) {
     if state & BOTH_LINKS != BOTH_LINKS || state & SAID_UP != 0 {
         return (state, Change::Quiet);
     }
-    let change = if state & SAID_ANYTHING == 0 { Change::First } else { Change::Back };
-    (state | SAID_UP | SAID_ANYTHING, change)
+    let change = if state & BEEN_UP == 0 { Change::First } else { Change::Back };
+    (state | SAID_UP | SAID_ANYTHING | BEEN_UP, change)
 }
 
 /// The state after `link` failed, and what that means for the whole.
@@ -206,7 +210,36 @@ mod tests {
         let events = [(Subscriber, false), (Publisher, false), (Subscriber, false), (Publisher, true)];
         assert_eq!(replay(&events), [Down, Quiet, Quiet, Quiet]);
         let events = [(Subscriber, false), (Publisher, true), (Subscriber, true)];
-        assert_eq!(replay(&events), [Down, Quiet, Back]);
+        assert_eq!(replay(&events), [Down, Quiet, First]);
+    }
+
+    #[test]
+    fn the_first_connection_after_a_start_without_redis_is_no_recovery() {
+        use Change::*;
+        let events = [
+            // Redis is missing at the start, then comes.
+            (Publisher, false),
+            (Subscriber, false),
+            (Publisher, true),
+            (Subscriber, true),
+            // A real outage, and a real recovery.
+            (Subscriber, false),
+            (Subscriber, true),
+        ];
+        assert_eq!(replay(&events), [Down, Quiet, Quiet, First, Down, Back]);
+        let health =
+            Health::new("redis://test".into(), Passwords::default(), Arc::new(Metrics::with_backplane("n")));
+        health.down(Publisher, &"connection refused", false);
+        health.down(Subscriber, &"connection refused", false);
+        health.up(Publisher);
+        health.up(Subscriber);
+        assert!(health.is_up());
+        let json = health.metrics.to_json();
+        assert!(json.contains("\"reconnects\": 0"), "a first connection counted as a reconnect: {json}");
+        health.down(Publisher, &"connection reset", false);
+        health.up(Publisher);
+        let json = health.metrics.to_json();
+        assert!(json.contains("\"reconnects\": 1"), "{json}");
     }
 
     #[test]

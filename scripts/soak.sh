@@ -37,8 +37,11 @@ for tool in python3 openssl; do
 done
 seconds=$((minutes * 60))
 out=target/soak
-bench=target/release/switchboard-bench
-server=target/release/switchboard
+# Where cargo puts the build: CARGO_TARGET_DIR when set, so that the soak
+# runs what it just built, never an older binary left in target/.
+build="${CARGO_TARGET_DIR:-target}/release"
+bench="$build/switchboard-bench"
+server="$build/switchboard"
 rm -rf "$out"
 mkdir -p "$out"
 

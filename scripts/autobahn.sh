@@ -68,7 +68,7 @@ run() {
   report="$(pwd)/target/autobahn/$scheme"
   rm -rf "$report"
   mkdir -p "$report"
-  RUST_LOG=info ./target/release/switchboard --listen 127.0.0.1:0 \
+  RUST_LOG=info "${CARGO_TARGET_DIR:-target}/release/switchboard" --listen 127.0.0.1:0 \
     --max-message-size 16777216 --max-frame-size 16777216 --outbox-bytes 67108864 \
     --max-messages-per-sec 0 "$@" >"$report/server.log" 2>&1 &
   server_pid=$!

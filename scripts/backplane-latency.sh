@@ -45,7 +45,7 @@ source scripts/lib/loopback.sh
 
 echo "== building release binaries"
 cargo build --release --quiet --workspace --bins
-bench=target/release/switchboard-bench
+bench="${CARGO_TARGET_DIR:-target}/release/switchboard-bench"
 
 redis_port="$(free_port)"
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
@@ -63,7 +63,7 @@ start_server() {
   shift
   # Every client comes from 127.0.0.1, and a publisher sends as fast as it
   # may: no per-address limit, no message rate limit.
-  RUST_LOG=info target/release/switchboard --listen 127.0.0.1:0 --max-connections-per-ip 0 --max-messages-per-sec 0 "$@" \
+  RUST_LOG=info "${CARGO_TARGET_DIR:-target}/release/switchboard" --listen 127.0.0.1:0 --max-connections-per-ip 0 --max-messages-per-sec 0 "$@" \
     >/dev/null 2>"$log" &
   pids+=($!)
   addr="$(listening_address "$log" "${pids[-1]}")" || { echo "$name did not start" >&2; exit 1; }

@@ -38,7 +38,7 @@ peers_dir="${PEERS_DIR:-}"
 server_cpu="${SERVER_CPU:-0}"
 load_cpu="${LOAD_CPU:-1}"
 out=target/bench
-bench=target/release/switchboard-bench
+bench="${CARGO_TARGET_DIR:-target}/release/switchboard-bench"
 
 declare -A pid=() port=() start_command=() fate=()
 servers=()
@@ -101,7 +101,7 @@ start_server() {
 # one address, so they are lifted for the run.
 launch() {
   if [ "$1" = switchboard ]; then
-    start_server switchboard target/release/switchboard --listen 127.0.0.1:PORT \
+    start_server switchboard "${CARGO_TARGET_DIR:-target}/release/switchboard" --listen 127.0.0.1:PORT \
       --max-connections-per-ip 0 --max-messages-per-sec 0
   else
     start_server "$1" "$peers_dir/$1/run.sh" PORT

@@ -28,7 +28,7 @@ cleanup() {
   rm -f "$log"
 }
 trap cleanup EXIT
-RUST_LOG=info target/release/switchboard --listen 127.0.0.1:0 --max-connections "$((connections + 100))" \
+RUST_LOG=info "${CARGO_TARGET_DIR:-target}/release/switchboard" --listen 127.0.0.1:0 --max-connections "$((connections + 100))" \
   --max-connections-per-ip 0 >"$log" 2>&1 &
 server_pid=$!
 # shellcheck source=lib/loopback.sh
@@ -38,7 +38,7 @@ addr="$(listening_address "$log" "$server_pid")"
 # what the machine allows.
 grep -E "WARN|ERROR" "$log" >&2 || true
 mkdir -p target/capacity
-target/release/switchboard-bench idle --server "$addr" --server-pid "$server_pid" \
+"${CARGO_TARGET_DIR:-target}/release/switchboard-bench" idle --server "$addr" --server-pid "$server_pid" \
   --connections "$connections" --from 127.0.0.2-127.0.0.9 --duration 3s --json target/capacity/idle.json
 grep -E "WARN|ERROR" "$log" | tail -5 >&2 || true
 python3 - target/capacity/idle.json <<'PY'

@@ -67,7 +67,7 @@ done
 # pipe, and the substitution would wait for the node to exit.)
 start_node() {
   local name="$1" log="$dir/node-$1.log"
-  RUST_LOG=info target/release/switchboard --listen 127.0.0.1:0 \
+  RUST_LOG=info "${CARGO_TARGET_DIR:-target}/release/switchboard" --listen 127.0.0.1:0 \
     --redis "redis://127.0.0.1:$redis_port" --node-id "$name" --trust-proxy 127.0.0.1 \
     >/dev/null 2>"$log" &
   pids+=($!)
@@ -156,7 +156,7 @@ echo "PASS: rooms span both nodes through the balancer"
 if $keep; then
   echo
   echo "Running until Ctrl-C: open http://127.0.0.1:$lb_port/ in two tabs, or"
-  echo "  target/release/switchboard client ws://127.0.0.1:$lb_port/ws/lobby"
+  echo "  ${CARGO_TARGET_DIR:-target}/release/switchboard client ws://127.0.0.1:$lb_port/ws/lobby"
   echo "in two terminals. Logs are in $dir/."
   wait "${pids[0]}"
 fi

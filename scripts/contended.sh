@@ -29,7 +29,7 @@ cargo build --release --workspace --bins --quiet
 out="target/contended/$name"
 rm -rf "$out"
 mkdir -p "$out"
-bench=target/release/switchboard-bench
+bench="${CARGO_TARGET_DIR:-target}/release/switchboard-bench"
 
 server_pid=""
 server_port=""

@@ -28,7 +28,7 @@ cleanup() {
   rm -f "$log"
 }
 trap cleanup EXIT
-RUST_LOG=info ./target/release/switchboard --listen 127.0.0.1:0 \
+RUST_LOG=info "${CARGO_TARGET_DIR:-target}/release/switchboard" --listen 127.0.0.1:0 \
   --max-connections 200 --max-connections-per-ip 50 >"$log" 2>&1 &
 server_pid=$!
 # shellcheck source=lib/loopback.sh

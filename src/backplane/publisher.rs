@@ -10,18 +10,22 @@
 //! counts it as not relayed and lets it go. Pub/sub would not keep it for a
 //! listener that was away either, and a message from a minute ago delivered
 //! after an outage would be more confusing than one never delivered.
+//!
+//! The same connection carries the greetings and answers by which nodes
+//! find another node with their id ([`Namesake`]): the subscriber, which
+//! hears greetings, wakes the thread when one is owed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
 use log::debug;
-use redis::{Client, Connection, RedisResult};
+use redis::{Client, Connection, RedisError, RedisResult};
 
 use super::envelope::{Channel, Envelope};
 use super::health::{Health, Link};
-use super::namesake::Namesake;
+use super::namesake::{Namesake, Owed};
 use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, refuses_credentials};
 use crate::backoff::Backoff;
 use crate::frame::Frame;
@@ -66,7 +70,7 @@ enum Ended {
     /// The hub has stopped and everything queued was sent: the thread ends.
     HubStopped,
     /// Redis failed; reconnect.
-    Failed(redis::RedisError),
+    Failed(RedisError),
 }
 
 impl Publisher {
@@ -81,7 +85,6 @@ impl Publisher {
             match self.connect() {
                 Ok(mut connection) => {
                     self.health.up(Link::Publisher);
-                    self.greet(&mut connection);
                     match self.serve(&mut connection, &mut backoff) {
                         Ended::HubStopped => return,
                         Ended::Failed(e) => self.health.down(Link::Publisher, &e, refuses_credentials(&e)),
@@ -95,15 +98,26 @@ impl Publisher {
         }
     }
 
-    /// Greets the other nodes (see [`Namesake`]). A failure is left to the
-    /// next command to meet: a Redis that lost the connection fails that
-    /// too, and one that refuses the greeting's channel may still take the
-    /// rooms'.
-    fn greet(&self, connection: &mut Connection) {
-        let greeted =
-            redis::cmd("PUBLISH").arg(&*self.prefix).arg(self.namesake.greeting()).query::<()>(connection);
-        if let Err(e) = greeted {
-            debug!("backplane: greeting the other nodes failed: {e}");
+    /// Sends the other nodes the greeting or answer this node owes them
+    /// (see [`Namesake`]), if any. When the connection fails it stays owed,
+    /// for the next one; a Redis that refuses the greetings' channel may
+    /// still take the rooms', and is not asked again until something new
+    /// is owed.
+    fn pay(&self, connection: &mut Connection) -> RedisResult<()> {
+        let Some(owed) = self.namesake.take_owed() else { return Ok(()) };
+        let sent =
+            redis::cmd("PUBLISH").arg(&*self.prefix).arg(self.namesake.message(owed)).query::<()>(connection);
+        match sent {
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                self.namesake.owe(owed);
+                Err(e)
+            }
+            Err(e) => {
+                let what = if owed == Owed::Greeting { "greeting" } else { "answering" };
+                debug!("backplane: {what} the other nodes failed: {e}");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 
@@ -114,20 +128,27 @@ impl Publisher {
         Ok(connection)
     }
 
-    /// Publishes what arrives until Redis fails or the hub stops.
+    /// Publishes what arrives, and what the node owes the others, until
+    /// Redis fails or the hub stops.
     fn serve(&self, connection: &mut Connection, backoff: &mut Backoff) -> Ended {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            let first = match self.outgoing.recv_timeout(KEEPALIVE) {
-                Ok(first) => self.taken(first),
-                Err(RecvTimeoutError::Timeout) => match redis::cmd("PING").query::<()>(connection) {
+            if let Err(e) = self.pay(connection) {
+                return Ended::Failed(e);
+            }
+            let first = select! {
+                recv(self.outgoing) -> first => match first {
+                    Ok(first) => self.taken(first),
+                    Err(_) => return Ended::HubStopped,
+                },
+                recv(self.namesake.rung()) -> _ => continue,
+                default(KEEPALIVE) => match redis::cmd("PING").query::<()>(connection) {
                     Ok(()) => {
                         backoff.reset();
                         continue;
                     }
                     Err(e) => return Ended::Failed(e),
                 },
-                Err(RecvTimeoutError::Disconnected) => return Ended::HubStopped,
             };
             let mut bytes = first.frame.len();
             batch.push(first);

@@ -119,6 +119,7 @@ impl Subscriber {
         connection.set_write_timeout(Some(IO_TIMEOUT))?;
         let mut pubsub = connection.as_pubsub();
         self.listen_for_namesakes(&mut pubsub)?;
+        self.namesake.listening();
         let mut subscribed = HashSet::new();
         self.follow()?;
         self.reconcile(&mut pubsub, &mut subscribed)?;
@@ -207,7 +208,8 @@ impl Subscriber {
     }
 
     /// Subscribes to where nodes greet each other (see [`Namesake`]); a
-    /// refusal of that channel alone is let pass.
+    /// refusal of that channel alone is let pass. Once Redis has said yes,
+    /// what the others answer this node's greeting reaches it.
     fn listen_for_namesakes(&self, pubsub: &mut PubSub<'_>) -> RedisResult<()> {
         pubsub.set_read_timeout(Some(IO_TIMEOUT))?;
         match pubsub.subscribe(&*self.prefix) {

@@ -764,3 +764,45 @@ fn a_full_publish_queue_is_told_in_the_log() {
     crate::support::signal(redis.child.id(), "CONT");
     assert!(said.contains("WARN") && said.contains("delivered on this node only"), "{said}");
 }
+
+#[test]
+fn a_node_started_with_a_running_nodes_id_hears_of_it_too() {
+    let Some(redis) = Redis::start("a_node_started_with_a_running_nodes_id_hears_of_it_too") else { return };
+    let url = redis.url();
+    // Everything said on the greetings' channel, from before either node starts.
+    let mut listener = redis.connection(PATIENCE).unwrap();
+    listener.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut greetings = listener.as_pubsub();
+    greetings.subscribe(PREFIX).unwrap();
+
+    let args = ["--redis", &url, "--node-id", "twin", "--redis-prefix", PREFIX];
+    let mut running = Process::start_logging(&args, "info");
+    running.wait_for_line("backplane up");
+    // The node misconfigured just now is the one whose log must say so; it
+    // cannot wait for the node running to reconnect to Redis, which may be
+    // never.
+    let mut newcomer = Process::start_logging(&args, "info");
+    let said = newcomer.wait_for_line("another node uses this node's id");
+    assert!(said.contains("ERROR") && said.contains("\"twin\""), "{said}");
+    let said = running.wait_for_line("another node uses this node's id");
+    assert!(said.contains("ERROR") && said.contains("\"twin\""), "{said}");
+    running.stop();
+    newcomer.stop();
+
+    // Each greeting was answered by the other node at most once, and no
+    // answer was answered: no echo between the two.
+    let mut admin = redis.connection(PATIENCE).unwrap();
+    redis::cmd("PUBLISH").arg(PREFIX).arg("end").exec(&mut admin).unwrap();
+    let (mut greeted, mut answered) = (0, 0);
+    loop {
+        let message = greetings.get_message().expect("the end of the greetings");
+        match message.get_payload_bytes() {
+            b"end" => break,
+            payload if payload.starts_with(b"SBn") => greeted += 1,
+            payload if payload.starts_with(b"SBa") => answered += 1,
+            payload => panic!("not a greeting: {payload:?}"),
+        }
+    }
+    assert!(greeted >= 2, "{greeted} greetings from two nodes");
+    assert!((1..=greeted).contains(&answered), "{answered} answers to {greeted} greetings");
+}

@@ -116,7 +116,11 @@ pub(crate) fn is_timeout(error: &io::Error) -> bool {
 /// Its `Display` is one phrase for a log line, such as `closed by client:
 /// 1000 bye`; the close reason in it is escaped and cut short, as the
 /// client chose it.
+///
+/// More ways to end may be told apart in later versions: a `match` on it
+/// needs an arm for the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Ending {
     /// The client started the close handshake, with this frame (the server
     /// echoed it).

@@ -12,8 +12,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Trouble with one client (a bad request, a protocol error, a peer that
 /// vanished) is not an `Error`: the server answers or closes that client and
-/// carries on. These are the failures a caller has to act on.
+/// carries on. These are the failures a caller has to act on; later
+/// versions may add to them, so a `match` needs an arm for the rest.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A [`Config`](crate::Config) field is out of range.
     #[error("invalid configuration: {field} {problem}")]

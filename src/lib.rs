@@ -203,7 +203,7 @@
 //! happens on every connection arrives on
 //! one channel of [`client::Event`]s, each tagged with its connection's
 //! name. [`Client::join`](client::Client::join) closes every connection with
-//! 1000 and waits for them to end.
+//! 1000, behind what was already sent on it, and waits for them to end.
 //!
 //! ```
 //! use std::time::{Duration, Instant};

@@ -545,3 +545,105 @@ fn a_header_for_a_mistyped_connection_name_says_no_connection_has_that_name() {
     );
     assert!(printed.is_empty(), "nothing started: {printed:?}");
 }
+
+/// What `server` hears until the client's close: each text message's first
+/// two words, then the close frame. It answers the close as it goes.
+fn heard_until_close(
+    server: &mut switchboard::tungstenite::WebSocket<TcpStream>,
+) -> (Vec<String>, CloseFrame) {
+    let mut heard = Vec::new();
+    loop {
+        match server.read() {
+            Ok(Message::Text(text)) => heard.push(text.split(' ').take(2).collect::<Vec<_>>().join(" ")),
+            Ok(Message::Close(close)) => {
+                // Sends tungstenite's answer to the close.
+                let _ = server.flush();
+                return (heard, close.expect("a close without a code"));
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no close from the client after {} messages: {e}", heard.len()),
+        }
+    }
+}
+
+#[test]
+fn a_send_after_close_is_refused_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Takes the connection, never answers the upgrade.
+    let mute = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoints = vec![
+        Endpoint::new("up", format!("ws://{}/", listener.local_addr().unwrap())),
+        Endpoint::new("connecting", format!("ws://{}/", mute.local_addr().unwrap())),
+    ];
+    let config = ClientConfig { reconnect: Reconnect::Never, ..ClientConfig::default() };
+    let mut client = Client::start(endpoints, config).unwrap();
+    let mut server = switchboard::tungstenite::accept(accept_within(&listener)).unwrap();
+    let _held = accept_within(&mute);
+    next_connected(&client);
+    assert!(matches!(client.send("connecting", "early"), Err(ClientError::NotConnected(_))));
+    client.close();
+    // A wait for room would be no help: there is no room to come.
+    let asked = Instant::now();
+    let refused = client.send_waiting("up", "too late", PATIENCE);
+    assert!(asked.elapsed() < PATIENCE / 2, "the send waited {:?}", asked.elapsed());
+    match refused {
+        Err(error @ ClientError::Closed(_)) => {
+            assert_eq!(error.to_string(), "up takes no more messages: the client was closed")
+        }
+        other => panic!("a send after close() gave {other:?}"),
+    }
+    for (line, sent) in client.send_all("too late for all") {
+        assert!(matches!(sent, Err(ClientError::Closed(_))), "{line}: {sent:?}");
+    }
+    let (heard, close) = heard_until_close(&mut server);
+    assert!(heard.is_empty(), "the server heard {heard:?}");
+    assert_eq!(close.code, CloseCode::Normal);
+    drop(server);
+    joins_within_patience(client);
+}
+
+#[test]
+fn what_was_sent_before_close_goes_out_ahead_of_the_1000_and_nothing_after() {
+    let listener = narrow_listener();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let config = ClientConfig { reconnect: Reconnect::Never, ..ClientConfig::default() };
+    let mut client = Client::start(vec![Endpoint::new("a", url)], config).unwrap();
+    let mut server = switchboard::tungstenite::accept(accept_within(&listener)).unwrap();
+    next_connected(&client);
+    // The server reads nothing yet: as in the test of the close after a
+    // burst of pings, the queue fills, and the writer is blocked on the
+    // socket with 16 MiB still to send when the client closes.
+    let padding = "x".repeat(64 << 10);
+    let mut sent = 0;
+    let full = (0..100_000).any(|i| match client.send("a", format!("before {i} {padding}")) {
+        Ok(()) => {
+            sent += 1;
+            false
+        }
+        Err(ClientError::Busy(_)) => true,
+        Err(e) => panic!("message {i}: {e}"),
+    });
+    assert!(full, "the queue never filled");
+    client.close();
+    let reading = thread::spawn(move || {
+        let heard = heard_until_close(&mut server);
+        drop(server);
+        heard
+    });
+    // While the writer works through the queue, the application goes on:
+    // each send would find room as the writer takes a message.
+    for i in 0..10 {
+        let _ = client.send_waiting("a", format!("after {i}"), PATIENCE);
+    }
+    let (heard, close) = reading.join().unwrap();
+    let late: Vec<&String> = heard.iter().filter(|h| h.starts_with("after")).collect();
+    assert!(late.is_empty(), "the server heard {late:?}, sent after close(), ahead of its 1000");
+    let expected: Vec<String> = (0..sent).map(|i| format!("before {i}")).collect();
+    assert!(
+        heard == expected,
+        "sent {sent} before close(); the server heard {} of them, or out of order",
+        heard.len()
+    );
+    assert_eq!(close.code, CloseCode::Normal);
+    joins_within_patience(client);
+}

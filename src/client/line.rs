@@ -8,9 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{
-    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError, bounded, never, select,
-};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, bounded, never, select};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket};
 use tungstenite::{Error as WsError, Message};
@@ -74,45 +72,86 @@ impl Live {
 /// dropped goes with it, rather than out on the next: late, to a new
 /// session, and ahead of what the application sends on hearing `Connected`.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Outgoing(Arc<Mutex<Option<Sender<Message>>>>);
+pub(crate) struct Outgoing(Arc<Mutex<Way>>);
+
+/// Where a message sent now would go.
+#[derive(Debug, Clone, Default)]
+enum Way {
+    /// Nowhere: no connection is up.
+    #[default]
+    Down,
+    /// Into the queue of the connection up now.
+    Up(Sender<Message>),
+    /// Nowhere, now or on any later connection: the client has closed.
+    Closed,
+}
+
+/// Why [`Outgoing::send`] did not queue a message.
+#[derive(Debug)]
+pub(crate) enum Unsent {
+    /// The queue stayed full for the whole wait.
+    Full,
+    /// No connection is up.
+    Down,
+    /// The client has closed.
+    Closed,
+}
 
 impl Outgoing {
     /// A new queue, for a connection now up; the last one's is let go.
     fn open(&self) -> Receiver<Message> {
         let (sender, receiver) = bounded(OUTGOING);
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        let mut way = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Made as the client closed: the writer finds its queue shut, and
+        // empty, and goes straight to its goodbye.
+        if !matches!(*way, Way::Closed) {
+            *way = Way::Up(sender);
+        }
         receiver
     }
 
     /// Takes no more: the connection is ending.
     fn shut(&self) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        let mut way = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Way::Up(_) = *way {
+            *way = Way::Down;
+        }
     }
 
-    /// The way in to the connection up now's queue, if one is up.
-    fn current(&self) -> Option<Sender<Message>> {
+    /// Takes no more, on this connection or any other: the client is
+    /// closing. The queue's sender goes with it, so that the writer's
+    /// goodbye sends what was queued before and finds the end of it, however
+    /// long the application goes on sending.
+    pub(crate) fn close(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Way::Closed;
+    }
+
+    /// Where a message sent now would go.
+    fn current(&self) -> Way {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Queues `message` for the connection up now, waiting up to `timeout`
-    /// for room (not at all for zero): `Full` if there is none by then,
-    /// `Disconnected` when no connection is up. The wait holds no lock; if
-    /// the connection it waits on ends meanwhile and another is up, it
-    /// waits on the new one's queue for what is left of `timeout`.
-    pub(crate) fn send(&self, mut message: Message, timeout: Duration) -> Result<(), TrySendError<Message>> {
+    /// for room (not at all for zero). The wait holds no lock; if the
+    /// connection it waits on ends meanwhile and another is up, it waits on
+    /// the new one's queue for what is left of `timeout`.
+    pub(crate) fn send(&self, mut message: Message, timeout: Duration) -> Result<(), Unsent> {
         let deadline = Instant::now() + timeout;
         loop {
-            let Some(sender) = self.current() else { return Err(TrySendError::Disconnected(message)) };
+            let sender = match self.current() {
+                Way::Up(sender) => sender,
+                Way::Down => return Err(Unsent::Down),
+                Way::Closed => return Err(Unsent::Closed),
+            };
             match sender.send_deadline(message, deadline) {
                 Ok(()) => return Ok(()),
-                Err(SendTimeoutError::Timeout(unsent)) => return Err(TrySendError::Full(unsent)),
-                Err(SendTimeoutError::Disconnected(unsent)) => {
-                    // Unless another connection is up by now.
-                    if self.current().is_none_or(|now| now.same_channel(&sender)) {
-                        return Err(TrySendError::Disconnected(unsent));
-                    }
-                    message = unsent;
-                }
+                Err(SendTimeoutError::Timeout(_)) => return Err(Unsent::Full),
+                Err(SendTimeoutError::Disconnected(unsent)) => match self.current() {
+                    // Another connection is up by now.
+                    Way::Up(now) if !now.same_channel(&sender) => message = unsent,
+                    Way::Closed => return Err(Unsent::Closed),
+                    _ => return Err(Unsent::Down),
+                },
             }
         }
     }
@@ -400,7 +439,8 @@ impl Writer {
                 },
                 recv(self.outgoing) -> message => {
                     // Shut, and empty: the connection is ending, and the
-                    // reader's word on how is still to come.
+                    // reader's word on how is still to come; or the client
+                    // is closing, and the stop is.
                     let Ok(message) = message else {
                         self.outgoing = never();
                         continue;
@@ -453,7 +493,8 @@ impl Writer {
         // silence allowed to a live connection.
         self.ws.get_ref().set_write_timeout(CLOSE_WAIT)?;
         // What the application sent before closing goes out ahead of the
-        // 1000, as the server's own 1001 goes behind what it accepted.
+        // 1000, as the server's own 1001 goes behind what it accepted. It is
+        // a queue's worth at most: close() shut the queue.
         while let Ok(message) = self.outgoing.try_recv() {
             self.ws.write(message)?;
         }

@@ -43,13 +43,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use tungstenite::Message;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use self::handshake::{Dialing, Target};
-use self::line::{GOODBYE, Line, Live, Outgoing};
+use self::line::{GOODBYE, Line, Live, Outgoing, Unsent};
 use crate::http::is_token;
 use crate::log_text::Shown;
 use crate::tls::TlsConnector;
@@ -280,6 +280,9 @@ pub enum ClientError {
     /// The line's queue of outgoing messages is full.
     #[error("{0} has too much to send already")]
     Busy(Arc<str>),
+    /// [`Client::close`] was called: no line takes messages any more.
+    #[error("{0} takes no more messages: the client was closed")]
+    Closed(Arc<str>),
 }
 
 impl ClientError {
@@ -493,12 +496,16 @@ impl Client {
     /// those the kernel had not yet delivered), never sent on the next
     /// connection. Delivery is at most once; an application that must not
     /// lose messages has the server acknowledge them, and sends again what
-    /// was not acknowledged once [`Event::Connected`] comes again.
+    /// was not acknowledged once [`Event::Connected`] comes again. One sent
+    /// before [`close`](Client::close) goes out ahead of the line's 1000, if
+    /// the connection takes it within the time [`join`](Client::join)
+    /// allows.
     ///
     /// # Errors
     ///
     /// [`ClientError::NoSuchLine`], [`ClientError::NotConnected`] while it
-    /// reconnects, or [`ClientError::Busy`] when it has 256 messages queued.
+    /// reconnects, [`ClientError::Busy`] when it has 256 messages queued, or
+    /// [`ClientError::Closed`] once [`close`](Client::close) has been called.
     pub fn send(&self, line: &str, message: impl Into<Message>) -> Result<(), ClientError> {
         self.send_waiting(line, message, Duration::ZERO)
     }
@@ -519,11 +526,11 @@ impl Client {
     ) -> Result<(), ClientError> {
         let index = self.by_name.get(line).ok_or_else(|| ClientError::NoSuchLine(line.to_owned()))?;
         let line = &self.lines[*index];
-        match line.outgoing.send(message.into(), timeout) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(ClientError::Busy(line.name.clone())),
-            Err(TrySendError::Disconnected(_)) => Err(ClientError::NotConnected(line.name.clone())),
-        }
+        line.outgoing.send(message.into(), timeout).map_err(|unsent| match unsent {
+            Unsent::Full => ClientError::Busy(line.name.clone()),
+            Unsent::Down => ClientError::NotConnected(line.name.clone()),
+            Unsent::Closed => ClientError::Closed(line.name.clone()),
+        })
     }
 
     /// Sends a message on every line; returns what happened on each.
@@ -550,8 +557,16 @@ impl Client {
 
     /// Tells every line to close its connection with 1000 and end. It
     /// returns at once; each line then reports [`Event::Closed`] (if it was
-    /// connected) and [`Event::Ended`]. Calling it again does nothing.
+    /// connected) and [`Event::Ended`]. What was sent before it still goes
+    /// out, ahead of the 1000; sends from then on fail with
+    /// [`ClientError::Closed`]. Calling it again does nothing.
     pub fn close(&mut self) {
+        // Sends end here, not when a writer has emptied its queue: its
+        // goodbye sends what is queued first, and an application that went
+        // on sending would keep the 1000 waiting for as long as it did.
+        for line in &self.lines {
+            line.outgoing.close();
+        }
         drop(self.stop.take());
         // A connection still being made has no one to say goodbye to: it
         // is hung up on, rather than waited for up to its connect timeout.

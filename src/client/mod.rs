@@ -207,8 +207,10 @@ impl ClientConfig {
     }
 }
 
-/// What went wrong on the client side.
+/// What went wrong on the client side; later versions may tell more apart,
+/// so a `match` needs an arm for the rest.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The URL cannot be used.
     #[error("bad URL {url:?}: {problem}")]
@@ -295,8 +297,10 @@ impl ClientError {
     }
 }
 
-/// Something that happened on a line.
+/// Something that happened on a line; later versions may tell more apart,
+/// so a `match` needs an arm for the rest.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// Connected, or connected again, speaking `subprotocol` if the server
     /// chose one.

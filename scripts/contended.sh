@@ -3,7 +3,7 @@
 # process shares its core:
 #   scripts/contended.sh NAME COMMAND...      (PORT in COMMAND is replaced)
 # e.g.
-#   scripts/contended.sh batch target/release/switchboard --listen 127.0.0.1:PORT \
+#   scripts/contended.sh batch "${CARGO_TARGET_DIR:-target}/release/switchboard" --listen 127.0.0.1:PORT \
 #     --max-connections-per-ip 0 --max-messages-per-sec 0 --scheduling batch
 #
 # Runs churn (8 workers) and fan-out at 100 publishes/s to 1,000

@@ -2,7 +2,7 @@
 # What one unit of work costs a server, counted by the kernel:
 #   scripts/costs.sh NAME COMMAND...      (PORT in COMMAND is replaced)
 # e.g.
-#   scripts/costs.sh switchboard target/release/switchboard --listen 127.0.0.1:PORT \
+#   scripts/costs.sh switchboard "${CARGO_TARGET_DIR:-target}/release/switchboard" --listen 127.0.0.1:PORT \
 #     --max-connections-per-ip 0 --max-messages-per-sec 0
 #
 # Starts the server pinned to CPU 0 (SERVER_CPU), waits on /healthz, and

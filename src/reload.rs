@@ -35,7 +35,8 @@ impl ReloadHandle {
     /// `/metrics` and `/stats` are private as its `private_metrics` says,
     /// and TLS handshakes use `tls`. The connections opened with a bearer
     /// token that `access` no longer holds, or with a JWT verified by a key
-    /// other than its `jwt_secret`, are closed, 1008, unless `access` asks
+    /// that is neither its `jwt_secret` nor one of its
+    /// `jwt_previous_secrets`, are closed, 1008, unless `access` asks
     /// for no credentials at all (a JWT's connection otherwise ends when
     /// the token expires).
     /// Everything is checked before anything is replaced: on an error the

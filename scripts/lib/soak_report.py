@@ -240,7 +240,7 @@ def main(directory):
         # A soak of a minute has no two samples after its first: its RSS is
         # shown, but not judged, and the verdict says so.
         rss = ("RSS flat after the first minute" if not unjudged else
-               "RSS not judged (fewer than two samples after the first minute)")
+               f"RSS not judged for {', '.join(unjudged)} (fewer than two samples after the first minute)")
         lines.append(f"**Verdict: PASS**: fds and threads back to where they started, {rss}, "
                      "nothing lost or duplicated, the room's p99 under 50 ms throughout.")
     text = "\n".join(lines) + "\n"

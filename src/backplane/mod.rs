@@ -207,6 +207,12 @@ pub(crate) fn refuses_credentials(error: &redis::RedisError) -> bool {
         || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
 }
 
+/// Whether `error` is the connection failing, rather than Redis refusing
+/// one command on a connection that is still good.
+pub(crate) fn connection_failed(error: &redis::RedisError) -> bool {
+    error.is_io_error() || error.is_timeout() || error.is_connection_dropped()
+}
+
 /// Connects once and pings, to find out before the server starts whether
 /// Redis takes the node's credentials. Only a refusal is an error: a Redis
 /// that cannot be reached now is the threads' to retry.

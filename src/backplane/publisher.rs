@@ -26,7 +26,9 @@ use redis::{Client, Connection, RedisError, RedisResult};
 use super::envelope::{Channel, Envelope};
 use super::health::{Health, Link};
 use super::namesake::{Namesake, Owed};
-use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, refuses_credentials};
+use super::{
+    CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, connection_failed, refuses_credentials,
+};
 use crate::backoff::Backoff;
 use crate::frame::Frame;
 use crate::metrics::Metrics;
@@ -108,7 +110,7 @@ impl Publisher {
         let sent =
             redis::cmd("PUBLISH").arg(&*self.prefix).arg(self.namesake.message(owed)).query::<()>(connection);
         match sent {
-            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+            Err(e) if connection_failed(&e) => {
                 self.namesake.owe(owed);
                 Err(e)
             }

@@ -33,7 +33,9 @@ use super::envelope::{self, Channel};
 use super::health::{Health, Link};
 use super::interest::{Interest, Wanted};
 use super::namesake::Namesake;
-use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, refuses_credentials};
+use super::{
+    CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, connection_failed, refuses_credentials,
+};
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
@@ -213,7 +215,7 @@ impl Subscriber {
     fn listen_for_namesakes(&self, pubsub: &mut PubSub<'_>) -> RedisResult<()> {
         pubsub.set_read_timeout(Some(IO_TIMEOUT))?;
         match pubsub.subscribe(&*self.prefix) {
-            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => Err(e),
+            Err(e) if connection_failed(&e) => Err(e),
             Err(e) => {
                 debug!("backplane: cannot hear other nodes' greetings: {e}");
                 Ok(())

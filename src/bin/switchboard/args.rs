@@ -493,7 +493,7 @@ impl Files {
             Error::Config { field: "access.tokens", problem } => {
                 (setting_of(&self.auth_token_file), problem.to_string())
             }
-            Error::Config { field, problem } if field.starts_with("access.jwt") => {
+            Error::Config { field: "access.jwt_secret" | "access.jwt_previous_secrets", problem } => {
                 (setting_of(&self.jwt_secret_file), problem.to_string())
             }
             Error::Tls { .. } => {

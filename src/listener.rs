@@ -68,7 +68,7 @@ pub(crate) fn listen(config: &Config) -> Result<TcpListener> {
 /// the standard library asks for overflows when many clients reconnect at
 /// once, after a restart or a network blip, and each SYN dropped costs its
 /// client a second before it tries again.
-const BACKLOG: i32 = 4096;
+pub(crate) const BACKLOG: i32 = 4096;
 
 /// A listening socket on `addr`, as `TcpListener::bind` makes one (address
 /// reuse for a quick restart) but for its backlog, and for an IPv6 address

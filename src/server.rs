@@ -176,8 +176,8 @@ impl<H: Handler> Server<H> {
 
     /// Accepts connections, each on its own thread, until a
     /// [`ShutdownHandle`] asks it to stop; then shuts down gracefully: it
-    /// stops accepting (a client accepted as it stops is answered 503, as
-    /// one refused at the door is), queues 1001 for every client behind what
+    /// stops accepting (clients waiting in the backlog are answered 503, as
+    /// those refused at the door are), queues 1001 for every client behind what
     /// it already holds, and waits for the connections to end, at most
     /// `config.timeouts.shutdown`.
     ///
@@ -196,14 +196,7 @@ impl<H: Handler> Server<H> {
         loop {
             let accepted = self.listener.accept();
             if self.stopping.load(Ordering::SeqCst) {
-                // A client that came as the server stops is told so, as
-                // one refused at the door is, rather than dropped unanswered.
-                if let Ok((stream, _)) = accepted {
-                    if !gone_without_a_word(&stream) {
-                        self.shared.metrics.connection_refused(503);
-                        turnaway.refuse(stream, Refusal::new(503, "server shutting down"));
-                    }
-                }
+                self.refuse_waiting(accepted, &mut turnaway);
                 break;
             }
             turnaway.sweep();
@@ -251,12 +244,15 @@ impl<H: Handler> Server<H> {
                 }
             }
         }
-        turnaway.finish();
         let Server { listener, shared, hub_thread, drain_thread, backplane, threads, handshakes, .. } = self;
         drop(listener);
         drop(alive);
         let deadline = Instant::now() + shared.config.timeouts.shutdown;
         close_all(&shared, &all_gone);
+        // Refused sockets are held through the drain: closed at once, with
+        // their requests unread, they would be reset, and a reset can
+        // overtake the answer.
+        turnaway.finish();
         threads.stop();
         shared.refused_upgrades.finish();
         shared.faults.finish();
@@ -275,6 +271,31 @@ impl<H: Handler> Server<H> {
         }
         info!("shut down");
         Ok(())
+    }
+
+    /// Answers 503 the client just accepted and those still waiting in the
+    /// backlog as the server stops, as the door answers those it refuses,
+    /// rather than leave them to the reset that closing the listener sends.
+    /// The shutdown's own wake-up is neither answered nor counted. At most
+    /// a backlog's worth: clients that keep coming meanwhile do not hold
+    /// the shutdown up.
+    fn refuse_waiting(&self, accepted: io::Result<(TcpStream, SocketAddr)>, turnaway: &mut Turnaway) {
+        let mut refuse = |stream: TcpStream| {
+            if !gone_without_a_word(&stream) {
+                self.shared.metrics.connection_refused(503);
+                turnaway.refuse(stream, Refusal::new(503, "server shutting down"));
+            }
+        };
+        if let Ok((stream, _)) = accepted {
+            refuse(stream);
+        }
+        if self.listener.set_nonblocking(true).is_err() {
+            return;
+        }
+        for _ in 0..listener::BACKLOG {
+            let Ok((stream, _)) = self.listener.accept() else { break };
+            refuse(stream);
+        }
     }
 
     /// Counts a new connection from `peer` against the connection limits
@@ -388,7 +409,9 @@ impl ShutdownHandle {
 /// Whether the peer of an accepted socket has already closed it without
 /// sending anything, as the shutdown's own wake-up connection does: nobody
 /// is there to read an answer, and answering would log a refusal for every
-/// shutdown.
+/// shutdown. Accepts are deferred until a client's first bytes or its FIN
+/// arrive (`TCP_DEFER_ACCEPT`, set on the listener), so the wake-up's close
+/// is always there to see by the time it is accepted.
 fn gone_without_a_word(stream: &TcpStream) -> bool {
     stream.set_nonblocking(true).is_ok() && matches!(stream.peek(&mut [0; 1]), Ok(0))
 }
@@ -432,24 +455,32 @@ mod tests {
     }
 
     #[test]
-    fn a_client_accepted_as_the_server_stops_is_answered_503() {
+    fn clients_waiting_as_the_server_stops_are_answered_503() {
         let server = server();
         let metrics = server.shared.metrics.clone();
         // The flag is set, as a shutdown sets it, but nothing has woken the
         // loop yet: the next socket it accepts is a client's, as when a
-        // client comes between the flag and the shutdown's wake-up.
+        // client comes between the flag and the shutdown's wake-up, and two
+        // more wait in the backlog behind it.
         server.stopping.store(true, Ordering::SeqCst);
-        let mut client = TcpStream::connect(server.local_addr()).unwrap();
-        client.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let mut clients: Vec<TcpStream> = (0..3)
+            .map(|_| {
+                let mut client = TcpStream::connect(server.local_addr()).unwrap();
+                client.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+                client
+            })
+            .collect();
         server.run().unwrap();
-        // Read once the server has gone: the answer outlives the socket.
-        let answer = read_answer(&mut client);
-        assert!(answer.starts_with("HTTP/1.1 503 "), "answered {answer:?}, not 503");
-        assert!(answer.contains("\r\nRetry-After: 1\r\n"), "{answer:?}");
-        assert!(answer.contains("\r\nConnection: close\r\n"), "{answer:?}");
-        assert!(answer.ends_with("\r\n\r\nserver shutting down\n"), "{answer:?}");
+        // Read once the server has gone: the answers outlive the sockets.
+        for client in &mut clients {
+            let answer = read_answer(client);
+            assert!(answer.starts_with("HTTP/1.1 503 "), "answered {answer:?}, not 503");
+            assert!(answer.contains("\r\nRetry-After: 1\r\n"), "{answer:?}");
+            assert!(answer.contains("\r\nConnection: close\r\n"), "{answer:?}");
+            assert!(answer.ends_with("\r\n\r\nserver shutting down\n"), "{answer:?}");
+        }
         let json: serde_json::Value = serde_json::from_str(&metrics.to_json()).unwrap();
-        assert_eq!(json["connections_refused"], serde_json::json!({ "503": 1 }));
+        assert_eq!(json["connections_refused"], serde_json::json!({ "503": 3 }));
     }
 
     #[test]

@@ -369,6 +369,12 @@ impl Relay {
         }
     }
 
+    /// Tells the log of room messages a full queue turned away that it has
+    /// not told of yet, once that is due.
+    pub(crate) fn sweep(&mut self, now: Instant) {
+        self.overflow.sweep(now);
+    }
+
     /// The node has its first member in `room`: subscribe to it.
     pub(crate) fn room_opened(&mut self, room: &Arc<str>) {
         self.interests.opened(room);

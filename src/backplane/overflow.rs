@@ -5,7 +5,8 @@
 //! which the health lines would tell, the queue fills and room messages
 //! are delivered on this node only. They are counted in
 //! `backplane_not_relayed`; this says so in the log as well, at once and
-//! then at most every [`REPORT_EVERY`], as refusals are.
+//! then at most every [`REPORT_EVERY`], as refusals are, and the tail of a
+//! burst within one period of its end.
 
 use std::time::Instant;
 
@@ -25,7 +26,14 @@ impl Overflow {
     /// told of, when it did.
     pub(crate) fn note(&mut self, now: Instant) -> Option<u64> {
         self.untold += 1;
-        if self.last_told.is_some_and(|last| now.duration_since(last) < REPORT_EVERY) {
+        self.sweep(now)
+    }
+
+    /// Tells what the log has not told yet, if it is due: called after
+    /// every batch and when the hub is idle, so that the last messages of a
+    /// burst are told within a period of its end, not at the next one.
+    pub(crate) fn sweep(&mut self, now: Instant) -> Option<u64> {
+        if self.untold == 0 || self.last_told.is_some_and(|last| now.duration_since(last) < REPORT_EVERY) {
             return None;
         }
         let told = std::mem::take(&mut self.untold);
@@ -53,5 +61,17 @@ mod tests {
             assert_eq!(overflow.note(start + REPORT_EVERY / 2), None);
         }
         assert_eq!(overflow.note(start + REPORT_EVERY), Some(4));
+    }
+
+    #[test]
+    fn the_tail_of_a_burst_is_told_once_due_with_no_more_overflow() {
+        let mut overflow = Overflow::default();
+        let start = Instant::now();
+        assert_eq!(overflow.sweep(start), None, "nothing to tell");
+        assert_eq!(overflow.note(start), Some(1));
+        assert_eq!(overflow.note(start + REPORT_EVERY / 2), None);
+        assert_eq!(overflow.sweep(start + REPORT_EVERY / 2), None, "not due yet");
+        assert_eq!(overflow.sweep(start + REPORT_EVERY), Some(1));
+        assert_eq!(overflow.sweep(start + REPORT_EVERY * 3), None, "told already");
     }
 }

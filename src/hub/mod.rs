@@ -352,6 +352,9 @@ impl Hub {
                 Ok(command) => command,
                 Err(RecvTimeoutError::Timeout) => {
                     self.take_registrations();
+                    if let Some(relay) = &mut self.relay {
+                        relay.sweep(Instant::now());
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -397,6 +400,7 @@ impl Hub {
         }
         if let Some(relay) = &mut self.relay {
             relay.catch_up(|| self.rooms.keys().cloned().collect());
+            relay.sweep(self.batch_taken);
         }
         for name in self.dirty_rooms.drain(..) {
             if let Some(room) = self.rooms.get_mut(&name) {

@@ -58,9 +58,16 @@ pub(crate) fn holds_certificates(pem: &[u8]) -> bool {
 /// with.
 #[derive(Debug)]
 pub(crate) struct TlsAcceptor {
-    config: RwLock<Arc<rustls::ServerConfig>>,
-    /// What the certificate and key were made from: see [`Made::from`].
-    made_from: RwLock<Made>,
+    /// Under one lock: a reload compares and replaces the two together.
+    current: RwLock<Current>,
+}
+
+/// The certificate served, and what it was made from.
+#[derive(Debug)]
+struct Current {
+    config: Arc<rustls::ServerConfig>,
+    /// See [`Made::from`].
+    made_from: Made,
 }
 
 /// The SHA-256 of a certificate chain's PEM and its key's, to tell a reload
@@ -135,27 +142,26 @@ impl TlsAcceptor {
         config.ticketer = rustls::crypto::ring::Ticketer::new()
             .map_err(|e| Error::Tls { problem: "cannot make a ticket key", source: Some(Box::new(e)) })?;
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-        Ok(TlsAcceptor { config: RwLock::new(Arc::new(config)), made_from: RwLock::new(Made::from(tls)) })
+        let current = Current { config: Arc::new(config), made_from: Made::from(tls) };
+        Ok(TlsAcceptor { current: RwLock::new(current) })
     }
 
     /// Whether the certificate served is the one `tls` holds, key and all:
     /// a reload that finds the same files keeps the acceptor, and with it
     /// the key its clients' tickets are sealed with.
     pub(crate) fn serves(&self, tls: &TlsConfig) -> bool {
-        *self.made_from.read().unwrap_or_else(PoisonError::into_inner) == Made::from(tls)
+        self.current.read().unwrap_or_else(PoisonError::into_inner).made_from == Made::from(tls)
     }
 
     /// From now on, hands out the certificate of `other` (made with
     /// [`new`](Self::new), so already checked).
     pub(crate) fn replace(&self, other: TlsAcceptor) {
-        let config = other.config.into_inner().unwrap_or_else(PoisonError::into_inner);
-        let made_from = other.made_from.into_inner().unwrap_or_else(PoisonError::into_inner);
-        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
-        *self.made_from.write().unwrap_or_else(PoisonError::into_inner) = made_from;
+        let current = other.current.into_inner().unwrap_or_else(PoisonError::into_inner);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = current;
     }
 
     fn config(&self) -> Arc<rustls::ServerConfig> {
-        self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.current.read().unwrap_or_else(PoisonError::into_inner).config.clone()
     }
 
     /// Runs the server side of the handshake. Each read of the socket gives

@@ -361,6 +361,34 @@ fn a_socket_that_takes_nothing_is_hung_up_after_the_write_timeout() {
 }
 
 #[test]
+fn a_client_whose_window_stays_shut_is_given_up_on_as_a_write_timeout() {
+    // A trickle of room messages: the client's window shuts long before the
+    // server's socket buffer is full, so the outbox never stalls and the
+    // drain thread never looks; the kernel's TCP user timeout (the write
+    // and close timeouts together) is what gives up on the client.
+    let server = TestServer::start(Config {
+        timeouts: Timeouts { write: ms(300), close: ms(100), ..Timeouts::default() },
+        ..unlimited()
+    });
+    let _stalled = sleeper(server.addr(), "/ws/trickle");
+    let (mut sent, mut last) = (0, Instant::now());
+    let ended = wait_until(PATIENCE, || {
+        // 5 KB/s: the server's socket buffer (16 KiB at least) holds
+        // seconds of it, the client's window (4 KiB) one.
+        if last.elapsed() >= ms(100) {
+            server.hub().send_to_room("trickle", numbered(sent, 512).as_str()).unwrap();
+            (sent, last) = (sent + 1, Instant::now());
+        }
+        stat(&server, "connections_open") == 0
+    });
+    let stats = server.stats();
+    assert!(ended, "the client was never given up on: {stats}");
+    assert_eq!(stats["writes_stalled"], 0, "the outbox stalled: not the case this tests; {stats}");
+    assert_eq!(stats["write_timeouts"], 1, "{stats}");
+    assert_eq!(stats["connections_dropped"], 1, "{stats}");
+}
+
+#[test]
 fn a_clients_close_is_answered_ahead_of_what_waits_for_it() {
     const LEN: usize = 1024;
     let server = TestServer::start(unlimited());

@@ -234,6 +234,10 @@ pub(crate) enum Failure {
     Send(io::Error),
     /// The socket took no bytes for the write timeout.
     WriteTimeout,
+    /// The kernel gave up on the connection: the client acknowledged none
+    /// of the bytes sent to it, or kept its window shut, for the write and
+    /// close timeouts together (the sockets' TCP user timeout).
+    KernelTimeout,
     /// The client did not answer the close in time.
     CloseTimeout,
     /// Its thread ended, and the client did not take what was still queued
@@ -248,6 +252,9 @@ impl fmt::Display for Failure {
         match self {
             Failure::Send(e) => write!(f, "a send failed: {e}"),
             Failure::WriteTimeout => write!(f, "its socket took no bytes for the write timeout"),
+            Failure::KernelTimeout => {
+                write!(f, "it took no bytes for the write and close timeouts together (TCP user timeout)")
+            }
             Failure::CloseTimeout => write!(f, "it did not answer the close in time"),
             Failure::Unsent => write!(f, "it did not take what was still queued in time"),
             Failure::Stopped => write!(f, "the server stopped"),
@@ -502,9 +509,26 @@ impl Outbox {
         if state.progress.elapsed() < timeout {
             return Stall::Waiting;
         }
-        self.metrics.write_timed_out();
-        self.hang_up_locked(&mut state, Failure::WriteTimeout);
+        self.time_out_locked(&mut state, Failure::WriteTimeout);
         Stall::TimedOut
+    }
+
+    /// For the connection's thread: a read found that the kernel has given
+    /// up on the connection ([`Failure::KernelTimeout`]).
+    pub(crate) fn timed_out_in_kernel(&self) {
+        self.time_out_locked(&mut self.lock(), Failure::KernelTimeout);
+    }
+
+    /// Hangs up on a client that took no bytes in time, counted as a write
+    /// timeout whichever clock ran out: the drain thread's, which starts
+    /// once the server's socket buffer is full, or the kernel's, which
+    /// starts once the client's window shuts and so comes first when little
+    /// is sent to it.
+    fn time_out_locked(&self, state: &mut State, failure: Failure) {
+        if state.output != Output::Broken {
+            self.metrics.write_timed_out();
+            self.hang_up_locked(state, failure);
+        }
     }
 
     /// For the drain thread, once a close has had its time: hangs up if the
@@ -639,6 +663,9 @@ impl Outbox {
             }
             // The close that this write stopped for sends the rest.
             Written::Yielded => {}
+            Written::Failed(e) if e.kind() == io::ErrorKind::TimedOut => {
+                self.time_out_locked(state, Failure::KernelTimeout);
+            }
             Written::Failed(e) => self.hang_up_locked(state, Failure::Send(e)),
         }
     }
@@ -657,7 +684,7 @@ impl Outbox {
         state.frames = VecDeque::new();
         state.front_sent = 0;
         state.budget_used = 0;
-        if matches!(state.failure, Some(Failure::WriteTimeout | Failure::Unsent)) {
+        if matches!(state.failure, Some(Failure::WriteTimeout | Failure::KernelTimeout | Failure::Unsent)) {
             self.sink.discard_unsent();
         }
         self.sink.shutdown(Shutdown::Both);

@@ -120,6 +120,14 @@ impl<H: Handler> Reader<'_, H> {
         if let Some(end) = client_close {
             return end;
         }
+        // No read timeout is set: a timeout here is the kernel's, which has
+        // given up on a client that took none of what it was sent.
+        if let tungstenite::Error::Io(e) = error {
+            if e.kind() == io::ErrorKind::TimedOut {
+                self.connection.outbox.timed_out_in_kernel();
+                return self.dropped("read ended", error);
+            }
+        }
         match CloseReason::for_read_error(error) {
             Some(reason) => self.close(reason, error.to_string()),
             None => self.dropped("read ended", error),

@@ -11,7 +11,7 @@
 //! new addresses with a limit of 1).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::IoSlice;
+use std::io::{IoSlice, Read};
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -147,7 +147,10 @@ impl Drop for Permit {
 /// Closing a socket whose request the server has not read makes the kernel
 /// send RST, and a client that receives RST may lose the answer it had not
 /// read yet. So each refused socket gets its answer and a FIN at once, and is
-/// closed only after `linger`, by which time the client has read the answer.
+/// closed only after `linger`, by which time the client has read the answer,
+/// and with what the client sent read out first, so that nothing is reset
+/// when the accept loop lets it go early (at capacity, or as the server
+/// stops).
 /// Holding is bounded by count as well as time; the accept loop sweeps the
 /// expired ones as it goes, without a thread of its own.
 ///
@@ -198,7 +201,9 @@ impl Turnaway {
         let _ = Sink::send(&stream, &[IoSlice::new(&answer)], Then::Fin);
         Sink::shutdown(&stream, Shutdown::Write);
         if self.held.len() >= self.capacity {
-            self.held.pop_front();
+            if let Some(oldest) = self.held.pop_front() {
+                let_go(oldest);
+            }
         }
         self.held.push_back((Instant::now() + self.linger, stream));
     }
@@ -207,14 +212,30 @@ impl Turnaway {
     pub(crate) fn sweep(&mut self) {
         let now = Instant::now();
         while self.held.front().is_some_and(|(until, _)| *until <= now) {
-            self.held.pop_front();
+            let Some(expired) = self.held.pop_front() else { break };
+            let_go(expired);
         }
         self.log.sweep();
     }
 
-    /// Reports what is left to report, as the accept loop ends.
+    /// Closes every socket still held, and reports what is left to report,
+    /// as the accept loop ends.
     pub(crate) fn finish(self) {
+        self.held.into_iter().for_each(let_go);
         self.log.finish();
+    }
+}
+
+/// Closes a held socket, reading out first, without waiting, what its
+/// client has sent: a request left unread would have the kernel reset the
+/// connection. A few pages at most: a client still sending after its answer
+/// and FIN has had its turn.
+fn let_go((_, stream): (Instant, TcpStream)) {
+    let mut scratch = [0u8; 4096];
+    for _ in 0..16 {
+        if !matches!((&stream).read(&mut scratch), Ok(1..)) {
+            break;
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reloading a running server's credentials and certificate, dropping no
 //! client but those whose bearer token or JWT key is taken away.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ipnet::IpNet;
 use log::info;
@@ -27,6 +27,9 @@ pub struct ReloadHandle {
     /// The proxies trusted, as the server started: a reload keeps them (and
     /// the gate keeps the origins allowed).
     pub(crate) trusted_proxies: Arc<[IpNet]>,
+    /// One reload at a time, so that one reload's credentials never stand
+    /// beside another's certificate.
+    pub(crate) reloading: Arc<Mutex<()>>,
 }
 
 impl ReloadHandle {
@@ -40,7 +43,9 @@ impl ReloadHandle {
     /// for no credentials at all (a JWT's connection otherwise ends when
     /// the token expires).
     /// Everything is checked before anything is replaced: on an error the
-    /// server keeps what it had.
+    /// server keeps what it had. Reloads from several threads at once take
+    /// turns: each applies whole, the last one's credentials and
+    /// certificate standing together.
     ///
     /// # Errors
     ///
@@ -51,6 +56,7 @@ impl ReloadHandle {
     /// or taken from a TLS one (a server cannot change its scheme);
     /// [`Error::Tls`] when the certificate or key is not usable.
     pub fn reload(&self, access: &Access, tls: Option<&TlsConfig>) -> Result<()> {
+        let _turn = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((field, problem)) = access.problem() {
             return Err(Error::Config { field, problem });
         }

@@ -44,6 +44,9 @@ pub struct Server<H> {
     /// The most refused sockets held open at once while their answer
     /// reaches the client.
     held_refusals: usize,
+    /// Held through each reload, by every reload handle: see
+    /// [`ReloadHandle::reload`].
+    reloading: Arc<Mutex<()>>,
 }
 
 /// Stops a running [`Server`] from any thread, such as a Ctrl-C handler.
@@ -144,6 +147,7 @@ impl<H: Handler> Server<H> {
             handshakes,
             threads,
             held_refusals: machine.held_refusals,
+            reloading: Arc::default(),
         })
     }
 
@@ -155,6 +159,7 @@ impl<H: Handler> Server<H> {
             credential_holders: self.shared.credential_holders.clone(),
             tls: self.shared.tls.clone(),
             trusted_proxies: self.shared.config.access.trusted_proxies.as_slice().into(),
+            reloading: self.reloading.clone(),
         }
     }
 

@@ -58,7 +58,8 @@ pub(crate) fn holds_certificates(pem: &[u8]) -> bool {
 /// with.
 #[derive(Debug)]
 pub(crate) struct TlsAcceptor {
-    /// Under one lock: a reload compares and replaces the two together.
+    /// One value, so that the certificate served and the digest a reload
+    /// compares are always of the same files.
     current: RwLock<Current>,
 }
 

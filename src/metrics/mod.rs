@@ -138,7 +138,7 @@ impl Metrics {
             write_timeouts: counter(
                 &mut r,
                 "write_timeouts",
-                "Clients hung up on for taking no bytes: for the write timeout once their socket was full, or for the write and close timeouts together (the kernel's TCP user timeout)",
+                "Clients hung up on for taking no bytes: for the write timeout once their socket was full, or for the write and close timeouts together (the kernel's TCP user timeout: a shut window, or no acknowledgement from a client gone without a word)",
             ),
             close_frames_received: counter(
                 &mut r,

@@ -74,10 +74,16 @@ impl Process {
     /// Waits for the first line the server logs, from its start, that
     /// contains `text`, at most [`PATIENCE`]; returns it.
     pub fn wait_for_line(&mut self, text: &str) -> String {
+        self.wait_for_line_within(text, PATIENCE)
+    }
+
+    /// [`wait_for_line`](Self::wait_for_line), for a line due later than
+    /// the usual patience allows.
+    pub fn wait_for_line_within(&mut self, text: &str, patience: Duration) -> String {
         if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
             return line.clone();
         }
-        let deadline = Instant::now() + PATIENCE;
+        let deadline = Instant::now() + patience;
         loop {
             let line =
                 self.log.recv_deadline(deadline).unwrap_or_else(|_| panic!("no line with {text:?} logged"));

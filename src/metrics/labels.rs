@@ -10,7 +10,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 /// The HTTP statuses the server answers with, and the reason each gives a
 /// refused upgrade. Anything else is counted as `other`, so that no handler
 /// or client can add series.
-const STATUSES: [(u16, &str, &str); 14] = [
+const STATUSES: [(u16, &str, &str); 15] = [
     (200, "200", "ok"),
     (204, "204", "no_content"),
     (400, "400", "bad_request"),
@@ -25,6 +25,7 @@ const STATUSES: [(u16, &str, &str); 14] = [
     (431, "431", "head_too_large"),
     (500, "500", "internal_error"),
     (503, "503", "unavailable"),
+    (505, "505", "http_version_not_supported"),
 ];
 
 /// The close codes the server sends; anything else is counted as `other`.

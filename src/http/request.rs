@@ -413,14 +413,16 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
     Ok(Some((request, len)))
 }
 
-/// Whether the request line in `buf` ends in a version, `HTTP/` and two
-/// digits around a dot (RFC 9112 §2.3), whichever it is.
+/// Whether the request line in `buf` is a method, a target and a version,
+/// one space apart, the version `HTTP/` and two digits around a dot (RFC
+/// 9112 §3), whichever it is. A line with a space in its target ends in a
+/// version too, but is malformed, not of another version.
 fn names_a_version(buf: &[u8]) -> bool {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
-    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-        if major.is_ascii_digit() && minor.is_ascii_digit())
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    matches!(parts[..], [method, target, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]]
+        if !method.is_empty() && !target.is_empty() && major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 /// Checks what every request must get right whatever it asks for: which
@@ -454,8 +456,9 @@ fn check_framing(request: &Request) -> Result<(), Refusal> {
 
 /// Whether `authority` is a URI's authority without its userinfo (RFC
 /// 3986 §3.2.2, §3.2.3): a name or an IPv4 address, or an IPv6 address in
-/// brackets, then a port if a colon follows. Empty is allowed: it is what a
-/// client sends for a target with no authority (RFC 9112 §3.2).
+/// brackets, then a port if a colon follows. The host may not be empty: an
+/// `http` URI with an empty host is invalid (RFC 9110 §4.2.1), and every
+/// target this server takes is one.
 fn is_authority(authority: &str) -> bool {
     let (host_is_good, after_host) = match authority.strip_prefix('[') {
         Some(bracketed) => {
@@ -466,7 +469,8 @@ fn is_authority(authority: &str) -> bool {
         }
         None => {
             let (name, after) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
-            (name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)), after)
+            let is_name = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+            (!name.is_empty() && is_name, after)
         }
     };
     // RFC 3986 lets a port be empty, and any digits; TCP's end at 65535.
@@ -482,6 +486,10 @@ fn is_authority(authority: &str) -> bool {
 /// (RFC 9112 §3.2.2), and RFC 6455 (§4.2.1) names it for the upgrade.
 fn split_target(target: &str) -> Result<(Option<&str>, &str), HeadError> {
     let refused = |why: &'static str| HeadError::Refused(Refusal::bad_request(why));
+    // A fragment is the client's own business, never sent (RFC 9112 §3.2).
+    if target.contains('#') {
+        return Err(refused("request target must not hold a fragment (#)"));
+    }
     if target.starts_with('/') {
         return Ok((None, target));
     }
@@ -493,7 +501,7 @@ fn split_target(target: &str) -> Result<(Option<&str>, &str), HeadError> {
     let (authority, path) = rest.find(['/', '?']).map_or((rest, ""), |at| rest.split_at(at));
     // It stands for the Host header, and is held to the same rule; RFC
     // 9110 §4.2.4: userinfo in an http URI is an error.
-    if authority.is_empty() || !is_authority(authority) {
+    if !is_authority(authority) {
         return Err(refused("request target must name a host and port, and no user"));
     }
     // The path may be empty, before a query or not: it is then "/".
@@ -534,6 +542,9 @@ pub(crate) mod tests {
             "ws/a",
             "*",
             "http://a\"<b>/ws",
+            "/ws/a#b",
+            "/healthz?x#y",
+            "http://a/#b",
         ] {
             let text = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
             let parsed = parse(text.as_bytes(), "127.0.0.1:1".parse().unwrap(), 64);
@@ -661,14 +672,16 @@ pub(crate) mod tests {
             Err(HeadError::Refused(refusal)) => refusal.status,
             Err(other) => panic!("{other:?}"),
         };
-        let good =
-            ["a", "chat.example:8080", "127.0.0.1:1", "[::1]:9001", "[::1]", "xn--bcher-kva.example", ""];
+        let good = ["a", "chat.example:8080", "127.0.0.1:1", "[::1]:9001", "[::1]", "xn--bcher-kva.example"];
         for host in good.into_iter().chain(["A.Example.", "a:", "[fe80::1%25eth0]:1", "a:00080", "a:65535"]) {
             assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")), 200, "{host:?}");
         }
         let bad =
             ["a b", "a/b", "a@b", "a\"b", "caf\u{e9}.example", "x:y", "x:1:2", "[::1", "::1]", "[::1]x"];
-        for host in bad.into_iter().chain(["[zz]:1", "::1", "x:99999", "x:+1", "x:65536", "[::1]:x"]) {
+        let empty = ["", " ", ":80", ":"];
+        for host in
+            bad.into_iter().chain(["[zz]:1", "::1", "x:99999", "x:+1", "x:65536", "[::1]:x"]).chain(empty)
+        {
             assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")), 400, "{host:?}");
         }
         assert_eq!(status_of("GET / HTTP/1.1\r\n\r\n"), 400, "no Host");
@@ -702,6 +715,11 @@ pub(crate) mod tests {
         for version in ["HTTP/1.10", "HTTQ/1.1", "HTTP/x.1"] {
             let head = format!("GET / {version}\r\nHost: a\r\n\r\n");
             assert_eq!(status(read(&[head.as_bytes()])), 400, "{version}");
+        }
+        // Of version 1.1, but with a space too many: malformed.
+        for line in ["GET /ws/room name HTTP/1.1", "GET /healthz  HTTP/1.1", "GET  /healthz HTTP/1.1"] {
+            let head = format!("{line}\r\nHost: a\r\n\r\n");
+            assert_eq!(status(read(&[head.as_bytes()])), 400, "{line:?}");
         }
     }
 

@@ -589,16 +589,20 @@ impl Config {
         let largest = ws.max_message_size.unwrap_or(usize::MAX).saturating_add(14);
         // Deadlines are instants: a timeout past this could not be added to
         // the clock.
-        let too_long = |timeout: Duration| timeout > MAX_TIMEOUT;
+        let too_long = [
+            ("timeouts.handshake", t.handshake),
+            ("timeouts.idle", t.idle),
+            ("timeouts.ping_interval", t.ping_interval),
+            ("timeouts.write", t.write),
+            ("timeouts.close", t.close),
+            ("timeouts.shutdown", t.shutdown),
+            ("timeouts.spare_thread", t.spare_thread),
+        ]
+        .into_iter()
+        .chain(t.max_lifetime.map(|lifetime| ("timeouts.max_lifetime", lifetime)))
+        .find(|(_, timeout)| *timeout > MAX_TIMEOUT);
         let checks: [(bool, &'static str, &'static str); 22] = [
-            (
-                [t.handshake, t.idle, t.ping_interval, t.write, t.close, t.shutdown, t.spare_thread]
-                    .into_iter()
-                    .chain(t.max_lifetime)
-                    .any(too_long),
-                "timeouts",
-                "must each be at most 30 days",
-            ),
+            (too_long.is_some(), too_long.map_or("timeouts", |(field, _)| field), "must be at most 30 days"),
             (t.handshake.is_zero(), "timeouts.handshake", "must be more than zero"),
             (t.idle.is_zero(), "timeouts.idle", "must be more than zero"),
             (t.write.is_zero(), "timeouts.write", "must be more than zero"),
@@ -719,7 +723,7 @@ mod tests {
             timeouts: Timeouts { idle: Duration::from_secs(31 * 24 * 60 * 60), ..Timeouts::default() },
             ..Config::default()
         };
-        assert!(matches!(config.validate(), Err(Error::Config { field: "timeouts", .. })));
+        assert!(matches!(config.validate(), Err(Error::Config { field: "timeouts.idle", .. })));
     }
 
     #[test]

@@ -86,8 +86,6 @@ pub fn explain(field: &str, problem: &str, sources: &Sources) -> FlagError {
     }
     match FLAGS.iter().find(|(name, _)| *name == field) {
         Some((_, flag)) => sources.error(flag.trim_start_matches("--"), &problem),
-        // `timeouts` names them all: every duration flag.
-        None if field == "timeouts" => FlagError(format!("every duration flag {problem}")),
         None => FlagError(format!("{field} {problem}")),
     }
 }

@@ -36,6 +36,12 @@ fn main() -> ExitCode {
         }
     };
     if cli.command.is_none() && cli.server.print_config {
+        // A file the server would refuse is no file to start from: the
+        // settings are checked, and their files read, as for a start.
+        if let Err(e) = cli.server.into_config(&sources) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
         print!("{}", print_config::render(&sources));
         return ExitCode::SUCCESS;
     }
@@ -72,6 +78,7 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
     }
     // What SIGHUP reads again.
     let files = args.credential_files(sources);
+    let named = files.clone();
     let config = args.into_config(sources)?;
     let files = signals::Reloadable { access: config.access.clone(), files };
     let (http, ws) = if config.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
@@ -79,6 +86,8 @@ fn serve(args: ServerArgs, sources: &Sources) -> Result<(), Box<dyn Error>> {
     let server = Server::bind(config, RoomsHandler).map_err(|e| -> Box<dyn Error> {
         match e {
             switchboard::Error::RedisAuth { reason, .. } => Box::new(refused(sources, &reason)),
+            // Named by its settings, as a reload's is.
+            tls @ switchboard::Error::Tls { .. } => Box::new(named.explain(&tls)),
             other => Box::new(other),
         }
     })?;

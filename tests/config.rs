@@ -57,7 +57,7 @@ fn flags_win_over_variables_which_win_over_the_file() {
 
 #[test]
 fn what_print_config_prints_is_read_back_the_same() {
-    let tokens = file("print-tokens", "");
+    let tokens = file("print-tokens", "0123456789abcdef0123456789abcdef\n");
     let args = [
         "--listen",
         "127.0.0.1:0",
@@ -144,4 +144,36 @@ fn errors_name_the_key_and_the_file_or_the_variable() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("SWITCHBOARD_REDIS_PASSWORD is set: it needs --redis too"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn a_timeout_too_long_and_a_certificate_that_is_not_one_are_named_as_given() {
+    let (status, _, stderr) = run(&["--listen", "127.0.0.1:0", "--idle-timeout", "31d"], &[]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--idle-timeout 31d: must be at most 30 days"), "{stderr}");
+
+    let not_pem = file("not-a-certificate", "alice some-token\n");
+    let not_pem = not_pem.to_str().unwrap();
+    let (status, _, stderr) =
+        run(&["--listen", "127.0.0.1:0", "--tls-cert", not_pem, "--tls-key", not_pem], &[]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let named = format!("--tls-cert {not_pem} and --tls-key {not_pem}: TLS: no certificate");
+    assert!(stderr.contains(&named), "{stderr}");
+}
+
+#[test]
+fn print_config_refuses_what_the_server_would_refuse() {
+    for (args, said) in [
+        (&["--tls-key", "key.pem"][..], "--tls-key key.pem: needs --tls-cert too"),
+        (&["--ping-interval", "5m"][..], "--ping-interval 5m: must be less than --idle-timeout"),
+        (
+            &["--auth-token-file", "/nonexistent/tokens"][..],
+            "--auth-token-file /nonexistent/tokens: cannot read",
+        ),
+    ] {
+        let (status, lines, stderr) = run(&[args, &["--print-config"]].concat(), &[]);
+        assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(lines.is_empty(), "{args:?} printed {lines:?}");
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+    }
 }

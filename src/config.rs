@@ -601,7 +601,7 @@ impl Config {
         .into_iter()
         .chain(t.max_lifetime.map(|lifetime| ("timeouts.max_lifetime", lifetime)))
         .find(|(_, timeout)| *timeout > MAX_TIMEOUT);
-        let checks: [(bool, &'static str, &'static str); 22] = [
+        let checks: [(bool, &'static str, &'static str); 23] = [
             (too_long.is_some(), too_long.map_or("timeouts", |(field, _)| field), "must be at most 30 days"),
             (t.handshake.is_zero(), "timeouts.handshake", "must be more than zero"),
             (t.idle.is_zero(), "timeouts.idle", "must be more than zero"),
@@ -669,6 +669,11 @@ impl Config {
                 "thread_stack_size",
                 "must be between 64 KiB and 8 MiB",
             ),
+            (
+                !self.subprotocols.iter().all(|name| crate::http::is_token(name)),
+                "subprotocols",
+                "must each be an HTTP token (no space, comma or empty name), or no client could choose it",
+            ),
         ];
         let found = checks.into_iter().find(|(bad, ..)| *bad).map(|(_, field, problem)| (field, problem));
         let found = found
@@ -688,6 +693,19 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_subprotocol_is_a_token() {
+        let with = |names: &[&str]| Config {
+            subprotocols: names.iter().map(ToString::to_string).collect(),
+            ..Config::default()
+        };
+        with(&["chat.v1", "graphql-ws"]).validate().unwrap();
+        for bad in [&["a b"][..], &["chat", ""], &["a,b"], &["caf\u{e9}"]] {
+            let err = with(bad).validate().unwrap_err();
+            assert!(matches!(err, Error::Config { field: "subprotocols", .. }), "{bad:?}: {err}");
+        }
     }
 
     #[test]

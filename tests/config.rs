@@ -177,3 +177,20 @@ fn print_config_refuses_what_the_server_would_refuse() {
         assert!(stderr.contains(said), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn list_variables_take_spaces_after_commas_and_refuse_names_no_client_could_send() {
+    let env = [
+        ("SWITCHBOARD_TRUST_PROXY", "10.0.0.0/8, 192.168.0.1"),
+        ("SWITCHBOARD_ALLOW_ORIGIN", "https://a, https://b"),
+    ];
+    let (status, _, stderr) = run(&["--print-config"], &env);
+    assert!(status.success(), "{stderr}");
+    for subprotocols in ["a b", "chat,,admin"] {
+        let (status, _, stderr) =
+            run(&["--listen", "127.0.0.1:0"], &[("SWITCHBOARD_SUBPROTOCOL", subprotocols)]);
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        let said = format!("SWITCHBOARD_SUBPROTOCOL={subprotocols}: must each be an HTTP token");
+        assert!(stderr.contains(&said), "{stderr}");
+    }
+}

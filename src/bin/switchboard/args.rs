@@ -337,6 +337,8 @@ fn default_max_frame_size() -> usize {
 
 /// A CIDR block, or a single address as its own block.
 fn parse_network(text: &str) -> Result<IpNet, String> {
+    // "a, b" in the environment lists two, as for --allow-origin.
+    let text = text.trim();
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("`{text}` is neither a CIDR block nor an address"))

@@ -37,6 +37,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("access.jwt_name_claim", "--jwt-name-claim"),
     ("access.jwt_audience", "--jwt-audience"),
     ("access.allowed_origins", "--allow-origin"),
+    ("subprotocols", "--subprotocol"),
     ("access.jwt_secret", "--jwt-secret-file"),
     ("access.jwt_previous_secrets", "--jwt-secret-file"),
     ("access.tokens", "--auth-token-file"),

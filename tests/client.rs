@@ -647,3 +647,22 @@ fn what_was_sent_before_close_goes_out_ahead_of_the_1000_and_nothing_after() {
     assert_eq!(close.code, CloseCode::Normal);
     joins_within_patience(client);
 }
+
+#[test]
+fn a_setting_the_client_refuses_is_named_by_its_flag() {
+    let not_pem = std::env::temp_dir().join(format!("client-not-a-certificate-{}", std::process::id()));
+    std::fs::write(&not_pem, "alice some-token\n").unwrap();
+    let not_pem = not_pem.to_str().unwrap();
+    for (args, said) in [
+        (&["--ca-cert", not_pem][..], format!("--ca-cert {not_pem}: no certificate in the CA PEM")),
+        (&["--ping-interval", "0s"][..], "--ping-interval 0s: must be more than zero".to_owned()),
+        (&["--connect-timeout", "0s"][..], "--connect-timeout 0s: must be more than zero".to_owned()),
+    ] {
+        let (status, printed, stderr) =
+            crate::support::run(&[&["client", "wss://127.0.0.1:1/"][..], args].concat(), &[]);
+        assert_eq!(status.code(), Some(1), "{args:?}: {printed:?} {stderr}");
+        assert!(stderr.contains(&said), "{args:?}: {stderr}");
+        assert!(!stderr.contains("handshake"), "no handshake was tried: {stderr}");
+    }
+    let _ = std::fs::remove_file(not_pem);
+}

@@ -268,7 +268,8 @@ pub enum ClientError {
     /// Two lines were given the same name.
     #[error("two connections are named {0:?}")]
     DuplicateLine(String),
-    /// A [`ClientConfig`] field is out of bounds.
+    /// A [`ClientConfig`] field is out of bounds, or its certificates to
+    /// trust are none.
     #[error("client configuration: {field} {problem}")]
     Config {
         /// The field.
@@ -432,7 +433,9 @@ impl Client {
     /// # Errors
     ///
     /// [`ClientError::Config`] for a configuration that would spin (a zero
-    /// ping interval or wait), [`ClientError::DuplicateLine`] for two lines
+    /// ping interval or wait), or whose `extra_roots_pem` holds no usable
+    /// certificate while a line is `wss://`, [`ClientError::Tls`] when the
+    /// system's TLS set-up fails, [`ClientError::DuplicateLine`] for two lines
     /// of one name, [`ClientError::Endpoint`] for a subprotocol or header
     /// that cannot be written as given, and [`ClientError::Io`] when a
     /// thread cannot be started.
@@ -452,10 +455,14 @@ impl Client {
         // lines, not once per connection attempt.
         let secure = endpoints.iter().any(|e| Target::parse(&e.url).is_ok_and(|target| target.secure));
         let tls = match secure {
-            true => Some(
-                TlsConnector::new(config.extra_roots_pem.as_deref())
-                    .map_err(|e| ClientError::Tls(io::Error::other(e)))?,
-            ),
+            true => Some(TlsConnector::new(config.extra_roots_pem.as_deref()).map_err(|e| match e {
+                // No handshake was tried: the certificates given to
+                // trust are not certificates.
+                crate::Error::Tls { problem, .. } if config.extra_roots_pem.is_some() => {
+                    ClientError::Config { field: "extra_roots_pem", problem }
+                }
+                other => ClientError::Tls(io::Error::other(other)),
+            })?),
             false => None,
         };
         let mut lines = Vec::new();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded, select};
 use humantime::Duration as HumanDuration;
-use switchboard::client::{Client, ClientConfig, Endpoint, Event, Reconnect};
+use switchboard::client::{Client, ClientConfig, ClientError, Endpoint, Event, Reconnect};
 
 /// The client's options.
 #[derive(Debug, clap::Args)]
@@ -95,6 +95,23 @@ impl ClientArgs {
         Ok(endpoints)
     }
 
+    /// The library's complaint about a setting, in the words of the flag
+    /// that gave it.
+    fn explain(&self, error: ClientError) -> Box<dyn Error> {
+        let ClientError::Config { field, problem } = error else { return Box::new(error) };
+        let given = match field {
+            "ping_interval" => format!("--ping-interval {}", self.ping_interval),
+            "pong_timeout" => format!("--pong-timeout {}", self.pong_timeout),
+            "connect_timeout" => format!("--connect-timeout {}", self.connect_timeout),
+            "extra_roots_pem" => match &self.ca_cert {
+                Some(path) => format!("--ca-cert {}", path.display()),
+                None => return Box::new(error),
+            },
+            _ => return Box::new(error),
+        };
+        format!("{given}: {problem}").into()
+    }
+
     fn config(&self) -> Result<ClientConfig, Box<dyn Error>> {
         let extra_roots_pem = match &self.ca_cert {
             Some(path) => {
@@ -147,7 +164,7 @@ fn targets<'a, 's>(
 pub fn run(args: ClientArgs, interrupted: Receiver<()>) -> Result<ExitCode, Box<dyn Error>> {
     let endpoints = args.endpoints()?;
     let total = endpoints.len();
-    let mut client = Client::start(endpoints, args.config()?)?;
+    let mut client = Client::start(endpoints, args.config()?).map_err(|e| args.explain(e))?;
     let input = read_stdin();
     let (waiting, deaf) = (crossbeam_channel::never(), crossbeam_channel::never());
     // Lines typed (or piped) before every connection has had its first try

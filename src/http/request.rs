@@ -400,7 +400,7 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         credentials_expire: None,
         credential: None,
     };
-    check_framing(&request).map_err(HeadError::Refused)?;
+    check_framing(&request, authority.is_some()).map_err(HeadError::Refused)?;
     if let Some(authority) = authority {
         // RFC 9112 §3.2.2: the target's authority is the host meant, and
         // the Host header, which HTTP/1.1 still asks for, is not heeded.
@@ -426,17 +426,26 @@ fn names_a_version(buf: &[u8]) -> bool {
 }
 
 /// Checks what every request must get right whatever it asks for: which
-/// host it is for, and where it ends.
-fn check_framing(request: &Request) -> Result<(), Refusal> {
+/// host it is for, and where it ends. `target_names_host` when the target
+/// is in the absolute form, whose authority the Host header stands aside
+/// for.
+fn check_framing(request: &Request, target_names_host: bool) -> Result<(), Refusal> {
     // RFC 9112 §3.2: an HTTP/1.1 request without a Host, with two (which
     // leave it open which site is meant, and a proxy before us may have
     // read the other), or with one that is no host is answered 400.
     if request.repeats("host") {
         return Err(Refusal::bad_request("more than one Host header"));
     }
-    match request.header("host") {
+    match request.header("host").map(str::trim) {
         None if request.is_http11() => return Err(Refusal::bad_request("missing Host header")),
-        Some(host) if !is_authority(host.trim()) => {
+        // An empty Host names no host, which is what an HTTP/1.0 request
+        // without one says, and what an absolute target makes up for (RFC
+        // 9112 §3.2.2); an HTTP/1.1 path alone then names none at all.
+        Some("") if request.is_http11() && !target_names_host => {
+            return Err(Refusal::bad_request("the Host header is empty"));
+        }
+        Some("") => {}
+        Some(host) if !is_authority(host) => {
             return Err(Refusal::bad_request("the Host header is not a host and port"));
         }
         _ => {}
@@ -486,7 +495,8 @@ fn is_authority(authority: &str) -> bool {
 /// (RFC 9112 §3.2.2), and RFC 6455 (§4.2.1) names it for the upgrade.
 fn split_target(target: &str) -> Result<(Option<&str>, &str), HeadError> {
     let refused = |why: &'static str| HeadError::Refused(Refusal::bad_request(why));
-    // A fragment is the client's own business, never sent (RFC 9112 §3.2).
+    // A fragment is the client's own business, never sent (RFC 9110 §7.1;
+    // RFC 9112 §3.2's forms have none).
     if target.contains('#') {
         return Err(refused("request target must not hold a fragment (#)"));
     }
@@ -687,6 +697,8 @@ pub(crate) mod tests {
         assert_eq!(status_of("GET / HTTP/1.1\r\n\r\n"), 400, "no Host");
         assert_eq!(status_of("GET http://a/ HTTP/1.1\r\n\r\n"), 400, "no Host, whatever the target");
         assert_eq!(status_of("GET / HTTP/1.0\r\n\r\n"), 200, "HTTP/1.0 had no Host");
+        assert_eq!(status_of("GET / HTTP/1.0\r\nHost:\r\n\r\n"), 200, "nor an empty one");
+        assert_eq!(status_of("GET http://a/ HTTP/1.1\r\nHost:\r\n\r\n"), 200, "the target names the host");
         assert_eq!(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
     }
 

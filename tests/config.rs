@@ -183,6 +183,7 @@ fn list_variables_take_spaces_after_commas_and_refuse_names_no_client_could_send
     let env = [
         ("SWITCHBOARD_TRUST_PROXY", "10.0.0.0/8, 192.168.0.1"),
         ("SWITCHBOARD_ALLOW_ORIGIN", "https://a, https://b"),
+        ("SWITCHBOARD_SUBPROTOCOL", "chat.v1, chat.v2"),
     ];
     let (status, _, stderr) = run(&["--print-config"], &env);
     assert!(status.success(), "{stderr}");

@@ -209,7 +209,14 @@ pub struct ServerArgs {
     /// A subprotocol the server speaks (Sec-WebSocket-Protocol); repeatable, or
     /// comma-separated. The first one the client offers that is listed here is chosen: the
     /// client's order decides.
-    #[arg(long = "subprotocol", env = "SWITCHBOARD_SUBPROTOCOL", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long = "subprotocol",
+        env = "SWITCHBOARD_SUBPROTOCOL",
+        value_name = "NAME",
+        value_delimiter = ',',
+        // "a, b" in the environment lists two, as for --allow-origin.
+        value_parser = |name: &str| Ok::<_, std::convert::Infallible>(name.trim().to_owned())
+    )]
     pub subprotocols: Vec<String>,
 
     /// Stack size of each connection thread, in bytes: 64 KiB to 8 MiB.

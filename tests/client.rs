@@ -654,7 +654,7 @@ fn a_setting_the_client_refuses_is_named_by_its_flag() {
     std::fs::write(&not_pem, "alice some-token\n").unwrap();
     let not_pem = not_pem.to_str().unwrap();
     for (args, said) in [
-        (&["--ca-cert", not_pem][..], format!("--ca-cert {not_pem}: no certificate in the CA PEM")),
+        (&["--ca-cert", not_pem][..], format!("--ca-cert {not_pem}: TLS: no certificate in the CA PEM")),
         (&["--ping-interval", "0s"][..], "--ping-interval 0s: must be more than zero".to_owned()),
         (&["--connect-timeout", "0s"][..], "--connect-timeout 0s: must be more than zero".to_owned()),
     ] {

@@ -242,6 +242,11 @@ pub enum ClientError {
     /// server, ...
     #[error("TLS handshake failed")]
     Tls(#[source] io::Error),
+    /// The certificates to trust besides the system's
+    /// ([`ClientConfig::extra_roots_pem`]) are none, or one does not
+    /// parse: no handshake was tried.
+    #[error("the certificates to trust")]
+    Trust(#[source] crate::Error),
     /// The server answered the upgrade with an HTTP error.
     #[error("upgrade refused: {status} {body}")]
     Refused {
@@ -268,8 +273,7 @@ pub enum ClientError {
     /// Two lines were given the same name.
     #[error("two connections are named {0:?}")]
     DuplicateLine(String),
-    /// A [`ClientConfig`] field is out of bounds, or its certificates to
-    /// trust are none.
+    /// A [`ClientConfig`] field is out of bounds.
     #[error("client configuration: {field} {problem}")]
     Config {
         /// The field.
@@ -433,9 +437,10 @@ impl Client {
     /// # Errors
     ///
     /// [`ClientError::Config`] for a configuration that would spin (a zero
-    /// ping interval or wait), or whose `extra_roots_pem` holds no usable
-    /// certificate while a line is `wss://`, [`ClientError::Tls`] when the
-    /// system's TLS set-up fails, [`ClientError::DuplicateLine`] for two lines
+    /// ping interval or wait), [`ClientError::Trust`] when a line is
+    /// `wss://` and `extra_roots_pem` holds no usable certificate,
+    /// [`ClientError::Tls`] when TLS cannot be set up otherwise,
+    /// [`ClientError::DuplicateLine`] for two lines
     /// of one name, [`ClientError::Endpoint`] for a subprotocol or header
     /// that cannot be written as given, and [`ClientError::Io`] when a
     /// thread cannot be started.
@@ -455,14 +460,17 @@ impl Client {
         // lines, not once per connection attempt.
         let secure = endpoints.iter().any(|e| Target::parse(&e.url).is_ok_and(|target| target.secure));
         let tls = match secure {
-            true => Some(TlsConnector::new(config.extra_roots_pem.as_deref()).map_err(|e| match e {
-                // No handshake was tried: the certificates given to
-                // trust are not certificates.
-                crate::Error::Tls { problem, .. } if config.extra_roots_pem.is_some() => {
-                    ClientError::Config { field: "extra_roots_pem", problem }
+            true => {
+                // Read first, so that certificates to trust that are none
+                // are told as such, not as a failed handshake.
+                if let Some(pem) = &config.extra_roots_pem {
+                    crate::tls::extra_roots(pem).map_err(ClientError::Trust)?;
                 }
-                other => ClientError::Tls(io::Error::other(other)),
-            })?),
+                Some(
+                    TlsConnector::new(config.extra_roots_pem.as_deref())
+                        .map_err(|e| ClientError::Tls(io::Error::other(e)))?,
+                )
+            }
             false => None,
         };
         let mut lines = Vec::new();

@@ -204,6 +204,28 @@ pub(crate) struct TlsConnector {
     config: Arc<rustls::ClientConfig>,
 }
 
+/// The certificates `pem` holds, to trust besides the system's.
+///
+/// # Errors
+///
+/// [`Error::Tls`] when one does not parse, or there is none: a file that
+/// holds none (a key, an empty file) would trust nothing more, and every
+/// handshake fail as of an unknown issuer.
+pub(crate) fn extra_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    let mut roots = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert =
+            cert.map_err(|e| Error::Tls { problem: "cannot read the CA PEM", source: Some(Box::new(e)) })?;
+        rustls::server::ParsedCertificate::try_from(&cert)
+            .map_err(|e| Error::Tls { problem: "unusable CA certificate", source: Some(Box::new(e)) })?;
+        roots.push(cert);
+    }
+    if roots.is_empty() {
+        return Err(Error::Tls { problem: "no certificate in the CA PEM", source: None });
+    }
+    Ok(roots)
+}
+
 impl TlsConnector {
     /// `extra_roots_pem`: more certificates to trust, in PEM.
     pub(crate) fn new(extra_roots_pem: Option<&[u8]>) -> Result<Self> {
@@ -211,24 +233,14 @@ impl TlsConnector {
         // Certificates the system store holds but rustls cannot parse are
         // skipped, as a browser would skip them.
         let (_, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let mut pinned = Vec::new();
-        if let Some(pem) = extra_roots_pem {
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| Error::Tls {
-                    problem: "cannot read the CA PEM",
-                    source: Some(Box::new(e)),
-                })?;
-                roots.add(cert.clone()).map_err(|e| Error::Tls {
-                    problem: "unusable CA certificate",
-                    source: Some(Box::new(e)),
-                })?;
-                pinned.push(cert);
-            }
-            // A file that holds none (a key, an empty file) would trust
-            // nothing more, and every handshake fail as of unknown issuer.
-            if pinned.is_empty() {
-                return Err(Error::Tls { problem: "no certificate in the CA PEM", source: None });
-            }
+        let pinned = match extra_roots_pem {
+            Some(pem) => extra_roots(pem)?,
+            None => Vec::new(),
+        };
+        for cert in &pinned {
+            roots
+                .add(cert.clone())
+                .map_err(|e| Error::Tls { problem: "unusable CA certificate", source: Some(Box::new(e)) })?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let webpki =

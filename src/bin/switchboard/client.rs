@@ -98,15 +98,14 @@ impl ClientArgs {
     /// The library's complaint about a setting, in the words of the flag
     /// that gave it.
     fn explain(&self, error: ClientError) -> Box<dyn Error> {
+        if let (ClientError::Trust(cause), Some(path)) = (&error, &self.ca_cert) {
+            return format!("--ca-cert {}: {}", path.display(), switchboard::error_chain(cause)).into();
+        }
         let ClientError::Config { field, problem } = error else { return Box::new(error) };
         let given = match field {
             "ping_interval" => format!("--ping-interval {}", self.ping_interval),
             "pong_timeout" => format!("--pong-timeout {}", self.pong_timeout),
             "connect_timeout" => format!("--connect-timeout {}", self.connect_timeout),
-            "extra_roots_pem" => match &self.ca_cert {
-                Some(path) => format!("--ca-cert {}", path.display()),
-                None => return Box::new(error),
-            },
             _ => return Box::new(error),
         };
         format!("{given}: {problem}").into()

@@ -148,9 +148,9 @@ impl Drop for Permit {
 /// send RST, and a client that receives RST may lose the answer it had not
 /// read yet. So each refused socket gets its answer and a FIN at once, and is
 /// closed only after `linger`, by which time the client has read the answer,
-/// and with what the client sent read out first, so that nothing is reset
-/// when the accept loop lets it go early (at capacity, or as the server
-/// stops).
+/// and with what the client sent read out first, so that a client that sent
+/// its request and waits for the answer is not reset when the accept loop
+/// lets it go early (at capacity, or as the server stops).
 /// Holding is bounded by count as well as time; the accept loop sweeps the
 /// expired ones as it goes, without a thread of its own.
 ///

@@ -283,6 +283,12 @@ fn options_for_the_whole_server_is_405_and_another_version_505() {
     assert_eq!((reply.status, reply.header("allow")), (405, Some("GET, HEAD")), "{}", reply.head);
     let reply = server.http("GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n");
     assert_eq!(reply.status, 505, "{}", reply.head);
+    // Counted under its own status.
+    assert!(
+        crate::support::wait_until(crate::support::PATIENCE, || server.stats()["http_responses"]["505"] == 1),
+        "{}",
+        server.stats()
+    );
 }
 
 #[test]

@@ -533,6 +533,26 @@ mod tests {
     }
 
     #[test]
+    fn over_tls_1_3_the_clients_finished_is_acknowledged_at_once() {
+        let (acceptor, connector) = tls_pair();
+        let config = crate::Config { listen: "127.0.0.1:0".parse().unwrap(), ..crate::Config::default() };
+        let listener = crate::listener::listen(&config).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let tcp = Arc::new(tcp);
+            acceptor.accept(tcp.clone(), &|_, _| deadline).unwrap_or_else(|e| panic!("handshake: {e:?}"));
+            // Nothing was sent after the client's Finished: its ACK is not
+            // left to the delayed-ACK timer, which a client with Nagle on
+            // would wait out before it sent its request.
+            SockRef::from(&*tcp).tcp_quickack().unwrap()
+        });
+        let _client = connector.connect(tcp, "localhost", deadline).unwrap();
+        assert!(server.join().unwrap(), "the server's ACKs are still delayed");
+    }
+
+    #[test]
     fn over_tls_the_last_bytes_close_notify_and_the_fin_leave_in_one_segment() {
         let (acceptor, connector) = tls_pair();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

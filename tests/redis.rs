@@ -724,6 +724,42 @@ fn a_redis_that_refuses_every_publish_is_tried_again_at_the_backoffs_pace() {
 }
 
 #[test]
+fn a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed() {
+    let Some(redis) = Redis::start("a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed")
+    else {
+        return;
+    };
+    // The nodes' user may publish to the rooms whose name starts with r only.
+    let mut admin = redis.connection(PATIENCE).unwrap();
+    let allowed = format!("&{PREFIX}r*");
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("resetchannels")
+        .arg(&allowed)
+        .exec(&mut admin)
+        .unwrap();
+    let (one, two) = (TestServer::start(node(&redis, "one")), TestServer::start(node(&redis, "two")));
+    let mut alice = one.connect("/ws/relayed");
+    let mut bob = two.connect("/ws/relayed");
+    link(&mut alice, &mut bob);
+    // Anyone may name a room: each message to the denied one is refused by
+    // Redis, between the relayed room's messages.
+    let mut mallory = one.connect("/ws/denied");
+    for i in 0..50 {
+        send_text(&mut mallory, "not relayed");
+        send_text(&mut alice, &format!("relayed {i}"));
+    }
+    for i in 0..50 {
+        assert_eq!(recv_text(&mut bob), format!("relayed {i}"), "{}", backplane_stats(&one));
+        assert_eq!(recv_text(&mut mallory), "not relayed", "delivered on its own node");
+    }
+    let stats = backplane_stats(&one);
+    assert_eq!(stats["not_relayed"], 50, "{stats}");
+    assert_eq!(stats["reconnects"], 0, "{stats}");
+}
+
+#[test]
 fn a_node_that_hears_another_with_its_id_says_so() {
     let Some(redis) = Redis::start("a_node_that_hears_another_with_its_id_says_so") else { return };
     let url = redis.url();

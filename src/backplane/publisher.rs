@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
-use log::debug;
+use log::{debug, warn};
 use redis::{Client, Connection, RedisError, RedisResult};
 
 use super::envelope::{Channel, Envelope};
@@ -134,6 +134,7 @@ impl Publisher {
     /// Redis fails or the hub stops.
     fn serve(&self, connection: &mut Connection, backoff: &mut Backoff) -> Ended {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut refusal_told = false;
         loop {
             if let Err(e) = self.pay(connection) {
                 return Ended::Failed(e);
@@ -163,9 +164,24 @@ impl Publisher {
             let sent = batch.len();
             batch.clear();
             match published {
-                Ok(()) => {
+                Ok(refused) => {
                     backoff.reset();
-                    self.metrics.backplane_published(sent);
+                    self.metrics.backplane_published(sent - refused.len());
+                    if let Some(e) = refused.first() {
+                        self.metrics.backplane_not_relayed(refused.len());
+                        let told = format!(
+                            "backplane: Redis refused to publish {} room message(s) ({e}): the node's Redis user \
+                             may not publish to those rooms' channels; they are delivered on this node only \
+                             (counted in switchboard_backplane_not_relayed_total)",
+                            refused.len()
+                        );
+                        if refusal_told {
+                            debug!("{told}");
+                        } else {
+                            warn!("{told}; further refusals on this connection are logged at debug level");
+                            refusal_told = true;
+                        }
+                    }
                 }
                 Err(e) => {
                     // Some of the batch may have reached Redis before it
@@ -178,17 +194,31 @@ impl Publisher {
         }
     }
 
-    /// One pipeline of PUBLISH commands, one round trip.
-    fn publish(&self, connection: &mut Connection, batch: &[Outgoing]) -> RedisResult<()> {
+    /// One pipeline of PUBLISH commands, one round trip; returns Redis's
+    /// refusals of single messages, which leave the connection good.
+    fn publish(&self, connection: &mut Connection, batch: &[Outgoing]) -> RedisResult<Vec<RedisError>> {
         let mut pipeline = redis::pipe();
+        pipeline.ignore_errors();
         for Outgoing { room, frame } in batch {
             pipeline
                 .cmd("PUBLISH")
                 .arg(Channel { prefix: &self.prefix, room })
-                .arg(Envelope { origin: &self.node_id, frame })
-                .ignore();
+                .arg(Envelope { origin: &self.node_id, frame });
         }
-        pipeline.query(connection)
+        let replies: Vec<RedisResult<i64>> = pipeline.query(connection)?;
+        let mut refused = Vec::new();
+        for reply in replies {
+            match reply {
+                Ok(_receivers) => {}
+                // A Redis user allowed some channels only (an ACL): that
+                // room's message stays on this node, and the others go on.
+                // Any client can name a room, so one denied room must not
+                // take the relay of every room down with it.
+                Err(e) if e.code() == Some("NOPERM") => refused.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(refused)
     }
 
     /// A message taken from the queue: its bytes no longer count there.

@@ -467,11 +467,13 @@ pub struct BackplaneConfig {
     /// digits, different at every start. Two nodes with the same id would
     /// drop each other's messages, so set it only to ids that are unique.
     pub node_id: String,
-    /// Every room's Redis channel is this prefix followed by the room name.
-    /// Default `switchboard:`, so that switchboard's channels are easy to
-    /// tell apart on a shared Redis; nodes that should share rooms must use
-    /// the same prefix, and separate deployments on one Redis different ones.
-    /// At most 128 bytes, no spaces or control characters.
+    /// Every room's Redis channel is this prefix, a slash and the room name
+    /// (`switchboard:/lobby`). Default `switchboard:`, so that switchboard's
+    /// channels are easy to tell apart on a shared Redis; nodes that should
+    /// share rooms must use the same prefix, and separate deployments on one
+    /// Redis different ones, which never share a channel, whatever their
+    /// rooms are called. At most 128 bytes, no spaces, slashes or control
+    /// characters.
     pub channel_prefix: String,
     /// Room messages waiting for the publishing thread. When it is full (Redis
     /// is slower than the clients), a message is still delivered on this
@@ -500,7 +502,7 @@ impl BackplaneConfig {
     fn problem(&self) -> Option<(&'static str, &'static str)> {
         let id = &self.node_id;
         let id_char = |c: char| c.is_ascii_alphanumeric() || "._:-".contains(c);
-        let prefix_char = |c: char| c.is_ascii_graphic() || !c.is_ascii();
+        let prefix_char = |c: char| (c.is_ascii_graphic() || !c.is_ascii()) && c != '/';
         if let Some(problem) = crate::backplane::url_problem(&self.url) {
             return Some(("backplane.url", problem));
         }
@@ -537,7 +539,7 @@ impl BackplaneConfig {
             (
                 self.channel_prefix.len() > 128 || !self.channel_prefix.chars().all(prefix_char),
                 "backplane.channel_prefix",
-                "must be at most 128 bytes, without spaces or control characters",
+                "must be at most 128 bytes, without spaces, slashes or control characters",
             ),
             (
                 !(1..=MAX_QUEUE).contains(&self.publish_queue),
@@ -829,6 +831,7 @@ mod tests {
             (BackplaneConfig { node_id: "a b".into(), ..base.clone() }, "backplane.node_id"),
             (BackplaneConfig { node_id: "x".repeat(65), ..base.clone() }, "backplane.node_id"),
             (BackplaneConfig { channel_prefix: "sb ".into(), ..base.clone() }, "backplane.channel_prefix"),
+            (BackplaneConfig { channel_prefix: "sb/".into(), ..base.clone() }, "backplane.channel_prefix"),
             (BackplaneConfig { publish_queue: 0, ..base.clone() }, "backplane.publish_queue"),
             (BackplaneConfig { publish_queue: usize::MAX, ..base.clone() }, "backplane.publish_queue"),
         ];

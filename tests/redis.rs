@@ -175,8 +175,11 @@ impl Redis {
     /// How many connections are subscribed to `room`'s channel.
     fn subscribers(&self, room: &str) -> usize {
         let mut connection = self.connection(PATIENCE).unwrap();
-        let counts: Vec<(String, usize)> =
-            redis::cmd("PUBSUB").arg("NUMSUB").arg(format!("{PREFIX}{room}")).query(&mut connection).unwrap();
+        let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("{PREFIX}/{room}"))
+            .query(&mut connection)
+            .unwrap();
         counts[0].1
     }
 
@@ -731,7 +734,7 @@ fn a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed() {
     };
     // The nodes' user may publish to the rooms whose name starts with r only.
     let mut admin = redis.connection(PATIENCE).unwrap();
-    let allowed = format!("&{PREFIX}r*");
+    let allowed = format!("&{PREFIX}/r*");
     redis::cmd("ACL")
         .arg("SETUSER")
         .arg("default")

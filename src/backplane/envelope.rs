@@ -86,24 +86,44 @@ pub(crate) fn open(bytes: &[u8]) -> Result<Opened<'_>, Malformed> {
     Ok(Opened { origin, frame })
 }
 
-/// A room's channel name, written straight into the command buffer.
+/// A room's channel name, written straight into the command buffer: the
+/// prefix, a slash and the room.
+///
+/// A prefix holds no slash, so a channel's first slash ends its prefix, and
+/// two prefixes never share a channel, whatever their rooms are called:
+/// with the prefix and the room side by side, `switchboard:` and a room
+/// `staging:lobby` made the channel of `switchboard:staging:` and `lobby`,
+/// and one deployment heard another's room. The greetings' channel, the
+/// prefix alone, has no slash, and is no room's either.
 #[derive(Debug)]
 pub(crate) struct Channel<'a> {
     pub(crate) prefix: &'a str,
     pub(crate) room: &'a str,
 }
 
+/// What stands between a channel's prefix and its room.
+pub(crate) const SEPARATOR: char = '/';
+
 impl Channel<'_> {
     pub(crate) fn name(&self) -> String {
-        [self.prefix, self.room].concat()
+        format!("{}{SEPARATOR}{}", self.prefix, self.room)
+    }
+
+    /// The room whose channel is `name`, under `prefix`.
+    pub(crate) fn room_of<'n>(name: &'n str, prefix: &str) -> Option<&'n str> {
+        name.strip_prefix(prefix)?.strip_prefix(SEPARATOR)
     }
 }
 
 impl ToRedisArgs for Channel<'_> {
     fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
         let mut arg = out.writer_for_next_arg();
-        let written =
-            arg.write_all(self.prefix.as_bytes()).and_then(|()| arg.write_all(self.room.as_bytes()));
+        let mut separator = [0; 1];
+        let separator = SEPARATOR.encode_utf8(&mut separator).as_bytes();
+        let written = arg
+            .write_all(self.prefix.as_bytes())
+            .and_then(|()| arg.write_all(separator))
+            .and_then(|()| arg.write_all(self.room.as_bytes()));
         written.expect("Bug: writing to a command buffer cannot fail");
     }
 }
@@ -144,7 +164,21 @@ mod tests {
         let envelope = Envelope { origin: b"n1", frame: &frame };
         assert_eq!(envelope.to_redis_args(), vec![sealed(b"n1", &frame)]);
         let channel = Channel { prefix: "switchboard:", room: "lobby" };
-        assert_eq!(channel.to_redis_args(), vec![b"switchboard:lobby".to_vec()]);
-        assert_eq!(channel.name(), "switchboard:lobby");
+        assert_eq!(channel.to_redis_args(), vec![b"switchboard:/lobby".to_vec()]);
+        assert_eq!(channel.name(), "switchboard:/lobby");
+    }
+
+    #[test]
+    fn two_prefixes_never_share_a_channel() {
+        let a = Channel { prefix: "switchboard:", room: "staging:lobby" }.name();
+        let b = Channel { prefix: "switchboard:staging:", room: "lobby" }.name();
+        assert_ne!(a, b);
+        assert_eq!(Channel::room_of(&a, "switchboard:"), Some("staging:lobby"));
+        assert_eq!(Channel::room_of(&a, "switchboard:staging:"), None);
+        assert_eq!(Channel::room_of(&b, "switchboard:staging:"), Some("lobby"));
+        assert_eq!(Channel::room_of(&b, "switchboard:"), None, "its prefix is not a room's");
+        let nested = Channel { prefix: "p", room: "a/b" }.name();
+        assert_eq!(Channel::room_of(&nested, "p"), Some("a/b"), "a room may hold a slash");
+        assert_eq!(Channel::room_of("p", "p"), None, "the greetings' channel is no room's");
     }
 }

@@ -1,6 +1,6 @@
 //! The scale-out backplane: rooms shared between server nodes through Redis pub/sub.
 //!
-//! Each room is a Redis channel named `channel_prefix` + room. A node
+//! Each room is a Redis channel named `channel_prefix` + `/` + room. A node
 //! publishes every room message sent on it, and subscribes to the channels
 //! of the rooms it has members in, and only those, so that it does not
 //! receive traffic for rooms it does not serve.
@@ -267,7 +267,7 @@ impl Backplane {
         }
         check_credentials(&client, &url, &passwords)?;
         info!(
-            "backplane: node {} shares rooms through {url} on channels {}<room>",
+            "backplane: node {} shares rooms through {url} on channels {}/<room>",
             config.node_id, config.channel_prefix
         );
         let health =

@@ -243,7 +243,7 @@ impl Subscriber {
             return Ok(());
         }
         let Some(room) =
-            message.get_channel_name().strip_prefix(&*self.prefix).and_then(|r| self.wanted.get(r))
+            Channel::room_of(message.get_channel_name(), &self.prefix).and_then(|r| self.wanted.get(r))
         else {
             return Ok(());
         };

@@ -289,8 +289,8 @@ pub struct ServerArgs {
     #[arg(long, env = "SWITCHBOARD_NODE_ID", value_name = "ID", help_heading = "More than one node")]
     pub node_id: Option<String>,
 
-    /// Every room's Redis channel is this prefix and the room name; nodes that share
-    /// rooms use the same one.
+    /// Every room's Redis channel is this prefix, a slash and the room name; nodes that
+    /// share rooms use the same one, other deployments on the same Redis another (no slash).
     #[arg(
         long,
         env = "SWITCHBOARD_REDIS_PREFIX",

@@ -91,8 +91,8 @@ impl<H: Handler> Server<H> {
         let (mut hub, hub_handle) = Hub::new(config.limits.hub_capacity);
         let backplane = match &config.backplane {
             Some(backplane) => {
-                // The largest frame this node relays itself: a message and its header.
-                let largest = config.websocket.max_message_size.unwrap_or(usize::MAX).saturating_add(14);
+                // The largest message this node takes from its own clients.
+                let largest = config.websocket.max_message_size.unwrap_or(usize::MAX);
                 let (backplane, relay) =
                     Backplane::start(backplane, largest, hub_handle.clone(), metrics.clone())?;
                 hub.relay_to(relay);

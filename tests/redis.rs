@@ -763,6 +763,25 @@ fn a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed() {
 }
 
 #[test]
+fn a_message_over_a_nodes_own_limit_is_not_taken_from_another_node() {
+    let Some(redis) = Redis::start("a_message_over_a_nodes_own_limit_is_not_taken_from_another_node") else {
+        return;
+    };
+    let strict = node(&redis, "strict");
+    let strict = Config { websocket: strict.websocket.max_message_size(Some(1024)), ..strict };
+    let (one, two) = (TestServer::start(node(&redis, "one")), TestServer::start(strict));
+    let mut alice = one.connect("/ws/limits");
+    let mut bob = two.connect("/ws/limits");
+    link(&mut alice, &mut bob);
+    send_text(&mut alice, &"x".repeat(1025));
+    send_text(&mut alice, &"y".repeat(1024));
+    // Published in order: the first bob sees is the one within his node's
+    // limit, the other refused.
+    assert_eq!(recv_text(&mut bob), "y".repeat(1024), "{}", backplane_stats(&two));
+    assert_eq!(backplane_stats(&two)["rejected"], 1);
+}
+
+#[test]
 fn a_node_that_hears_another_with_its_id_says_so() {
     let Some(redis) = Redis::start("a_node_that_hears_another_with_its_id_says_so") else { return };
     let url = redis.url();

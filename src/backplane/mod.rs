@@ -243,9 +243,10 @@ impl Backplane {
     /// Redis that is not there yet is retried, and meanwhile the node serves
     /// its own clients as a single node would.
     ///
-    /// `max_frame` is the largest frame this node would relay itself; a
-    /// larger one from elsewhere is refused, as it could not be queued for
-    /// a client without closing it as a slow consumer.
+    /// `max_message` is the largest message this node takes from its own
+    /// clients (`--max-message-size`); a larger one from elsewhere is
+    /// refused, as this node's limit is what its clients were promised, and
+    /// what their outboxes are sized for.
     ///
     /// # Errors
     ///
@@ -254,7 +255,7 @@ impl Backplane {
     /// first); [`Error::Spawn`] if a thread cannot start.
     pub(crate) fn start(
         config: &BackplaneConfig,
-        max_frame: usize,
+        max_message: usize,
         hub: HubHandle,
         metrics: Arc<Metrics>,
     ) -> Result<(Backplane, Relay)> {
@@ -300,7 +301,7 @@ impl Backplane {
             hub,
             node_id,
             prefix,
-            max_frame,
+            max_message,
             health,
             namesake,
             metrics: metrics.clone(),

@@ -61,8 +61,8 @@ pub(crate) struct Subscriber {
     pub(crate) hub: HubHandle,
     pub(crate) node_id: Arc<[u8]>,
     pub(crate) prefix: Arc<str>,
-    /// The largest frame accepted from another node.
-    pub(crate) max_frame: usize,
+    /// The largest message accepted from another node, payload only.
+    pub(crate) max_message: usize,
     pub(crate) health: Arc<Health>,
     pub(crate) namesake: Arc<Namesake>,
     pub(crate) metrics: Arc<Metrics>,
@@ -258,13 +258,16 @@ impl Subscriber {
         if opened.origin == &*self.node_id {
             return Ok(());
         }
-        let Some(frame) = Frame::from_wire(opened.frame).filter(|frame| frame.len() <= self.max_frame) else {
+        let Some(frame) =
+            Frame::from_wire(opened.frame).filter(|frame| frame.payload().len() <= self.max_message)
+        else {
             self.metrics.backplane_rejected();
             debug!(
-                "backplane: message from node {} on {} refused: not one text or binary frame of at most {} bytes",
+                "backplane: message from node {} on {} refused: not one text or binary frame of a message of at \
+                 most {} bytes",
                 String::from_utf8_lossy(opened.origin),
                 message.get_channel_name(),
-                self.max_frame
+                self.max_message
             );
             return Ok(());
         };

@@ -497,13 +497,19 @@ mod tests {
         }
     }
 
+    /// A listener as the server makes one, and a client connected to it.
+    fn listener_and_client() -> (TcpListener, TcpStream) {
+        let config = crate::Config { listen: "127.0.0.1:0".parse().unwrap(), ..crate::Config::default() };
+        let listener = crate::listener::listen(&config).unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (listener, tcp)
+    }
+
     #[test]
     fn over_tls_1_3_the_session_tickets_leave_with_the_answer() {
         let (acceptor, connector) = tls_pair();
-        let config = crate::Config { listen: "127.0.0.1:0".parse().unwrap(), ..crate::Config::default() };
-        let listener = crate::listener::listen(&config).unwrap();
+        let (listener, tcp) = listener_and_client();
         let deadline = Instant::now() + Duration::from_secs(10);
-        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         // As the client library has it: Nagle would hold the request until
         // the server acknowledged the client's Finished.
         tcp.set_nodelay(true).unwrap();
@@ -535,10 +541,8 @@ mod tests {
     #[test]
     fn over_tls_1_3_the_clients_finished_is_acknowledged_at_once() {
         let (acceptor, connector) = tls_pair();
-        let config = crate::Config { listen: "127.0.0.1:0".parse().unwrap(), ..crate::Config::default() };
-        let listener = crate::listener::listen(&config).unwrap();
+        let (listener, tcp) = listener_and_client();
         let deadline = Instant::now() + Duration::from_secs(10);
-        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let server = std::thread::spawn(move || {
             let (tcp, _) = listener.accept().unwrap();
             let tcp = Arc::new(tcp);

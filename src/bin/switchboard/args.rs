@@ -144,8 +144,7 @@ pub struct ServerArgs {
         env = "SWITCHBOARD_ALLOW_ORIGIN",
         value_name = "ORIGIN",
         value_delimiter = ',',
-        // "a, b" in the environment lists two origins.
-        value_parser = |origin: &str| Ok::<_, std::convert::Infallible>(origin.trim().to_owned())
+        value_parser = trimmed
     )]
     pub allow_origins: Vec<String>,
 
@@ -214,8 +213,7 @@ pub struct ServerArgs {
         env = "SWITCHBOARD_SUBPROTOCOL",
         value_name = "NAME",
         value_delimiter = ',',
-        // "a, b" in the environment lists two, as for --allow-origin.
-        value_parser = |name: &str| Ok::<_, std::convert::Infallible>(name.trim().to_owned())
+        value_parser = trimmed
     )]
     pub subprotocols: Vec<String>,
 
@@ -343,8 +341,14 @@ fn default_max_frame_size() -> usize {
 }
 
 /// A CIDR block, or a single address as its own block.
+/// An entry of a comma-separated list, without the spaces around it: "a,
+/// b" in the environment lists two.
+fn trimmed(text: &str) -> Result<String, std::convert::Infallible> {
+    Ok(text.trim().to_owned())
+}
+
 fn parse_network(text: &str) -> Result<IpNet, String> {
-    // "a, b" in the environment lists two, as for --allow-origin.
+    // As a list of origins: "a, b" in the environment lists two.
     let text = text.trim();
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))

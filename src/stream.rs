@@ -449,7 +449,10 @@ mod tests {
             certificate_chain_pem: pem.clone(),
             private_key_pem: crate::Secret::new(certified.signing_key.serialize_pem()),
         };
-        (crate::tls::TlsAcceptor::new(&config).unwrap(), crate::tls::TlsConnector::new(Some(&pem)).unwrap())
+        (
+            crate::tls::TlsAcceptor::new(&config).unwrap(),
+            crate::tls::TlsConnector::new(crate::tls::extra_roots(&pem).unwrap()).unwrap(),
+        )
     }
 
     #[test]
@@ -478,7 +481,7 @@ mod tests {
     fn a_ca_file_without_a_certificate_is_refused() {
         let key_only = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap().signing_key;
         for pem in [Vec::new(), b"not a certificate\n".to_vec(), key_only.serialize_pem().into_bytes()] {
-            match crate::tls::TlsConnector::new(Some(&pem)) {
+            match crate::tls::extra_roots(&pem) {
                 Err(crate::Error::Tls { problem, .. }) => assert_eq!(problem, "no certificate in the CA PEM"),
                 other => panic!("{:?} was taken: {other:?}", String::from_utf8_lossy(&pem)),
             }

@@ -102,7 +102,7 @@ pub(crate) struct Channel<'a> {
 }
 
 /// What stands between a channel's prefix and its room.
-pub(crate) const SEPARATOR: char = '/';
+pub(crate) const SEPARATOR: &str = "/";
 
 impl Channel<'_> {
     pub(crate) fn name(&self) -> String {
@@ -118,11 +118,9 @@ impl Channel<'_> {
 impl ToRedisArgs for Channel<'_> {
     fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
         let mut arg = out.writer_for_next_arg();
-        let mut separator = [0; 1];
-        let separator = SEPARATOR.encode_utf8(&mut separator).as_bytes();
         let written = arg
             .write_all(self.prefix.as_bytes())
-            .and_then(|()| arg.write_all(separator))
+            .and_then(|()| arg.write_all(SEPARATOR.as_bytes()))
             .and_then(|()| arg.write_all(self.room.as_bytes()));
         written.expect("Bug: writing to a command buffer cannot fail");
     }

@@ -168,17 +168,17 @@ impl Publisher {
                     backoff.reset();
                     self.metrics.backplane_published(sent - refused.len());
                     if let Some(e) = refused.first() {
-                        self.metrics.backplane_not_relayed(refused.len());
-                        let told = format!(
-                            "backplane: Redis refused to publish {} room message(s) ({e}): the node's Redis user \
-                             may not publish to those rooms' channels; they are delivered on this node only \
-                             (counted in switchboard_backplane_not_relayed_total)",
-                            refused.len()
-                        );
+                        let n = refused.len();
+                        self.metrics.backplane_not_relayed(n);
                         if refusal_told {
-                            debug!("{told}");
+                            debug!("backplane: Redis refused to publish {n} room message(s) ({e})");
                         } else {
-                            warn!("{told}; further refusals on this connection are logged at debug level");
+                            warn!(
+                                "backplane: Redis refused to publish {n} room message(s) ({e}): the node's Redis \
+                                 user may not publish to those rooms' channels; they are delivered on this node \
+                                 only (counted in switchboard_backplane_not_relayed_total); further refusals on \
+                                 this connection are logged at debug level"
+                            );
                             refusal_told = true;
                         }
                     }

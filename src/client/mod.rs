@@ -461,15 +461,13 @@ impl Client {
         let secure = endpoints.iter().any(|e| Target::parse(&e.url).is_ok_and(|target| target.secure));
         let tls = match secure {
             true => {
-                // Read first, so that certificates to trust that are none
-                // are told as such, not as a failed handshake.
-                if let Some(pem) = &config.extra_roots_pem {
-                    crate::tls::extra_roots(pem).map_err(ClientError::Trust)?;
-                }
-                Some(
-                    TlsConnector::new(config.extra_roots_pem.as_deref())
-                        .map_err(|e| ClientError::Tls(io::Error::other(e)))?,
-                )
+                // Certificates to trust that are none are told as such, not
+                // as a failed handshake.
+                let pinned = match &config.extra_roots_pem {
+                    Some(pem) => crate::tls::extra_roots(pem).map_err(ClientError::Trust)?,
+                    None => Vec::new(),
+                };
+                Some(TlsConnector::new(pinned).map_err(|e| ClientError::Tls(io::Error::other(e)))?)
             }
             false => None,
         };

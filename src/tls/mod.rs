@@ -228,16 +228,12 @@ pub(crate) fn extra_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 impl TlsConnector {
-    /// `extra_roots_pem`: more certificates to trust, in PEM.
-    pub(crate) fn new(extra_roots_pem: Option<&[u8]>) -> Result<Self> {
+    /// `pinned`: more certificates to trust, as [`extra_roots`] reads them.
+    pub(crate) fn new(pinned: Vec<CertificateDer<'static>>) -> Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         // Certificates the system store holds but rustls cannot parse are
         // skipped, as a browser would skip them.
         let (_, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let pinned = match extra_roots_pem {
-            Some(pem) => extra_roots(pem)?,
-            None => Vec::new(),
-        };
         for cert in &pinned {
             roots
                 .add(cert.clone())

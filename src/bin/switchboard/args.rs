@@ -340,13 +340,13 @@ fn default_max_frame_size() -> usize {
     Config::default().websocket.max_frame_size.expect("Bug: the default has a frame limit")
 }
 
-/// A CIDR block, or a single address as its own block.
 /// An entry of a comma-separated list, without the spaces around it: "a,
 /// b" in the environment lists two.
 fn trimmed(text: &str) -> Result<String, std::convert::Infallible> {
     Ok(text.trim().to_owned())
 }
 
+/// A CIDR block, or a single address as its own block.
 fn parse_network(text: &str) -> Result<IpNet, String> {
     // As a list of origins: "a, b" in the environment lists two.
     let text = text.trim();

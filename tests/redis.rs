@@ -732,14 +732,15 @@ fn a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed() {
     else {
         return;
     };
-    // The nodes' user may publish to the rooms whose name starts with r only.
+    // The nodes' user may use the rooms whose name starts with r only, and
+    // the greetings' channel, so that only room messages are refused.
     let mut admin = redis.connection(PATIENCE).unwrap();
-    let allowed = format!("&{PREFIX}/r*");
     redis::cmd("ACL")
         .arg("SETUSER")
         .arg("default")
         .arg("resetchannels")
-        .arg(&allowed)
+        .arg(format!("&{PREFIX}/r*"))
+        .arg(format!("&{PREFIX}"))
         .exec(&mut admin)
         .unwrap();
     let (one, two) = (TestServer::start(node(&redis, "one")), TestServer::start(node(&redis, "two")));

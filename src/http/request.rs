@@ -363,8 +363,14 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
         }
         // HTTP/2.0 or 1.2, say: the status for a version the server does not
         // speak (RFC 9110 §15.6.6), rather than for a malformed head.
+        // A version that comes in pieces (`HTTP/2`, then `.0`) is waited for.
         Err(httparse::Error::Version) if names_a_version(buf) => {
-            return Err(HeadError::Refused(Refusal::new(505, "this server speaks HTTP/1.1")));
+            let (_, whole) = request_line(buf);
+            return if whole {
+                Err(HeadError::Refused(Refusal::new(505, "this server speaks HTTP/1.1")))
+            } else {
+                Ok(None)
+            };
         }
         Err(e) => {
             return Err(HeadError::Refused(Refusal::bad_request(format!("malformed request head: {e}"))));
@@ -413,16 +419,32 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
     Ok(Some((request, len)))
 }
 
+/// The request line in `buf`, after the empty lines a client may send
+/// first (RFC 9112 §2.2, which httparse skips too), without its line
+/// ending; and whether it is whole.
+fn request_line(buf: &[u8]) -> (&[u8], bool) {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    match buf[start..].iter().position(|&b| b == b'\n') {
+        Some(end) => {
+            let line = &buf[start..start + end];
+            (line.strip_suffix(b"\r").unwrap_or(line), true)
+        }
+        None => (&buf[start..], false),
+    }
+}
+
 /// Whether the request line in `buf` is a method, a target and a version,
 /// one space apart, the version `HTTP/` and two digits around a dot (RFC
-/// 9112 §3), whichever it is. A line with a space in its target ends in a
-/// version too, but is malformed, not of another version.
+/// 9112 §3), whichever it is; or, while the line is not whole, may still
+/// be. A line with a space in its target ends in a version too, but is
+/// malformed, not of another version.
 fn names_a_version(buf: &[u8]) -> bool {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    const VERSION: &[u8] = b"HTTP/#.#";
+    let (line, whole) = request_line(buf);
     let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-    matches!(parts[..], [method, target, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]]
-        if !method.is_empty() && !target.is_empty() && major.is_ascii_digit() && minor.is_ascii_digit())
+    matches!(parts[..], [method, target, version] if !method.is_empty() && !target.is_empty()
+        && (version.len() == VERSION.len() || !whole && version.len() < VERSION.len())
+        && version.iter().zip(VERSION).all(|(&b, &p)| if p == b'#' { b.is_ascii_digit() } else { b == p }))
 }
 
 /// Checks what every request must get right whatever it asks for: which
@@ -723,6 +745,14 @@ pub(crate) mod tests {
         for version in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9"] {
             let head = format!("GET / {version}\r\nHost: a\r\n\r\n");
             assert_eq!(status(read(&[head.as_bytes()])), 505, "{version}");
+            let after_empty_lines = format!("\r\n\n{head}");
+            assert_eq!(status(read(&[after_empty_lines.as_bytes()])), 505, "{version} after empty lines");
+            let (first, rest) = head.split_at(head.find("HTTP/").unwrap() + 6);
+            assert_eq!(
+                status(read(&[first.as_bytes(), rest.as_bytes()])),
+                505,
+                "{version} in {first:?}, then the rest"
+            );
         }
         for version in ["HTTP/1.10", "HTTQ/1.1", "HTTP/x.1"] {
             let head = format!("GET / {version}\r\nHost: a\r\n\r\n");

@@ -340,6 +340,47 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// A client that has sent its request, and the server's side of it.
+    fn client_with_request(listener: &std::net::TcpListener) -> (TcpStream, TcpStream) {
+        use std::io::Write;
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        (client, server_side)
+    }
+
+    /// The client was answered and its connection closed without a reset
+    /// (on loopback the reset would arrive within the server's close).
+    fn assert_answered_without_reset(mut client: TcpStream) {
+        assert!(client.take_error().unwrap().is_none(), "the connection was reset");
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503 "), "answered {answer:?}");
+    }
+
+    #[test]
+    fn a_refused_socket_let_go_at_capacity_is_not_reset() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut turnaway = Turnaway::new(Duration::from_secs(60), 1, false);
+        let (first, server_side) = client_with_request(&listener);
+        turnaway.refuse(server_side, Refusal::new(503, "busy"));
+        let (_second, server_side) = client_with_request(&listener);
+        turnaway.refuse(server_side, Refusal::new(503, "busy"));
+        assert_eq!(turnaway.held.len(), 1);
+        assert_answered_without_reset(first);
+    }
+
+    #[test]
+    fn a_refused_socket_swept_when_its_time_is_up_is_not_reset() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut turnaway = Turnaway::new(Duration::ZERO, 8, false);
+        let (client, server_side) = client_with_request(&listener);
+        turnaway.refuse(server_side, Refusal::new(503, "busy"));
+        turnaway.sweep();
+        assert!(turnaway.held.is_empty());
+        assert_answered_without_reset(client);
+    }
+
     #[test]
     fn global_limit_refuses_with_503_and_frees_on_drop() {
         let admission = Admission::new(2, 0);

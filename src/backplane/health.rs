@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use log::{debug, error, info, warn};
 
 use super::redaction::Passwords;
+use super::{failure_text, refuses_credentials};
 use crate::metrics::Metrics;
 
 /// One of the backplane's two connections to Redis.
@@ -114,6 +115,11 @@ impl Health {
             }
             Change::Down | Change::Quiet => debug!("backplane: {link:?} connected: {}", self.redis),
         }
+    }
+
+    /// `link` has failed, or could not connect, because of `error`.
+    pub(crate) fn failed(&self, link: Link, error: &redis::RedisError) {
+        self.down(link, &failure_text(error), refuses_credentials(error));
     }
 
     /// `link` has failed, or could not connect, because of `error`;
@@ -256,6 +262,15 @@ mod tests {
         let json = health.metrics.to_json();
         assert!(json.contains("\"reconnects\": 1"), "{json}");
         assert!(json.contains("\"up\": true"), "{json}");
+    }
+
+    #[test]
+    fn a_command_redis_did_not_answer_is_told_as_such() {
+        let timeout = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::WouldBlock));
+        let told = failure_text(&timeout);
+        assert!(told.starts_with("Redis did not answer in time ("), "{told}");
+        let reset = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(failure_text(&reset), reset.to_string());
     }
 
     #[test]

@@ -213,6 +213,14 @@ pub(crate) fn connection_failed(error: &redis::RedisError) -> bool {
     error.is_io_error() || error.is_timeout() || error.is_connection_dropped()
 }
 
+/// How a failed connection is told in the log. A command that Redis did
+/// not answer in time fails as the socket's timeout does, with `EAGAIN`,
+/// which reads "Resource temporarily unavailable": it is named for what it
+/// is.
+pub(crate) fn failure_text(error: &redis::RedisError) -> String {
+    if error.is_timeout() { format!("Redis did not answer in time ({error})") } else { error.to_string() }
+}
+
 /// Connects once and pings, to find out before the server starts whether
 /// Redis takes the node's credentials. Only a refusal is an error: a Redis
 /// that cannot be reached now is the threads' to retry.

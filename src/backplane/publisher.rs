@@ -26,9 +26,7 @@ use redis::{Client, Connection, RedisError, RedisResult};
 use super::envelope::{Channel, Envelope};
 use super::health::{Health, Link};
 use super::namesake::{Namesake, Owed};
-use super::{
-    CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, connection_failed, refuses_credentials,
-};
+use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, connection_failed};
 use crate::backoff::Backoff;
 use crate::frame::Frame;
 use crate::metrics::Metrics;
@@ -89,10 +87,10 @@ impl Publisher {
                     self.health.up(Link::Publisher);
                     match self.serve(&mut connection, &mut backoff) {
                         Ended::HubStopped => return,
-                        Ended::Failed(e) => self.health.down(Link::Publisher, &e, refuses_credentials(&e)),
+                        Ended::Failed(e) => self.health.failed(Link::Publisher, &e),
                     }
                 }
-                Err(e) => self.health.down(Link::Publisher, &e, refuses_credentials(&e)),
+                Err(e) => self.health.failed(Link::Publisher, &e),
             }
             if !self.discard_until(Instant::now() + backoff.next_delay()) {
                 return;

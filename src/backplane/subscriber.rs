@@ -33,9 +33,7 @@ use super::envelope::{self, Channel};
 use super::health::{Health, Link};
 use super::interest::{Interest, Wanted};
 use super::namesake::Namesake;
-use super::{
-    CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, connection_failed, refuses_credentials,
-};
+use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, connection_failed};
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
@@ -100,9 +98,9 @@ impl Subscriber {
             match self.client.get_connection_with_timeout(CONNECT_TIMEOUT) {
                 Ok(mut connection) => match self.serve(&mut connection, &mut backoff) {
                     Ended::HubStopped => return,
-                    Ended::Failed(e) => self.health.down(Link::Subscriber, &e, refuses_credentials(&e)),
+                    Ended::Failed(e) => self.health.failed(Link::Subscriber, &e),
                 },
-                Err(e) => self.health.down(Link::Subscriber, &e, refuses_credentials(&e)),
+                Err(e) => self.health.failed(Link::Subscriber, &e),
             }
             if !self.follow_until(Instant::now() + backoff.next_delay()) {
                 return;

@@ -171,6 +171,18 @@ fn sigterm_and_sigint_are_logged_as_what_they_are() {
 }
 
 #[test]
+fn a_second_sigterm_exits_at_once_as_sigterm_ends_a_process() {
+    let mut process = Process::start(&[]);
+    // A client that never answers the close holds the graceful shutdown.
+    let _client = connect(process.addr, "/ws/lobby").unwrap();
+    process.signal("TERM");
+    process.wait_for_line("SIGTERM (terminate): shutting down");
+    process.signal("TERM");
+    let status = process.wait_exit(PATIENCE).expect("the server exits");
+    assert_eq!(status.code(), Some(128 + 15), "{status}");
+}
+
+#[test]
 fn sighup_while_the_server_starts_is_held_until_it_has() {
     // A Redis that takes the connection and never answers holds the start.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -68,7 +68,8 @@ pub fn handle(
                 }
             } else if stopping {
                 warn!("{name} again: exiting now");
-                std::process::exit(130);
+                // As a shell reports a process the signal ended.
+                std::process::exit(128 + signal);
             } else {
                 stopping = true;
                 info!("{name}: shutting down (send it again to exit at once)");

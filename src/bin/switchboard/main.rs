@@ -42,6 +42,10 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
+        if let Some(e) = print_config::unwritable(&sources) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
         print!("{}", print_config::render(&sources));
         return ExitCode::SUCCESS;
     }

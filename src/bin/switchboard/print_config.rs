@@ -67,6 +67,18 @@ pub fn render(sources: &Sources) -> String {
     out
 }
 
+/// Why `sources` cannot be written as a file: a value that is not UTF-8,
+/// which a file read back would not give.
+pub fn unwritable(sources: &Sources) -> Option<String> {
+    let command = Cli::command();
+    let key =
+        settings(&command).map(|(key, _)| key).find(|key| sources.get(key).is_some_and(|s| s.not_utf8))?;
+    Some(format!(
+        "{key}: the value given is not UTF-8, and a configuration file (TOML) holds only UTF-8: give this \
+         setting by flag or variable"
+    ))
+}
+
 /// Appends `text` as comment lines, wrapped.
 fn comment(out: &mut String, text: &str) {
     for (n, paragraph) in text.split("\n\n").enumerate() {
@@ -182,6 +194,16 @@ mod tests {
         let mut server = parsed.cli.server;
         server.config = None;
         format!("{server:?}")
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_not_printed() {
+        use std::os::unix::ffi::OsStringExt;
+        let path = std::ffi::OsString::from_vec(b"/etc/switchboard/caf\xe9".to_vec());
+        let sources = parse(vec!["switchboard".into(), "--auth-token-file".into(), path]).unwrap().sources;
+        let why = unwritable(&sources).expect("a path that is not UTF-8 cannot be written");
+        assert!(why.starts_with("auth-token-file: the value given is not UTF-8"), "{why}");
+        assert_eq!(unwritable(&parsed(&["switchboard".to_owned()]).sources), None);
     }
 
     #[test]

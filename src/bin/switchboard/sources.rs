@@ -66,6 +66,9 @@ pub struct Setting {
     pub switch: bool,
     /// A flag that may be given more than once: a list in a file.
     pub repeatable: bool,
+    /// A value was not UTF-8 (a path, most likely), and is shown with
+    /// U+FFFD in its place: a file, which is UTF-8, cannot hold it.
+    pub not_utf8: bool,
 }
 
 impl Setting {
@@ -313,10 +316,9 @@ impl Sources {
         let settings = settings(command)
             .map(|(key, arg)| {
                 let id = arg.get_id().as_str();
-                let values = matches
-                    .get_raw(id)
-                    .map(|raw| raw.map(|value| value.to_string_lossy().into_owned()).collect())
-                    .unwrap_or_default();
+                let raw: Vec<&std::ffi::OsStr> =
+                    matches.get_raw(id).map(Iterator::collect).unwrap_or_default();
+                let values = raw.iter().map(|value| value.to_string_lossy().into_owned()).collect();
                 let origin = match matches.value_source(id) {
                     Some(ValueSource::CommandLine) => Origin::Flag,
                     Some(ValueSource::EnvVariable) => Origin::Env(
@@ -331,6 +333,7 @@ impl Sources {
                     numeric: numeric(arg),
                     switch: switch(arg),
                     repeatable: repeatable(arg),
+                    not_utf8: raw.iter().any(|value| value.to_str().is_none()),
                 };
                 (key.to_owned(), setting)
             })

@@ -764,6 +764,34 @@ fn a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed() {
 }
 
 #[test]
+fn a_room_the_redis_user_may_not_subscribe_to_leaves_the_others_subscribed() {
+    let Some(redis) = Redis::start("a_room_the_redis_user_may_not_subscribe_to_leaves_the_others_subscribed")
+    else {
+        return;
+    };
+    // As above: the rooms whose name starts with r only.
+    let mut admin = redis.connection(PATIENCE).unwrap();
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("resetchannels")
+        .arg(format!("&{PREFIX}/r*"))
+        .arg(format!("&{PREFIX}"))
+        .exec(&mut admin)
+        .unwrap();
+    let (one, two) = (TestServer::start(node(&redis, "one")), TestServer::start(node(&redis, "two")));
+    let _mallory = one.connect("/ws/denied");
+    let mut alice = two.connect("/ws/relayed");
+    let mut bob = one.connect("/ws/relayed");
+    link(&mut alice, &mut bob);
+    // Redis drops the subscribers: node one subscribes to both its rooms
+    // again at once, and the denied one must not take the other with it.
+    redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").exec(&mut admin).unwrap();
+    link(&mut alice, &mut bob);
+    assert!(backplane_stats(&one)["reconnects"].as_u64().unwrap() >= 1, "{}", backplane_stats(&one));
+}
+
+#[test]
 fn a_message_over_a_nodes_own_limit_is_not_taken_from_another_node() {
     let Some(redis) = Redis::start("a_message_over_a_nodes_own_limit_is_not_taken_from_another_node") else {
         return;

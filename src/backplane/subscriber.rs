@@ -194,8 +194,13 @@ impl Subscriber {
         let join = channels(&mut wanted.difference(subscribed));
         let leave = channels(&mut subscribed.difference(wanted));
         pubsub.set_read_timeout(Some(IO_TIMEOUT))?;
-        if !join.is_empty() {
-            pubsub.subscribe(&join)?;
+        // One room to a SUBSCRIBE, a round trip each: Redis refuses a
+        // command whole when the node's user may not use one of its
+        // channels (ACL), and the client library takes that refusal for
+        // the answer and drops it, so one room denied would leave every
+        // room beside it unsubscribed, without a word.
+        for channel in &join {
+            pubsub.subscribe(channel)?;
         }
         if !leave.is_empty() {
             pubsub.unsubscribe(&leave)?;

@@ -235,8 +235,11 @@ pub struct Limits {
     /// its first second: a head trickled slower is cut with 408 (Apache's
     /// mod_reqtimeout `MinRate`), long before `timeouts.handshake`, which
     /// bounds the whole handshake whatever the rate. The TLS handshake's
-    /// bytes are held to it too (one trickled slower is closed). A whole
-    /// head usually arrives at once. 0 turns the rule off. Default 500.
+    /// bytes are held to it too (one trickled slower is closed), the first
+    /// second counted from each flight the server sends, plus the path's
+    /// round trip as the kernel measured it, so that a client far away
+    /// can answer. A whole head usually arrives at once. 0 turns the rule
+    /// off. Default 500.
     pub handshake_min_rate: u32,
 }
 

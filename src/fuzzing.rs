@@ -69,6 +69,7 @@ pub fn parse_and_route(bytes: &[u8]) {
         max_headers: 64,
         deadline: Instant::now() + Duration::from_secs(5),
         min_rate: 0,
+        round_trip: Duration::ZERO,
         first_read_timed: false,
     };
     let mut head = match read_head(&mut Arrived(bytes), peer, limits) {

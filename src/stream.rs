@@ -382,40 +382,54 @@ impl Hangup for WriteHalf {
     }
 }
 
+/// What the kernel knows of a TCP connection: its counts, its round trip.
+#[allow(unsafe_code)]
+pub(crate) fn tcp_info(socket: &TcpStream) -> io::Result<libc::tcp_info> {
+    // SAFETY: tcp_info is plain integers, for which zero is a value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).expect("Bug: it fits");
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which has
+    // that many.
+    let got = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &raw mut len,
+        )
+    };
+    if got == 0 { Ok(info) } else { Err(io::Error::last_os_error()) }
+}
+
+/// The connection's round trip as the kernel has measured it (on a socket
+/// just accepted, from the SYN-ACK and its ACK); zero if it cannot say.
+pub(crate) fn round_trip(socket: &TcpStream) -> Duration {
+    tcp_info(socket).map_or(Duration::ZERO, |info| Duration::from_micros(info.tcpi_rtt.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    /// The segments `socket` has sent so far, by the kernel's count.
-    #[allow(unsafe_code)]
-    fn tcp_info(socket: &TcpStream) -> libc::tcp_info {
-        // SAFETY: tcp_info is plain integers, for which zero is a value.
-        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-        let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).unwrap();
-        // SAFETY: getsockopt writes at most `len` bytes into `info`, which
-        // has that many.
-        let got = unsafe {
-            libc::getsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&raw mut info).cast(),
-                &raw mut len,
-            )
-        };
-        assert_eq!(got, 0, "TCP_INFO: {}", io::Error::last_os_error());
-        info
+    #[test]
+    fn an_accepted_sockets_round_trip_is_the_kernels() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let measured = round_trip(&accepted);
+        assert!(measured > Duration::ZERO && measured < Duration::from_secs(1), "{measured:?}");
     }
 
     fn segments_sent(socket: &TcpStream) -> u32 {
-        tcp_info(socket).tcpi_segs_out
+        tcp_info(socket).unwrap().tcpi_segs_out
     }
 
     /// Segments that carried bytes (or a FIN with them): the kernel's own
     /// ACKs, which depend on its timing, are not counted.
     fn data_segments_sent(socket: &TcpStream) -> u32 {
-        tcp_info(socket).tcpi_data_segs_out
+        tcp_info(socket).unwrap().tcpi_data_segs_out
     }
 
     /// Sends "goodbye" as a server's last bytes, saying `then`, and shuts

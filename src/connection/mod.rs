@@ -23,7 +23,7 @@ mod token_bucket;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{Level, debug, error};
 
@@ -51,7 +51,7 @@ use crate::hub::{ConnectionId, HubHandle};
 use crate::log_text::Untrusted;
 use crate::metrics::{HandshakeEnd, Metrics};
 use crate::refusal_log::RefusalLog;
-use crate::stream::Socket;
+use crate::stream::{Socket, round_trip};
 use crate::tls::{Rejected, TlsAcceptor};
 use crate::upgrade::{self, Gate};
 
@@ -184,6 +184,7 @@ fn http_phase<H: Handler>(
         max_headers: shared.config.limits.max_headers,
         deadline: Instant::now() + shared.config.timeouts.handshake,
         min_rate: shared.config.limits.handshake_min_rate,
+        round_trip: if shared.tls.is_some() { round_trip(&tcp) } else { Duration::ZERO },
         // Over TLS the handshake's reads have set their own timeouts.
         first_read_timed: shared.tls.is_none(),
     };

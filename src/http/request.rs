@@ -238,6 +238,11 @@ pub(crate) struct HeadLimits {
     /// The slowest the head may arrive after [`HEAD_GRACE`], in bytes per
     /// second; 0 for no such rule.
     pub(crate) min_rate: u32,
+    /// The path's round trip, added to the grace: over TLS the client
+    /// answers the server's flights, and on a path whose round trip is
+    /// longer than the grace, a handshake could never finish. Zero where
+    /// the head answers nothing (plain HTTP).
+    pub(crate) round_trip: Duration,
     /// True if the source's first read already gives up by its deadline
     /// without being told: an accepted socket inherits the listener's read
     /// timeout (see [`first_read_timeout`]). A head that arrives in one
@@ -259,14 +264,15 @@ pub(crate) fn first_read_timeout(handshake: Duration, min_rate: u32) -> Duration
 
 impl HeadLimits {
     /// When the head must be complete, now that `received` bytes of it have
-    /// come since `started`: the grace, and a second more for every
-    /// `min_rate` bytes (Apache's mod_reqtimeout), never past `deadline`.
+    /// come since `started`: the grace and the round trip, and a second more
+    /// for every `min_rate` bytes (Apache's mod_reqtimeout), never past
+    /// `deadline`.
     pub(crate) fn due(&self, started: Instant, received: usize) -> Instant {
         if self.min_rate == 0 {
             return self.deadline;
         }
         let earned = Duration::from_secs_f64(received as f64 / f64::from(self.min_rate));
-        (started + HEAD_GRACE + earned).min(self.deadline)
+        (started + HEAD_GRACE + self.round_trip + earned).min(self.deadline)
     }
 }
 
@@ -626,6 +632,7 @@ pub(crate) mod tests {
             max_headers: 8,
             deadline: Instant::now() + Duration::from_secs(5),
             min_rate: 0,
+            round_trip: Duration::ZERO,
             first_read_timed: false,
         };
         (read_head(&mut source, "127.0.0.1:1".parse().unwrap(), limits), source.1)
@@ -656,6 +663,7 @@ pub(crate) mod tests {
             max_headers: 8,
             deadline: started + Duration::from_secs(10),
             min_rate: 500,
+            round_trip: Duration::ZERO,
             first_read_timed: false,
         };
         assert_eq!(limits.due(started, 0), started + HEAD_GRACE);
@@ -667,6 +675,12 @@ pub(crate) mod tests {
         );
         let no_rule = HeadLimits { min_rate: 0, ..limits };
         assert_eq!(no_rule.due(started, 0), started + Duration::from_secs(10));
+        let far = HeadLimits { round_trip: Duration::from_millis(1500), ..limits };
+        assert_eq!(
+            far.due(started, 250),
+            started + HEAD_GRACE + Duration::from_millis(2000),
+            "a long round trip is waited for"
+        );
         assert_eq!(first_read_timeout(Duration::from_secs(10), 500), HEAD_GRACE);
         assert_eq!(first_read_timeout(Duration::from_secs(10), 0), Duration::from_secs(10));
         assert_eq!(first_read_timeout(Duration::from_millis(300), 500), Duration::from_millis(300));

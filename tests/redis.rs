@@ -726,14 +726,10 @@ fn a_redis_that_refuses_every_publish_is_tried_again_at_the_backoffs_pace() {
     assert!(backplane_stats(&server)["not_relayed"].as_u64().unwrap() > 0);
 }
 
-#[test]
-fn a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed() {
-    let Some(redis) = Redis::start("a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed")
-    else {
-        return;
-    };
-    // The nodes' user may use the rooms whose name starts with r only, and
-    // the greetings' channel, so that only room messages are refused.
+/// Lets the nodes' user use the rooms whose name starts with r only, and
+/// the greetings' channel, so that only room messages are refused. Returns
+/// the connection that said so, for more.
+fn allow_only_rooms_starting_with_r(redis: &Redis) -> redis::Connection {
     let mut admin = redis.connection(PATIENCE).unwrap();
     redis::cmd("ACL")
         .arg("SETUSER")
@@ -743,6 +739,16 @@ fn a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed() {
         .arg(format!("&{PREFIX}"))
         .exec(&mut admin)
         .unwrap();
+    admin
+}
+
+#[test]
+fn a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed() {
+    let Some(redis) = Redis::start("a_room_the_redis_user_may_not_publish_to_leaves_the_other_rooms_relayed")
+    else {
+        return;
+    };
+    allow_only_rooms_starting_with_r(&redis);
     let (one, two) = (TestServer::start(node(&redis, "one")), TestServer::start(node(&redis, "two")));
     let mut alice = one.connect("/ws/relayed");
     let mut bob = two.connect("/ws/relayed");
@@ -769,16 +775,7 @@ fn a_room_the_redis_user_may_not_subscribe_to_leaves_the_others_subscribed() {
     else {
         return;
     };
-    // As above: the rooms whose name starts with r only.
-    let mut admin = redis.connection(PATIENCE).unwrap();
-    redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("resetchannels")
-        .arg(format!("&{PREFIX}/r*"))
-        .arg(format!("&{PREFIX}"))
-        .exec(&mut admin)
-        .unwrap();
+    let mut admin = allow_only_rooms_starting_with_r(&redis);
     let (one, two) = (TestServer::start(node(&redis, "one")), TestServer::start(node(&redis, "two")));
     let _mallory = one.connect("/ws/denied");
     let mut alice = two.connect("/ws/relayed");

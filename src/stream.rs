@@ -384,7 +384,7 @@ impl Hangup for WriteHalf {
 
 /// What the kernel knows of a TCP connection: its counts, its round trip.
 #[allow(unsafe_code)]
-pub(crate) fn tcp_info(socket: &TcpStream) -> io::Result<libc::tcp_info> {
+fn tcp_info(socket: &TcpStream) -> io::Result<libc::tcp_info> {
     // SAFETY: tcp_info is plain integers, for which zero is a value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).expect("Bug: it fits");

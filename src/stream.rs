@@ -384,28 +384,48 @@ impl Hangup for WriteHalf {
 
 /// What the kernel knows of a TCP connection: its counts, its round trip.
 #[allow(unsafe_code)]
-fn tcp_info(socket: &TcpStream) -> io::Result<libc::tcp_info> {
+fn tcp_info(socket: RawFd) -> io::Result<libc::tcp_info> {
     // SAFETY: tcp_info is plain integers, for which zero is a value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).expect("Bug: it fits");
     // SAFETY: getsockopt writes at most `len` bytes into `info`, which has
     // that many.
     let got = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &raw mut len,
-        )
+        libc::getsockopt(socket, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &raw mut len)
     };
     if got == 0 { Ok(info) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Why a socket takes no bytes, as far as its kernel can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stuck {
+    /// The peer acknowledges what it gets but keeps its window shut, or
+    /// too small for a segment: it is there, and reads nothing.
+    NotReading,
+    /// The peer acknowledges nothing: it, or the path to it, is gone.
+    Unanswered,
+    /// The kernel cannot say (not a TCP socket, or neither of those).
+    Unknown,
+}
+
+impl Stuck {
+    /// What the kernel says of the connection on `socket` now.
+    pub(crate) fn of(socket: RawFd) -> Stuck {
+        match tcp_info(socket) {
+            // Retransmissions or window probes that went unanswered.
+            Ok(info) if info.tcpi_retransmits > 0 || info.tcpi_probes > 0 => Stuck::Unanswered,
+            // Too small a window for a segment is as good as shut: the
+            // sender waits for it to open (RFC 9293 §3.8.6.2.1).
+            Ok(info) if info.tcpi_snd_wnd < info.tcpi_snd_mss => Stuck::NotReading,
+            _ => Stuck::Unknown,
+        }
+    }
 }
 
 /// The connection's round trip as the kernel has measured it (on a socket
 /// just accepted, from the SYN-ACK and its ACK); zero if it cannot say.
 pub(crate) fn round_trip(socket: &TcpStream) -> Duration {
-    tcp_info(socket).map_or(Duration::ZERO, |info| Duration::from_micros(info.tcpi_rtt.into()))
+    tcp_info(socket.as_raw_fd()).map_or(Duration::ZERO, |info| Duration::from_micros(info.tcpi_rtt.into()))
 }
 
 #[cfg(test)]
@@ -422,14 +442,37 @@ mod tests {
         assert!(measured > Duration::ZERO && measured < Duration::from_secs(1), "{measured:?}");
     }
 
+    #[test]
+    fn a_peer_that_reads_nothing_is_told_by_its_shut_window() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut accepted, _) = listener.accept().unwrap();
+        assert_eq!(Stuck::of(accepted.as_raw_fd()), Stuck::Unknown, "the window is open");
+        // The client reads nothing: its window shuts once its buffer is full.
+        accepted.set_nonblocking(true).unwrap();
+        let chunk = [0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Stuck::of(accepted.as_raw_fd()) != Stuck::NotReading {
+            assert!(Instant::now() < deadline, "{:?}", tcp_info(accepted.as_raw_fd()).unwrap());
+            match accepted.write(&chunk) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        drop(client);
+        let not_a_socket = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(Stuck::of(not_a_socket.as_raw_fd()), Stuck::Unknown);
+    }
+
     fn segments_sent(socket: &TcpStream) -> u32 {
-        tcp_info(socket).unwrap().tcpi_segs_out
+        tcp_info(socket.as_raw_fd()).unwrap().tcpi_segs_out
     }
 
     /// Segments that carried bytes (or a FIN with them): the kernel's own
     /// ACKs, which depend on its timing, are not counted.
     fn data_segments_sent(socket: &TcpStream) -> u32 {
-        tcp_info(socket).unwrap().tcpi_data_segs_out
+        tcp_info(socket.as_raw_fd()).unwrap().tcpi_data_segs_out
     }
 
     /// Sends "goodbye" as a server's last bytes, saying `then`, and shuts

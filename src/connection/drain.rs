@@ -480,7 +480,12 @@ mod tests {
         while outbox.failure().is_none() && Instant::now() < deadline {
             thread::yield_now();
         }
-        assert_eq!(outbox.failure().as_deref(), Some("its socket took no bytes for the write timeout"));
+        assert_eq!(
+            outbox.failure().as_deref(),
+            Some(
+                "its socket took no bytes for the write timeout: the client keeps its window shut (it reads nothing)"
+            )
+        );
         assert!(!outbox.is_stalled());
     }
 

@@ -43,7 +43,7 @@ use crate::close::CloseReason;
 use crate::frame::{Frame, Run};
 use crate::hub::ConnectionId;
 use crate::metrics::Metrics;
-use crate::stream::{Sink, Then};
+use crate::stream::{Sink, Stuck, Then};
 use crate::tls::TlsStream;
 
 /// What each queued frame costs beyond its own bytes: its slot in the queue,
@@ -232,8 +232,9 @@ struct State {
 pub(crate) enum Failure {
     /// A send failed, as the peer reset the connection, say.
     Send(io::Error),
-    /// The socket took no bytes for the write timeout.
-    WriteTimeout,
+    /// The socket took no bytes for the write timeout, and why, as far as
+    /// the kernel can tell.
+    WriteTimeout(Stuck),
     /// The kernel gave up on the connection: the client acknowledged none
     /// of the bytes sent to it, or kept its window shut, for the write and
     /// close timeouts together (the sockets' TCP user timeout).
@@ -251,7 +252,16 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Send(e) => write!(f, "a send failed: {e}"),
-            Failure::WriteTimeout => write!(f, "its socket took no bytes for the write timeout"),
+            Failure::WriteTimeout(stuck) => {
+                write!(f, "its socket took no bytes for the write timeout")?;
+                match stuck {
+                    Stuck::NotReading => write!(f, ": the client keeps its window shut (it reads nothing)"),
+                    Stuck::Unanswered => {
+                        write!(f, ": the client acknowledges nothing (it, or the path, is gone)")
+                    }
+                    Stuck::Unknown => Ok(()),
+                }
+            }
             Failure::KernelTimeout => {
                 write!(f, "it took no bytes for the write and close timeouts together (TCP user timeout)")
             }
@@ -509,7 +519,7 @@ impl Outbox {
         if state.progress.elapsed() < timeout {
             return Stall::Waiting;
         }
-        self.time_out_locked(&mut state, Failure::WriteTimeout);
+        self.time_out_locked(&mut state, Failure::WriteTimeout(Stuck::of(self.fd())));
         Stall::TimedOut
     }
 
@@ -684,7 +694,8 @@ impl Outbox {
         state.frames = VecDeque::new();
         state.front_sent = 0;
         state.budget_used = 0;
-        if matches!(state.failure, Some(Failure::WriteTimeout | Failure::KernelTimeout | Failure::Unsent)) {
+        if matches!(state.failure, Some(Failure::WriteTimeout(_) | Failure::KernelTimeout | Failure::Unsent))
+        {
             self.sink.discard_unsent();
         }
         self.sink.shutdown(Shutdown::Both);

@@ -427,16 +427,14 @@ fn parse(buf: &[u8], peer: SocketAddr, max_headers: usize) -> Result<Option<(Req
 
 /// The request line in `buf`, after the empty lines a client may send
 /// first (RFC 9112 §2.2, which httparse skips too), without its line
-/// ending; and whether it is whole.
+/// ending, or as much of it as has come; and whether it is whole.
 fn request_line(buf: &[u8]) -> (&[u8], bool) {
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
-    match buf[start..].iter().position(|&b| b == b'\n') {
-        Some(end) => {
-            let line = &buf[start..start + end];
-            (line.strip_suffix(b"\r").unwrap_or(line), true)
-        }
+    let (line, whole) = match buf[start..].iter().position(|&b| b == b'\n') {
+        Some(end) => (&buf[start..start + end], true),
         None => (&buf[start..], false),
-    }
+    };
+    (line.strip_suffix(b"\r").unwrap_or(line), whole)
 }
 
 /// Whether the request line in `buf` is a method, a target and a version,
@@ -761,12 +759,15 @@ pub(crate) mod tests {
             assert_eq!(status(read(&[head.as_bytes()])), 505, "{version}");
             let after_empty_lines = format!("\r\n\n{head}");
             assert_eq!(status(read(&[after_empty_lines.as_bytes()])), 505, "{version} after empty lines");
-            let (first, rest) = head.split_at(head.find("HTTP/").unwrap() + 6);
-            assert_eq!(
-                status(read(&[first.as_bytes(), rest.as_bytes()])),
-                505,
-                "{version} in {first:?}, then the rest"
-            );
+            // In pieces: within the version, and between its CR and LF.
+            for split in [head.find("HTTP/").unwrap() + 6, head.find('\n').unwrap()] {
+                let (first, rest) = head.split_at(split);
+                assert_eq!(
+                    status(read(&[first.as_bytes(), rest.as_bytes()])),
+                    505,
+                    "{first:?}, then the rest"
+                );
+            }
         }
         for version in ["HTTP/1.10", "HTTQ/1.1", "HTTP/x.1"] {
             let head = format!("GET / {version}\r\nHost: a\r\n\r\n");

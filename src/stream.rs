@@ -382,9 +382,11 @@ impl Hangup for WriteHalf {
     }
 }
 
-/// What the kernel knows of a TCP connection: its counts, its round trip.
+/// What the kernel knows of a TCP connection: its counts, its round trip;
+/// and how many bytes of it the kernel filled in (an older kernel knows
+/// fewer fields, and leaves the later ones zero).
 #[allow(unsafe_code)]
-fn tcp_info(socket: RawFd) -> io::Result<libc::tcp_info> {
+fn tcp_info(socket: RawFd) -> io::Result<(libc::tcp_info, usize)> {
     // SAFETY: tcp_info is plain integers, for which zero is a value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).expect("Bug: it fits");
@@ -393,7 +395,7 @@ fn tcp_info(socket: RawFd) -> io::Result<libc::tcp_info> {
     let got = unsafe {
         libc::getsockopt(socket, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &raw mut len)
     };
-    if got == 0 { Ok(info) } else { Err(io::Error::last_os_error()) }
+    if got == 0 { Ok((info, len as usize)) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Why a socket takes no bytes, as far as its kernel can tell.
@@ -411,21 +413,37 @@ pub(crate) enum Stuck {
 impl Stuck {
     /// What the kernel says of the connection on `socket` now.
     pub(crate) fn of(socket: RawFd) -> Stuck {
+        // The send window is known from Linux 5.4.
+        const KNOWS_WINDOW: usize = std::mem::offset_of!(libc::tcp_info, tcpi_snd_wnd) + 4;
         match tcp_info(socket) {
-            // Retransmissions or window probes that went unanswered.
-            Ok(info) if info.tcpi_retransmits > 0 || info.tcpi_probes > 0 => Stuck::Unanswered,
+            // A retransmission timed out, or a window probe went a whole
+            // probe interval without an ACK (the count goes back to zero
+            // with any ACK; one probe may be on its way): a peer that is
+            // there answers.
+            Ok((info, _)) if info.tcpi_retransmits > 0 || info.tcpi_probes >= 2 => Stuck::Unanswered,
             // Too small a window for a segment is as good as shut: the
             // sender waits for it to open (RFC 9293 §3.8.6.2.1).
-            Ok(info) if info.tcpi_snd_wnd < info.tcpi_snd_mss => Stuck::NotReading,
+            Ok((info, filled)) if filled >= KNOWS_WINDOW && info.tcpi_snd_wnd < info.tcpi_snd_mss => {
+                Stuck::NotReading
+            }
             _ => Stuck::Unknown,
         }
     }
 }
 
+/// The longest round trip [`round_trip`] reports. The client sets the
+/// first measure (it can hold back the ACK of the SYN-ACK), so what a slow
+/// path is allowed must stay bounded: a satellite link's 0.6 s and a
+/// congested mobile one's second or two are within it.
+pub(crate) const MAX_ROUND_TRIP: Duration = Duration::from_secs(3);
+
 /// The connection's round trip as the kernel has measured it (on a socket
-/// just accepted, from the SYN-ACK and its ACK); zero if it cannot say.
+/// just accepted, from the SYN-ACK and its ACK), at most
+/// [`MAX_ROUND_TRIP`]; zero if it cannot say.
 pub(crate) fn round_trip(socket: &TcpStream) -> Duration {
-    tcp_info(socket.as_raw_fd()).map_or(Duration::ZERO, |info| Duration::from_micros(info.tcpi_rtt.into()))
+    tcp_info(socket.as_raw_fd())
+        .map_or(Duration::ZERO, |(info, _)| Duration::from_micros(info.tcpi_rtt.into()))
+        .min(MAX_ROUND_TRIP)
 }
 
 #[cfg(test)]
@@ -453,7 +471,7 @@ mod tests {
         let chunk = [0u8; 65536];
         let deadline = Instant::now() + Duration::from_secs(10);
         while Stuck::of(accepted.as_raw_fd()) != Stuck::NotReading {
-            assert!(Instant::now() < deadline, "{:?}", tcp_info(accepted.as_raw_fd()).unwrap());
+            assert!(Instant::now() < deadline, "{:?}", tcp_info(accepted.as_raw_fd()).unwrap().0);
             match accepted.write(&chunk) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
@@ -466,13 +484,13 @@ mod tests {
     }
 
     fn segments_sent(socket: &TcpStream) -> u32 {
-        tcp_info(socket.as_raw_fd()).unwrap().tcpi_segs_out
+        tcp_info(socket.as_raw_fd()).unwrap().0.tcpi_segs_out
     }
 
     /// Segments that carried bytes (or a FIN with them): the kernel's own
     /// ACKs, which depend on its timing, are not counted.
     fn data_segments_sent(socket: &TcpStream) -> u32 {
-        tcp_info(socket.as_raw_fd()).unwrap().tcpi_data_segs_out
+        tcp_info(socket.as_raw_fd()).unwrap().0.tcpi_data_segs_out
     }
 
     /// Sends "goodbye" as a server's last bytes, saying `then`, and shuts

@@ -215,8 +215,8 @@ pub(crate) fn connection_failed(error: &redis::RedisError) -> bool {
 
 /// How a failed connection is told in the log. A command that Redis did
 /// not answer in time fails as the socket's timeout does, with `EAGAIN`,
-/// which reads "Resource temporarily unavailable": it is named for what it
-/// is.
+/// which reads "Resource temporarily unavailable", and a connection that
+/// timed out with `ETIMEDOUT`: both are named for what they are.
 pub(crate) fn failure_text(error: &redis::RedisError) -> String {
     if error.is_timeout() { format!("Redis did not answer in time ({error})") } else { error.to_string() }
 }

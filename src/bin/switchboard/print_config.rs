@@ -74,8 +74,8 @@ pub fn unwritable(sources: &Sources) -> Option<String> {
     let key =
         settings(&command).map(|(key, _)| key).find(|key| sources.get(key).is_some_and(|s| s.not_utf8))?;
     Some(format!(
-        "{key}: the value given is not UTF-8, and a configuration file (TOML) holds only UTF-8: give this \
-         setting by flag or variable"
+        "{key}: the value given is not UTF-8, and a configuration file (TOML) holds only UTF-8, so \
+         --print-config cannot write it: print the file without {key}, and keep giving it by flag or variable"
     ))
 }
 

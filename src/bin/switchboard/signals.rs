@@ -68,7 +68,10 @@ pub fn handle(
                 }
             } else if stopping {
                 warn!("{name} again: exiting now");
-                // As a shell reports a process the signal ended.
+                // Ended by the signal, as its default would, which a service
+                // manager counts as a clean stop (systemd does); the status
+                // a shell gives that only if the signal cannot be raised.
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
                 std::process::exit(128 + signal);
             } else {
                 stopping = true;

@@ -493,11 +493,14 @@ impl Outbox {
     /// The drain thread's turn: the socket has room again, so write until
     /// everything is sent or the buffer is full again.
     pub(crate) fn resume(self: &Arc<Self>) -> Resumed {
-        let mut state = self.lock();
+        self.resume_locked(&mut self.lock())
+    }
+
+    fn resume_locked(self: &Arc<Self>, state: &mut State) -> Resumed {
         if !state.stalled {
             return Resumed::Done;
         }
-        let (written, sent) = self.write(&mut state);
+        let (written, sent) = self.write(state);
         if sent > 0 {
             state.progress = Instant::now();
         }
@@ -505,15 +508,25 @@ impl Outbox {
             return Resumed::Waiting;
         }
         state.stalled = false;
-        self.settle(&mut state, written);
+        self.settle(state, written);
         Resumed::Done
     }
 
     /// For the drain thread: hangs up when a stalled outbox's socket has
     /// taken no bytes for `timeout`.
-    pub(crate) fn check_write_timeout(&self, timeout: Duration) -> Stall {
+    pub(crate) fn check_write_timeout(self: &Arc<Self>, timeout: Duration) -> Stall {
         let mut state = self.lock();
         if !state.stalled {
+            return Stall::Over;
+        }
+        if state.progress.elapsed() < timeout {
+            return Stall::Waiting;
+        }
+        // A socket tells it has room only once a good part of its buffer is
+        // free (half of what it holds; megabytes, as Linux grows it): a
+        // client that reads, but slowly, takes bytes all along without the
+        // drain thread hearing of it. Offered them, its socket says.
+        if self.resume_locked(&mut state) == Resumed::Done {
             return Stall::Over;
         }
         if state.progress.elapsed() < timeout {
@@ -1264,6 +1277,23 @@ pub(crate) mod tests {
         assert_eq!(r.outbox.failure().as_deref(), Some("its socket took no bytes for the write timeout"));
         assert_eq!(r.sink.shutdowns(), [Shutdown::Both]);
         assert_eq!(r.outbox.resume(), Resumed::Done);
+    }
+
+    #[test]
+    fn a_socket_that_took_bytes_unheard_is_not_timed_out() {
+        let r = outbox(1 << 20);
+        r.sink.set_room(Some(0));
+        r.outbox.send(Frame::binary(vec![7u8; 1000])).unwrap();
+        let timeout = Duration::from_secs(60);
+        let long_ago = || Instant::now().checked_sub(2 * timeout).unwrap();
+        // The client read a little, not enough for the socket to say so.
+        r.outbox.lock().progress = long_ago();
+        r.sink.set_room(Some(100));
+        assert_eq!(r.outbox.check_write_timeout(timeout), Stall::Waiting);
+        // Then nothing more.
+        r.sink.set_room(Some(0));
+        r.outbox.lock().progress = long_ago();
+        assert_eq!(r.outbox.check_write_timeout(timeout), Stall::TimedOut);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! object a line, and RUST_LOG=debug is this server's lines, not
 //! tungstenite's frames.
 
-use crate::support::{Process, connect, recv_text, send_text};
+use crate::support::raw::sleeper;
+use crate::support::{PATIENCE, Process, connect, recv_text, send_text, wait_until};
 
 #[test]
 fn json_logs_are_one_object_a_line_and_debug_leaves_out_frames() {
@@ -23,4 +24,25 @@ fn json_logs_are_one_object_a_line_and_debug_leaves_out_frames() {
     }
     assert!(targets.iter().any(|target| target.starts_with("switchboard")), "{log:?}");
     assert!(!targets.iter().any(|target| target.starts_with("tungstenite")), "frame lines: {log:?}");
+}
+
+#[test]
+fn a_client_hung_up_on_for_taking_nothing_is_logged() {
+    let mut process = Process::start(&["--write-timeout", "300ms", "--max-messages-per-sec", "0"]);
+    // Joins, then reads nothing: its 4 KiB receive buffer fills at once.
+    let _sleeper = sleeper(process.addr, "/ws/stuck");
+    let mut publisher = connect(process.addr, "/ws/stuck").unwrap();
+    let message = "x".repeat(1024);
+    let mut sent = 0;
+    let hung_up = wait_until(PATIENCE, || {
+        if sent < 2000 {
+            send_text(&mut publisher, &message);
+            assert_eq!(recv_text(&mut publisher), message);
+            sent += 1;
+        }
+        process.stats()["write_timeouts"] == 1
+    });
+    assert!(hung_up, "never hung up: {}", process.stats());
+    let line = process.wait_for_line("hung up: its socket took no bytes for the write timeout");
+    assert!(line.contains(" INFO "), "{line}");
 }

@@ -315,11 +315,7 @@ impl Drain {
         for (token, outbox) in &self.waiting {
             match outbox.check_write_timeout(timeout) {
                 Stall::Waiting => {}
-                Stall::Over => done.push(*token),
-                Stall::TimedOut => {
-                    debug!("connection {}: its socket took no bytes for {timeout:?}; hung up", outbox.id());
-                    done.push(*token);
-                }
+                Stall::Over | Stall::TimedOut => done.push(*token),
             }
         }
         for token in done {

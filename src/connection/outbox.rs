@@ -550,6 +550,9 @@ impl Outbox {
     fn time_out_locked(&self, state: &mut State, failure: Failure) {
         if state.output != Output::Broken {
             self.metrics.write_timed_out();
+            // As a slow consumer's close is: the operator learns why a
+            // client went without a close handshake.
+            info!("connection {}: hung up: {failure}", self.id);
             self.hang_up_locked(state, failure);
         }
     }

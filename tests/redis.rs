@@ -792,6 +792,28 @@ fn a_room_the_redis_user_may_not_subscribe_to_leaves_the_others_subscribed() {
 }
 
 #[test]
+fn a_node_whose_greeting_redis_refuses_warns_that_a_namesake_would_go_unnoticed() {
+    let Some(redis) =
+        Redis::start("a_node_whose_greeting_redis_refuses_warns_that_a_namesake_would_go_unnoticed")
+    else {
+        return;
+    };
+    // The rooms' channels, but not the greetings' (the prefix alone).
+    let mut admin = redis.connection(PATIENCE).unwrap();
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("resetchannels")
+        .arg(format!("&{PREFIX}/*"))
+        .exec(&mut admin)
+        .unwrap();
+    let url = redis.url();
+    let mut node = Process::start(&["--redis", &url, "--node-id", "n", "--redis-prefix", PREFIX]);
+    let said = node.wait_for_line("Redis refused this node's greeting");
+    assert!(said.contains("WARN") && said.contains("NoPerm"), "{said}");
+}
+
+#[test]
 fn a_message_over_a_nodes_own_limit_is_not_taken_from_another_node() {
     let Some(redis) = Redis::start("a_message_over_a_nodes_own_limit_is_not_taken_from_another_node") else {
         return;

@@ -72,6 +72,8 @@ pub(crate) struct Namesake {
     instance: u64,
     /// The log has said so.
     told: AtomicBool,
+    /// The log has said that Redis refused this node's greeting.
+    told_refused: AtomicBool,
     /// An [`Owed`], or [`NOTHING`].
     owed: AtomicU8,
     /// Rung once something is owed; the publisher waits on `rung` with its
@@ -86,7 +88,15 @@ impl Namesake {
         // together draw different numbers.
         let instance = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
         let (bell, rung) = bounded(1);
-        Namesake { node_id, instance, told: AtomicBool::new(false), owed: AtomicU8::new(NOTHING), bell, rung }
+        Namesake {
+            node_id,
+            instance,
+            told: AtomicBool::new(false),
+            told_refused: AtomicBool::new(false),
+            owed: AtomicU8::new(NOTHING),
+            bell,
+            rung,
+        }
     }
 
     /// What this node publishes to pay `owed`.
@@ -96,6 +106,12 @@ impl Namesake {
             Owed::Answer => ANSWER,
         };
         [&kind[..], &self.instance.to_be_bytes(), &self.node_id].concat()
+    }
+
+    /// Whether a refused greeting is news for the log: true the first time
+    /// only.
+    pub(crate) fn first_refusal(&self) -> bool {
+        !self.told_refused.swap(true, Ordering::AcqRel)
     }
 
     /// The subscriber listens for greetings (or was refused that channel,

@@ -112,6 +112,18 @@ impl Publisher {
                 self.namesake.owe(owed);
                 Err(e)
             }
+            // Rooms are relayed all the same; but the check that no other
+            // node has this node's id is off, and two such nodes drop each
+            // other's messages without a word: worth a warning, once.
+            Err(e) if owed == Owed::Greeting && self.namesake.first_refusal() => {
+                warn!(
+                    "backplane: Redis refused this node's greeting to the other nodes ({e}): a node started \
+                     with the same --node-id would go unnoticed, and the two would drop each other's room \
+                     messages; let the node's Redis user use the channel {:?} (the prefix alone)",
+                    &*self.prefix
+                );
+                Ok(())
+            }
             Err(e) => {
                 let what = if owed == Owed::Greeting { "greeting" } else { "answering" };
                 debug!("backplane: {what} the other nodes failed: {e}");

@@ -337,7 +337,10 @@ pub(crate) fn read_head(
 /// is too long, else 431.
 #[inline(never)]
 fn too_large(buf: &[u8]) -> Refusal {
-    if buf.contains(&b'\n') {
+    // Empty lines before a request line are skipped (and counted); a
+    // head of nothing else is too large, not its target.
+    let (line, whole) = request_line(buf);
+    if whole || line.is_empty() {
         Refusal::new(431, "request head too large")
     } else {
         Refusal::new(414, "request target too long")
@@ -802,6 +805,9 @@ pub(crate) mod tests {
     fn a_request_line_over_the_limit_is_414() {
         let long = format!("GET /ws/a?{} HTTP/1.1\r\n\r\n", "a".repeat(600));
         assert_eq!(status(read(&[long.as_bytes()])), 414);
+        let after_empty_lines = format!("\r\n{long}");
+        assert_eq!(status(read(&[after_empty_lines.as_bytes()])), 414);
+        assert_eq!(status(read(&["\r\n".repeat(300).as_bytes()])), 431, "empty lines alone");
     }
 
     #[test]

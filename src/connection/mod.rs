@@ -38,7 +38,7 @@ pub(crate) use self::outbox::{Closing, Outbox, Queued, Refused, assert_unlocked}
 use self::reader::{ReadEnd, Reader};
 use self::token_bucket::TokenBucket;
 use crate::admission::Permit;
-use crate::close::{CloseReason, Ending};
+use crate::close::{CloseReason, Ending, is_timeout};
 use crate::config::Config;
 use crate::error::{Refusal, Result};
 use crate::frame::Frame;
@@ -345,7 +345,13 @@ fn secure<H>(
             None
         }
         Err(Rejected::Failed(e)) => {
-            debug!("connection {id} from {peer}: TLS handshake failed: {e}");
+            // A read that ran out of time fails with EAGAIN, "Resource
+            // temporarily unavailable": named for what it is.
+            if is_timeout(&e) {
+                debug!("connection {id} from {peer}: TLS handshake not done in time (its deadline or rate)");
+            } else {
+                debug!("connection {id} from {peer}: TLS handshake failed: {e}");
+            }
             shared.metrics.tls_handshake_failed();
             shared.metrics.handshake_took(HandshakeEnd::Refused, accepted);
             None

@@ -730,13 +730,17 @@ fn a_redis_that_refuses_every_publish_is_tried_again_at_the_backoffs_pace() {
 /// the greetings' channel, so that only room messages are refused. Returns
 /// the connection that said so, for more.
 fn allow_only_rooms_starting_with_r(redis: &Redis) -> redis::Connection {
+    allow_only_channels(redis, &[format!("&{PREFIX}/r*"), format!("&{PREFIX}")])
+}
+
+/// Lets the nodes' user use the channels `patterns` (ACL `&` rules) only.
+fn allow_only_channels(redis: &Redis, patterns: &[String]) -> redis::Connection {
     let mut admin = redis.connection(PATIENCE).unwrap();
     redis::cmd("ACL")
         .arg("SETUSER")
         .arg("default")
         .arg("resetchannels")
-        .arg(format!("&{PREFIX}/r*"))
-        .arg(format!("&{PREFIX}"))
+        .arg(patterns)
         .exec(&mut admin)
         .unwrap();
     admin
@@ -799,14 +803,7 @@ fn a_node_whose_greeting_redis_refuses_warns_that_a_namesake_would_go_unnoticed(
         return;
     };
     // The rooms' channels, but not the greetings' (the prefix alone).
-    let mut admin = redis.connection(PATIENCE).unwrap();
-    redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("resetchannels")
-        .arg(format!("&{PREFIX}/*"))
-        .exec(&mut admin)
-        .unwrap();
+    allow_only_channels(&redis, &[format!("&{PREFIX}/*")]);
     let url = redis.url();
     let mut node = Process::start(&["--redis", &url, "--node-id", "n", "--redis-prefix", PREFIX]);
     let said = node.wait_for_line("Redis refused this node's greeting");

@@ -802,12 +802,18 @@ fn a_node_whose_greeting_redis_refuses_warns_that_a_namesake_would_go_unnoticed(
     else {
         return;
     };
-    // The rooms' channels, but not the greetings' (the prefix alone).
-    allow_only_channels(&redis, &[format!("&{PREFIX}/*")]);
+    // The channels of the rooms whose name starts with r, but not the
+    // greetings' (the prefix alone).
+    allow_only_channels(&redis, &[format!("&{PREFIX}/r*")]);
     let url = redis.url();
     let mut node = Process::start(&["--redis", &url, "--node-id", "n", "--redis-prefix", PREFIX]);
     let said = node.wait_for_line("Redis refused this node's greeting");
     assert!(said.contains("WARN") && said.contains("NoPerm"), "{said}");
+    // A room refused is named in the warning.
+    let mut client = connect(node.addr, "/ws/denied").unwrap();
+    send_text(&mut client, "not relayed");
+    let said = node.wait_for_line("Redis refused to publish 1 room message(s)");
+    assert!(said.contains("WARN") && said.contains("the first to room \"denied\""), "{said}");
 }
 
 #[test]

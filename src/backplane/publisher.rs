@@ -29,6 +29,7 @@ use super::namesake::{Namesake, Owed};
 use super::{CONNECT_TIMEOUT, FIRST_RETRY, IO_TIMEOUT, KEEPALIVE, LAST_RETRY, connection_failed};
 use crate::backoff::Backoff;
 use crate::frame::Frame;
+use crate::log_text::Untrusted;
 use crate::metrics::Metrics;
 
 /// The most messages in one pipeline.
@@ -177,15 +178,18 @@ impl Publisher {
                 Ok(refused) => {
                     backoff.reset();
                     self.metrics.backplane_published(sent - refused.len());
-                    if let Some(e) = refused.first() {
+                    if let Some((room, e)) = refused.first() {
                         let n = refused.len();
                         self.metrics.backplane_not_relayed(n);
+                        let room = Untrusted(room);
                         if refusal_told {
-                            debug!("backplane: Redis refused to publish {n} room message(s) ({e})");
+                            debug!(
+                                "backplane: Redis refused to publish {n} room message(s) (room \"{room}\": {e})"
+                            );
                         } else {
                             warn!(
-                                "backplane: Redis refused to publish {n} room message(s) ({e}): the node's Redis \
-                                 user may not publish to those rooms' channels; they are delivered on this node \
+                                "backplane: Redis refused to publish {n} room message(s) (the first to room \
+                                 \"{room}\": {e}): the node's Redis user may not publish to those rooms' channels; they are delivered on this node \
                                  only (counted in switchboard_backplane_not_relayed_total); further refusals on \
                                  this connection are logged at debug level"
                             );
@@ -205,8 +209,13 @@ impl Publisher {
     }
 
     /// One pipeline of PUBLISH commands, one round trip; returns Redis's
-    /// refusals of single messages, which leave the connection good.
-    fn publish(&self, connection: &mut Connection, batch: &[Outgoing]) -> RedisResult<Vec<RedisError>> {
+    /// refusals of single messages, which leave the connection good, with
+    /// their rooms.
+    fn publish(
+        &self,
+        connection: &mut Connection,
+        batch: &[Outgoing],
+    ) -> RedisResult<Vec<(Arc<str>, RedisError)>> {
         let mut pipeline = redis::pipe();
         pipeline.ignore_errors();
         for Outgoing { room, frame } in batch {
@@ -217,14 +226,14 @@ impl Publisher {
         }
         let replies: Vec<RedisResult<i64>> = pipeline.query(connection)?;
         let mut refused = Vec::new();
-        for reply in replies {
+        for (reply, Outgoing { room, .. }) in replies.into_iter().zip(batch) {
             match reply {
                 Ok(_receivers) => {}
                 // A Redis user allowed some channels only (an ACL): that
                 // room's message stays on this node, and the others go on.
                 // Any client can name a room, so one denied room must not
                 // take the relay of every room down with it.
-                Err(e) if e.code() == Some("NOPERM") => refused.push(e),
+                Err(e) if e.code() == Some("NOPERM") => refused.push((room.clone(), e)),
                 Err(e) => return Err(e),
             }
         }

@@ -15,9 +15,10 @@
 //!   page that opens many sockets at once, is not held against it;
 //! * when there are `max` of them, or the server is at its connection limit,
 //!   a newcomer takes the place of the **oldest** connection still in its
-//!   handshake, if that one has lasted longer than a real client's
-//!   handshake does: it is answered 408 and closed ("shed"). If none has,
-//!   the newcomer is refused 503.
+//!   handshake that has lasted longer than a real client's handshake does
+//!   on its path (over TLS the client's answers come a round trip later):
+//!   it is answered 408 and closed ("shed"). If none has, the newcomer is
+//!   refused 503.
 //!
 //! A real client's request head arrives at once, so the handshakes that
 //! last are those that trickle: they give way, and established
@@ -74,6 +75,25 @@ struct Entry {
     /// The socket, once its thread has it: what a shed wakes, in its TLS
     /// handshake as in its request head.
     socket: Option<Weak<TcpStream>>,
+    /// Added to [`STALLED`] for this connection: over TLS the client's
+    /// flights come a round trip after the server's (see
+    /// [`HeadLimits::round_trip`](crate::http::request::HeadLimits)).
+    round_trip: Duration,
+}
+
+impl Entry {
+    /// Whether the handshake has lasted longer than a real client's would,
+    /// on its path.
+    fn stalled(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.started) >= STALLED + self.round_trip
+    }
+}
+
+/// Whether `entry` has lasted [`STALLED`], the least any stalled one has:
+/// the handshakes are in the order they began, so the stalled ones are
+/// among those at the front for which this holds.
+fn past_stalled(now: Instant) -> impl Fn(&&Entry) -> bool {
+    move |entry| now.saturating_duration_since(entry.started) >= STALLED
 }
 
 /// One connection's place among the handshakes, held by its thread until
@@ -126,18 +146,23 @@ impl Handshakes {
         {
             let mut book = self.book();
             if address.is_some() && self.max_per_address > 0 {
-                // The stalled ones are the oldest, at the front.
                 let stalled = book
                     .under_way
                     .iter()
-                    .take_while(|entry| now.saturating_duration_since(entry.started) >= STALLED)
-                    .filter(|entry| entry.address == address)
+                    .take_while(past_stalled(now))
+                    .filter(|entry| entry.address == address && entry.stalled(now))
                     .count();
                 if stalled >= self.max_per_address {
                     return Err(Refusal::new(429, "too many stalled connections from your address"));
                 }
             }
-            book.under_way.push_back(Entry { id, address, started: now, socket: None });
+            book.under_way.push_back(Entry {
+                id,
+                address,
+                started: now,
+                socket: None,
+                round_trip: Duration::ZERO,
+            });
         }
         self.metrics.handshake_began();
         Ok(Handshake { handshakes: self.clone(), id, started: now, under_way: true })
@@ -151,20 +176,21 @@ impl Handshakes {
         !over || self.shed_oldest(newcomer)
     }
 
-    /// Sheds the oldest handshake but `newcomer`'s, if it has stalled: takes
-    /// it off the book and wakes its thread, which answers 408. Returns true
-    /// if and only if there was one to shed.
+    /// Sheds the oldest stalled handshake but `newcomer`'s: takes it off
+    /// the book and wakes its thread, which answers 408. Returns true if
+    /// and only if there was one to shed.
     pub(crate) fn shed_oldest(&self, newcomer: ConnectionId) -> bool {
         let now = Instant::now();
         let shed = {
             let mut book = self.book();
-            let Some(place) = book.under_way.iter().position(|entry| entry.id != newcomer) else {
+            let Some(place) = book
+                .under_way
+                .iter()
+                .take_while(past_stalled(now))
+                .position(|entry| entry.id != newcomer && entry.stalled(now))
+            else {
                 return false;
             };
-            // The oldest: if it has not stalled, none has.
-            if now.saturating_duration_since(book.under_way[place].started) < STALLED {
-                return false;
-            }
             let entry = book.under_way.remove(place).expect("Bug: a position found is in range");
             book.shed.push(entry.id);
             entry
@@ -220,11 +246,13 @@ impl Handshake {
 
     /// Tells the book which socket this handshake reads, before anything
     /// is read from it (a TLS handshake included), so that a shed can wake
-    /// it. `Err(Shed)` if the connection was shed already.
-    pub(crate) fn reading(&self, tcp: &Arc<TcpStream>) -> Result<(), Shed> {
+    /// it, and the round trip its client's answers take. `Err(Shed)` if the
+    /// connection was shed already.
+    pub(crate) fn reading(&self, tcp: &Arc<TcpStream>, round_trip: Duration) -> Result<(), Shed> {
         let mut book = self.handshakes.book();
         if let Some(entry) = book.under_way.iter_mut().find(|entry| entry.id == self.id) {
             entry.socket = Some(Arc::downgrade(tcp));
+            entry.round_trip = round_trip;
             return Ok(());
         }
         if book.shed.contains(&self.id) { Err(Shed) } else { Ok(()) }
@@ -312,6 +340,26 @@ mod tests {
         assert_eq!(oldest.end(), Err(Shed));
         assert_eq!(middle.end(), Ok(()));
         assert_eq!(newest.end(), Ok(()));
+    }
+
+    #[test]
+    fn a_handshake_on_a_long_path_is_stalled_a_round_trip_later() {
+        let handshakes = handshakes(1, 1);
+        let far = handshakes.begin(ConnectionId(1), ip("10.0.0.1")).unwrap();
+        let round_trip = Duration::from_secs(2);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = Arc::new(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+        assert_eq!(far.reading(&tcp, round_trip), Ok(()));
+        let near = handshakes.begin(ConnectionId(2), ip("10.0.0.2")).unwrap();
+        age(&handshakes, STALLED);
+        // Not held against its address, and not shed: the near one is.
+        let _again = handshakes.begin(ConnectionId(3), ip("10.0.0.1")).unwrap();
+        assert!(handshakes.shed_oldest(ConnectionId(3)));
+        assert_eq!(near.end(), Err(Shed));
+        age(&handshakes, round_trip);
+        assert_eq!(handshakes.begin(ConnectionId(4), ip("10.0.0.1")).unwrap_err().status, 429);
+        assert!(handshakes.shed_oldest(ConnectionId(3)));
+        assert_eq!(far.end(), Err(Shed));
     }
 
     #[test]

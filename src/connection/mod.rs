@@ -191,7 +191,7 @@ fn http_phase<H: Handler>(
     // The book learns the socket before anything is read from it, so that a
     // shed wakes a TLS handshake as it wakes a request head.
     let tcp = Arc::new(tcp);
-    if handshake.reading(&tcp).is_err() {
+    if handshake.reading(&tcp, limits.round_trip).is_err() {
         shed(Socket::plain(tcp), id, peer, accepted, shared);
         return None;
     }

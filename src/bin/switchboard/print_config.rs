@@ -207,6 +207,17 @@ mod tests {
     }
 
     #[test]
+    fn a_lists_entries_are_printed_trimmed_as_the_server_reads_them() {
+        let args =
+            ["switchboard", "--allow-origin", "https://a.example, https://b.example "].map(str::to_owned);
+        let printed = render(&parsed(&args).sources);
+        assert!(
+            printed.contains("\nallow-origin = [\"https://a.example\", \"https://b.example\"]\n"),
+            "{printed}"
+        );
+    }
+
+    #[test]
     fn text_that_reads_true_is_printed_as_text_and_read_back() {
         let args =
             ["switchboard", "--jwt-name-claim", "true", "--private-metrics", "true"].map(str::to_owned);

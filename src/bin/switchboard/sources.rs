@@ -318,7 +318,14 @@ impl Sources {
                 let id = arg.get_id().as_str();
                 let raw: Vec<&std::ffi::OsStr> =
                     matches.get_raw(id).map(Iterator::collect).unwrap_or_default();
-                let values = raw.iter().map(|value| value.to_string_lossy().into_owned()).collect();
+                // A list's entries are trimmed as the server reads them
+                // ("a, b" in a variable is two), and are shown so.
+                let list = repeatable(arg);
+                let values = raw
+                    .iter()
+                    .map(|value| value.to_string_lossy())
+                    .map(|value| if list { value.trim().to_owned() } else { value.into_owned() })
+                    .collect();
                 let origin = match matches.value_source(id) {
                     Some(ValueSource::CommandLine) => Origin::Flag,
                     Some(ValueSource::EnvVariable) => Origin::Env(
@@ -332,7 +339,7 @@ impl Sources {
                     values,
                     numeric: numeric(arg),
                     switch: switch(arg),
-                    repeatable: repeatable(arg),
+                    repeatable: list,
                     not_utf8: raw.iter().any(|value| value.to_str().is_none()),
                 };
                 (key.to_owned(), setting)

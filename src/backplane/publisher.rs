@@ -189,9 +189,10 @@ impl Publisher {
                         } else {
                             warn!(
                                 "backplane: Redis refused to publish {n} room message(s) (the first to room \
-                                 \"{room}\": {e}): the node's Redis user may not publish to those rooms' channels; they are delivered on this node \
-                                 only (counted in switchboard_backplane_not_relayed_total); further refusals on \
-                                 this connection are logged at debug level"
+                                 \"{room}\": {e}): the node's Redis user may not publish to those rooms' \
+                                 channels; they are delivered on this node only (counted in \
+                                 switchboard_backplane_not_relayed_total); further refusals on this connection \
+                                 are logged at debug level"
                             );
                             refusal_told = true;
                         }

@@ -435,7 +435,7 @@ impl Stuck {
 /// first measure (it can hold back the ACK of the SYN-ACK), so what a slow
 /// path is allowed must stay bounded: a satellite link's 0.6 s and a
 /// congested mobile one's second or two are within it.
-pub(crate) const MAX_ROUND_TRIP: Duration = Duration::from_secs(3);
+const MAX_ROUND_TRIP: Duration = Duration::from_secs(3);
 
 /// The connection's round trip as the kernel has measured it (on a socket
 /// just accepted, from the SYN-ACK and its ACK), at most
